@@ -1,0 +1,1 @@
+"""Bundled generator weights of odcr (installed as the package ``odcr_cli.weights``)."""
