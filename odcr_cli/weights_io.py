@@ -1,0 +1,155 @@
+"""Generator weights on disk: our safetensors files, our training checkpoints, CUT's ``.pth``,
+and the bundled default model with its sha256 manifest."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save as safetensors_save
+
+from odcr_cli import __version__
+from odcr_cli.core.networks import GeneratorConfig, ResnetGenerator
+from odcr_cli.fsutil import atomic_output, sha256_file
+
+FORMAT_TAG = "odcr-generator"
+MANIFEST_NAME = "SHA256SUMS"
+DEFAULT_WEIGHTS_NAME = "default.safetensors"
+
+
+class WeightsError(Exception):
+    """A weights file that cannot be used; the message is one line for the user."""
+
+
+@dataclass(frozen=True)
+class LoadedGenerator:
+    generator: ResnetGenerator
+    metadata: dict[str, str]
+    path: Path
+    sha256: str
+
+
+def save_generator(path: str | os.PathLike, generator: ResnetGenerator,
+                   metadata: dict[str, str] | None = None, dtype: torch.dtype | None = None) -> Path:
+    """Write the generator as safetensors (atomically), with what is needed to rebuild it."""
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in generator.state_dict().items()}
+    if dtype is not None:
+        tensors = {k: v.to(dtype) if v.is_floating_point() else v for k, v in tensors.items()}
+    meta = {"format": FORMAT_TAG, "odcr_version": __version__,
+            "generator_config": json.dumps(generator.config.to_dict())}
+    meta.update({k: str(v) for k, v in (metadata or {}).items()})
+    with atomic_output(path) as fh:
+        fh.write(safetensors_save(tensors, metadata=meta))
+    return Path(path)
+
+
+def infer_generator_config(state_dict: dict[str, torch.Tensor]) -> GeneratorConfig:
+    """Recover ngf / n_blocks / antialias from a generator state_dict (ours or CUT's)."""
+    if "model.1.weight" not in state_dict:
+        raise WeightsError("not a ResNet generator state_dict (no 'model.1.weight')")
+    ngf = int(state_dict["model.1.weight"].shape[0])
+    blocks = {int(m.group(1)) for k in state_dict if (m := re.match(r"model\.(\d+)\.conv_block\.", k))}
+    return GeneratorConfig(ngf=ngf, n_blocks=len(blocks), antialias="model.7.filt" in state_dict)
+
+
+def _strip_prefix(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    # DataParallel / DDP checkpoints prefix every key with "module."
+    if all(k.startswith("module.") for k in state_dict):
+        return {k[len("module."):]: v for k, v in state_dict.items()}
+    return state_dict
+
+
+def build_generator(state_dict: dict[str, torch.Tensor], config: GeneratorConfig | None = None) -> ResnetGenerator:
+    state_dict = _strip_prefix(state_dict)
+    config = config or infer_generator_config(state_dict)
+    generator = ResnetGenerator(config)
+    try:
+        generator.load_state_dict({k: v.float() for k, v in state_dict.items()}, strict=True)
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[0]
+        raise WeightsError(f"weights do not match the generator: {first}") from None
+    return generator.eval()
+
+
+def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            meta = dict(fh.metadata() or {})
+            tensors = {k: fh.get_tensor(k) for k in fh.keys()}
+    except Exception as exc:  # safetensors raises several unrelated types on bad files
+        raise WeightsError(f"{path}: not a readable safetensors file ({exc})") from None
+    return tensors, meta
+
+
+def _read_torch(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str], GeneratorConfig | None]:
+    try:
+        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise WeightsError(f"{path}: cannot be loaded safely as a PyTorch file ({type(exc).__name__})") from None
+    if isinstance(obj, dict) and "generator" in obj:  # our training checkpoint
+        config = GeneratorConfig.from_dict(obj.get("generator_config", {})) if "generator_config" in obj else None
+        meta = {"method": str(obj.get("method", "")), "iteration": str(obj.get("iteration", ""))}
+        return obj["generator"], meta, config
+    if isinstance(obj, dict) and all(isinstance(v, torch.Tensor) for v in obj.values()):
+        return obj, {"source": "cut-pth"}, None
+    raise WeightsError(f"{path}: not a generator state_dict or an odcr checkpoint")
+
+
+def load_generator(path: str | os.PathLike, device: str | torch.device = "cpu") -> LoadedGenerator:
+    """Load a generator from our safetensors, our checkpoint (``.pt``) or a CUT ``net_G.pth``."""
+    p = Path(path)
+    if not p.is_file():
+        raise WeightsError(f"weights file not found: {p}")
+    if p.suffix == ".safetensors":
+        tensors, meta = _read_safetensors(p)
+        config = GeneratorConfig.from_dict(json.loads(meta["generator_config"])) if "generator_config" in meta else None
+    else:
+        tensors, meta, config = _read_torch(p)
+    generator = build_generator(tensors, config).to(device)
+    return LoadedGenerator(generator, meta, p, sha256_file(p))
+
+
+def bundled_weights_dir() -> Path:
+    """Folder of the bundled model: the installed ``odcr_cli.weights`` or the checkout's ``weights/``."""
+    try:
+        installed = Path(str(resources.files("odcr_cli.weights")))
+        if installed.is_dir():
+            return installed
+    except ModuleNotFoundError:
+        pass
+    return Path(__file__).resolve().parent.parent / "weights"
+
+
+def read_manifest(folder: Path) -> dict[str, str]:
+    """``SHA256SUMS`` in ``sha256sum`` format -> {file name: hex digest}."""
+    manifest = folder / MANIFEST_NAME
+    if not manifest.is_file():
+        return {}
+    entries = {}
+    for line in manifest.read_text().splitlines():
+        if line.strip():
+            digest, name = line.split(maxsplit=1)
+            entries[name.lstrip("*")] = digest
+    return entries
+
+
+def bundled_weights_path() -> Path:
+    """Path of the verified bundled default generator, or WeightsError saying what is wrong."""
+    folder = bundled_weights_dir()
+    path = folder / DEFAULT_WEIGHTS_NAME
+    if not path.is_file():
+        raise WeightsError("no bundled model is installed yet; pass --weights PATH (a generator "
+                           ".safetensors, an odcr checkpoint or a CUT net_G.pth)")
+    expected = read_manifest(folder).get(DEFAULT_WEIGHTS_NAME)
+    if expected is None:
+        raise WeightsError(f"{folder / MANIFEST_NAME} has no entry for {DEFAULT_WEIGHTS_NAME}")
+    actual = sha256_file(path)
+    if actual != expected:
+        raise WeightsError(f"bundled weights are corrupt: sha256 {actual[:12]}... != manifest {expected[:12]}...")
+    return path
