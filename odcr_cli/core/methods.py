@@ -1,0 +1,233 @@
+"""Method definitions: ``odcr`` (default), ``cut`` and ``fastcut`` built from the same parts.
+
+A :class:`MethodConfig` says which losses and heads a method uses (method spec 1.6, 2.8);
+:class:`ContrastiveModel` holds the trainable networks of one method and computes the
+discriminator loss and the generator-side objective for one batch. The training loop
+(``odcr_cli.training``) owns optimisers, schedules, data and files.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields, replace
+import numpy as np
+import torch
+from torch import nn
+
+from odcr_cli.core import losses
+from odcr_cli.core.networks import (
+    NCE_LAYERS_DEFAULT,
+    ChannelClassifiers,
+    DiscriminatorConfig,
+    GeneratorConfig,
+    PatchDiscriminator,
+    ProjectionHead,
+    ResnetGenerator,
+    init_weights,
+)
+
+METHODS = ("odcr", "cut", "fastcut")
+
+
+@dataclass(frozen=True)
+class MethodConfig:
+    """Every loss-side hyper-parameter of a method. Field names double as CLI flags."""
+
+    name: str = "odcr"
+    lambda_gan: float = 1.0
+    lambda_nce: float = 1.0
+    lambda_ce: float = 1.0
+    lambda_idt: float = 1.0
+    nce_idt: bool = True                     # identity term on the clear image
+    halve_nce: bool = False                  # CUT: 0.5 * (NCE + NCE_idt); ODCR Eq. 15: no halving
+    flip_equivariance: bool = False          # FastCUT
+    nce_layers: tuple[int, ...] = NCE_LAYERS_DEFAULT
+    num_patches: int = 256                   # S: sampled locations per layer in the hazy image
+    num_clear_patches: int = 256             # N_{-+}: clear keys per query (ODCR)
+    nce_t: float = 0.07
+    negatives_from_batch: bool = False       # SinCUT-style negatives over the whole batch
+    head: str = "mlp"                        # mlp | linear (linear only when orthogonal)
+    head_dim: int = 256
+    orthogonal_head: bool = True             # Stiefel-constrained head matrices (ODCR)
+    weighted_nce: bool = True                # WPNCE with channel classifiers (ODCR)
+    wpnce_hazy_pair: str = "swapped"         # swapped (ours) | literal (as printed)
+    idt: str = "nce"                         # nce | l1
+    ce_trains_head: bool = True              # the CE loss also moves the orthogonal head
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["nce_layers"] = list(self.nce_layers)
+        return d
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "MethodConfig":
+        names = {f.name for f in fields(cls)}
+        kept = {k: v for k, v in values.items() if k in names}
+        if "nce_layers" in kept:
+            kept["nce_layers"] = tuple(kept["nce_layers"])
+        return cls(**kept)
+
+
+def method_config(name: str, **overrides) -> MethodConfig:
+    """Preset of ``name`` with ``overrides`` (None values are ignored)."""
+    presets = {
+        "odcr": MethodConfig(name="odcr"),
+        "cut": MethodConfig(name="cut", orthogonal_head=False, weighted_nce=False, halve_nce=True,
+                            lambda_ce=0.0),
+        "fastcut": MethodConfig(name="fastcut", orthogonal_head=False, weighted_nce=False,
+                                lambda_nce=10.0, nce_idt=False, flip_equivariance=True, lambda_ce=0.0,
+                                lambda_idt=0.0),
+    }
+    if name not in presets:
+        raise ValueError(f"unknown method {name!r}; choose one of {', '.join(METHODS)}")
+    config = replace(presets[name], **{k: v for k, v in overrides.items() if v is not None})
+    if config.head == "linear" and not config.orthogonal_head:
+        raise ValueError("--head linear needs the orthogonal head")
+    if config.wpnce_hazy_pair not in ("swapped", "literal"):
+        raise ValueError(f"unknown --wpnce-hazy-pair {config.wpnce_hazy_pair!r}")
+    if config.idt not in ("nce", "l1"):
+        raise ValueError(f"unknown --idt {config.idt!r}")
+    return config
+
+
+def draw_patch_ids(rng: np.random.Generator, height: int, width: int, count: int) -> torch.Tensor:
+    """``min(count, H*W)`` distinct flat positions, drawn on the CPU with numpy (CUT issue #83)."""
+    n = height * width
+    return torch.from_numpy(rng.permutation(n)[: min(count, n)].astype(np.int64))
+
+
+def gather_patches(feature: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) features and (S,) flat ids -> (B, S, C): the same positions in every image."""
+    b, c = feature.shape[:2]
+    flat = feature.reshape(b, c, -1)
+    return flat[:, :, ids.to(feature.device)].transpose(1, 2)
+
+
+@dataclass
+class StepOutput:
+    """Losses of one generator step; ``total`` is what is back-propagated."""
+
+    total: torch.Tensor
+    terms: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+class ContrastiveModel(nn.Module):
+    """Generator, discriminator, projection head and (ODCR) channel classifiers of one method."""
+
+    def __init__(self, method: MethodConfig, generator: GeneratorConfig = GeneratorConfig(),
+                 discriminator: DiscriminatorConfig = DiscriminatorConfig()) -> None:
+        super().__init__()
+        self.method = method
+        self.generator = init_weights(ResnetGenerator(generator))
+        self.discriminator = init_weights(PatchDiscriminator(discriminator))
+        channels = self.generator.layer_channels(method.nce_layers)
+        self.head = ProjectionHead(channels, dim=method.head_dim, kind=method.head,
+                                   orthogonal=method.orthogonal_head)
+        self.classifiers = ChannelClassifiers(len(channels), method.head_dim) if method.weighted_nce else None
+
+    # -- forward ------------------------------------------------------------------------------
+    def _forward_with_features(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """G(x) and G's encoder features of x at the NCE layers, from the same single pass."""
+        wanted = set(self.method.nce_layers)
+        found: dict[int, torch.Tensor] = {}
+        h = x
+        for idx, module in enumerate(self.generator.model):
+            h = module(h)
+            if idx in wanted:
+                found[idx] = h
+        return h, [found[i] for i in self.method.nce_layers]
+
+    def translate(self, hazy: torch.Tensor, clear: torch.Tensor, flip: bool) -> dict[str, torch.Tensor | list]:
+        """One generator pass over hazy (and clear, for the identity/ODCR terms) images."""
+        m = self.method
+        use_clear = m.nce_idt or m.weighted_nce
+        real = torch.cat([hazy, clear]) if use_clear else hazy
+        if flip:
+            real = torch.flip(real, dims=[3])
+        fake, feats = self._forward_with_features(real)
+        n = hazy.shape[0]
+        out: dict[str, torch.Tensor | list] = {"fake": fake[:n], "idt": fake[n:] if use_clear else None}
+        # Keys are detached in every loss, so the features of this pass serve as keys: no second
+        # encoder pass over the real images (except under a flip, where keys must be unflipped).
+        if flip:
+            with torch.no_grad():
+                feats = self.generator.encode(torch.cat([hazy, clear]) if use_clear else hazy, m.nce_layers)
+        feats = [f.detach() for f in feats]
+        out["keys_hazy"] = [f[:n] for f in feats]
+        out["keys_clear"] = [f[n:] for f in feats] if use_clear else None
+        return out
+
+    def discriminator_loss(self, clear: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+        return losses.lsgan_d_loss(self.discriminator(clear), self.discriminator(fake.detach()))
+
+    def generator_objective(self, hazy: torch.Tensor, clear: torch.Tensor, state: dict,
+                            rng: np.random.Generator, flip: bool) -> StepOutput:
+        """GAN + contrastive terms for the generator step (D must be frozen by the caller)."""
+        m = self.method
+        fake, idt = state["fake"], state["idt"]
+        terms: dict[str, torch.Tensor] = {"gan": losses.lsgan_g_loss(self.discriminator(fake))}
+
+        queries_in = torch.cat([fake, idt]) if (m.nce_idt and m.idt == "nce") else fake
+        q_feats = self.generator.encode(queries_in, m.nce_layers)
+        if flip:
+            q_feats = [torch.flip(f, dims=[3]) for f in q_feats]
+        n = hazy.shape[0]
+
+        nce_terms, idt_terms, ce_terms, entropies = [], [], [], []
+        for layer, (qf, kh) in enumerate(zip(q_feats, state["keys_hazy"])):
+            ids_h = draw_patch_ids(rng, kh.shape[2], kh.shape[3], m.num_patches)
+            head = lambda x, i=layer: self.head.mlps[i](x)  # noqa: E731 - per-layer projection
+            z_q = _unit(head(gather_patches(qf[:n], ids_h)))
+            z_kh = _unit(head(gather_patches(kh, ids_h)))
+            if m.nce_idt or m.weighted_nce:
+                kc = state["keys_clear"][layer]
+                ids_c = draw_patch_ids(rng, kc.shape[2], kc.shape[3], m.num_clear_patches)
+                z_kc = _unit(head(gather_patches(kc, ids_c)))
+            if m.weighted_nce:
+                assert self.classifiers is not None
+                zh_ce, zc_ce = (z_kh, z_kc) if m.ce_trains_head else (z_kh.detach(), z_kc.detach())
+                ce_terms.append(losses.channel_classifier_loss(
+                    self.classifiers(zh_ce.reshape(-1, zh_ce.shape[-1]), layer),
+                    self.classifiers(zc_ce.reshape(-1, zc_ce.shape[-1]), layer)))
+                theta = self.classifiers.theta(layer).detach()
+                w_h = losses.channel_weights(theta[0], z_kh.detach())
+                w_c = losses.channel_weights(theta[1], z_kc.detach())
+                entropies.append(losses.weight_entropy(w_h))
+                nce_terms.append(losses.wpnce_loss(z_q, z_kh.detach(), z_kc.detach(), w_h, w_c,
+                                                   tau=m.nce_t, hazy_pair=m.wpnce_hazy_pair))
+            else:
+                nce_terms.append(losses.patch_nce_loss(z_q, z_kh.detach(), tau=m.nce_t,
+                                                       negatives_from_batch=m.negatives_from_batch))
+            if m.nce_idt and m.idt == "nce":
+                z_qi = _unit(head(gather_patches(qf[n:], ids_c)))
+                idt_terms.append(losses.patch_nce_loss(z_qi, z_kc.detach(), tau=m.nce_t,
+                                                       negatives_from_batch=m.negatives_from_batch))
+
+        terms["nce"] = torch.stack(nce_terms).mean()
+        if m.nce_idt:
+            terms["idt"] = (torch.stack(idt_terms).mean() if m.idt == "nce"
+                            else losses.l1_identity_loss(idt, clear))
+        if ce_terms:
+            terms["ce"] = torch.stack(ce_terms).mean()
+            terms["w_entropy"] = torch.stack(entropies).mean().detach()
+
+        total = m.lambda_gan * terms["gan"]
+        if m.halve_nce and m.nce_idt:
+            total = total + m.lambda_nce * 0.5 * (terms["nce"] + terms["idt"])
+        else:
+            total = total + m.lambda_nce * terms["nce"]
+            if m.nce_idt:
+                total = total + m.lambda_idt * terms["idt"]
+        if "ce" in terms:
+            total = total + m.lambda_ce * terms["ce"]
+        return StepOutput(total=total, terms=terms)
+
+    # -- parameter groups ---------------------------------------------------------------------
+    def head_euclidean_parameters(self) -> list[nn.Parameter]:
+        params = list(self.head.euclidean_parameters())
+        if self.classifiers is not None:
+            params += list(self.classifiers.parameters())
+        return params
+
+
+def _unit(x: torch.Tensor) -> torch.Tensor:
+    return torch.nn.functional.normalize(x, dim=-1, eps=1e-7)

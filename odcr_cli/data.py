@@ -1,0 +1,128 @@
+"""Unpaired training data: folders of ordinary photos of any size and mode.
+
+Sampling is a pure function of (seed, sample index): the hazy folder is walked in a fresh
+shuffled order every epoch, the clear image is drawn uniformly at random (CUT's unaligned
+loader), and the crop and flip come from the same per-index generator. A resumed or
+distributed run therefore sees exactly the samples an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
+PREPROCESS = ("scale_shortside_crop", "resize_crop", "crop")
+
+
+def list_images(path: str | Path) -> list[Path]:
+    """A single image file, or every image under a folder (recursively, sorted)."""
+    p = Path(path)
+    if p.is_file():
+        return [p]
+    if not p.is_dir():
+        raise FileNotFoundError(f"no such file or folder: {p}")
+    return sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def load_rgb(path: Path) -> Image.Image:
+    """Decode fully, apply EXIF orientation, convert any mode to RGB."""
+    with Image.open(path) as im:
+        im = ImageOps.exif_transpose(im)
+        im.load()
+        if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+            im = im.convert("RGBA")
+            background = Image.new("RGBA", im.size, (255, 255, 255, 255))
+            im = Image.alpha_composite(background, im)
+        return im.convert("RGB")
+
+
+def to_tensor(im: Image.Image) -> torch.Tensor:
+    """PIL RGB -> (3, H, W) float32 in [-1, 1]."""
+    arr = np.asarray(im, dtype=np.float32) / 127.5 - 1.0
+    return torch.from_numpy(arr.transpose(2, 0, 1).copy())
+
+
+@dataclass(frozen=True)
+class CropSpec:
+    crop: int = 256
+    load_size: int = 286
+    preprocess: str = "scale_shortside_crop"
+    flip: bool = True
+
+
+class ImageFolder:
+    """Decoded, pre-scaled images of one domain, cached in memory (the pools are small)."""
+
+    def __init__(self, files: list[Path], spec: CropSpec, on_skip: Callable[[Path, str], None] | None = None) -> None:
+        self.spec = spec
+        self.images: list[Image.Image] = []
+        self.files: list[Path] = []
+        self.skipped: list[tuple[Path, str]] = []
+        for f in files:
+            try:
+                self.images.append(self._prescale(load_rgb(f)))
+                self.files.append(f)
+            except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as exc:
+                reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
+                self.skipped.append((f, reason))
+                if on_skip:
+                    on_skip(f, reason)
+
+    def _prescale(self, im: Image.Image) -> Image.Image:
+        s = self.spec
+        if s.preprocess == "resize_crop":
+            return im.resize((s.load_size, s.load_size), Image.BICUBIC)
+        w, h = im.size
+        short = min(w, h)
+        # scale_shortside_crop: shorter side -> load_size; crop: native size, upscaled only if
+        # smaller than the crop (small images are upscaled, never skipped)
+        target = s.load_size if s.preprocess == "scale_shortside_crop" else max(short, s.crop)
+        if short != target:
+            k = target / short
+            im = im.resize((max(s.crop, round(w * k)), max(s.crop, round(h * k))), Image.BICUBIC)
+        return im
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def sample(self, index: int, rng: np.random.Generator) -> torch.Tensor:
+        im = self.images[index]
+        s = self.spec
+        w, h = im.size
+        x = int(rng.integers(0, w - s.crop + 1))
+        y = int(rng.integers(0, h - s.crop + 1))
+        patch = im.crop((x, y, x + s.crop, y + s.crop))
+        t = to_tensor(patch)
+        if s.flip and rng.random() < 0.5:
+            t = torch.flip(t, dims=[2])
+        return t
+
+
+class UnpairedSampler:
+    """Batches of (hazy, clear) crops as a deterministic function of the sample index."""
+
+    def __init__(self, hazy: ImageFolder, clear: ImageFolder, seed: int) -> None:
+        if len(hazy) == 0 or len(clear) == 0:
+            raise ValueError("both the hazy and the clear pool need at least one readable image")
+        self.hazy, self.clear, self.seed = hazy, clear, seed
+
+    def _hazy_index(self, sample: int) -> int:
+        epoch, pos = divmod(sample, len(self.hazy))
+        order = np.random.default_rng([self.seed, 1, epoch]).permutation(len(self.hazy))
+        return int(order[pos])
+
+    def item(self, sample: int) -> tuple[torch.Tensor, torch.Tensor]:
+        rng = np.random.default_rng([self.seed, 2, sample])
+        hazy = self.hazy.sample(self._hazy_index(sample), rng)
+        clear = self.clear.sample(int(rng.integers(0, len(self.clear))), rng)
+        return hazy, clear
+
+    def batch(self, first_sample: int, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        items = [self.item(first_sample + i) for i in range(size)]
+        return torch.stack([a for a, _ in items]), torch.stack([b for _, b in items])

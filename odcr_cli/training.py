@@ -1,0 +1,489 @@
+"""The training loop of ``odcr train``: optimisers, schedule, checkpoints, logs and samples.
+
+Layout of a run folder::
+
+    RUN_DIR/config.json                      effective configuration (updated on resume)
+    RUN_DIR/log.jsonl                        every loss term, learning rate and speed
+    RUN_DIR/samples/iter_XXXXXXXX.jpg        input | output grid of a fixed set of hazy crops
+    RUN_DIR/checkpoints/ckpt_XXXXXXXX.pt     full training state (the last K are kept)
+    RUN_DIR/checkpoints/generator_XXXXXXXX.safetensors
+    RUN_DIR/generator.safetensors            generator of the newest checkpoint, for dehaze/export
+
+Multi-GPU: under ``torchrun`` (WORLD_SIZE > 1) every rank trains on its own deterministic
+slice of samples and gradients are averaged across ranks before each optimiser step
+(synchronous data parallelism, like DDP); rank 0 writes the files.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import time
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from PIL import Image
+from torch import nn
+
+from odcr_cli import __version__
+from odcr_cli.core.methods import ContrastiveModel, MethodConfig
+from odcr_cli.core.networks import GeneratorConfig
+from odcr_cli.core.stiefel import StiefelSGD
+from odcr_cli.data import PREPROCESS, CropSpec, ImageFolder, UnpairedSampler, list_images
+from odcr_cli.fsutil import atomic_output
+from odcr_cli.weights_io import save_generator
+
+CKPT_RE = re.compile(r"ckpt_(\d{8})\.pt$")
+
+
+class TrainingError(Exception):
+    """A training run that cannot start or go on; the message is one line for the user."""
+
+
+class TrainingDiverged(TrainingError):
+    pass
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything of a run except the method's loss settings (see MethodConfig)."""
+
+    hazy: str
+    clear: str
+    out: str
+    iters: int = 1000
+    decay_fraction: float = 0.5        # CUT's shape: constant LR, then linear decay to zero
+    crop: int = 256
+    load_size: int | None = None       # default: crop * 286 / 256 (CUT's 286 for 256)
+    preprocess: str = "scale_shortside_crop"
+    batch: int = 1
+    lr: float = 2e-4
+    beta1: float = 0.5
+    beta2: float = 0.999
+    stiefel_lr: float | None = None    # step size gamma of the Stiefel update; default = lr
+    seed: int = 0
+    device: str = "auto"
+    amp: str = "auto"                  # auto (bf16 on CUDA) | bf16 | off
+    checkpoint_every: int = 500
+    keep_checkpoints: int = 3
+    log_every: int = 10
+    sample_every: int = 500
+    num_samples: int = 4
+    val_hazy: str | None = None
+    val_gt: str | None = None
+    val_every: int = 1000
+    until: int | None = None           # stop after this iteration (the schedule still spans iters)
+    training_data: str = ""            # free text recorded in the generator's metadata
+
+    @property
+    def effective_load_size(self) -> int:
+        return self.load_size or round(self.crop * 286 / 256)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "TrainConfig":
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in names})
+
+
+def lr_factor(iteration: int, total: int, decay_fraction: float) -> float:
+    """CUT's linear policy over iterations: 1 for the first part, then linear decay towards 0."""
+    n_decay = max(1, round(total * decay_fraction))
+    n_const = total - n_decay
+    return 1.0 - max(0, iteration + 1 - n_const) / (n_decay + 1)
+
+
+def resolve_device(spec: str) -> torch.device:
+    """``auto|cpu|cuda[:i]|mps``; a requested accelerator that is unusable is an error."""
+    if spec == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        return torch.device("cpu")
+    device = torch.device(spec)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise TrainingError(f"--device {spec} was requested but CUDA is not usable here")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise TrainingError(f"--device {spec}: only {torch.cuda.device_count()} CUDA device(s) visible")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise TrainingError("--device mps was requested but MPS is not usable here")
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+    return device
+
+
+@dataclass
+class Distributed:
+    rank: int = 0
+    world: int = 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def average_gradients(self, params: Iterable[nn.Parameter]) -> None:
+        if self.world == 1:
+            return
+        grads = [p.grad for p in params if p.grad is not None]
+        if not grads:
+            return
+        flat = torch.cat([g.reshape(-1) for g in grads])
+        dist.all_reduce(flat)
+        flat /= self.world
+        offset = 0
+        for g in grads:
+            g.copy_(flat[offset: offset + g.numel()].view_as(g))
+            offset += g.numel()
+
+    def broadcast_(self, module: nn.Module) -> None:
+        if self.world == 1:
+            return
+        for t in list(module.parameters()) + list(module.buffers()):
+            dist.broadcast(t.data, src=0)
+
+    def in_sync(self, module: nn.Module) -> bool:
+        """Do all ranks hold identical weights? (a cheap checksum gathered from every rank)"""
+        if self.world == 1:
+            return True
+        with torch.no_grad():
+            s = torch.stack([torch.cat([p.detach().double().reshape(-1) for p in module.parameters()]).sum(),
+                             torch.cat([p.detach().double().reshape(-1).abs() for p in module.parameters()]).sum()])
+        gathered = [torch.zeros_like(s) for _ in range(self.world)]
+        dist.all_gather(gathered, s)
+        return all(torch.equal(g, gathered[0]) for g in gathered)
+
+
+class Trainer:
+    """Models, optimisers and schedules of one run; ``step`` performs one training iteration."""
+
+    def __init__(self, config: TrainConfig, method: MethodConfig, generator: GeneratorConfig,
+                 device: torch.device, dist_ctx: Distributed | None = None) -> None:
+        self.config, self.method, self.device = config, method, device
+        self.dist = dist_ctx or Distributed()
+        torch.manual_seed(config.seed)
+        self.model = ContrastiveModel(method, generator).to(device)
+        self.dist.broadcast_(self.model)
+        if device.type == "cuda":
+            self.model.generator.to(memory_format=torch.channels_last)
+            self.model.discriminator.to(memory_format=torch.channels_last)
+        betas = (config.beta1, config.beta2)
+        m = self.model
+        self.opt_g = torch.optim.Adam(m.generator.parameters(), lr=config.lr, betas=betas)
+        self.opt_d = torch.optim.Adam(m.discriminator.parameters(), lr=config.lr, betas=betas)
+        self.opt_f = torch.optim.Adam(m.head_euclidean_parameters(), lr=config.lr, betas=betas)
+        stiefel = m.head.stiefel_parameters()
+        self.opt_s = StiefelSGD(stiefel, lr=config.stiefel_lr or config.lr) if stiefel else None
+        factor = lambda it: lr_factor(it, config.iters, config.decay_fraction)  # noqa: E731
+        self.schedulers = [torch.optim.lr_scheduler.LambdaLR(o, factor) for o in self.optimizers]
+        self.iteration = 0
+        amp = config.amp if config.amp != "auto" else ("bf16" if device.type == "cuda" else "off")
+        self.autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if amp == "bf16"
+                         else nullcontext())
+
+    @property
+    def optimizers(self) -> list[torch.optim.Optimizer]:
+        return [o for o in (self.opt_g, self.opt_d, self.opt_f, self.opt_s) if o is not None]
+
+    def _to_device(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.to(self.device, non_blocking=True)
+        return x.contiguous(memory_format=torch.channels_last) if self.device.type == "cuda" else x
+
+    def step(self, hazy: torch.Tensor, clear: torch.Tensor) -> dict[str, torch.Tensor]:
+        """One iteration: D step, then G + head (+ classifiers, + Stiefel) step. Returns the losses."""
+        m, it = self.model, self.iteration
+        rng = np.random.default_rng([self.config.seed, 3, it, self.dist.rank])
+        hazy, clear = self._to_device(hazy), self._to_device(clear)
+        flip = m.method.flip_equivariance and bool(rng.random() < 0.5)
+
+        with self.autocast:
+            state = m.translate(hazy, clear, flip)
+        # discriminator
+        m.discriminator.requires_grad_(True)
+        self.opt_d.zero_grad(set_to_none=True)
+        with self.autocast:
+            loss_d = m.discriminator_loss(clear, state["fake"])
+        _check_finite("D", loss_d, it)
+        loss_d.backward()
+        self.dist.average_gradients(m.discriminator.parameters())
+        self.opt_d.step()
+        # generator, head, classifiers
+        m.discriminator.requires_grad_(False)
+        for o in (self.opt_g, self.opt_f, self.opt_s):
+            if o is not None:
+                o.zero_grad(set_to_none=True)
+        with self.autocast:
+            out = m.generator_objective(hazy, clear, state, rng, flip)
+        _check_finite("G", out.total, it)
+        out.total.backward()
+        self.dist.average_gradients(list(m.generator.parameters()) + list(m.head.parameters())
+                                    + (list(m.classifiers.parameters()) if m.classifiers is not None else []))
+        self.opt_g.step()
+        self.opt_f.step()
+        if self.opt_s is not None:
+            self.opt_s.step()  # float64 polar retraction, outside autocast
+        for s in self.schedulers:
+            s.step()
+        self.iteration += 1
+        terms = {f"G_{k}": v.detach() for k, v in out.terms.items()}
+        terms["G_total"] = out.total.detach()
+        terms["D"] = loss_d.detach()
+        return terms
+
+    def state_dict(self) -> dict:
+        m = self.model
+        state = {
+            "format": "odcr-checkpoint", "odcr_version": __version__, "iteration": self.iteration,
+            "method": m.method.to_dict(), "generator_config": m.generator.config.to_dict(),
+            "train_config": self.config.to_dict(),
+            "generator": m.generator.state_dict(), "discriminator": m.discriminator.state_dict(),
+            "head": m.head.state_dict(),
+            "classifiers": m.classifiers.state_dict() if m.classifiers is not None else {},
+            "optimizers": [o.state_dict() for o in self.optimizers],
+            "schedulers": [s.state_dict() for s in self.schedulers],
+            "rng": {"torch": torch.get_rng_state()},
+        }
+        if torch.cuda.is_available():
+            state["rng"]["cuda"] = torch.cuda.get_rng_state_all()
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        m = self.model
+        m.generator.load_state_dict(state["generator"])
+        m.discriminator.load_state_dict(state["discriminator"])
+        m.head.load_state_dict(state["head"])
+        if m.classifiers is not None:
+            m.classifiers.load_state_dict(state["classifiers"])
+        for o, s in zip(self.optimizers, state["optimizers"]):
+            o.load_state_dict(s)
+        for sch, s in zip(self.schedulers, state["schedulers"]):
+            sch.load_state_dict(s)
+        self.iteration = int(state["iteration"])
+        torch.set_rng_state(state["rng"]["torch"])
+        if "cuda" in state["rng"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+
+
+def _check_finite(which: str, loss: torch.Tensor, iteration: int) -> None:
+    if not torch.isfinite(loss):
+        raise TrainingDiverged(f"non-finite {which} loss at iteration {iteration + 1}")
+
+
+# --- run folder -----------------------------------------------------------------------------------
+
+def list_checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
+    folder = run_dir / "checkpoints"
+    if not folder.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := CKPT_RE.search(p.name))]
+    return sorted(found)
+
+
+def load_latest_checkpoint(run_dir: Path, warn: Callable[[str], None]) -> dict | None:
+    """Newest checkpoint that loads; a damaged newest one is reported and skipped."""
+    for it, path in reversed(list_checkpoints(run_dir)):
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # a truncated or foreign file: fall back to the previous one
+            warn(f"checkpoint {path.name} is unreadable ({type(exc).__name__}); trying an older one")
+    return None
+
+
+def _save_checkpoint(trainer: Trainer, run_dir: Path, keep: int) -> Path:
+    it = trainer.iteration
+    folder = run_dir / "checkpoints"
+    ckpt = folder / f"ckpt_{it:08d}.pt"
+    with atomic_output(ckpt) as fh:
+        torch.save(trainer.state_dict(), fh)
+    meta = {"method": trainer.method.name, "iteration": str(it),
+            "training_data": trainer.config.training_data or f"hazy={trainer.config.hazy}; clear={trainer.config.clear}"}
+    gen_file = save_generator(folder / f"generator_{it:08d}.safetensors", trainer.model.generator, meta)
+    save_generator(run_dir / "generator.safetensors", trainer.model.generator, meta)
+    for old_it, old in list_checkpoints(run_dir)[:-keep]:
+        old.unlink(missing_ok=True)
+        (folder / f"generator_{old_it:08d}.safetensors").unlink(missing_ok=True)
+    del gen_file
+    return ckpt
+
+
+def _save_samples(trainer: Trainer, fixed: torch.Tensor, path: Path) -> None:
+    g = trainer.model.generator
+    with torch.no_grad():
+        out = g(trainer._to_device(fixed)).float().cpu()
+    rows = torch.cat([fixed, out], dim=3)  # (N, 3, H, 2W): input | output
+    grid = torch.cat(list(rows), dim=1)    # (3, N*H, 2W)
+    arr = ((grid.clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).numpy()
+    with atomic_output(path) as fh:
+        Image.fromarray(arr).save(fh, format="JPEG", quality=90)
+
+
+@dataclass
+class TrainCallbacks:
+    """How the loop reports; the CLI plugs a rich progress bar in here."""
+
+    on_start: Callable[[int, int], None] = lambda start, total: None
+    on_iteration: Callable[[int, dict[str, float]], None] = lambda it, terms: None
+    on_message: Callable[[str], None] = lambda msg: None
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    iteration: int
+    seconds_per_iter: float
+    last_checkpoint: Path | None
+    skipped_files: list[tuple[str, str]] = field(default_factory=list)
+    validation: dict[str, float] | None = None
+
+
+def _init_distributed() -> Distributed:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Distributed()
+    if not dist.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        dist.init_process_group(backend=backend)
+    return Distributed(rank=dist.get_rank(), world=dist.get_world_size())
+
+
+def train(config: TrainConfig, method: MethodConfig, generator: GeneratorConfig,
+          resume: bool = False, callbacks: TrainCallbacks | None = None) -> TrainResult:
+    """Run (or resume) a training run in ``config.out``."""
+    cb = callbacks or TrainCallbacks()
+    dctx = _init_distributed()
+    try:
+        return _train(config, method, generator, resume, cb, dctx)
+    finally:
+        if dctx.world > 1 and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def _train(config: TrainConfig, method: MethodConfig, generator: GeneratorConfig, resume: bool,
+           cb: TrainCallbacks, dctx: Distributed) -> TrainResult:
+    run_dir = Path(config.out)
+    say = cb.on_message if dctx.is_main else (lambda msg: None)
+    if config.preprocess not in PREPROCESS:
+        raise TrainingError(f"unknown --preprocess {config.preprocess!r}")
+    if config.iters < 1 or config.batch < 1 or config.crop < 16 or config.crop % 4:
+        raise TrainingError("--iters and --batch must be >= 1 and --crop a multiple of 4, at least 16")
+
+    state = None
+    if resume:
+        state = load_latest_checkpoint(run_dir, say)
+        if state is None:
+            raise TrainingError(f"--resume: no readable checkpoint in {run_dir / 'checkpoints'}")
+        method = MethodConfig.from_dict(state["method"])
+        generator = GeneratorConfig.from_dict(state["generator_config"])
+    elif list_checkpoints(run_dir):
+        raise TrainingError(f"{run_dir} already holds a run; use --resume to continue it or choose another --out")
+
+    device = resolve_device(config.device)
+    try:
+        hazy_files, clear_files = list_images(config.hazy), list_images(config.clear)
+    except FileNotFoundError as exc:
+        raise TrainingError(str(exc)) from None
+    spec = CropSpec(crop=config.crop, load_size=max(config.effective_load_size, config.crop),
+                    preprocess=config.preprocess)
+    skip = lambda p, why: say(f"skipped unreadable image {p}: {why}")  # noqa: E731
+    hazy, clear = ImageFolder(hazy_files, spec, skip), ImageFolder(clear_files, spec, skip)
+    try:
+        sampler = UnpairedSampler(hazy, clear, config.seed)
+    except ValueError as exc:
+        raise TrainingError(f"{exc} (hazy: {config.hazy}, clear: {config.clear})") from None
+    if len(hazy) == 1:
+        say("one hazy image: single-image translation, negatives drawn from that image")
+
+    trainer = Trainer(config, method, generator, device, dctx)
+    if state is not None:
+        trainer.load_state_dict(state)
+        say(f"resumed from iteration {trainer.iteration}")
+        del state
+    stop = min(config.until or config.iters, config.iters)
+
+    if dctx.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        effective = {"train": config.to_dict(), "method": method.to_dict(), "generator": generator.to_dict(),
+                     "odcr_version": __version__, "device": str(device), "world_size": dctx.world,
+                     "torch": torch.__version__}
+        with atomic_output(run_dir / "config.json", "w") as fh:
+            json.dump(effective, fh, indent=2)
+    fixed = torch.stack([_center_crop(im, config.crop) for im in hazy.images[: config.num_samples]])
+
+    cb.on_start(trainer.iteration, stop) if dctx.is_main else None
+    last_ckpt = list_checkpoints(run_dir)[-1][1] if list_checkpoints(run_dir) else None
+    t0, it0 = time.perf_counter(), trainer.iteration
+    validation = None
+    log_path = run_dir / "log.jsonl"
+    while trainer.iteration < stop:
+        it = trainer.iteration
+        a, b = sampler.batch((it * dctx.world + dctx.rank) * config.batch, config.batch)
+        try:
+            terms = trainer.step(a, b)
+        except TrainingDiverged as exc:
+            where = f"last good checkpoint: {last_ckpt}" if last_ckpt else "no checkpoint was written yet"
+            raise TrainingDiverged(f"{exc}; {where}") from None
+        done = trainer.iteration
+        if dctx.is_main and (done % config.log_every == 0 or done == stop):
+            values = {k: float(v) for k, v in terms.items()}
+            elapsed = time.perf_counter() - t0
+            record = {"iter": done, "lr": trainer.schedulers[0].get_last_lr()[0],
+                      "sec_per_iter": elapsed / max(1, done - it0), **values}
+            with open(log_path, "a") as fh:
+                fh.write(json.dumps(record) + "\n")
+            cb.on_iteration(done, values)
+        elif dctx.is_main:
+            cb.on_iteration(done, {})
+        if done % config.checkpoint_every == 0 or done == stop:
+            synced = dctx.in_sync(trainer.model)
+            if dctx.is_main:
+                last_ckpt = _save_checkpoint(trainer, run_dir, config.keep_checkpoints)
+                with open(log_path, "a") as fh:
+                    fh.write(json.dumps({"iter": done, "checkpoint": last_ckpt.name,
+                                         "world_size": dctx.world, "ranks_in_sync": synced}) + "\n")
+            if not synced:
+                raise TrainingError(f"ranks disagree on the weights at iteration {done}")
+        if dctx.is_main and (done % config.sample_every == 0 or done == stop) and len(fixed):
+            _save_samples(trainer, fixed, run_dir / "samples" / f"iter_{done:08d}.jpg")
+        if dctx.is_main and config.val_hazy and config.val_gt and (done % config.val_every == 0 or done == stop):
+            validation = _validate(trainer, config)
+            with open(log_path, "a") as fh:
+                fh.write(json.dumps({"iter": done, "val": validation}) + "\n")
+            say(f"validation at {done}: PSNR {validation['psnr']:.2f} dB, SSIM {validation['ssim']:.4f}")
+
+    spi = (time.perf_counter() - t0) / max(1, trainer.iteration - it0)
+    return TrainResult(run_dir, trainer.iteration, spi, last_ckpt,
+                       [(str(p), w) for p, w in hazy.skipped + clear.skipped], validation)
+
+
+def _center_crop(im: Image.Image, size: int) -> torch.Tensor:
+    from odcr_cli.data import to_tensor
+    w, h = im.size
+    x, y = (w - size) // 2, (h - size) // 2
+    return to_tensor(im.crop((x, y, x + size, y + size)))
+
+
+def _validate(trainer: Trainer, config: TrainConfig) -> dict[str, float]:
+    """Mean PSNR/SSIM of the current generator on a paired folder (evaluate's conventions)."""
+    from odcr_cli.evaluation import evaluate_generator_on_pairs
+
+    g = trainer.model.generator
+    was_training = g.training
+    try:
+        return evaluate_generator_on_pairs(g.eval(), Path(config.val_hazy), Path(config.val_gt))
+    finally:
+        g.train(was_training)
+
+
+def merge_config(base: TrainConfig, **overrides) -> TrainConfig:
+    return replace(base, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def estimate_total_minutes(seconds_per_iter: float, iters: int) -> float:
+    return math.ceil(seconds_per_iter * iters / 60)
