@@ -8,6 +8,7 @@ Heavy modules (torch above all, ~1.5 s to import) are imported inside the comman
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Optional
@@ -46,16 +47,378 @@ def _fail(message: str, code: int = 2) -> None:
 
 
 # --- train -------------------------------------------------------------------------------------
-# (train command: owned by training)
+@app.command(help="Train a dehazing generator on unpaired folders of hazy and clear photos.")
+def train(
+    hazy: Path = typer.Option(..., "--hazy", help="Folder (or one file) of hazy photos."),
+    clear: Path = typer.Option(..., "--clear", help="Folder of clear (haze-free) photos, unpaired."),
+    out: Path = typer.Option(..., "--out", help="Run folder: checkpoints, generator, log, samples."),
+    method: str = typer.Option("odcr", "--method", help="odcr | cut | fastcut."),
+    iters: int = typer.Option(1000, "--iters", help="Total iteration budget (the LR schedule spans it)."),
+    crop: int = typer.Option(256, "--crop", help="Training crop size (multiple of 4)."),
+    batch: int = typer.Option(1, "--batch", help="Images per iteration and per GPU (CUT: 1 works best)."),
+    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda[:i] | mps."),
+    seed: int = typer.Option(0, "--seed"),
+    resume: bool = typer.Option(False, "--resume", help="Continue from the newest valid checkpoint in --out."),
+    until: Optional[int] = typer.Option(None, "--until", help="Stop after this iteration (schedule still spans --iters)."),
+    load_size: Optional[int] = typer.Option(None, "--load-size", help="Scale before cropping (default crop*286/256)."),
+    preprocess: str = typer.Option("scale_shortside_crop", "--preprocess",
+                                   help="scale_shortside_crop | resize_crop (CUT, square) | crop (native)."),
+    lr: float = typer.Option(2e-4, "--lr"),
+    beta1: float = typer.Option(0.5, "--beta1"),
+    beta2: float = typer.Option(0.999, "--beta2"),
+    decay_fraction: float = typer.Option(0.5, "--decay-fraction", help="Final fraction of iterations with linear LR decay."),
+    stiefel_lr: Optional[float] = typer.Option(None, "--stiefel-lr", help="Stiefel step size gamma (default: --lr)."),
+    amp: str = typer.Option("auto", "--amp", help="auto (bf16 on CUDA) | bf16 | off."),
+    ngf: int = typer.Option(64, "--ngf", help="Generator width."),
+    n_blocks: int = typer.Option(9, "--n-blocks", help="Generator residual blocks."),
+    antialias: bool = typer.Option(True, "--antialias/--no-antialias", help="Blur down/upsampling (CUT default)."),
+    lambda_gan: Optional[float] = typer.Option(None, "--lambda-gan"),
+    lambda_nce: Optional[float] = typer.Option(None, "--lambda-nce"),
+    lambda_ce: Optional[float] = typer.Option(None, "--lambda-ce"),
+    lambda_idt: Optional[float] = typer.Option(None, "--lambda-idt"),
+    nce_idt: Optional[bool] = typer.Option(None, "--nce-idt/--no-nce-idt", help="Identity term on the clear image."),
+    nce_layers: Optional[str] = typer.Option(None, "--nce-layers", help="Generator layer indices, e.g. 0,4,8,12,16."),
+    num_patches: Optional[int] = typer.Option(None, "--num-patches", help="Sampled locations per layer (S)."),
+    num_clear_patches: Optional[int] = typer.Option(None, "--num-clear-patches", help="Clear negatives per query (ODCR)."),
+    nce_t: Optional[float] = typer.Option(None, "--nce-t", help="Temperature tau."),
+    head: Optional[str] = typer.Option(None, "--head", help="mlp | linear (orthogonal head shape)."),
+    orthogonal_head: Optional[bool] = typer.Option(None, "--orthogonal-head/--no-orthogonal-head"),
+    wpnce_hazy_pair: Optional[str] = typer.Option(None, "--wpnce-hazy-pair", help="swapped (default) | literal."),
+    idt: Optional[str] = typer.Option(None, "--idt", help="nce (default) | l1."),
+    ce_trains_head: Optional[bool] = typer.Option(None, "--ce-trains-head/--no-ce-trains-head"),
+    flip_equivariance: Optional[bool] = typer.Option(None, "--flip-equivariance/--no-flip-equivariance"),
+    checkpoint_every: int = typer.Option(500, "--checkpoint-every"),
+    keep_checkpoints: int = typer.Option(3, "--keep-checkpoints"),
+    log_every: int = typer.Option(10, "--log-every"),
+    sample_every: int = typer.Option(500, "--sample-every"),
+    val_hazy: Optional[Path] = typer.Option(None, "--val-hazy", help="Paired validation: hazy folder."),
+    val_gt: Optional[Path] = typer.Option(None, "--val-gt", help="Paired validation: ground-truth folder."),
+    val_every: int = typer.Option(1000, "--val-every"),
+    training_data: str = typer.Option("", "--training-data", help="Description stored in the weights' metadata."),
+) -> None:
+    from odcr_cli.core.methods import method_config
+    from odcr_cli.core.networks import GeneratorConfig
+    from odcr_cli.training import TrainCallbacks, TrainConfig, TrainingError, train as run_training
+
+    try:
+        layers = tuple(int(v) for v in nce_layers.split(",")) if nce_layers else None
+        mcfg = method_config(method, lambda_gan=lambda_gan, lambda_nce=lambda_nce, lambda_ce=lambda_ce,
+                             lambda_idt=lambda_idt, nce_idt=nce_idt, nce_layers=layers, num_patches=num_patches,
+                             num_clear_patches=num_clear_patches, nce_t=nce_t, head=head,
+                             orthogonal_head=orthogonal_head, wpnce_hazy_pair=wpnce_hazy_pair, idt=idt,
+                             ce_trains_head=ce_trains_head, flip_equivariance=flip_equivariance)
+    except ValueError as exc:
+        _fail(str(exc))
+    if (val_hazy is None) != (val_gt is None):
+        _fail("--val-hazy and --val-gt go together")
+    cfg = TrainConfig(hazy=str(hazy), clear=str(clear), out=str(out), iters=iters, crop=crop, batch=batch,
+                      device=device, seed=seed, until=until, load_size=load_size, preprocess=preprocess, lr=lr,
+                      beta1=beta1, beta2=beta2, decay_fraction=decay_fraction, stiefel_lr=stiefel_lr, amp=amp,
+                      checkpoint_every=checkpoint_every, keep_checkpoints=keep_checkpoints, log_every=log_every,
+                      sample_every=sample_every, val_hazy=str(val_hazy) if val_hazy else None,
+                      val_gt=str(val_gt) if val_gt else None, val_every=val_every, training_data=training_data)
+    reporter = _TrainReporter(log_every)
+    try:
+        with reporter:
+            result = run_training(cfg, mcfg, GeneratorConfig(ngf=ngf, n_blocks=n_blocks, antialias=antialias),
+                                  resume=resume, callbacks=TrainCallbacks(reporter.start, reporter.update, reporter.say))
+    except TrainingError as exc:
+        _fail(str(exc), code=1)
+    if os.environ.get("RANK", "0") == "0":
+        typer.echo(f"done: iteration {result.iteration}, {result.seconds_per_iter:.3f} s/iter; "
+                   f"generator: {result.run_dir / 'generator.safetensors'}", err=True)
+
+
+class _TrainReporter:
+    """A rich progress bar (it/s, ETA) on a terminal; plain log lines otherwise."""
+
+    def __init__(self, every: int) -> None:
+        from rich.console import Console
+
+        self.console = Console(stderr=True)
+        self.every = every
+        self.progress = None
+        self.task = None
+
+    def __enter__(self) -> "_TrainReporter":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+    def start(self, start: int, total: int) -> None:
+        if not self.console.is_terminal:
+            return
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.progress = Progress(TextColumn("train"), BarColumn(), MofNCompleteColumn(),
+                                 TextColumn("{task.fields[rate]}"),
+                                 TimeRemainingColumn(), TextColumn("{task.fields[losses]}"), console=self.console)
+        self.task = self.progress.add_task("train", total=total, completed=start, rate="", losses="")
+        self.progress.start()
+
+    def update(self, iteration: int, terms: dict[str, float]) -> None:
+        if self.progress is not None:
+            speed = self.progress.tasks[0].speed
+            fields = {"rate": f"{speed:.2f} it/s" if speed else ""}
+            if terms:
+                fields["losses"] = " ".join(f"{k}={v:.3f}" for k, v in terms.items() if k in ("G_total", "D", "G_nce"))
+            self.progress.update(self.task, completed=iteration, **fields)
+        elif terms:
+            text = " ".join(f"{k}={v:.4f}" for k, v in terms.items())
+            print(f"iter {iteration}: {text}", file=sys.stderr, flush=True)
+
+    def say(self, message: str) -> None:
+        self.console.print(message, highlight=False)
 
 # --- dehaze ------------------------------------------------------------------------------------
-# (dehaze command: owned by dehazing)
+@app.command("dehaze")
+def dehaze_command(
+    inputs: list[str] = typer.Argument(None, metavar="INPUT...",
+                                       help="Image files, folders, globs, or '-' for stdin."),
+    output: Optional[str] = typer.Option(None, "-o", "--output",
+                                         help="Output file (one input), folder (mirrors the input tree), or '-' for stdout. "
+                                              "Default: <stem>_dehazed.<ext> beside each input."),
+    recursive: bool = typer.Option(False, "--recursive", "-r", help="Descend into sub-folders."),
+    input_list: Optional[str] = typer.Option(None, "--input-list", help="File with one input path per line ('-' = stdin)."),
+    suffix: Optional[str] = typer.Option(None, "--suffix", help="Added to output names [default: '_dehazed' beside the input, '' in an -o folder]."),
+    ext: str = typer.Option("auto", "--ext", help="Output format: auto (as the input), png, jpg, webp or tif."),
+    quality: Optional[int] = typer.Option(None, "--quality", min=1, max=100, help="JPEG/WebP quality [default: 95]."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs (never the inputs)."),
+    skip_existing: bool = typer.Option(False, "--skip-existing", help="Keep existing outputs and process the rest (resume)."),
+    json_report: Optional[str] = typer.Option(None, "--json", help="Write a JSON report to FILE ('-' = stdout)."),
+    shard: Optional[str] = typer.Option(None, "--shard", help="Process slice i of N (i/N, i from 0), e.g. one per machine."),
+    weights: Optional[str] = typer.Option(None, "--weights", help="Generator .safetensors, odcr checkpoint .pt or CUT net_G.pth [default: bundled model]."),
+    method: str = typer.Option("odcr", "--method", help="odcr (the network) or dcp (dark channel prior, no weights)."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps; a requested GPU that is unusable is an error."),
+    half: bool = typer.Option(False, "--half", help="fp16 on CUDA (non-finite outputs are redone in fp32)."),
+    backend: str = typer.Option("torch", "--backend", help="torch or onnx."),
+    onnx: Optional[str] = typer.Option(None, "--onnx", help="Exported ONNX model for --backend onnx."),
+    tile: Optional[int] = typer.Option(None, "--tile", help="Force tiling with N-px tiles [default: automatic above a 4 GB memory estimate]; InstanceNorm statistics stay whole-image."),
+    max_side: Optional[str] = typer.Option("auto", "--max-side",
+                                           help="Fast mode: run the network with the longer side at N px and carry the correction to full "
+                                                "resolution. auto: full resolution on GPU; on CPU images longer than 1280 px use 1280. 0 = always full resolution."),
+    max_pixels: Optional[int] = typer.Option(None, "--max-pixels", help="Decompression-bomb limit in pixels [default: Pillow's, ~179 MP]; 0 = no limit."),
+    strip_metadata: bool = typer.Option(False, "--strip-metadata", help="Do not copy ICC profile and EXIF to the outputs."),
+    quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress and no summary (errors still go to stderr)."),
+) -> None:
+    """Dehaze images: files, folders, globs or stdin. Exit code 0 all done, 1 some failed, 2 usage error."""
+    from odcr_cli.dehazing import DehazeOptions, UsageError, run_dehaze, write_report
+    from odcr_cli.inference import InferenceError
+
+    if not inputs and not input_list:
+        _fail("no input given: pass files, folders, globs, '-' or --input-list FILE")
+    if method not in ("odcr", "dcp"):
+        _fail(f"--method {method}: use odcr or dcp")
+    if backend not in ("torch", "onnx"):
+        _fail(f"--backend {backend}: use torch or onnx")
+    if output == "-" and json_report == "-":
+        _fail("-o - and --json - both want stdout; write the report to a file")
+    if (output == "-" or (output is None and inputs == ["-"])) and sys.stdout.isatty():
+        _fail("refusing to write image bytes to a terminal; redirect stdout or pass -o FILE")
+    ms: int | str | None
+    if max_side is None or max_side == "auto":
+        ms = "auto"
+    else:
+        try:
+            ms = int(max_side)
+        except ValueError:
+            _fail(f"--max-side {max_side}: expected a number of pixels, 0 or auto")
+    opts = DehazeOptions(inputs=list(inputs or []), output=output, recursive=recursive, input_list=input_list,
+                         suffix=suffix, ext=ext, quality=quality, overwrite=overwrite, skip_existing=skip_existing,
+                         shard=shard, weights=weights, method=method, device=device, half=half, backend=backend,
+                         onnx=onnx, tile=tile, max_side=ms, max_pixels=max_pixels, strip_metadata=strip_metadata)
+    err = sys.stderr
+    show = not quiet
+    state: dict = {}
+
+    def on_start(engine: dict, total: int) -> None:
+        if not show:
+            return
+        sha = (engine.get("weights_sha256") or "")[:12]
+        params = engine.get("parameters")
+        desc = f"odcr dehaze: {total} image(s), method {engine['method']}, backend {engine['backend']} on {engine['device']}"
+        if sha:
+            desc += f", weights {engine.get('weights')} (sha256 {sha}…" + (f", {params:,} parameters)" if params else ")")
+        print(desc, file=err)
+        if engine["method"] == "odcr" and engine["device"] == "cpu":
+            print(f"note: running on the CPU (slow); fast mode max-side={engine.get('max_side') or 'off'}", file=err)
+        if err.isatty():
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            prog = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                            console=Console(stderr=True), transient=True)
+            prog.start()
+            state["progress"], state["task"] = prog, prog.add_task("dehazing", total=total)
+
+    def on_file(res, done: int, total: int) -> None:
+        if res.status == "failed":
+            typer.secho(f"failed: {res.error}", fg=typer.colors.RED, err=True)
+        if "progress" in state:
+            state["progress"].update(state["task"], completed=done)
+        elif show:
+            print(f"[{done}/{total}] {res.status}: {res.input} -> {res.output}", file=err)
+
+    try:
+        report = run_dehaze(opts, progress=on_file, on_start=on_start)
+    except UsageError as exc:
+        _fail(str(exc))
+    except InferenceError as exc:
+        _fail(str(exc))
+    except Exception as exc:
+        from odcr_cli.weights_io import WeightsError
+        if isinstance(exc, WeightsError):
+            _fail(str(exc))
+        raise
+    finally:
+        if "progress" in state:
+            state["progress"].stop()
+    if json_report:
+        write_report(report, json_report)
+    if show:
+        print(f"done: {report.ok} ok, {report.failed} failed, {report.skipped} skipped "
+              f"in {report.seconds:.1f} s (network {report.net_seconds:.1f} s)", file=err)
+        for f in report.files:
+            if f.status == "failed":
+                print(f"  failed: {f.input}: {f.error}", file=err)
+    raise typer.Exit(report.exit_code)
 
 # --- evaluate ----------------------------------------------------------------------------------
-# (evaluate command: owned by evaluation)
+@app.command("evaluate")
+def evaluate_command(
+    hazy: Optional[Path] = typer.Option(None, "--hazy", help="Folder of hazy images (with --gt)."),
+    gt: Optional[Path] = typer.Option(None, "--gt", help="Folder of ground-truth images (with --hazy)."),
+    pairs: Optional[Path] = typer.Option(None, "--pairs", help="Folder holding hazy/ and gt/."),
+    method: Optional[list[str]] = typer.Option(None, "--method", "-m",
+                                               help="Repeatable: odcr (bundled or --weights), dcp, input, onnx:FILE, or a weights/checkpoint path (default: odcr)."),
+    weights: Optional[str] = typer.Option(None, "--weights", help="Weights for --method odcr (default: the bundled model)."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps; a requested GPU that is unusable is an error."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write all scores as JSON to FILE."),
+    csv_out: Optional[Path] = typer.Option(None, "--csv", help="Write per-image scores and means as CSV to FILE."),
+    save_outputs: Optional[Path] = typer.Option(None, "--save-outputs", help="Save each method's outputs as PNG under DIR/METHOD/."),
+    latency_size: str = typer.Option("256x256", "--latency-size", help="HxW of the latency measurement of learned methods."),
+    latency_repeats: int = typer.Option(5, "--latency-repeats", min=0, help="Timed runs after one warm-up (0 = skip)."),
+    quiet: bool = typer.Option(False, "-q", "--quiet", help="Only the table."),
+) -> None:
+    """Score methods side by side against ground truth: PSNR and SSIM (full resolution, RGB uint8)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from odcr_cli.evaluation import EvaluationError, evaluate
+    from odcr_cli.export import ExportError, parse_hw
+    from odcr_cli.inference import InferenceError
+    from odcr_cli.weights_io import WeightsError
+
+    if pairs is None and (hazy is None or gt is None):
+        _fail("give --pairs DIR, or both --hazy DIR and --gt DIR")
+    if pairs is not None and (hazy is not None or gt is not None):
+        _fail("--pairs and --hazy/--gt are alternatives; give one")
+    try:
+        lat_hw = parse_hw(latency_size)
+    except ExportError as exc:
+        _fail(str(exc))
+    out = Console()
+    err = Console(stderr=True)
+
+    def progress(done: int, total: int, stem: str) -> None:
+        if not quiet and err.is_terminal and stem:
+            err.print(f"[{done + 1}/{total}] {stem}", end="\r", highlight=False)
+
+    try:
+        report = evaluate(hazy_dir=hazy, gt_dir=gt, pairs_dir=pairs, methods=method or ["odcr"], weights=weights,
+                          device=device, save_outputs=save_outputs, latency_size=lat_hw,
+                          latency_repeats=latency_repeats, progress=progress)
+    except (EvaluationError, InferenceError, WeightsError) as exc:
+        _fail(str(exc))
+    p = report.pairing
+    if not quiet:
+        err.print(f"{len(p.pairs)} pairs evaluated in {report.seconds:.1f} s")
+    for label, items in (("hazy images without GT", p.unmatched_hazy), ("GT images without a hazy image", p.unmatched_gt)):
+        if items:
+            err.print(f"[yellow]warning:[/] {len(items)} {label} (not scored): " + ", ".join(items[:10])
+                      + (" …" if len(items) > 10 else ""), highlight=False)
+    if report.gt_cropped:
+        borders = sorted(set(report.gt_cropped.values()))
+        err.print(f"note: {len(report.gt_cropped)} GT image(s) centre-cropped to the hazy size "
+                  f"(border {', '.join(map(str, borders))} px)")
+    for f in report.failures:
+        err.print(f"[red]failed:[/] {f['stem']} ({f['method'] or 'reading'}): {f['error']}", highlight=False)
+
+    subsets = sorted({s for m in report.methods.values() for s in m.subsets})
+    table = Table(title="PSNR (dB) / SSIM, full resolution, RGB uint8")
+    table.add_column("method")
+    table.add_column("all", justify="right")
+    for s in subsets:
+        table.add_column(s, justify="right")
+    table.add_column("params", justify="right")
+    table.add_column(f"latency {lat_hw[0]}x{lat_hw[1]}", justify="right")
+    for name, m in report.methods.items():
+        def cell(agg: dict) -> str:
+            return "–" if not agg or not agg.get("n") else f"{agg['psnr']:.2f} / {agg['ssim']:.3f} (n={agg['n']})"
+        lat = m.latency
+        table.add_row(name, cell(m.mean), *[cell(m.subsets.get(s, {})) for s in subsets],
+                      f"{m.parameters:,}" if m.parameters else "–",
+                      f"{lat['median_ms']:.0f} ms ({lat['backend']}, {lat['device']})" if lat else "–")
+    out.print(table)
+    if json_out:
+        report.write_json(json_out)
+    if csv_out:
+        report.write_csv(csv_out)
+    raise typer.Exit(1 if report.failures else 0)
 
 # --- export ------------------------------------------------------------------------------------
-# (export command: owned by export)
+@app.command("export")
+def export_command(
+    onnx_flag: bool = typer.Option(False, "--onnx", help="Export to ONNX (the only format so far)."),
+    weights: Optional[str] = typer.Option(None, "--weights", help="Generator .safetensors, odcr checkpoint .pt or CUT net_G.pth (default: the bundled model)."),
+    output: Path = typer.Option(Path("model.onnx"), "-o", "--output", help="Output .onnx file (written only if the parity check passes)."),
+    opset: int = typer.Option(17, "--opset", help="ONNX opset."),
+    fp16: bool = typer.Option(False, "--fp16", help="fp16 weights/activations; InstanceNorm and reductions stay fp32; I/O stays float32."),
+    static: Optional[str] = typer.Option(None, "--static", help="Fix height and width, e.g. 512x512 (multiples of 4) (default: dynamic)."),
+    check_image: Optional[list[Path]] = typer.Option(None, "--check-image", help="Repeatable: real photos added to the parity check."),
+    no_check: bool = typer.Option(False, "--no-check", help="Skip the PyTorch-vs-ONNX parity check (not recommended)."),
+    training_data: Optional[str] = typer.Option(None, "--training-data", help="Training data recorded in the metadata (default: from the weights)."),
+) -> None:
+    """Export the generator to ONNX (dynamic batch/height/width) and check it against PyTorch."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from odcr_cli.export import ExportCheckError, ExportError, export_onnx, parse_hw
+    from odcr_cli.inference import InferenceError
+    from odcr_cli.weights_io import WeightsError
+
+    if not onnx_flag:
+        _fail("choose a format: --onnx")
+    try:
+        static_hw = parse_hw(static) if static else None
+    except ExportError as exc:
+        _fail(str(exc))
+    con = Console(stderr=True)
+    try:
+        with con.status("exporting and checking…"):
+            report = export_onnx(weights, output, opset=opset, fp16=fp16, static_hw=static_hw,
+                                 check=not no_check, check_images=check_image or (), training_data=training_data)
+    except ExportCheckError as exc:
+        for c in exc.report.checks:
+            con.print(f"  {'ok ' if c.passed else '[red]BAD[/]'} {c.name}: max diff {c.max_abs_diff}, PSNR {c.psnr:.1f} dB",
+                      highlight=False)
+        _fail(str(exc), code=1)
+    except (ExportError, WeightsError, InferenceError) as exc:
+        _fail(str(exc))
+    table = Table(title=f"parity vs PyTorch fp32 ({'fp16: PSNR >= 40 dB' if fp16 else 'fp32: diff <= 1 level, PSNR >= 50 dB'})")
+    for col in ("image", "HxW", "max diff (levels)", "PSNR (dB)", "ok"):
+        table.add_column(col)
+    for c in report.checks:
+        table.add_row(c.name, f"{c.height}x{c.width}", str(c.max_abs_diff),
+                      "inf" if c.psnr == float("inf") else f"{c.psnr:.1f}", "yes" if c.passed else "NO")
+    if report.checks:
+        con.print(table)
+    shape = f"{static_hw[0]}x{static_hw[1]}" if static_hw else "dynamic HxW"
+    con.print(f"wrote {report.output} ({report.bytes / 1e6:.1f} MB, opset {report.opset}, "
+              f"{'fp16' if fp16 else 'fp32'}, {shape}, {report.parameters:,} parameters, "
+              f"weights sha256 {report.weights_sha256[:12]}…) in {report.seconds:.1f} s", highlight=False)
 
 
 def main() -> None:

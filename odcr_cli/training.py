@@ -184,6 +184,7 @@ class Trainer:
         factor = lambda it: lr_factor(it, config.iters, config.decay_fraction)  # noqa: E731
         self.schedulers = [torch.optim.lr_scheduler.LambdaLR(o, factor) for o in self.optimizers]
         self.iteration = 0
+        self.last_lr = config.lr
         amp = config.amp if config.amp != "auto" else ("bf16" if device.type == "cuda" else "off")
         self.autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if amp == "bf16"
                          else nullcontext())
@@ -229,6 +230,7 @@ class Trainer:
         self.opt_f.step()
         if self.opt_s is not None:
             self.opt_s.step()  # float64 polar retraction, outside autocast
+        self.last_lr = self.opt_g.param_groups[0]["lr"]  # the rate this iteration used
         for s in self.schedulers:
             s.step()
         self.iteration += 1
@@ -433,7 +435,7 @@ def _train(config: TrainConfig, method: MethodConfig, generator: GeneratorConfig
         if dctx.is_main and (done % config.log_every == 0 or done == stop):
             values = {k: float(v) for k, v in terms.items()}
             elapsed = time.perf_counter() - t0
-            record = {"iter": done, "lr": trainer.schedulers[0].get_last_lr()[0],
+            record = {"iter": done, "lr": trainer.last_lr,
                       "sec_per_iter": elapsed / max(1, done - it0), **values}
             with open(log_path, "a") as fh:
                 fh.write(json.dumps(record) + "\n")

@@ -1,0 +1,183 @@
+"""Training: end-to-end runs of every method, exact resume, checkpoints, errors, DDP."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+from typer.testing import CliRunner
+
+from odcr_cli.cli import app
+from odcr_cli.core import methods as methods_module
+from odcr_cli.core.methods import method_config
+from odcr_cli.core.networks import GeneratorConfig
+from odcr_cli.training import TrainConfig, TrainingDiverged, TrainingError, lr_factor, train
+from odcr_cli.weights_io import load_generator
+
+TINY = ["--ngf", "4", "--n-blocks", "1", "--crop", "32", "--num-patches", "16", "--num-clear-patches", "16"]
+
+
+def _photo(rng: np.random.Generator, w: int, h: int, haze: float) -> Image.Image:
+    yy, xx = np.mgrid[0:h, 0:w]
+    base = np.stack([np.sin(xx / 7.0), np.cos(yy / 5.0), np.sin((xx + yy) / 11.0)], -1) * 0.5 + 0.5
+    img = (1 - haze) * base + haze * 0.8 + rng.normal(0, 0.02, base.shape)
+    return Image.fromarray((np.clip(img, 0, 1) * 255).astype(np.uint8))
+
+
+@pytest.fixture()
+def pools(tmp_path: Path) -> tuple[Path, Path]:
+    """Small folders of 'photos' in awkward sizes and modes, plus one unreadable file."""
+    rng = np.random.default_rng(0)
+    hazy, clear = tmp_path / "hazy", tmp_path / "clear"
+    (hazy / "sub").mkdir(parents=True)
+    clear.mkdir()
+    _photo(rng, 60, 45, 0.6).save(hazy / "a.jpg")
+    _photo(rng, 20, 30, 0.5).save(hazy / "tiny.png")                 # smaller than the crop
+    _photo(rng, 50, 70, 0.7).convert("L").save(hazy / "sub" / "grey.png")
+    (hazy / "broken.jpg").write_bytes(b"this is not a jpeg")
+    _photo(rng, 64, 48, 0.0).save(clear / "c1.png")
+    _photo(rng, 40, 80, 0.1).convert("P").save(clear / "c2.png")
+    return hazy, clear
+
+
+def _cli_train(hazy: Path, clear: Path, out: Path, *extra: str) -> object:
+    args = ["train", "--hazy", str(hazy), "--clear", str(clear), "--out", str(out), *TINY, "--log-every", "1",
+            "--sample-every", "2", *extra]
+    return CliRunner().invoke(app, args)
+
+
+@pytest.mark.parametrize("method", ["odcr", "cut", "fastcut"])
+def test_end_to_end_run_leaves_everything_behind(pools, tmp_path, method) -> None:
+    hazy, clear = pools
+    out = tmp_path / f"run_{method}"
+    res = _cli_train(hazy, clear, out, "--method", method, "--iters", "3")
+    assert res.exit_code == 0, res.output
+    assert "broken.jpg" in res.output  # unreadable files are reported, not fatal
+    assert (out / "checkpoints" / "ckpt_00000003.pt").is_file()
+    assert (out / "samples" / "iter_00000002.jpg").is_file()
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["method"]["name"] == method and cfg["train"]["iters"] == 3
+    lines = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    losses = [rec for rec in lines if "G_total" in rec]
+    assert [rec["iter"] for rec in losses] == [1, 2, 3]
+    assert all(np.isfinite(rec["G_gan"]) and np.isfinite(rec["D"]) and np.isfinite(rec["G_nce"]) for rec in losses)
+    if method == "odcr":
+        assert "G_ce" in losses[0] and "G_w_entropy" in losses[0]
+    gen = load_generator(out / "generator.safetensors")
+    assert gen.metadata["method"] == method and gen.generator.config.ngf == 4
+
+
+def test_resume_follows_the_same_trajectory(pools, tmp_path) -> None:
+    hazy, clear = pools
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    assert _cli_train(hazy, clear, straight, "--iters", "4").exit_code == 0
+    assert _cli_train(hazy, clear, split, "--iters", "4", "--until", "2").exit_code == 0
+    assert not (split / "checkpoints" / "ckpt_00000004.pt").exists()
+    res = _cli_train(hazy, clear, split, "--iters", "4", "--resume")
+    assert res.exit_code == 0, res.output
+    a = load_file(straight / "generator.safetensors")
+    b = load_file(split / "generator.safetensors")
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    sa = torch.load(straight / "checkpoints" / "ckpt_00000004.pt", weights_only=True)
+    sb = torch.load(split / "checkpoints" / "ckpt_00000004.pt", weights_only=True)
+    assert all(torch.equal(sa["head"][k], sb["head"][k]) for k in sa["head"])  # Stiefel matrices too
+    assert all(torch.equal(sa["discriminator"][k], sb["discriminator"][k]) for k in sa["discriminator"])
+
+
+def test_resume_extends_the_budget_and_skips_a_damaged_checkpoint(pools, tmp_path) -> None:
+    hazy, clear = pools
+    out = tmp_path / "run"
+    assert _cli_train(hazy, clear, out, "--iters", "4", "--checkpoint-every", "2", "--keep-checkpoints", "5").exit_code == 0
+    (out / "checkpoints" / "ckpt_00000004.pt").write_bytes(b"truncated")
+    res = _cli_train(hazy, clear, out, "--iters", "5", "--resume")
+    assert res.exit_code == 0, res.output
+    assert "unreadable" in res.output and "resumed from iteration 2" in res.output
+    assert (out / "checkpoints" / "ckpt_00000005.pt").is_file()
+
+
+def test_only_the_last_k_checkpoints_are_kept(pools, tmp_path) -> None:
+    hazy, clear = pools
+    out = tmp_path / "run"
+    assert _cli_train(hazy, clear, out, "--iters", "4", "--checkpoint-every", "1", "--keep-checkpoints", "2").exit_code == 0
+    names = sorted(p.name for p in (out / "checkpoints").iterdir())
+    assert names == ["ckpt_00000003.pt", "ckpt_00000004.pt",
+                     "generator_00000003.safetensors", "generator_00000004.safetensors"]
+    assert not [p for p in out.rglob("*.tmp")]
+
+
+def test_refuses_to_clobber_an_existing_run(pools, tmp_path) -> None:
+    hazy, clear = pools
+    out = tmp_path / "run"
+    assert _cli_train(hazy, clear, out, "--iters", "1").exit_code == 0
+    res = _cli_train(hazy, clear, out, "--iters", "1")
+    assert res.exit_code == 1 and "--resume" in res.output
+
+
+def test_single_hazy_image_is_accepted(pools, tmp_path) -> None:
+    hazy, clear = pools
+    res = _cli_train(hazy / "a.jpg", clear, tmp_path / "single", "--iters", "2")
+    assert res.exit_code == 0, res.output
+    assert "single-image" in res.output
+
+
+def test_bad_arguments_are_one_line_errors(pools, tmp_path) -> None:
+    hazy, clear = pools
+    res = _cli_train(hazy, clear, tmp_path / "r", "--method", "cyclegan")
+    assert res.exit_code == 2 and "unknown method" in res.output
+    res = _cli_train(tmp_path / "missing", clear, tmp_path / "r2")
+    assert res.exit_code == 1 and "no such file" in res.output
+
+
+def test_non_finite_loss_stops_with_iteration_and_checkpoint(pools, tmp_path, monkeypatch) -> None:
+    hazy, clear = pools
+    cfg = TrainConfig(hazy=str(hazy), clear=str(clear), out=str(tmp_path / "nan"), iters=4, crop=32,
+                      checkpoint_every=1, sample_every=100)
+    calls = {"n": 0}
+    real = methods_module.losses.lsgan_g_loss
+
+    def poisoned(pred: torch.Tensor) -> torch.Tensor:
+        calls["n"] += 1
+        return real(pred) * (float("nan") if calls["n"] == 3 else 1.0)
+
+    monkeypatch.setattr(methods_module.losses, "lsgan_g_loss", poisoned)
+    with pytest.raises(TrainingDiverged, match=r"iteration 3.*ckpt_00000002\.pt"):
+        train(cfg, method_config("cut", num_patches=16), GeneratorConfig(ngf=4, n_blocks=1))
+
+
+def test_unusable_gpu_is_an_error(pools, tmp_path) -> None:
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    hazy, clear = pools
+    cfg = TrainConfig(hazy=str(hazy), clear=str(clear), out=str(tmp_path / "gpu"), iters=1, crop=32, device="cuda")
+    with pytest.raises(TrainingError, match="CUDA"):
+        train(cfg, method_config("cut"), GeneratorConfig(ngf=4, n_blocks=1))
+
+
+def test_schedule_shape_is_constant_then_linear_decay() -> None:
+    f = [lr_factor(i, 10, 0.5) for i in range(10)]
+    assert f[:4] == [1.0] * 4
+    assert all(a > b for a, b in zip(f[4:], f[5:])) and f[-1] > 0
+
+
+def test_ddp_two_gloo_ranks_stay_identical(pools, tmp_path) -> None:
+    hazy, clear = pools
+    out = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "odcr_cli",
+           "train", "--hazy", str(hazy), "--clear", str(clear), "--out", str(out), *TINY, "--iters", "3",
+           "--checkpoint-every", "1", "--device", "cpu"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    syncs = [r for r in records if "ranks_in_sync" in r]
+    assert [r["iter"] for r in syncs] == [1, 2, 3]
+    assert all(r["world_size"] == 2 and r["ranks_in_sync"] for r in syncs)
