@@ -1,0 +1,147 @@
+import io
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from conftest import make_photo
+from odcr_cli.cli import app
+from odcr_cli.dehazing import DehazeOptions, expand_inputs, parse_shard, shard_items
+
+runner = CliRunner()
+
+
+def _img(path, h=40, w=56, seed=0, **kw):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(make_photo(h, w, seed)).save(path, **kw)
+    return path
+
+
+def dehaze(*args, weights=None, input=None):
+    extra = ["--weights", str(weights)] if weights else []
+    return runner.invoke(app, ["dehaze", *map(str, args), *extra, "--max-side", "0"], input=input)
+
+
+def test_single_file_default_name_and_output_file(tmp_path, tiny_weights):
+    src = _img(tmp_path / "photo.jpg")
+    before = src.read_bytes()
+    r = dehaze(src, weights=tiny_weights)
+    assert r.exit_code == 0, r.output
+    out = tmp_path / "photo_dehazed.jpg"
+    assert Image.open(out).size == (56, 40) and src.read_bytes() == before
+    r = dehaze(src, "-o", tmp_path / "x" / "res.png", weights=tiny_weights)
+    assert r.exit_code == 0 and Image.open(tmp_path / "x" / "res.png").format == "PNG"
+
+
+def test_folder_recursive_mirrors_tree_glob_and_list(tmp_path, tiny_weights):
+    _img(tmp_path / "in" / "a.jpg")
+    _img(tmp_path / "in" / "sub" / "b.png")
+    (tmp_path / "in" / "notes.txt").write_text("skip me")
+    r = dehaze(tmp_path / "in", "-o", tmp_path / "out", "--recursive", "--ext", "webp", weights=tiny_weights)
+    assert r.exit_code == 0, r.output
+    assert sorted(p.relative_to(tmp_path / "out").as_posix() for p in (tmp_path / "out").rglob("*.*")) == \
+        ["a.webp", "sub/b.webp"]
+    r = dehaze(str(tmp_path / "in" / "**" / "*.png"), "-o", tmp_path / "g", weights=tiny_weights)
+    assert r.exit_code == 0 and (tmp_path / "g" / "sub" / "b.png").exists()
+    lst = tmp_path / "list.txt"
+    lst.write_text(f"{tmp_path / 'in' / 'a.jpg'}\n# comment\n{tmp_path / 'in' / 'sub' / 'b.png'}\n")
+    r = runner.invoke(app, ["dehaze", "--input-list", str(lst), "-o", str(tmp_path / "l"), "--weights", str(tiny_weights)])
+    assert r.exit_code == 0 and (tmp_path / "l" / "sub" / "b.png").exists() and (tmp_path / "l" / "a.jpg").exists()
+
+
+def test_safety_input_collision_existing(tmp_path, tiny_weights):
+    src = _img(tmp_path / "in" / "a.jpg")
+    before = src.read_bytes()
+    r = dehaze(tmp_path / "in", "-o", tmp_path / "in", "--suffix", "", weights=tiny_weights)
+    assert r.exit_code == 2 and "refusing to overwrite the input" in r.output and src.read_bytes() == before
+    _img(tmp_path / "in" / "a.png")
+    r = dehaze(tmp_path / "in", "-o", tmp_path / "o", "--ext", "png", weights=tiny_weights)
+    assert r.exit_code == 2 and "both be written" in r.output and not (tmp_path / "o").exists()
+    (tmp_path / "in" / "a.png").unlink()
+    assert dehaze(tmp_path / "in", "-o", tmp_path / "o", weights=tiny_weights).exit_code == 0
+    r = dehaze(tmp_path / "in", "-o", tmp_path / "o", weights=tiny_weights)
+    assert r.exit_code == 2 and "already exist" in r.output
+    r = dehaze(tmp_path / "in", "-o", tmp_path / "o", "--skip-existing", "--json", "-", weights=tiny_weights)
+    assert r.exit_code == 0 and '"status": "skipped"' in r.stdout
+    assert dehaze(tmp_path / "in", "-o", tmp_path / "o", "--overwrite", weights=tiny_weights).exit_code == 0
+
+
+def test_bad_file_isolated_json_report(tmp_path, tiny_weights):
+    _img(tmp_path / "in" / "good.png")
+    (tmp_path / "in" / "bad.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    rep = tmp_path / "report.json"
+    r = dehaze(tmp_path / "in", "-o", tmp_path / "o", "--json", rep, weights=tiny_weights)
+    assert r.exit_code == 1, r.output
+    data = json.loads(rep.read_text())
+    status = {f["input"].split("/")[-1]: f for f in data["files"]}
+    assert status["good.png"]["status"] == "ok" and status["bad.jpg"]["status"] == "failed"
+    assert "bad.jpg" in status["bad.jpg"]["error"] and status["good.png"]["width"] == 56
+    assert data["summary"] == {**data["summary"], "ok": 1, "failed": 1}
+    assert data["backend"] == "torch" and data["device"] == "cpu" and len(data["weights_sha256"]) == 64
+    assert (tmp_path / "o" / "good.png").exists() and not (tmp_path / "o" / "bad.jpg").exists()
+    assert not list((tmp_path / "o").glob(".*tmp*"))  # atomic writes leave no temp files
+
+
+def test_shards_partition_the_inputs(tmp_path):
+    for k in range(9):
+        _img(tmp_path / f"{k}.png", 8, 8)
+    items = expand_inputs([str(tmp_path)])
+    parts = [shard_items(items, parse_shard(f"{i}/3")) for i in range(3)]
+    names = [sorted(it.source for it in p) for p in parts]
+    assert sorted(sum(names, [])) == sorted(it.source for it in items)
+    assert names == [sorted(it.source for it in shard_items(items, (i, 3))) for i in range(3)]  # deterministic
+    r = runner.invoke(app, ["dehaze", str(tmp_path), "--shard", "3/3", "--method", "dcp"])
+    assert r.exit_code == 2
+
+
+def test_stdin_stdout_and_dcp_without_weights(tmp_path):
+    buf = io.BytesIO()
+    Image.fromarray(make_photo(24, 32)).save(buf, "PNG")
+    r = runner.invoke(app, ["dehaze", "-", "-o", "-", "--method", "dcp", "-q"], input=buf.getvalue())
+    assert r.exit_code == 0, r.output
+    out = Image.open(io.BytesIO(r.stdout_bytes))
+    assert out.format == "PNG" and out.size == (32, 24)
+    r = runner.invoke(app, ["dehaze", "-", "-o", "-", "--json", "-", "--method", "dcp"], input=buf.getvalue())
+    assert r.exit_code == 2
+
+
+def test_model_and_device_errors_exit_2(tmp_path, tiny_weights):
+    src = _img(tmp_path / "a.png")
+    r = runner.invoke(app, ["dehaze", str(src)])  # no bundled model yet in the checkout
+    from odcr_cli.weights_io import bundled_weights_dir
+    if not (bundled_weights_dir() / "default.safetensors").exists():
+        assert r.exit_code == 2 and "no bundled model" in r.output
+    import torch
+    if not torch.cuda.is_available():
+        r = dehaze(src, "--device", "cuda", weights=tiny_weights)
+        assert r.exit_code == 2 and "CUDA is not available" in r.output
+        r = dehaze(src, "--half", "--device", "cpu", weights=tiny_weights)
+        assert r.exit_code == 2 and "--half" in r.output
+    assert dehaze(src, "--backend", "onnx").exit_code == 2
+    assert dehaze(tmp_path / "missing.png", weights=tiny_weights).exit_code == 2
+
+
+def test_tile_fast_mode_metadata_and_bomb_guard(tmp_path, tiny_weights):
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    src = _img(tmp_path / "a.jpg", 64, 96, exif=exif.tobytes())
+    r = runner.invoke(app, ["dehaze", str(src), "-o", str(tmp_path / "t.jpg"), "--tile", "32",
+                            "--max-side", "0", "--weights", str(tiny_weights), "--json", "-", "-q"])
+    assert r.exit_code == 0 and json.loads(r.stdout)["files"][0]["mode"] == "tiled"
+    assert Image.open(tmp_path / "t.jpg").size == (64, 96)  # orientation applied
+    assert Image.open(tmp_path / "t.jpg").getexif().get(0x0112) == 1
+    r = runner.invoke(app, ["dehaze", str(src), "-o", str(tmp_path / "f.jpg"), "--max-side", "48",
+                            "--weights", str(tiny_weights), "--json", "-", "--strip-metadata"])
+    assert r.exit_code == 0 and json.loads(r.stdout)["files"][0]["mode"] == "fast"
+    assert len(Image.open(tmp_path / "f.jpg").getexif()) == 0
+    r = dehaze(src, "-o", tmp_path / "b.jpg", "--max-pixels", "100", weights=tiny_weights)
+    assert r.exit_code == 1 and "--max-pixels" in r.output
+
+
+def test_options_dataclass_defaults():
+    o = DehazeOptions()
+    assert o.ext == "auto" and o.max_side == "auto" and o.suffix is None
+    with pytest.raises(Exception):
+        parse_shard("1/0")

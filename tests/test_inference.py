@@ -1,0 +1,156 @@
+import subprocess
+import sys
+import threading
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import make_photo
+from odcr_cli.core.networks import GeneratorConfig, ResnetGenerator
+from odcr_cli.fsutil import sha256_file
+from odcr_cli.inference import (Dehazer, InferenceError, TorchBackend, guided_upsample, psnr,
+                                resolve_torch_device)
+from odcr_cli.weights_io import WeightsError
+
+
+@pytest.fixture(scope="module")
+def dh(tiny_weights):
+    return Dehazer(weights=str(tiny_weights), device="cpu", max_side=0)
+
+
+def test_inference_module_does_not_import_torch():
+    code = "import sys, odcr_cli.inference, odcr_cli.dehazing, odcr_cli.imageio; assert 'torch' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 3), (3, 5, 3), (17, 30, 3), (64, 48, 3), (5, 7), (9, 11, 4), (6, 6, 1)])
+def test_any_size_same_shape_and_dtype(dh, shape):
+    rng = np.random.default_rng(0)
+    for dtype in (np.uint8, np.uint16, np.float32):
+        hi = {np.uint8: 255, np.uint16: 65535, np.float32: 1}[dtype]
+        img = (rng.random(shape) * hi).astype(dtype)
+        out = dh.dehaze(img)
+        assert out.shape == img.shape and out.dtype == img.dtype
+        if len(shape) == 3 and shape[2] == 4:
+            assert np.array_equal(out[..., 3], img[..., 3])  # alpha passed through
+
+
+def test_tiled_matches_whole_image(tiny_weights):
+    img = make_photo(200, 232)
+    whole = Dehazer(weights=str(tiny_weights), device="cpu", max_side=0).dehaze(img.astype(np.float32) / 255)
+    tiled_d = Dehazer(weights=str(tiny_weights), device="cpu", max_side=0, tile=64, halo=32)
+    tiled = tiled_d.dehaze(img.astype(np.float32) / 255)
+    assert tiled_d.last_plan.mode == "tiled" and tiled_d.last_plan.stats_scale == 1.0
+    assert psnr(whole, tiled) >= 40.0
+    # above the memory budget the statistics come from a downscaled copy (an approximation)
+    approx_d = Dehazer(weights=str(tiny_weights), device="cpu", max_side=0, tile=64, halo=32,
+                       stats_max_pixels=200 * 232 // 4)
+    approx = approx_d.dehaze(img.astype(np.float32) / 255)
+    assert approx_d.last_plan.stats_scale == 0.5 and np.isfinite(approx).all()
+
+
+def test_auto_tiling_above_memory_budget(tiny_weights):
+    d = Dehazer(weights=str(tiny_weights), device="cpu", max_side=0, memory_budget_gb=0.3004)
+    assert d.estimate_bytes(160, 160) > d.memory_budget
+    out = d.dehaze(make_photo(160, 160))
+    assert out.shape == (160, 160, 3) and d.last_plan.mode == "tiled"
+    d2 = Dehazer(weights=str(tiny_weights), device="cpu", max_side=0)
+    d2.dehaze(make_photo(160, 160))
+    assert d2.last_plan.mode == "whole"
+
+
+class SmoothBackend:
+    """A stand-in network whose correction varies slowly across the image, as haze does."""
+    name, device = "smooth", "cpu"
+
+    def run(self, x):
+        h, w = x.shape[2:]
+        yy, xx = np.mgrid[0:h, 0:w] / max(h, w)
+        gain = 1.3 + 0.3 * np.sin(3 * xx) * np.cos(2 * yy)
+        return np.clip((x - 0.3 * yy) * gain, -1, 1).astype(np.float32)
+
+
+def test_fast_mode_carries_correction_to_full_resolution(tiny_weights):
+    img = make_photo(240, 320).astype(np.float32) / 255
+    full = Dehazer.from_backend(SmoothBackend(), max_side=0).dehaze(img)
+    fast_d = Dehazer.from_backend(SmoothBackend(), max_side=160)
+    fast = fast_d.dehaze(img)
+    assert fast_d.last_plan.mode == "fast" and fast_d.last_plan.net_size == (120, 160)
+    assert fast.shape == img.shape and psnr(full, fast) > 32
+    # with a real (tiny, random) generator too: runs and keeps the size
+    d = Dehazer(weights=str(tiny_weights), device="cpu", max_side=100)
+    assert d.dehaze(make_photo(150, 201)).shape == (150, 201, 3) and d.last_plan.mode == "fast"
+    # auto: fast mode on CPU only above the threshold side
+    assert Dehazer(weights=str(tiny_weights), device="cpu").max_side is not None
+
+
+def test_guided_upsample_reproduces_affine_mapping():
+    rng = np.random.default_rng(0)
+    full = rng.random((64, 80, 3)).astype(np.float32)
+    M = np.array([[0.8, 0.1, 0.0], [0.05, 0.9, 0.0], [0.0, 0.1, 0.7]], np.float32)
+    f = lambda x: np.clip(x @ M.T + 0.05, 0, 1)  # noqa: E731
+    import cv2
+    low = cv2.resize(full, (40, 32), interpolation=cv2.INTER_AREA)
+    assert psnr(guided_upsample(low, f(low), full), f(full)) > 40
+
+
+def test_devices_are_honest(tiny_weights):
+    assert resolve_torch_device("cpu") == "cpu"
+    with pytest.raises(InferenceError):
+        resolve_torch_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(InferenceError, match="CUDA is not available"):
+            resolve_torch_device("cuda:0")
+        with pytest.raises(InferenceError, match="--half needs a CUDA device"):
+            Dehazer(weights=str(tiny_weights), device="cpu", half=True)
+    mps = getattr(torch.backends, "mps", None)
+    if mps is None or not mps.is_available():
+        with pytest.raises(InferenceError, match="MPS"):
+            resolve_torch_device("mps")
+
+
+def test_non_finite_half_output_is_redone_in_fp32():
+    torch.manual_seed(0)
+    b = TorchBackend(ResnetGenerator(GeneratorConfig(ngf=4, n_blocks=1)), "cpu")
+    calls = []
+    real = b._forward
+
+    def fake(x, half, stats=None):
+        calls.append(half)
+        return np.full_like(x, np.nan) if half else real(x, False, stats)
+
+    b._forward, b.half = fake, True
+    with pytest.warns(RuntimeWarning, match="fp32"):
+        y = b.run(np.zeros((1, 3, 16, 16), np.float32))
+    assert calls == [True, False] and np.isfinite(y).all() and b.fp32_retries == 1
+
+
+def test_thread_safe_reuse_and_ray_batch(dh):
+    imgs = [make_photo(32, 40, seed=s) for s in range(4)]
+    expected = [dh.dehaze(i) for i in imgs]
+    got = [None] * 4
+
+    def work(k):
+        got[k] = dh.dehaze(imgs[k])
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    assert all(np.array_equal(a, b) for a, b in zip(expected, got))
+    batch = dh({"image": np.stack(imgs), "path": np.array(["a", "b", "c", "d"])})
+    assert batch["image"].shape == (4, 32, 40, 3) and list(batch["path"]) == ["a", "b", "c", "d"]
+    assert dh({"image": [imgs[0], imgs[1][:20]]})["image"][1].shape == (20, 40, 3)
+
+
+def test_describe_and_weights_errors(tiny_weights, dh, tmp_path):
+    info = dh.describe()
+    assert info["backend"] == "torch" and info["device"] == "cpu"
+    assert info["weights_sha256"] == sha256_file(tiny_weights)
+    assert info["parameters"] == sum(p.numel() for p in ResnetGenerator(GeneratorConfig(ngf=4, n_blocks=1)).parameters())
+    with pytest.raises(WeightsError):
+        Dehazer(weights=str(tmp_path / "missing.safetensors"))
+    with pytest.raises(InferenceError, match="--onnx"):
+        Dehazer(backend="onnx")
+    with pytest.raises(InferenceError):
+        Dehazer(weights=str(tiny_weights), backend="tensorflow")
