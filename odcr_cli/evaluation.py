@@ -1,0 +1,385 @@
+"""``odcr evaluate``: full-reference metrics of dehazing methods on paired hazy/GT folders.
+
+Conventions (what the numbers mean exactly)
+-------------------------------------------
+* Decoding: Pillow, ``Image.convert("RGB")`` (no EXIF rotation; 16-bit files are reduced to
+  8 bits by Pillow's conversion). Images are never resized: every method runs on the hazy image
+  at full resolution (``Dehazer(max_side=0)``, no fast mode) and is scored at that resolution.
+* Pairing (hazy file -> GT file, case-insensitive stems, same sub-folder):
+  1. the same stem (``sots_in_1400.png`` <-> ``sots_in_1400.png``/``.jpg``);
+  2. ``_hazy`` -> ``_GT`` (O-HAZE/I-HAZE ``01_outdoor_hazy.jpg`` <-> ``01_outdoor_GT.jpg``,
+     NH-HAZE/Dense-Haze ``01_hazy.png`` <-> ``01_GT.png``);
+  3. RESIDE: the stem without a trailing ``_<number>`` or ``_<number>_<number>`` (``1400_1.png``
+     <-> ``1400.png``; ``0001_0.8_0.2.jpg`` <-> ``0001.png``).
+  Hazy files with no (or an ambiguous) GT and GT files that no hazy image uses are listed in the
+  report, never dropped silently. Several hazy images may share one GT (RESIDE ITS/OTS).
+* A GT larger than its hazy image by a uniform border (same width on all four sides, e.g.
+  SOTS-indoor 640x480 vs 620x460: 10 px) is centre-cropped to the hazy size; the report lists
+  these pairs. Any other size mismatch is a per-pair failure (listed).
+* PSNR: on RGB uint8, ``10 log10(255^2 / MSE)`` with the MSE over all pixels and the 3 channels;
+  identical images are capped at 100 dB so means stay finite.
+* SSIM: ``skimage.metrics.structural_similarity(out, gt, channel_axis=2, data_range=255)`` at its
+  defaults: 7x7 uniform window (``gaussian_weights=False``), K1=0.01, K2=0.03, sample covariance,
+  computed per RGB channel and averaged; the mean SSIM map over the valid (unpadded) region.
+  (Papers differ: D4's script uses grey-scale SSIM with a 51x51 window. Ours is the above.)
+* Means are plain means of per-image values, over all images and per subset. The subset is the
+  image's sub-folder under the hazy folder when there is one, else the stem's prefix before the
+  first ``_`` when that prefix contains a letter (``sots``, ``hazerd``), else none.
+* Latency (learned methods): median wall time of ``Dehazer.dehaze`` on a ``latency_size`` uint8
+  image (conversion, padding, network and back) over ``latency_repeats`` runs after one warm-up,
+  with the device and backend that really ran.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import re
+import statistics
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm"})
+PSNR_CAP = 100.0
+_RESIDE_SUFFIX = re.compile(r"_\d+(?:\.\d+)?(?:_\d+(?:\.\d+)?)?$")
+
+
+class EvaluationError(Exception):
+    """A problem with the evaluation's inputs; the message is one line for the user."""
+
+
+# --- pairing -----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Pair:
+    stem: str          # hazy path relative to the hazy folder, without suffix ('indoor/1400_1')
+    hazy: Path
+    gt: Path
+    subset: str | None
+
+
+@dataclass
+class Pairing:
+    pairs: list[Pair]
+    unmatched_hazy: list[str] = field(default_factory=list)   # "path (reason)"
+    unmatched_gt: list[str] = field(default_factory=list)
+
+
+def _list_images(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+                  and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+
+
+def gt_candidates(stem: str) -> list[str]:
+    """Lower-case GT stems a hazy stem may pair with, in order of preference."""
+    s = stem.lower()
+    out = [s]
+    if s.endswith("_hazy"):
+        out.append(s[: -len("_hazy")] + "_gt")
+    if "hazy" in s:
+        out.append(s.replace("hazy", "gt"))
+    reside = _RESIDE_SUFFIX.sub("", s)
+    if reside != s and reside:
+        out.append(reside)
+    return list(dict.fromkeys(out))
+
+
+def subset_of(rel: Path) -> str | None:
+    if len(rel.parts) > 1:
+        return "/".join(rel.parts[:-1])
+    prefix = rel.stem.split("_", 1)[0]
+    return prefix.lower() if "_" in rel.stem and re.search(r"[A-Za-z]", prefix) else None
+
+
+def pair_images(hazy_dir: str | Path, gt_dir: str | Path) -> Pairing:
+    """Pair every image under ``hazy_dir`` with its ground truth under ``gt_dir`` (see module doc)."""
+    hazy_dir, gt_dir = Path(hazy_dir), Path(gt_dir)
+    for d, what in ((hazy_dir, "hazy"), (gt_dir, "GT")):
+        if not d.is_dir():
+            raise EvaluationError(f"{what} folder not found: {d}")
+    index: dict[tuple[str, str], list[Path]] = {}
+    for p in _list_images(gt_dir):
+        rel = p.relative_to(gt_dir)
+        index.setdefault((str(rel.parent).lower(), rel.stem.lower()), []).append(p)
+    used: set[Path] = set()
+    pairing = Pairing(pairs=[])
+    for p in _list_images(hazy_dir):
+        rel = p.relative_to(hazy_dir)
+        folder = str(rel.parent).lower()
+        match, reason = None, "no GT with a matching name"
+        for cand in gt_candidates(rel.stem):
+            found = index.get((folder, cand))
+            if found:
+                if len(found) > 1:
+                    reason = "ambiguous GT: " + ", ".join(f.name for f in found)
+                    break
+                match = found[0]
+                break
+        if match is None:
+            pairing.unmatched_hazy.append(f"{rel} ({reason})")
+            continue
+        used.add(match)
+        pairing.pairs.append(Pair(str(rel.with_suffix("")), p, match, subset_of(rel)))
+    pairing.unmatched_gt = [str(p.relative_to(gt_dir)) for ps in index.values() for p in ps if p not in used]
+    pairing.unmatched_gt.sort()
+    return pairing
+
+
+def pairs_from_dir(pairs_dir: str | Path) -> Pairing:
+    """``--pairs DIR``: DIR holds ``hazy/`` and ``gt/`` (or ``GT/``)."""
+    d = Path(pairs_dir)
+    gt = next((d / n for n in ("gt", "GT", "clear") if (d / n).is_dir()), d / "gt")
+    return pair_images(d / "hazy", gt)
+
+
+# --- images and metrics ------------------------------------------------------------------------
+
+def load_rgb8(path: Path) -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGB"), dtype=np.uint8).copy()
+
+
+def match_gt(hazy: np.ndarray, gt: np.ndarray) -> tuple[np.ndarray, int]:
+    """Return the GT cropped to the hazy size and the border removed (0 if none)."""
+    (h, w), (gh, gw) = hazy.shape[:2], gt.shape[:2]
+    if (h, w) == (gh, gw):
+        return gt, 0
+    dh, dw = gh - h, gw - w
+    if dh == dw and dh > 0 and dh % 2 == 0:
+        b = dh // 2
+        return gt[b:b + h, b:b + w], b
+    raise EvaluationError(f"GT is {gw}x{gh} but the hazy image is {w}x{h} (not a uniform border)")
+
+
+def psnr_uint8(out: np.ndarray, gt: np.ndarray) -> float:
+    mse = float(np.mean((out.astype(np.float64) - gt.astype(np.float64)) ** 2))
+    return PSNR_CAP if mse == 0 else min(PSNR_CAP, 10.0 * math.log10(255.0 ** 2 / mse))
+
+
+def ssim_uint8(out: np.ndarray, gt: np.ndarray) -> float:
+    from skimage.metrics import structural_similarity
+
+    return float(structural_similarity(out, gt, channel_axis=2, data_range=255))
+
+
+# --- methods -----------------------------------------------------------------------------------
+
+@dataclass
+class Method:
+    name: str
+    kind: str                        # input | dcp | torch | onnx
+    dehaze: Callable[[np.ndarray], np.ndarray]
+    dehazer: object | None = None
+    parameters: int | None = None
+    description: str = ""
+
+
+def make_method(spec: str, weights: str | None = None, device: str = "auto") -> Method:
+    """``input``, ``dcp``, ``odcr`` (bundled or ``weights``), ``onnx:FILE`` or a weights path."""
+    if spec == "input":
+        return Method("input", "input", lambda img: img, description="the hazy image itself")
+    from odcr_cli.inference import Dehazer
+
+    if spec == "dcp":
+        import importlib.util
+
+        if importlib.util.find_spec("odcr_cli.dcp") is None:
+            raise EvaluationError("--method dcp: the dark-channel-prior module (odcr_cli.dcp) is not installed")
+        d = Dehazer(method="dcp")
+        return Method("dcp", "dcp", d.dehaze, d, None, "dark channel prior (numpy)")
+    if spec.startswith("onnx:"):
+        path = Path(spec[len("onnx:"):])
+        if not path.is_file():
+            raise EvaluationError(f"ONNX model not found: {path}")
+        d = Dehazer(backend="onnx", onnx_path=str(path), device=device, max_side=0)
+        params = None
+        meta = getattr(d.backend, "metadata", {}) or {}
+        if str(meta.get("parameters", "")).isdigit():
+            params = int(meta["parameters"])
+        return Method(spec, "onnx", d.dehaze, d, params, f"onnxruntime {d.device}")
+    if spec == "odcr":
+        path = weights
+    else:
+        if not Path(spec).is_file():
+            raise EvaluationError(f"unknown method {spec!r}: use odcr, dcp, input, onnx:FILE or a weights file")
+        path = spec
+    d = Dehazer(weights=path, backend="torch", device=device, max_side=0)
+    return Method(spec, "torch", d.dehaze, d, d.parameters, f"torch {d.device}")
+
+
+def measure_latency(method: Method, size: tuple[int, int] = (256, 256), repeats: int = 5) -> dict | None:
+    """Median ms of ``dehaze`` on a ``size`` uint8 image after one warm-up (learned methods)."""
+    if method.kind not in ("torch", "onnx") or repeats <= 0:
+        return None
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 256, (*size, 3), dtype=np.uint8)
+    method.dehaze(img)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        method.dehaze(img)
+        times.append((time.perf_counter() - t0) * 1e3)
+    d = method.dehazer
+    return {"median_ms": statistics.median(times), "height": size[0], "width": size[1], "repeats": repeats,
+            "warmup": 1, "device": getattr(d, "device", "?"), "backend": getattr(d, "backend_name", method.kind)}
+
+
+# --- report ------------------------------------------------------------------------------------
+
+@dataclass
+class ImageScore:
+    stem: str
+    subset: str | None
+    psnr: float
+    ssim: float
+
+
+@dataclass
+class MethodResult:
+    name: str
+    kind: str
+    description: str = ""
+    images: list[ImageScore] = field(default_factory=list)
+    parameters: int | None = None
+    latency: dict | None = None
+
+    @staticmethod
+    def _mean(scores: Sequence[ImageScore]) -> dict:
+        if not scores:
+            return {"psnr": None, "ssim": None, "n": 0}
+        return {"psnr": float(np.mean([s.psnr for s in scores])),
+                "ssim": float(np.mean([s.ssim for s in scores])), "n": len(scores)}
+
+    @property
+    def mean(self) -> dict:
+        return self._mean(self.images)
+
+    @property
+    def subsets(self) -> dict[str, dict]:
+        names = sorted({s.subset for s in self.images if s.subset is not None})
+        return {n: self._mean([s for s in self.images if s.subset == n]) for n in names}
+
+    def to_dict(self) -> dict:
+        return {"mean": self.mean, "subsets": self.subsets,
+                "images": [{"stem": s.stem, "subset": s.subset, "psnr": s.psnr, "ssim": s.ssim} for s in self.images],
+                "kind": self.kind, "description": self.description,
+                "parameters": self.parameters, "latency": self.latency}
+
+
+@dataclass
+class EvaluationReport:
+    methods: dict[str, MethodResult]
+    pairing: Pairing
+    gt_cropped: dict[str, int] = field(default_factory=dict)   # stem -> border px removed
+    failures: list[dict] = field(default_factory=list)         # {"stem", "method", "error"}
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict:
+        return {
+            "methods": {n: m.to_dict() for n, m in self.methods.items()},
+            "pairing": {"n_pairs": len(self.pairing.pairs), "unmatched_hazy": self.pairing.unmatched_hazy,
+                        "unmatched_gt": self.pairing.unmatched_gt,
+                        "gt_cropped": [{"stem": s, "border_px": b} for s, b in self.gt_cropped.items()]},
+            "failures": self.failures,
+            "conventions": {"psnr": "RGB uint8, peak 255, capped at 100 dB",
+                            "ssim": "skimage structural_similarity defaults: 7x7 uniform window, per RGB "
+                                    "channel averaged (channel_axis=2), data_range=255",
+                            "resolution": "full resolution, never resized",
+                            "decoder": "Pillow convert('RGB')"},
+        }
+
+    def write_json(self, path: str | Path) -> None:
+        from odcr_cli.fsutil import atomic_output
+
+        with atomic_output(path, "w") as fh:
+            json.dump(self.to_dict(), fh, indent=2)
+            fh.write("\n")
+
+    def write_csv(self, path: str | Path) -> None:
+        """One row per (method, image), then per-subset and overall means (stem ``(mean)``)."""
+        from odcr_cli.fsutil import atomic_output
+
+        with atomic_output(path, "w") as fh:
+            w = csv.writer(fh, lineterminator="\n")
+            w.writerow(["method", "subset", "stem", "psnr", "ssim", "n"])
+            for name, m in self.methods.items():
+                for s in m.images:
+                    w.writerow([name, s.subset or "", s.stem, f"{s.psnr:.4f}", f"{s.ssim:.5f}", 1])
+                for sub, agg in m.subsets.items():
+                    w.writerow([name, sub, "(mean)", f"{agg['psnr']:.4f}", f"{agg['ssim']:.5f}", agg["n"]])
+                agg = m.mean
+                if agg["n"]:
+                    w.writerow([name, "(all)", "(mean)", f"{agg['psnr']:.4f}", f"{agg['ssim']:.5f}", agg["n"]])
+
+
+def _safe_name(name: str) -> str:
+    if name.startswith("onnx:"):
+        name = "onnx_" + Path(name[5:]).stem
+    elif name not in ("input", "dcp", "odcr"):
+        name = Path(name).stem
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name) or "method"
+
+
+def evaluate(*, hazy_dir: str | Path | None = None, gt_dir: str | Path | None = None,
+             pairs_dir: str | Path | None = None, methods: Sequence[str] = ("odcr",),
+             weights: str | None = None, device: str = "auto", save_outputs: str | Path | None = None,
+             latency_size: tuple[int, int] = (256, 256), latency_repeats: int = 5,
+             progress: Callable[[int, int, str], None] | None = None) -> EvaluationReport:
+    """Evaluate ``methods`` side by side on the pairs found in ``pairs_dir`` or ``hazy_dir``/``gt_dir``."""
+    t0 = time.perf_counter()
+    if pairs_dir is not None:
+        pairing = pairs_from_dir(pairs_dir)
+    elif hazy_dir is not None and gt_dir is not None:
+        pairing = pair_images(hazy_dir, gt_dir)
+    else:
+        raise EvaluationError("give --pairs DIR, or both --hazy DIR and --gt DIR")
+    if not pairing.pairs:
+        raise EvaluationError("no hazy/GT pairs found" + (
+            f" ({len(pairing.unmatched_hazy)} hazy and {len(pairing.unmatched_gt)} GT files unmatched)"
+            if pairing.unmatched_hazy or pairing.unmatched_gt else ""))
+    specs = list(dict.fromkeys(methods)) or ["odcr"]
+    loaded = [make_method(s, weights=weights, device=device) for s in specs]
+    report = EvaluationReport({m.name: MethodResult(m.name, m.kind, m.description, parameters=m.parameters)
+                               for m in loaded}, pairing)
+    out_root = Path(save_outputs) if save_outputs is not None else None
+    for k, pair in enumerate(pairing.pairs):
+        if progress:
+            progress(k, len(pairing.pairs), pair.stem)
+        try:
+            hazy = load_rgb8(pair.hazy)
+            gt, border = match_gt(hazy, load_rgb8(pair.gt))
+        except Exception as exc:  # per-pair isolation: a bad file is listed, the run goes on
+            report.failures.append({"stem": pair.stem, "method": None, "error": f"{type(exc).__name__}: {exc}"})
+            continue
+        if border:
+            report.gt_cropped[pair.stem] = border
+        for m in loaded:
+            try:
+                out = m.dehaze(hazy)
+                if out.shape != hazy.shape or out.dtype != np.uint8:
+                    raise EvaluationError(f"output {out.shape} {out.dtype} != input {hazy.shape} uint8")
+            except Exception as exc:
+                report.failures.append({"stem": pair.stem, "method": m.name, "error": f"{type(exc).__name__}: {exc}"})
+                continue
+            report.methods[m.name].images.append(
+                ImageScore(pair.stem, pair.subset, psnr_uint8(out, gt), ssim_uint8(out, gt)))
+            if out_root is not None and m.kind != "input":
+                from PIL import Image
+
+                from odcr_cli.fsutil import atomic_path
+                target = out_root / _safe_name(m.name) / f"{pair.stem}.png"
+                with atomic_path(target) as tmp:
+                    Image.fromarray(out).save(tmp, format="PNG")
+    if progress:
+        progress(len(pairing.pairs), len(pairing.pairs), "")
+    for m in loaded:
+        report.methods[m.name].latency = measure_latency(m, latency_size, latency_repeats)
+    report.seconds = time.perf_counter() - t0
+    return report

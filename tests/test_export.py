@@ -1,0 +1,163 @@
+"""`odcr export --onnx` and the ONNX Runtime backend, with tiny generators (CPU, seconds)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+onnx = pytest.importorskip("onnx")
+pytest.importorskip("onnxruntime")
+
+from odcr_cli.export import ExportCheckError, ExportError, export_onnx, parse_hw  # noqa: E402
+from odcr_cli.onnx_backend import OnnxBackend, OnnxBackendError  # noqa: E402
+
+REAL_HAZY = Path(__file__).resolve().parents[2] / "shared" / "data" / "dev" / "real_hazy"
+ODD_SIZES = [(33, 45), (20, 28), (37, 37)]  # odd and non-square: they go through the padding path
+
+
+@pytest.fixture(scope="module")
+def tiny_weights(tmp_path_factory) -> Path:
+    import torch
+
+    from odcr_cli.core.networks import GeneratorConfig, ResnetGenerator
+    from odcr_cli.weights_io import save_generator
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("w") / "tiny.safetensors"
+    return save_generator(path, ResnetGenerator(GeneratorConfig(ngf=4, n_blocks=1)),
+                          {"method": "odcr", "training_data": "unit-test noise"})
+
+
+@pytest.fixture(scope="module")
+def exported(tiny_weights, tmp_path_factory):
+    out = tmp_path_factory.mktemp("onnx") / "tiny.onnx"
+    return export_onnx(tiny_weights, out, check_sizes=ODD_SIZES)
+
+
+def test_export_dynamic_parity_and_metadata(exported, tiny_weights):
+    report = exported
+    assert report.output.is_file() and report.passed
+    assert [(c.height, c.width) for c in report.checks] == ODD_SIZES
+    assert all(c.max_abs_diff <= 1 and c.psnr >= 50 for c in report.checks)
+    model = onnx.load(str(report.output))
+    inp, out = model.graph.input[0], model.graph.output[0]
+    assert (inp.name, out.name) == ("input", "output")
+    assert inp.type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    dims = inp.type.tensor_type.shape.dim
+    assert [d.dim_param for d in dims] == ["batch", "", "height", "width"] and dims[1].dim_value == 3
+    assert model.opset_import[0].version == 17
+    assert any(n.op_type == "InstanceNormalization" for n in model.graph.node)
+    meta = {p.key: p.value for p in model.metadata_props}
+    from odcr_cli import __version__
+    from odcr_cli.fsutil import sha256_file
+    assert meta["odcr_version"] == __version__
+    assert meta["weights_sha256"] == sha256_file(tiny_weights)
+    assert meta["method"] == "odcr" and meta["training_data"] == "unit-test noise"
+    assert (meta["input_range"], meta["channel_order"], meta["layout"], meta["size_multiple"]) == ("[-1,1]", "RGB", "NCHW", "4")
+
+    backend = OnnxBackend(report.output, device="cpu")
+    assert backend.device == "CPUExecutionProvider" and backend.static_hw is None
+    assert backend.size_multiple == 4 and backend.metadata["weights_sha256"] == meta["weights_sha256"]
+    for shape in [(1, 3, 16, 24), (2, 3, 28, 20)]:  # dynamic batch, height and width
+        y = backend.run(np.zeros(shape, np.float32))
+        assert y.shape == shape and y.dtype == np.float32
+    with pytest.raises(ValueError):
+        backend.run(np.zeros((1, 3, 18, 24), np.float32))  # not a multiple of 4: the caller pads
+
+
+def test_dehazer_runs_onnx_backend(exported):
+    from odcr_cli.inference import Dehazer
+
+    d = Dehazer(backend="onnx", onnx_path=str(exported.output), device="cpu", max_side=0)
+    img = np.random.default_rng(1).integers(0, 256, (29, 41, 3), dtype=np.uint8)
+    out = d.dehaze(img)
+    assert out.shape == img.shape and out.dtype == np.uint8 and d.device == "CPUExecutionProvider"
+
+
+def test_static_export(tiny_weights, tmp_path):
+    report = export_onnx(tiny_weights, tmp_path / "s.onnx", static_hw=(32, 48))
+    assert report.passed and [(c.height, c.width) for c in report.checks] == [(32, 48), (29, 47)]
+    backend = OnnxBackend(report.output, device="cpu")
+    assert backend.static_hw == (32, 48) and backend.metadata["static_hw"] == "32x48"
+    assert backend.run(np.zeros((1, 3, 32, 48), np.float32)).shape == (1, 3, 32, 48)
+    with pytest.raises(OnnxBackendError, match="32x48"):
+        backend.run(np.zeros((1, 3, 32, 32), np.float32))
+    with pytest.raises(ExportError):
+        export_onnx(tiny_weights, tmp_path / "bad.onnx", static_hw=(30, 48))
+
+
+def test_failed_parity_is_an_error_and_leaves_no_file(tiny_weights, tmp_path, monkeypatch):
+    original = OnnxBackend.run
+    monkeypatch.setattr(OnnxBackend, "run", lambda self, x: original(self, x) + 0.05)  # ~6 levels off
+    target = tmp_path / "broken.onnx"
+    with pytest.raises(ExportCheckError) as info:
+        export_onnx(tiny_weights, target, check_sizes=[(20, 28)])
+    assert not info.value.report.passed
+    assert not target.exists()
+    assert os.listdir(tmp_path) == []  # no temporary file left behind either
+
+
+def _real_photo() -> Path | None:
+    if not REAL_HAZY.is_dir():
+        return None
+    files = sorted(p for p in REAL_HAZY.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    return files[0] if files else None
+
+
+def test_fp16_keeps_instancenorm_fp32_and_passes(tiny_weights, tmp_path):
+    photo = _real_photo()
+    report = export_onnx(tiny_weights, tmp_path / "h.onnx", fp16=True, check_sizes=[(37, 37)],
+                         check_images=[photo] if photo else [], check_max_side=160)
+    assert report.passed and all(c.psnr >= 40 for c in report.checks)
+    if photo:
+        assert report.checks[-1].name == photo.name
+    model = onnx.shape_inference.infer_shapes(onnx.load(str(report.output)))
+    g = model.graph
+    assert g.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT   # float32 I/O
+    assert g.output[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    types = {vi.name: vi.type.tensor_type.elem_type for vi in list(g.value_info) + list(g.input) + list(g.output)}
+    types.update({t.name: t.data_type for t in g.initializer})
+    norms = [n for n in g.node if n.op_type == "InstanceNormalization"]
+    assert norms
+    for n in norms:
+        assert all(types[i] == onnx.TensorProto.FLOAT for i in n.input)
+        assert types[n.output[0]] == onnx.TensorProto.FLOAT
+    convs = [n for n in g.node if n.op_type == "Conv"]
+    assert all(types[n.input[1]] == onnx.TensorProto.FLOAT16 for n in convs)
+    assert {p.key: p.value for p in model.metadata_props}["precision"] == "fp16"
+
+
+def test_onnx_backend_does_not_import_torch():
+    code = "import odcr_cli.onnx_backend, sys; assert 'torch' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.skipif(os.path.exists("/proc/driver/nvidia/version"), reason="a GPU is present")
+def test_cuda_request_fails_loudly_without_cuda(exported):
+    with pytest.raises(OnnxBackendError, match="CUDA"):
+        OnnxBackend(exported.output, device="cuda")
+    assert OnnxBackend(exported.output, device="auto").device == "CPUExecutionProvider"
+
+
+def test_parse_hw():
+    assert parse_hw("512x384") == (512, 384)
+    with pytest.raises(ExportError):
+        parse_hw("512")
+
+
+def test_cli_export(tiny_weights, tmp_path):
+    from typer.testing import CliRunner
+
+    from odcr_cli.cli import app
+
+    out = tmp_path / "cli.onnx"
+    res = CliRunner().invoke(app, ["export", "--onnx", "--weights", str(tiny_weights), "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    assert out.is_file()
+    res = CliRunner().invoke(app, ["export", "--onnx", "--weights", str(tiny_weights), "-o", str(out), "--static", "5x5"])
+    assert res.exit_code == 2
