@@ -1,0 +1,76 @@
+"""Turn a run's generator into the bundled default model in ``weights/``.
+
+    python scripts/ship_weights.py runs/interim_odcr/generator.safetensors --name odcr-interim-ngf32-b6 \
+        [--fp16] [--check-dir ../shared/data/dev/real_hazy] [--note "..."]
+
+Writes ``weights/default.safetensors`` (with its metadata: name, method, iterations, training data,
+recipe) and ``weights/SHA256SUMS``, which ``odcr dehaze`` verifies. With ``--fp16`` the tensors are
+stored in half precision, and the script refuses to ship unless the fp16 model's outputs match the
+fp32 ones at >= 45 dB PSNR on the photos of ``--check-dir``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from odcr_cli.fsutil import atomic_output, sha256_file
+from odcr_cli.weights_io import DEFAULT_WEIGHTS_NAME, MANIFEST_NAME, load_generator, save_generator
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return math.inf if mse == 0 else 10 * math.log10(255.0**2 / mse)
+
+
+def _outputs(generator: torch.nn.Module, photos: list[Path]) -> list[np.ndarray]:
+    outs = []
+    for p in photos:
+        im = Image.open(p).convert("RGB")
+        im.thumbnail((512, 512))
+        w, h = im.size
+        im = im.crop((0, 0, w - w % 4, h - h % 4))
+        x = torch.from_numpy(np.asarray(im, np.float32).transpose(2, 0, 1)[None] / 127.5 - 1)
+        with torch.inference_mode():
+            y = generator(x)[0].clamp(-1, 1)
+        outs.append(((y + 1) * 127.5).round().byte().permute(1, 2, 0).numpy())
+    return outs
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("generator", type=Path)
+    ap.add_argument("--name", required=True)
+    ap.add_argument("--fp16", action="store_true")
+    ap.add_argument("--check-dir", type=Path, default=ROOT.parent / "shared/data/dev/real_hazy")
+    ap.add_argument("--note", default="")
+    args = ap.parse_args()
+
+    loaded = load_generator(args.generator)
+    meta = dict(loaded.metadata)
+    meta.update({"name": args.name, "source_sha256": loaded.sha256, "note": args.note})
+    meta.pop("format", None)
+    target = ROOT / "weights" / DEFAULT_WEIGHTS_NAME
+    save_generator(target, loaded.generator, meta, dtype=torch.float16 if args.fp16 else None)
+    if args.fp16:
+        photos = sorted(p for p in args.check_dir.iterdir() if p.is_file())[:6]
+        shipped = load_generator(target).generator
+        worst = min(_psnr(a, b) for a, b in zip(_outputs(loaded.generator, photos), _outputs(shipped, photos)))
+        print(f"fp16 storage vs fp32: worst PSNR {worst:.2f} dB over {len(photos)} photos")
+        if worst < 45:
+            target.unlink()
+            raise SystemExit("fp16 storage changes outputs by more than 45 dB allows; ship fp32 instead")
+    with atomic_output(ROOT / "weights" / MANIFEST_NAME, "w") as fh:
+        fh.write(f"{sha256_file(target)}  {DEFAULT_WEIGHTS_NAME}\n")
+    print(f"wrote {target} ({target.stat().st_size / 2**20:.1f} MiB) and {MANIFEST_NAME}")
+
+
+if __name__ == "__main__":
+    main()
