@@ -193,7 +193,7 @@ def dehaze_command(
     method: str = typer.Option("odcr", "--method", help="odcr (the network) or dcp (dark channel prior, no weights)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps; a requested GPU that is unusable is an error."),
     half: bool = typer.Option(False, "--half", help="fp16 on CUDA (non-finite outputs are redone in fp32)."),
-    backend: str = typer.Option("torch", "--backend", help="torch or onnx."),
+    backend: str = typer.Option("auto", "--backend", help="auto (ONNX Runtime for the bundled model on CPU, else torch), torch or onnx."),
     onnx: Optional[str] = typer.Option(None, "--onnx", help="Exported ONNX model for --backend onnx."),
     tile: Optional[int] = typer.Option(None, "--tile", help="Force tiling with N-px tiles (default: automatic above a 4 GB memory estimate); InstanceNorm statistics stay whole-image."),
     max_side: Optional[str] = typer.Option("auto", "--max-side",
@@ -211,8 +211,8 @@ def dehaze_command(
         _fail("no input given: pass files, folders, globs, '-' or --input-list FILE")
     if method not in ("odcr", "dcp"):
         _fail(f"--method {method}: use odcr or dcp")
-    if backend not in ("torch", "onnx"):
-        _fail(f"--backend {backend}: use torch or onnx")
+    if backend not in ("auto", "torch", "onnx"):
+        _fail(f"--backend {backend}: use auto, torch or onnx")
     if output == "-" and json_report == "-":
         _fail("-o - and --json - both want stdout; write the report to a file")
     if (output == "-" or (output is None and inputs == ["-"])) and sys.stdout.isatty():

@@ -48,7 +48,7 @@ class DehazeOptions:
     method: str = "odcr"
     device: str = "auto"
     half: bool = False
-    backend: str = "torch"
+    backend: str = "auto"
     onnx: str | None = None
     tile: int | None = None
     max_side: int | str | None = "auto"

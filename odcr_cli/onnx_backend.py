@@ -32,7 +32,7 @@ class OnnxBackendError(InferenceError):
     (an :class:`~odcr_cli.inference.InferenceError`, so ``odcr dehaze`` reports it as one)."""
 
 
-def _nvidia_driver_present() -> bool:
+def nvidia_driver_present() -> bool:
     """Cheap probe for an NVIDIA driver, without loading any CUDA library."""
     if os.name == "nt":
         import ctypes.util
@@ -62,8 +62,8 @@ def _provider_list(device: str, available: list[str], cache_dir: Path | None) ->
         # errors while failing to load them; under "auto" skip them when they cannot work.
         available = [p for p in available
                      if p == "CPUExecutionProvider"
-                     or (p == "CUDAExecutionProvider" and _nvidia_driver_present())
-                     or (p == "TensorrtExecutionProvider" and _nvidia_driver_present() and _tensorrt_present())
+                     or (p == "CUDAExecutionProvider" and nvidia_driver_present())
+                     or (p == "TensorrtExecutionProvider" and nvidia_driver_present() and _tensorrt_present())
                      or p not in PREFERRED_PROVIDERS]
     if device == "cpu":
         wanted = ["CPUExecutionProvider"]

@@ -7,7 +7,6 @@ import json
 import os
 import re
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 
 import torch
@@ -16,11 +15,10 @@ from safetensors.torch import save as safetensors_save
 
 from odcr_cli import __version__
 from odcr_cli.core.networks import GeneratorConfig, ResnetGenerator
+from odcr_cli.bundled import DEFAULT_WEIGHTS_NAME, BundledModelError, bundled_file
 from odcr_cli.fsutil import atomic_output, sha256_file
 
 FORMAT_TAG = "odcr-generator"
-MANIFEST_NAME = "SHA256SUMS"
-DEFAULT_WEIGHTS_NAME = "default.safetensors"
 
 
 class WeightsError(Exception):
@@ -115,41 +113,9 @@ def load_generator(path: str | os.PathLike, device: str | torch.device = "cpu") 
     return LoadedGenerator(generator, meta, p, sha256_file(p))
 
 
-def bundled_weights_dir() -> Path:
-    """Folder of the bundled model: the installed ``odcr_cli.weights`` or the checkout's ``weights/``."""
-    try:
-        installed = Path(str(resources.files("odcr_cli.weights")))
-        if installed.is_dir():
-            return installed
-    except ModuleNotFoundError:
-        pass
-    return Path(__file__).resolve().parent.parent / "weights"
-
-
-def read_manifest(folder: Path) -> dict[str, str]:
-    """``SHA256SUMS`` in ``sha256sum`` format -> {file name: hex digest}."""
-    manifest = folder / MANIFEST_NAME
-    if not manifest.is_file():
-        return {}
-    entries = {}
-    for line in manifest.read_text().splitlines():
-        if line.strip():
-            digest, name = line.split(maxsplit=1)
-            entries[name.lstrip("*")] = digest
-    return entries
-
-
 def bundled_weights_path() -> Path:
     """Path of the verified bundled default generator, or WeightsError saying what is wrong."""
-    folder = bundled_weights_dir()
-    path = folder / DEFAULT_WEIGHTS_NAME
-    if not path.is_file():
-        raise WeightsError("no bundled model is installed yet; pass --weights PATH (a generator "
-                           ".safetensors, an odcr checkpoint or a CUT net_G.pth)")
-    expected = read_manifest(folder).get(DEFAULT_WEIGHTS_NAME)
-    if expected is None:
-        raise WeightsError(f"{folder / MANIFEST_NAME} has no entry for {DEFAULT_WEIGHTS_NAME}")
-    actual = sha256_file(path)
-    if actual != expected:
-        raise WeightsError(f"bundled weights are corrupt: sha256 {actual[:12]}... != manifest {expected[:12]}...")
-    return path
+    try:
+        return bundled_file(DEFAULT_WEIGHTS_NAME)
+    except BundledModelError as exc:
+        raise WeightsError(str(exc)) from None

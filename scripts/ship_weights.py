@@ -20,7 +20,8 @@ import torch
 from PIL import Image
 
 from odcr_cli.fsutil import atomic_output, sha256_file
-from odcr_cli.weights_io import DEFAULT_WEIGHTS_NAME, MANIFEST_NAME, load_generator, save_generator
+from odcr_cli.bundled import DEFAULT_WEIGHTS_NAME, MANIFEST_NAME
+from odcr_cli.weights_io import load_generator, save_generator
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -110,8 +110,8 @@ def test_stdin_stdout_and_dcp_without_weights(tmp_path):
 def test_model_and_device_errors_exit_2(tmp_path, tiny_weights):
     src = _img(tmp_path / "a.png")
     r = runner.invoke(app, ["dehaze", str(src)])  # no bundled model yet in the checkout
-    from odcr_cli.weights_io import bundled_weights_dir
-    if not (bundled_weights_dir() / "default.safetensors").exists():
+    from odcr_cli.bundled import bundled_dir
+    if not (bundled_dir() / "default.safetensors").exists():
         assert r.exit_code == 2 and "no bundled model" in r.output
     import torch
     if not torch.cuda.is_available():

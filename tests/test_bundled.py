@@ -1,0 +1,58 @@
+"""The bundled default model: checksum verification and the torch-free default path."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from odcr_cli import bundled
+from odcr_cli.fsutil import sha256_file
+from odcr_cli.inference import Dehazer, InferenceError
+
+
+def _fake_bundle(folder: Path, good: bool) -> None:
+    (folder / "default.onnx").write_bytes(b"not really a model")
+    digest = sha256_file(folder / "default.onnx") if good else "0" * 64
+    (folder / "SHA256SUMS").write_text(f"{digest}  default.onnx\n")
+
+
+def test_corrupt_bundled_model_is_refused(tmp_path, monkeypatch) -> None:
+    _fake_bundle(tmp_path, good=False)
+    monkeypatch.setattr(bundled, "bundled_dir", lambda: tmp_path)
+    with pytest.raises(bundled.BundledModelError, match="corrupt"):
+        bundled.bundled_file("default.onnx")
+    with pytest.raises(InferenceError, match="corrupt"):
+        Dehazer(device="cpu")
+
+
+def test_missing_manifest_entry_is_refused(tmp_path, monkeypatch) -> None:
+    (tmp_path / "default.safetensors").write_bytes(b"x")
+    monkeypatch.setattr(bundled, "bundled_dir", lambda: tmp_path)
+    with pytest.raises(bundled.BundledModelError, match="no entry"):
+        bundled.bundled_file()
+
+
+@pytest.mark.skipif(not bundled.bundled_onnx_available(), reason="no bundled ONNX model in this checkout")
+def test_default_dehaze_runs_the_bundled_model_without_torch(tmp_path) -> None:
+    code = ("import sys, numpy as np\n"
+            "from odcr_cli.inference import Dehazer\n"
+            "d = Dehazer(device='cpu')\n"
+            "out = d.dehaze(np.full((30, 41, 3), 128, np.uint8))\n"
+            "assert out.shape == (30, 41, 3) and out.dtype == np.uint8\n"
+            "assert d.describe()['backend'] == 'onnx', d.describe()\n"
+            "assert 'torch' not in sys.modules\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-1500:]
+
+
+@pytest.mark.skipif(not (bundled.bundled_dir() / "default.safetensors").is_file(), reason="no bundled model")
+def test_bundled_torch_and_onnx_agree() -> None:
+    rng = np.random.default_rng(0)
+    img = (rng.random((48, 64, 3)) * 255).astype(np.uint8)
+    a = Dehazer(backend="torch", device="cpu", max_side=0).dehaze(img)
+    b = Dehazer(backend="auto", device="cpu", max_side=0).dehaze(img)
+    assert np.abs(a.astype(int) - b.astype(int)).max() <= 1
