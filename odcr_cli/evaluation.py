@@ -383,3 +383,27 @@ def evaluate(*, hazy_dir: str | Path | None = None, gt_dir: str | Path | None = 
         report.methods[m.name].latency = measure_latency(m, latency_size, latency_repeats)
     report.seconds = time.perf_counter() - t0
     return report
+
+
+def evaluate_generator_on_pairs(generator: object, hazy_dir: str | Path, gt_dir: str | Path,
+                                device: str | None = None) -> dict[str, float]:
+    """Mean PSNR/SSIM of an in-memory generator on a paired folder (training's validation).
+
+    Same pairing, GT cropping, full-resolution inference and metrics as ``odcr evaluate``.
+    """
+    from odcr_cli.inference import Dehazer, TorchBackend
+
+    if device is None:
+        device = str(next(generator.parameters()).device)  # type: ignore[attr-defined]
+    dehazer = Dehazer.from_backend(TorchBackend(generator, device=device), max_side=0)
+    pairing = pair_images(hazy_dir, gt_dir)
+    if not pairing.pairs:
+        raise EvaluationError(f"no hazy/GT pairs found in {hazy_dir} and {gt_dir}")
+    psnrs, ssims = [], []
+    for pair in pairing.pairs:
+        hazy = load_rgb8(pair.hazy)
+        gt, _ = match_gt(hazy, load_rgb8(pair.gt))
+        out = dehazer.dehaze(hazy)
+        psnrs.append(psnr_uint8(out, gt))
+        ssims.append(ssim_uint8(out, gt))
+    return {"psnr": float(np.mean(psnrs)), "ssim": float(np.mean(ssims)), "n": len(psnrs)}

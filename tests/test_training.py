@@ -181,3 +181,21 @@ def test_ddp_two_gloo_ranks_stay_identical(pools, tmp_path) -> None:
     syncs = [r for r in records if "ranks_in_sync" in r]
     assert [r["iter"] for r in syncs] == [1, 2, 3]
     assert all(r["world_size"] == 2 and r["ranks_in_sync"] for r in syncs)
+
+
+def test_paired_validation_is_logged(pools, tmp_path) -> None:
+    hazy, clear = pools
+    val_h, val_g = tmp_path / "val_hazy", tmp_path / "val_gt"
+    val_h.mkdir()
+    val_g.mkdir()
+    rng = np.random.default_rng(3)
+    for name in ("x1", "x2"):
+        _photo(rng, 36, 28, 0.6).save(val_h / f"{name}.png")
+        _photo(rng, 36, 28, 0.0).save(val_g / f"{name}.png")
+    out = tmp_path / "val_run"
+    res = _cli_train(hazy, clear, out, "--iters", "2", "--val-hazy", str(val_h), "--val-gt", str(val_g),
+                     "--val-every", "1")
+    assert res.exit_code == 0, res.output
+    vals = [json.loads(line)["val"] for line in (out / "log.jsonl").read_text().splitlines() if '"val"' in line]
+    assert len(vals) == 2 and all(v["n"] == 2 and 0 < v["ssim"] <= 1 and v["psnr"] > 0 for v in vals)
+    assert "validation at 2: PSNR" in res.output
