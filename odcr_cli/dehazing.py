@@ -23,7 +23,7 @@ from typing import Any, BinaryIO, Callable
 
 from odcr_cli import __version__
 from odcr_cli.imageio import (EXT_FORMAT, READABLE_SUFFIXES, ImageData, ImageReadError, encode_image,
-                              format_for_ext, output_ext_for, read_image)
+                              format_for_ext, read_image)
 
 STDIO = "-"
 

@@ -17,12 +17,11 @@ slice of samples and gradients are averaged across ranks before each optimiser s
 from __future__ import annotations
 
 import json
-import math
 import os
 import re
 import time
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -36,7 +35,7 @@ from odcr_cli import __version__
 from odcr_cli.core.methods import ContrastiveModel, MethodConfig
 from odcr_cli.core.networks import GeneratorConfig
 from odcr_cli.core.stiefel import StiefelSGD
-from odcr_cli.data import PREPROCESS, CropSpec, ImageFolder, UnpairedSampler, list_images
+from odcr_cli.data import PREPROCESS, CropSpec, ImageFolder, UnpairedSampler, list_images, to_tensor
 from odcr_cli.fsutil import atomic_output
 from odcr_cli.weights_io import save_generator
 
@@ -103,21 +102,16 @@ def lr_factor(iteration: int, total: int, decay_fraction: float) -> float:
 
 
 def resolve_device(spec: str) -> torch.device:
-    """``auto|cpu|cuda[:i]|mps``; a requested accelerator that is unusable is an error."""
-    if spec == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
-        return torch.device("cpu")
-    device = torch.device(spec)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise TrainingError(f"--device {spec} was requested but CUDA is not usable here")
-    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
-        raise TrainingError(f"--device {spec}: only {torch.cuda.device_count()} CUDA device(s) visible")
-    if device.type == "mps" and not torch.backends.mps.is_available():
-        raise TrainingError("--device mps was requested but MPS is not usable here")
-    if device.type == "cuda" and device.index is None:
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
-    return device
+    """``auto|cpu|cuda[:i]|mps`` (dehaze's rules); under torchrun ``auto``/``cuda`` mean this rank's GPU."""
+    from odcr_cli.inference import InferenceError, resolve_torch_device
+
+    local_rank = os.environ.get("LOCAL_RANK")
+    if local_rank is not None and spec in ("auto", "cuda") and torch.cuda.is_available():
+        spec = f"cuda:{local_rank}"
+    try:
+        return torch.device(resolve_torch_device(spec))
+    except InferenceError as exc:
+        raise TrainingError(str(exc)) from None
 
 
 @dataclass
@@ -306,12 +300,11 @@ def _save_checkpoint(trainer: Trainer, run_dir: Path, keep: int) -> Path:
         torch.save(trainer.state_dict(), fh)
     meta = {"method": trainer.method.name, "iteration": str(it),
             "training_data": trainer.config.training_data or f"hazy={trainer.config.hazy}; clear={trainer.config.clear}"}
-    gen_file = save_generator(folder / f"generator_{it:08d}.safetensors", trainer.model.generator, meta)
+    save_generator(folder / f"generator_{it:08d}.safetensors", trainer.model.generator, meta)
     save_generator(run_dir / "generator.safetensors", trainer.model.generator, meta)
     for old_it, old in list_checkpoints(run_dir)[:-keep]:
         old.unlink(missing_ok=True)
         (folder / f"generator_{old_it:08d}.safetensors").unlink(missing_ok=True)
-    del gen_file
     return ckpt
 
 
@@ -465,7 +458,6 @@ def _train(config: TrainConfig, method: MethodConfig, generator: GeneratorConfig
 
 
 def _center_crop(im: Image.Image, size: int) -> torch.Tensor:
-    from odcr_cli.data import to_tensor
     w, h = im.size
     x, y = (w - size) // 2, (h - size) // 2
     return to_tensor(im.crop((x, y, x + size, y + size)))
@@ -481,11 +473,3 @@ def _validate(trainer: Trainer, config: TrainConfig) -> dict[str, float]:
         return evaluate_generator_on_pairs(g.eval(), Path(config.val_hazy), Path(config.val_gt))
     finally:
         g.train(was_training)
-
-
-def merge_config(base: TrainConfig, **overrides) -> TrainConfig:
-    return replace(base, **{k: v for k, v in overrides.items() if v is not None})
-
-
-def estimate_total_minutes(seconds_per_iter: float, iters: int) -> float:
-    return math.ceil(seconds_per_iter * iters / 60)

@@ -1,7 +1,6 @@
 import io
 import json
 
-import numpy as np
 import pytest
 from PIL import Image
 from typer.testing import CliRunner
