@@ -25,7 +25,8 @@ from PIL import Image
 from odcr_cli.dehazing import DehazeOptions, run_dehaze
 from odcr_cli.inference import Dehazer, psnr
 
-DATA = "/work/shared/data/dev/real_hazy"
+# the shared data folder sits beside the checkout (../shared), as in CI
+DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data", "dev", "real_hazy")
 
 
 def load(name: str) -> np.ndarray:
