@@ -4,7 +4,8 @@
         [--fp16] [--check-dir ../shared/data/dev/real_hazy] [--note "..."]
 
 Writes ``weights/default.safetensors`` (with its metadata: name, method, iterations, training data,
-recipe) and ``weights/SHA256SUMS``, which ``odcr dehaze`` verifies. With ``--fp16`` the tensors are
+recipe), its parity-checked ONNX export ``weights/default.onnx`` (what ``odcr dehaze`` runs on the
+CPU) and ``weights/SHA256SUMS``, which ``odcr dehaze`` verifies. With ``--fp16`` the tensors are
 stored in half precision, and the script refuses to ship unless the fp16 model's outputs match the
 fp32 ones at >= 45 dB PSNR on the photos of ``--check-dir``.
 """
@@ -20,7 +21,8 @@ import torch
 from PIL import Image
 
 from odcr_cli.fsutil import atomic_output, sha256_file
-from odcr_cli.bundled import DEFAULT_WEIGHTS_NAME, MANIFEST_NAME
+from odcr_cli.bundled import DEFAULT_ONNX_NAME, DEFAULT_WEIGHTS_NAME, MANIFEST_NAME
+from odcr_cli.export import export_onnx
 from odcr_cli.weights_io import load_generator, save_generator
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -68,9 +70,14 @@ def main() -> None:
         if worst < 45:
             target.unlink()
             raise SystemExit("fp16 storage changes outputs by more than 45 dB allows; ship fp32 instead")
+    onnx_target = ROOT / "weights" / DEFAULT_ONNX_NAME
+    photos = sorted(p for p in args.check_dir.iterdir() if p.is_file())[:3] if args.check_dir.is_dir() else []
+    export_onnx(target, onnx_target, check_images=photos)
     with atomic_output(ROOT / "weights" / MANIFEST_NAME, "w") as fh:
-        fh.write(f"{sha256_file(target)}  {DEFAULT_WEIGHTS_NAME}\n")
-    print(f"wrote {target} ({target.stat().st_size / 2**20:.1f} MiB) and {MANIFEST_NAME}")
+        for f in (target, onnx_target):
+            fh.write(f"{sha256_file(f)}  {f.name}\n")
+    for f in (target, onnx_target):
+        print(f"wrote {f} ({f.stat().st_size / 2**20:.1f} MiB)")
 
 
 if __name__ == "__main__":
