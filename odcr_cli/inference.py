@@ -17,16 +17,16 @@ Pipeline for one image (``Dehazer.dehaze``)::
                        model (guided upsampling, He et al. guided filter with a colour guide).
     ->  same shape and dtype as the input.
 
-Defaults (``benchmarks/dehaze.py``): ``max_side="auto"`` means full resolution on a GPU; on
-the CPU, images whose longer side exceeds :data:`CPU_AUTO_MAX_SIDE` run in fast mode at that
-side (full-size generator: ~21 s for 1024x768 at full resolution on the 2-core CPU, so a 12-MP
-photo would take minutes and tiles), smaller ones at full resolution. ``max_side=0`` forces full
-resolution. Caveat: with no trained model yet, fast-mode fidelity was only measured with a
-random-init generator, whose output is texture noise (about 18-19 dB vs full resolution); re-check
-the 32 dB target with trained weights.
+Defaults (``benchmarks/dehaze.py``, bundled interim model, 2-core CPU): ``max_side="auto"`` means
+full resolution on a GPU; on the CPU, images whose longer side exceeds :data:`CPU_AUTO_MAX_SIDE`
+(1600) run in fast mode at that side, smaller ones at full resolution. Measured, fast mode vs
+full-resolution inference at max-side 1600 / 1280 / 1024: 34.3 / 32.4 / 30.2 dB on a 2.2-MP photo,
+31.8 / 29.8 / 28.0 dB on a 3.1-MP one; a 12-MP photo takes 14.5 s at 1600 (9.4 s at 1280), within
+the 20 s target, hence 1600. ``max_side=0`` forces full resolution. A full-size (ngf 64)
+generator is about 5x slower on the CPU.
 
-Tiling accuracy (measured, full-size random-init generator, 1024x768 photo, 256-px tiles, halo 64):
-51.2 dB vs whole image with exact (whole-image) statistics; 28.4 dB with statistics from a
+Tiling accuracy (1024x768 photo, 256-px tiles, halo 64): 61.0 dB vs whole image with the bundled
+model; with a full-size random-init generator 51.2 dB with exact (whole-image) statistics; 28.4 dB with statistics from a
 half-resolution copy; 16.8 dB with naive per-tile statistics. Exact statistics are used whenever
 the statistics pass fits the memory budget (any forced ``tile`` on an image that fits).
 """
@@ -44,7 +44,7 @@ import numpy as np
 
 SIZE_MULTIPLE = 4
 MIN_SIDE = 16  # the generator's reflection pads need a few pixels at 1/4 resolution
-CPU_AUTO_MAX_SIDE = 1024
+CPU_AUTO_MAX_SIDE = 1600
 DEFAULT_MEMORY_BUDGET_GB = 4.0
 DEFAULT_HALO = 64
 # Peak bytes per input pixel of whole-image inference for an ngf-64 generator under
