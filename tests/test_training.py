@@ -111,7 +111,7 @@ def test_only_the_last_k_checkpoints_are_kept(pools, tmp_path) -> None:
     names = sorted(p.name for p in (out / "checkpoints").iterdir())
     assert names == ["ckpt_00000003.pt", "ckpt_00000004.pt",
                      "generator_00000003.safetensors", "generator_00000004.safetensors"]
-    assert not [p for p in out.rglob("*.tmp")]
+    assert not [p for p in out.rglob("*.tmp*")]  # no temporary files left behind
 
 
 def test_refuses_to_clobber_an_existing_run(pools, tmp_path) -> None:
