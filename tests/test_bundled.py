@@ -56,3 +56,16 @@ def test_bundled_torch_and_onnx_agree() -> None:
     a = Dehazer(backend="torch", device="cpu", max_side=0).dehaze(img)
     b = Dehazer(backend="auto", device="cpu", max_side=0).dehaze(img)
     assert np.abs(a.astype(int) - b.astype(int)).max() <= 1
+
+
+def test_every_bundled_file_is_packaged() -> None:
+    """``pip install .`` must ship every file of the manifest (the ONNX export was once left out)."""
+    import fnmatch
+    import tomllib
+
+    root = Path(__file__).resolve().parents[1]
+    config = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]
+    assert config["package-dir"]["odcr_cli.weights"] == "weights"
+    patterns = config["package-data"]["odcr_cli.weights"]
+    for name in [*bundled.read_manifest(root / "weights"), bundled.MANIFEST_NAME, "MODEL_CARD.md"]:
+        assert any(fnmatch.fnmatch(name, p) for p in patterns), name
