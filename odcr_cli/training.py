@@ -354,7 +354,10 @@ def train(config: TrainConfig, method: MethodConfig, generator: GeneratorConfig,
     cb = callbacks or TrainCallbacks()
     dctx = _init_distributed()
     try:
-        return _train(config, method, generator, resume, cb, dctx)
+        result = _train(config, method, generator, resume, cb, dctx)
+        if dctx.world > 1:
+            dist.barrier()  # leave together: a rank tearing down early can abort its peer
+        return result
     finally:
         if dctx.world > 1 and dist.is_initialized():
             dist.destroy_process_group()
