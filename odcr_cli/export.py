@@ -169,13 +169,7 @@ def convert_to_fp16(model, keep_fp32_ops: frozenset[str] = FP32_OPS):
             node.input[:] = [get_as(i, FLOAT) for i in node.input]
             for o in node.output:
                 cur[o] = orig.get(o, FLOAT)
-        elif op == "Constant":
-            for a in node.attribute:
-                if a.name == "value" and a.t.data_type == FLOAT:
-                    a.t.CopyFrom(numpy_helper.from_array(to_half(numpy_helper.to_array(a.t)), a.t.name))
-            for o in node.output:
-                cur[o] = HALF if orig.get(o) == FLOAT else orig.get(o, 0)
-        elif op == "ConstantOfShape":
+        elif op in ("Constant", "ConstantOfShape"):
             for a in node.attribute:
                 if a.name == "value" and a.t.data_type == FLOAT:
                     a.t.CopyFrom(numpy_helper.from_array(to_half(numpy_helper.to_array(a.t)), a.t.name))
