@@ -415,7 +415,8 @@ def _train(config: TrainConfig, method: MethodConfig, generator: GeneratorConfig
     fixed = torch.stack([_center_crop(im, config.crop) for im in hazy.images[: config.num_samples]])
 
     cb.on_start(trainer.iteration, stop) if dctx.is_main else None
-    last_ckpt = list_checkpoints(run_dir)[-1][1] if list_checkpoints(run_dir) else None
+    existing = list_checkpoints(run_dir)
+    last_ckpt = existing[-1][1] if existing else None
     t0, it0 = time.perf_counter(), trainer.iteration
     validation = None
     log_path = run_dir / "log.jsonl"

@@ -175,13 +175,15 @@ class ContrastiveModel(nn.Module):
         nce_terms, idt_terms, ce_terms, entropies = [], [], [], []
         for layer, (qf, kh) in enumerate(zip(q_feats, state["keys_hazy"])):
             ids_h = draw_patch_ids(rng, kh.shape[2], kh.shape[3], m.num_patches)
-            head = lambda x, i=layer: self.head.mlps[i](x)  # noqa: E731 - per-layer projection
-            z_q = _unit(head(gather_patches(qf[:n], ids_h)))
-            z_kh = _unit(head(gather_patches(kh, ids_h)))
+            def head(x: torch.Tensor, i: int = layer) -> torch.Tensor:
+                return self.head.project(x, i)
+
+            z_q = head(gather_patches(qf[:n], ids_h))
+            z_kh = head(gather_patches(kh, ids_h))
             if m.nce_idt or m.weighted_nce:
                 kc = state["keys_clear"][layer]
                 ids_c = draw_patch_ids(rng, kc.shape[2], kc.shape[3], m.num_clear_patches)
-                z_kc = _unit(head(gather_patches(kc, ids_c)))
+                z_kc = head(gather_patches(kc, ids_c))
             if m.weighted_nce:
                 assert self.classifiers is not None
                 zh_ce, zc_ce = (z_kh, z_kc) if m.ce_trains_head else (z_kh.detach(), z_kc.detach())
@@ -198,7 +200,7 @@ class ContrastiveModel(nn.Module):
                 nce_terms.append(losses.patch_nce_loss(z_q, z_kh.detach(), tau=m.nce_t,
                                                        negatives_from_batch=m.negatives_from_batch))
             if m.nce_idt and m.idt == "nce":
-                z_qi = _unit(head(gather_patches(qf[n:], ids_c)))
+                z_qi = head(gather_patches(qf[n:], ids_c))
                 idt_terms.append(losses.patch_nce_loss(z_qi, z_kc.detach(), tau=m.nce_t,
                                                        negatives_from_batch=m.negatives_from_batch))
 
@@ -227,7 +229,3 @@ class ContrastiveModel(nn.Module):
         if self.classifiers is not None:
             params += list(self.classifiers.parameters())
         return params
-
-
-def _unit(x: torch.Tensor) -> torch.Tensor:
-    return torch.nn.functional.normalize(x, dim=-1, eps=1e-7)

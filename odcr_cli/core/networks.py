@@ -261,8 +261,12 @@ class ProjectionHead(nn.Module):
         ids = {id(p) for p in self.stiefel_parameters()}
         return [p for p in self.parameters() if id(p) not in ids]
 
+    def project(self, x: torch.Tensor, layer: int) -> torch.Tensor:
+        """(..., C_layer) patch features of one NCE layer -> (..., dim) unit vectors."""
+        return F.normalize(self.mlps[layer](x), dim=-1, eps=1e-7)
+
     def forward(self, patches: Sequence[torch.Tensor]) -> list[torch.Tensor]:
-        return [F.normalize(mlp(x), dim=-1, eps=1e-7) for mlp, x in zip(self.mlps, patches)]
+        return [self.project(x, i) for i, x in enumerate(patches)]
 
 
 class ChannelClassifiers(nn.Module):
