@@ -49,8 +49,10 @@ def _fail(message: str, code: int = 2) -> None:
 # --- train -------------------------------------------------------------------------------------
 @app.command(help="Train a dehazing generator on unpaired folders of hazy and clear photos.")
 def train(
-    hazy: Path = typer.Option(..., "--hazy", help="Folder (or one file) of hazy photos."),
-    clear: Path = typer.Option(..., "--clear", help="Folder of clear (haze-free) photos, unpaired."),
+    hazy: list[Path] = typer.Option(..., "--hazy", help="Folder (or one file) of hazy photos; repeatable."),
+    clear: list[Path] = typer.Option(..., "--clear", help="Folder of clear (haze-free) photos, unpaired; repeatable."),
+    exclude_clear: Optional[list[Path]] = typer.Option(None, "--exclude-clear",
+                                                       help="Text file of clear photos to leave out (e.g. odcr synth's sources.txt); repeatable."),
     out: Path = typer.Option(..., "--out", help="Run folder: checkpoints, generator, log, samples."),
     method: str = typer.Option("odcr", "--method", help="odcr | cut | fastcut."),
     iters: int = typer.Option(1000, "--iters", help="Total iteration budget (the LR schedule spans it)."),
@@ -111,7 +113,8 @@ def train(
         _fail(str(exc))
     if (val_hazy is None) != (val_gt is None):
         _fail("--val-hazy and --val-gt go together")
-    cfg = TrainConfig(hazy=str(hazy), clear=str(clear), out=str(out), iters=iters, crop=crop, batch=batch,
+    cfg = TrainConfig(hazy=tuple(map(str, hazy)), clear=tuple(map(str, clear)),
+                      exclude_clear=tuple(map(str, exclude_clear or ())), out=str(out), iters=iters, crop=crop, batch=batch,
                       device=device, seed=seed, until=until, load_size=load_size, preprocess=preprocess, lr=lr,
                       beta1=beta1, beta2=beta2, decay_fraction=decay_fraction, stiefel_lr=stiefel_lr, amp=amp,
                       checkpoint_every=checkpoint_every, keep_checkpoints=keep_checkpoints, log_every=log_every,
@@ -284,6 +287,55 @@ def dehaze_command(
             if f.status == "failed":
                 print(f"  failed: {f.input}: {f.error}", file=err)
     raise typer.Exit(report.exit_code)
+
+# --- synth -------------------------------------------------------------------------------------
+@app.command("synth")
+def synth_command(
+    clear: list[Path] = typer.Argument(..., help="Folders (or files) of clear photos."),
+    out: Path = typer.Option(..., "-o", "--out", help="Output folder: hazy/, manifest.json, sources.txt."),
+    fraction: float = typer.Option(1.0, "--fraction", help="Share of the clear photos to use (a seeded random subset)."),
+    variants: int = typer.Option(1, "--variants", min=1, help="Hazy versions per clear photo."),
+    seed: int = typer.Option(0, "--seed"),
+    beta: str = typer.Option("0.5:3.0", "--beta", help="Range of the scattering coefficient (depth is relative, 0..1)."),
+    airlight: str = typer.Option("0.7:1.0", "--airlight", help="Range of the airlight's grey level."),
+    max_side: int = typer.Option(0, "--max-side", min=0, help="Downscale longer photos to this side first (0 = keep)."),
+    ext: str = typer.Option("jpg", "--ext", help="jpg | png."),
+    save_transmission: bool = typer.Option(False, "--save-transmission", help="Also write the transmission maps."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace outputs of an earlier run."),
+) -> None:
+    """Make hazy training images from clear photos (atmospheric scattering, plausible depth).
+
+    Train with them as extra hazy data and keep their sources out of the clear pool:
+    odcr train --hazy REAL --hazy OUT/hazy --clear CLEAR --exclude-clear OUT/sources.txt
+    """
+    from odcr_cli.synthesis import SynthConfig, make_synthetic_set
+
+    def span(text: str, name: str) -> tuple[float, float]:
+        try:
+            lo, hi = (float(v) for v in text.split(":"))
+        except ValueError:
+            _fail(f"--{name} {text}: expected LOW:HIGH, e.g. 0.5:3.0")
+        return lo, hi
+
+    try:
+        cfg = SynthConfig(beta=span(beta, "beta"), airlight=span(airlight, "airlight"))
+    except ValueError as exc:
+        _fail(str(exc))
+
+    def report(path: Path, error: str | None) -> None:
+        if error:
+            typer.echo(f"skipped {path}: {error}", err=True)
+
+    try:
+        result = make_synthetic_set(clear, out, fraction=fraction, variants=variants, seed=seed, cfg=cfg, ext=ext,
+                                    max_side=max_side, save_transmission=save_transmission, overwrite=overwrite,
+                                    on_file=report)
+    except (ValueError, FileExistsError, FileNotFoundError) as exc:
+        _fail(str(exc))
+    typer.echo(f"wrote {len(result.written)} hazy image(s) from {len(result.sources)} clear photo(s) to "
+               f"{out / 'hazy'}; {len(result.failed)} failed; manifest {result.manifest}", err=True)
+    raise typer.Exit(1 if result.failed else 0)
+
 
 # --- evaluate ----------------------------------------------------------------------------------
 @app.command("evaluate")

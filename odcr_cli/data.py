@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -28,6 +28,31 @@ def list_images(path: str | Path) -> list[Path]:
     if not p.is_dir():
         raise FileNotFoundError(f"no such file or folder: {p}")
     return sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def gather_images(paths: Sequence[str | Path], exclude_lists: Sequence[str | Path] = ()) -> tuple[list[Path], int]:
+    """Every image of several files/folders (duplicates once), minus the files named in the
+    ``exclude_lists`` (text files, one path per line, e.g. the sources.txt of ``odcr synth``).
+
+    Returns (files, how many were excluded)."""
+    excluded: set[Path] = set()
+    for listing in exclude_lists:
+        lines = Path(listing).read_text(encoding="utf-8").splitlines()
+        excluded.update(Path(line.strip()).resolve() for line in lines if line.strip())
+    seen: set[Path] = set()
+    files: list[Path] = []
+    dropped = 0
+    for path in paths:
+        for f in list_images(path):
+            key = f.resolve()
+            if key in seen:
+                continue
+            seen.add(key)
+            if key in excluded:
+                dropped += 1
+            else:
+                files.append(f)
+    return files, dropped
 
 
 def load_rgb(path: Path) -> Image.Image:

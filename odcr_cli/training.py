@@ -35,7 +35,7 @@ from odcr_cli import __version__
 from odcr_cli.core.methods import ContrastiveModel, MethodConfig
 from odcr_cli.core.networks import GeneratorConfig
 from odcr_cli.core.stiefel import StiefelSGD
-from odcr_cli.data import PREPROCESS, CropSpec, ImageFolder, UnpairedSampler, list_images, to_tensor
+from odcr_cli.data import PREPROCESS, CropSpec, ImageFolder, UnpairedSampler, gather_images, to_tensor
 from odcr_cli.fsutil import atomic_output
 from odcr_cli.weights_io import save_generator
 
@@ -54,8 +54,8 @@ class TrainingDiverged(TrainingError):
 class TrainConfig:
     """Everything of a run except the method's loss settings (see MethodConfig)."""
 
-    hazy: str
-    clear: str
+    hazy: tuple[str, ...]              # files/folders; a single str is accepted
+    clear: tuple[str, ...]
     out: str
     iters: int = 1000
     decay_fraction: float = 0.5        # CUT's shape: constant LR, then linear decay to zero
@@ -80,6 +80,12 @@ class TrainConfig:
     val_every: int = 1000
     until: int | None = None           # stop after this iteration (the schedule still spans iters)
     training_data: str = ""            # free text recorded in the generator's metadata
+    exclude_clear: tuple[str, ...] = ()  # lists of clear files to leave out (odcr synth's sources.txt)
+
+    def __post_init__(self) -> None:
+        for name in ("hazy", "clear", "exclude_clear"):
+            value = getattr(self, name)
+            object.__setattr__(self, name, (value,) if isinstance(value, str) else tuple(str(v) for v in value))
 
     @property
     def effective_load_size(self) -> int:
@@ -299,7 +305,7 @@ def _save_checkpoint(trainer: Trainer, run_dir: Path, keep: int) -> Path:
     with atomic_output(ckpt) as fh:
         torch.save(trainer.state_dict(), fh)
     meta = {"method": trainer.method.name, "iteration": str(it),
-            "training_data": trainer.config.training_data or f"hazy={trainer.config.hazy}; clear={trainer.config.clear}"}
+            "training_data": trainer.config.training_data or f"hazy={','.join(trainer.config.hazy)}; clear={','.join(trainer.config.clear)}"}
     save_generator(folder / f"generator_{it:08d}.safetensors", trainer.model.generator, meta)
     save_generator(run_dir / "generator.safetensors", trainer.model.generator, meta)
     for old_it, old in list_checkpoints(run_dir)[:-keep]:
@@ -384,9 +390,12 @@ def _train(config: TrainConfig, method: MethodConfig, generator: GeneratorConfig
 
     device = resolve_device(config.device)
     try:
-        hazy_files, clear_files = list_images(config.hazy), list_images(config.clear)
-    except FileNotFoundError as exc:
-        raise TrainingError(str(exc)) from None
+        hazy_files, _ = gather_images(config.hazy)
+        clear_files, n_excluded = gather_images(config.clear, config.exclude_clear)
+    except (FileNotFoundError, OSError) as exc:
+        raise TrainingError(str(exc).splitlines()[0]) from None
+    if config.exclude_clear:
+        say(f"left {n_excluded} clear image(s) out of the clear pool (--exclude-clear)")
     spec = CropSpec(crop=config.crop, load_size=max(config.effective_load_size, config.crop),
                     preprocess=config.preprocess)
     skip = lambda p, why: say(f"skipped unreadable image {p}: {why}")  # noqa: E731
@@ -394,7 +403,7 @@ def _train(config: TrainConfig, method: MethodConfig, generator: GeneratorConfig
     try:
         sampler = UnpairedSampler(hazy, clear, config.seed)
     except ValueError as exc:
-        raise TrainingError(f"{exc} (hazy: {config.hazy}, clear: {config.clear})") from None
+        raise TrainingError(f"{exc} (hazy: {', '.join(config.hazy)}; clear: {', '.join(config.clear)})") from None
     if len(hazy) == 1:
         say("one hazy image: single-image translation, negatives drawn from that image")
 

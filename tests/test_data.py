@@ -45,3 +45,16 @@ def test_sampling_is_a_function_of_seed_and_index(tmp_path: Path) -> None:
     assert first_epoch == [0, 1, 2]
     other = UnpairedSampler(folder, folder, seed=2)
     assert [a._hazy_index(i) for i in range(30)] != [other._hazy_index(i) for i in range(30)]
+
+
+def test_several_folders_are_pooled_once_and_listed_files_excluded(tmp_path: Path) -> None:
+    from odcr_cli.data import gather_images
+
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        for i in range(3):
+            Image.new("RGB", (8, 8)).save(tmp_path / name / f"{name}{i}.png")
+    listing = tmp_path / "sources.txt"
+    listing.write_text(f"{(tmp_path / 'b' / 'b1.png').resolve()}\n\n")
+    files, dropped = gather_images([tmp_path / "a", tmp_path / "b", tmp_path / "a" / "a0.png"], [listing])
+    assert [f.name for f in files] == ["a0.png", "a1.png", "a2.png", "b0.png", "b2.png"] and dropped == 1

@@ -200,3 +200,17 @@ def test_paired_validation_is_logged(pools, tmp_path) -> None:
     vals = [json.loads(line)["val"] for line in (out / "log.jsonl").read_text().splitlines() if '"val"' in line]
     assert len(vals) == 2 and all(v["n"] == 2 and 0 < v["ssim"] <= 1 and v["psnr"] > 0 for v in vals)
     assert "validation at 2: PSNR" in res.output
+
+
+def test_synthetic_hazy_set_joins_the_hazy_pool_and_its_sources_leave_the_clear_pool(pools, tmp_path) -> None:
+    hazy, clear = pools
+    synth = tmp_path / "synth"
+    assert CliRunner().invoke(app, ["synth", str(clear), "-o", str(synth), "--fraction", "0.5"]).exit_code == 0
+    out = tmp_path / "run"
+    args = ["train", "--hazy", str(hazy), "--hazy", str(synth / "hazy"), "--clear", str(clear),
+            "--exclude-clear", str(synth / "sources.txt"), "--out", str(out), *TINY, "--iters", "1"]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    assert "left 1 clear image(s) out" in res.output
+    cfg = json.loads((out / "config.json").read_text())["train"]
+    assert cfg["hazy"] == [str(hazy), str(synth / "hazy")] and cfg["exclude_clear"] == [str(synth / "sources.txt")]
