@@ -1,16 +1,35 @@
 #!/usr/bin/env bash
 # Retrains the interim bundled model (narrow generator, CPU) and its CUT control.
-#   scripts/train_interim.sh [ITERS] [RUNS_DIR]
+#   scripts/train_interim.sh [ITERS] [RUNS_DIR] [extra odcr-train flags...]
 # Both runs use the same data, budget, crop and seed; each uses one CPU thread so that the two
-# run side by side on a 2-core machine. The shipped weights are runs/interim_odcr/generator.safetensors
-# converted with scripts/ship_weights.py.
+# run side by side on a 2-core machine. The shipped weights are a checkpoint of
+# RUNS_DIR/interim_odcr converted with scripts/ship_weights.py (see weights/MODEL_CARD.md).
+#
+# ODCR_SYNTH=1 widens the hazy domain with synthetic haze (odcr synth): 40% of the clear pool,
+# two hazy versions each, written to RUNS_DIR/synth; those clear photos leave the clear pool.
+# The runs are then called interim_synth_odcr / interim_synth_cut.
+# ODCR_VAL=1 validates on shared/data/dev/paired every 250 iterations (measuring only).
 set -euo pipefail
 ITERS=${1:-2500}
 RUNS=${2:-runs}
 DATA=${ODCR_DATA:-../shared/data/train}
-COMMON=(--hazy "$DATA/hazy" --clear "$DATA/clear" --iters "$ITERS" --crop 128 --load-size 256
-        --ngf 32 --n-blocks 6 --seed 0 --device cpu --checkpoint-every 250 --sample-every 250
-        --log-every 25 --training-data "odcr shared/data/train: 223 real hazy photos (DAWN fog and others), 357 clear photos (BSDS500, Urban100, Sun-Hays 80); research use")
-OMP_NUM_THREADS=1 odcr train --method odcr --out "$RUNS/interim_odcr" "${COMMON[@]}" "${@:3}" &
-OMP_NUM_THREADS=1 odcr train --method cut --out "$RUNS/interim_cut" "${COMMON[@]}" "${@:3}" &
+DEV=${ODCR_DEV:-../shared/data/dev/paired}
+NAME=interim
+DESC="odcr shared/data/train: 223 real hazy photos (DAWN fog and others), 357 clear photos (BSDS500, Urban100, Sun-Hays 80); research use"
+HAZY=(--hazy "$DATA/hazy")
+CLEAR=(--clear "$DATA/clear")
+if [[ "${ODCR_SYNTH:-0}" == 1 ]]; then
+  NAME=interim_synth
+  [[ -f "$RUNS/synth/sources.txt" ]] || odcr synth "$DATA/clear" -o "$RUNS/synth" --fraction 0.4 --variants 2 --seed 0
+  HAZY+=(--hazy "$RUNS/synth/hazy")
+  CLEAR+=(--exclude-clear "$RUNS/synth/sources.txt")
+  DESC="$DESC; plus 286 synthetic hazy images (odcr synth, seed 0) made from 143 of the clear photos, which were left out of the clear pool"
+fi
+VAL=()
+[[ "${ODCR_VAL:-0}" == 1 ]] && VAL=(--val-hazy "$DEV/hazy" --val-gt "$DEV/gt" --val-every 250)
+COMMON=("${HAZY[@]}" "${CLEAR[@]}" "${VAL[@]}" --iters "$ITERS" --crop 128 --load-size 256
+        --ngf 32 --n-blocks 6 --seed 0 --device cpu --checkpoint-every 250 --keep-checkpoints 20
+        --sample-every 250 --log-every 25 --training-data "$DESC")
+OMP_NUM_THREADS=1 odcr train --method odcr --out "$RUNS/${NAME}_odcr" "${COMMON[@]}" "${@:3}" &
+OMP_NUM_THREADS=1 odcr train --method cut --out "$RUNS/${NAME}_cut" "${COMMON[@]}" "${@:3}" &
 wait
