@@ -344,7 +344,7 @@ def evaluate_command(
     gt: Optional[Path] = typer.Option(None, "--gt", help="Folder of ground-truth images (with --hazy)."),
     pairs: Optional[Path] = typer.Option(None, "--pairs", help="Folder holding hazy/ and gt/."),
     method: Optional[list[str]] = typer.Option(None, "--method", "-m",
-                                               help="Repeatable: odcr (bundled or --weights), dcp, input, onnx:FILE, or a weights/checkpoint path (default: odcr)."),
+                                               help="Repeatable: odcr (bundled or --weights), dcp, input, onnx:FILE, or a weights/checkpoint path, optionally as LABEL=METHOD (default: odcr)."),
     weights: Optional[str] = typer.Option(None, "--weights", help="Weights for --method odcr (default: the bundled model)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps; a requested GPU that is unusable is an error."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write all scores as JSON to FILE."),

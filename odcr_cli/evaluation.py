@@ -182,7 +182,13 @@ class Method:
 
 
 def make_method(spec: str, weights: str | None = None, device: str = "auto") -> Method:
-    """``input``, ``dcp``, ``odcr`` (bundled or ``weights``), ``onnx:FILE`` or a weights path."""
+    """``input``, ``dcp``, ``odcr`` (bundled or ``weights``), ``onnx:FILE`` or a weights path,
+    each optionally named ``LABEL=SPEC`` (the label is the method's name in reports)."""
+    label, sep, rest = spec.partition("=")
+    if sep and label and rest and not any(c in label for c in "/\\:") and not Path(spec).exists():
+        method = make_method(rest, weights, device)
+        method.name = label
+        return method
     if spec == "input":
         return Method("input", "input", lambda img: img, description="the hazy image itself")
     from odcr_cli.inference import Dehazer
@@ -346,6 +352,9 @@ def evaluate(*, hazy_dir: str | Path | None = None, gt_dir: str | Path | None = 
             if pairing.unmatched_hazy or pairing.unmatched_gt else ""))
     specs = list(dict.fromkeys(methods)) or ["odcr"]
     loaded = [make_method(s, weights=weights, device=device) for s in specs]
+    names = [m.name for m in loaded]
+    if len(set(names)) != len(names):
+        raise EvaluationError(f"two methods share the name {next(n for n in names if names.count(n) > 1)!r}")
     report = EvaluationReport({m.name: MethodResult(m.name, m.kind, m.description, parameters=m.parameters)
                                for m in loaded}, pairing)
     out_root = Path(save_outputs) if save_outputs is not None else None

@@ -144,6 +144,17 @@ def test_unknown_method_is_an_error(tmp_path):
         evaluate(hazy_dir=tmp_path / "hazy")
 
 
+def test_methods_can_be_labelled(tiny_weights, tmp_path):
+    _write(tmp_path / "hazy" / "a.png", _img(16, 16, 1))
+    _write(tmp_path / "gt" / "a.png", _img(16, 16, 2))
+    report = evaluate(pairs_dir=tmp_path, methods=[f"tiny@1000={tiny_weights}", "haze=input"], device="cpu",
+                      latency_repeats=0)
+    assert list(report.methods) == ["tiny@1000", "haze"]
+    assert report.methods["tiny@1000"].kind == "torch" and report.methods["haze"].kind == "input"
+    with pytest.raises(EvaluationError, match="share the name"):
+        evaluate(pairs_dir=tmp_path, methods=["x=input", "x=dcp"])
+
+
 def test_cli_evaluate(tmp_path):
     from typer.testing import CliRunner
 
