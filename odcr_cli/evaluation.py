@@ -400,7 +400,8 @@ def evaluate_generator_on_pairs(generator: object, hazy_dir: str | Path, gt_dir:
 
     Same pairing, GT cropping, full-resolution inference and metrics as ``odcr evaluate``.
     """
-    from odcr_cli.inference import Dehazer, TorchBackend
+    from odcr_cli.inference import Dehazer
+    from odcr_cli.torch_backend import TorchBackend
 
     if device is None:
         device = str(next(generator.parameters()).device)  # type: ignore[attr-defined]

@@ -1,6 +1,8 @@
-"""The dehazing engine shared by every backend: padding, tiling, fast mode, the ``Dehazer`` API.
+"""The dehazing engine shared by every backend: the ``Backend`` protocol and the ``Dehazer`` API.
 
-Torch is imported lazily (only by :class:`TorchBackend`), so the ONNX path never pays for it.
+Padding, tiling and fast mode's guided upsampling are in :mod:`odcr_cli.tiling`; the PyTorch
+backend is :mod:`odcr_cli.torch_backend`, imported (with torch) only when the torch backend is
+chosen, so the ONNX path never pays for it.
 
 Pipeline for one image (``Dehazer.dehaze``)::
 
@@ -42,11 +44,11 @@ from typing import Any, Callable, Protocol, Sequence, runtime_checkable
 import cv2
 import numpy as np
 
-SIZE_MULTIPLE = 4
-MIN_SIDE = 16  # the generator's reflection pads need a few pixels at 1/4 resolution
+from odcr_cli.tiling import (DEFAULT_HALO, MIN_SIDE, SIZE_MULTIPLE, from_net, padded_size, run_padded,
+                             to_net, guided_upsample, pad_to_multiple, run_tiled)
+
 CPU_AUTO_MAX_SIDE = 1600
 DEFAULT_MEMORY_BUDGET_GB = 4.0
-DEFAULT_HALO = 64
 # Peak bytes per input pixel of whole-image inference for an ngf-64 generator under
 # inference_mode (platform notes: 1.3 GB at 1024^2 for torch, 3 GB for ORT), plus a margin.
 BYTES_PER_PIXEL_NGF64 = {"torch": 1500.0, "onnx": 3000.0}
@@ -68,152 +70,11 @@ class Backend(Protocol):
     def run(self, x: np.ndarray) -> np.ndarray: ...
 
 
-# --------------------------------------------------------------------------------------------
-# Torch backend
-# --------------------------------------------------------------------------------------------
-
-def resolve_torch_device(device: str) -> str:
-    """``auto|cpu|cuda[:i]|mps`` -> a usable torch device string, or InferenceError.
-
-    A requested GPU that is not usable is an error, never a silent CPU fallback."""
-    import torch
-
-    d = (device or "auto").strip().lower()
-    if d == "auto":
-        if torch.cuda.is_available():
-            return "cuda:0"
-        mps = getattr(torch.backends, "mps", None)
-        if mps is not None and mps.is_available():
-            return "mps"
-        return "cpu"
-    if d == "cpu":
-        return "cpu"
-    if d == "mps":
-        mps = getattr(torch.backends, "mps", None)
-        if mps is None or not mps.is_available():
-            raise InferenceError("--device mps requested but MPS is not available on this machine")
-        return "mps"
-    if d == "cuda" or d.startswith("cuda:"):
-        if not torch.cuda.is_available():
-            raise InferenceError(f"--device {device} requested but CUDA is not available "
-                                 f"(torch {torch.__version__}, built for CUDA {torch.version.cuda})")
-        index = 0
-        if d.startswith("cuda:"):
-            try:
-                index = int(d.split(":", 1)[1])
-            except ValueError:
-                raise InferenceError(f"bad device {device!r}: expected cuda:N") from None
-        count = torch.cuda.device_count()
-        if not 0 <= index < count:
-            raise InferenceError(f"--device {device} requested but only {count} CUDA device(s) exist")
-        return f"cuda:{index}"
-    raise InferenceError(f"unknown device {device!r}: use auto, cpu, cuda, cuda:N or mps")
-
-
-class TorchBackend:
-    """PyTorch backend. ``half=True`` (CUDA only) runs fp16 and redoes any non-finite output in
-    fp32, so a NaN never becomes a black image. Supports frozen InstanceNorm statistics."""
-
-    name = "torch"
-    supports_frozen_stats = True
-
-    def __init__(self, generator: Any, device: str = "auto", half: bool = False) -> None:
-        import copy
-
-        import torch
-
-        self.device = resolve_torch_device(device)
-        if half and not self.device.startswith("cuda"):
-            raise InferenceError(f"--half needs a CUDA device (running on {self.device}); fp32 is used on CPU/MPS")
-        self.half = half
-        self.generator = generator.to(self.device).float().eval()
-        self._half_generator = copy.deepcopy(self.generator).half().eval() if half else None
-        self.ngf = int(getattr(getattr(generator, "config", None), "ngf", 64))
-        self.parameters = int(sum(p.numel() for p in self.generator.parameters()))
-        self.fp32_retries = 0
-        self._torch = torch
-
-    # -- plain run --------------------------------------------------------------------------
-    def _forward(self, x: np.ndarray, half: bool, stats: list | None = None) -> np.ndarray:
-        torch = self._torch
-        with torch.inference_mode():
-            t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(self.device)
-            net = self._half_generator if half else self.generator
-            if half:
-                t = t.half()
-            if stats is None:
-                y = net(t)
-            else:
-                y = _walk(net.model, t, _FrozenNorm(stats, t.dtype))
-            return y.float().cpu().numpy()
-
-    def _checked(self, x: np.ndarray, stats: list | None = None) -> np.ndarray:
-        if self.half:
-            y = self._forward(x, True, stats)
-            if np.isfinite(y).all():
-                return y
-            self.fp32_retries += 1
-            warnings.warn("fp16 output was not finite; redone in fp32", RuntimeWarning, stacklevel=3)
-        return self._forward(x, False, stats)
-
-    def run(self, x: np.ndarray) -> np.ndarray:
-        return self._checked(x)
-
-    # -- frozen InstanceNorm statistics -------------------------------------------------------
-    def instance_norm_stats(self, x: np.ndarray) -> list:
-        """Run ``x`` once and return every InstanceNorm layer's (mean, var), in order (fp32)."""
-        torch = self._torch
-        with torch.inference_mode():
-            t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(self.device)
-            rec = _RecordNorm()
-            _walk(self.generator.model, t, rec)
-            return rec.stats
-
-    def run_frozen(self, x: np.ndarray, stats: list) -> np.ndarray:
-        return self._checked(x, stats)
-
-
-class _RecordNorm:
-    def __init__(self) -> None:
-        self.stats: list = []
-
-    def __call__(self, module: Any, x: Any) -> Any:
-        mean = x.mean(dim=(2, 3), keepdim=True)
-        var = x.var(dim=(2, 3), keepdim=True, unbiased=False)
-        self.stats.append((mean, var))
-        return (x - mean) / (var + module.eps).sqrt()
-
-
-class _FrozenNorm:
-    def __init__(self, stats: list, dtype: Any) -> None:
-        self.stats, self.dtype, self.i = stats, dtype, 0
-
-    def __call__(self, module: Any, x: Any) -> Any:
-        mean, var = self.stats[self.i]
-        self.i += 1
-        return ((x.float() - mean) / (var + module.eps).sqrt()).to(self.dtype)
-
-
-def _walk(module: Any, x: Any, norm: Callable) -> Any:
-    """Run a generator's ``model`` Sequential with InstanceNorm replaced by ``norm``."""
-    from torch import nn
-
-    from odcr_cli.core.networks import ResnetBlock
-
-    if isinstance(module, nn.InstanceNorm2d):
-        return norm(module, x)
-    if isinstance(module, nn.Sequential):
-        for m in module:
-            x = _walk(m, x, norm)
-        return x
-    if isinstance(module, ResnetBlock):
-        return x + _walk(module.conv_block, x, norm)
-    return module(x)
-
-
 def make_backend(backend: str, *, generator: Any = None, onnx_path: str | None = None,
                  device: str = "auto", half: bool = False) -> Backend:
     if backend == "torch":
+        from odcr_cli.torch_backend import TorchBackend
+
         return TorchBackend(generator, device=device, half=half)
     if backend == "onnx":
         if half:
@@ -224,122 +85,6 @@ def make_backend(backend: str, *, generator: Any = None, onnx_path: str | None =
             raise InferenceError(f"the ONNX backend is not available yet ({exc})") from None
         return OnnxBackend(onnx_path, device=device)
     raise InferenceError(f"unknown backend {backend!r}: use torch or onnx")
-
-
-# --------------------------------------------------------------------------------------------
-# Padding, tiling, fast mode (backend-agnostic numpy)
-# --------------------------------------------------------------------------------------------
-
-def _padded_size(n: int) -> int:
-    return max(MIN_SIDE, int(math.ceil(n / SIZE_MULTIPLE)) * SIZE_MULTIPLE)
-
-
-def pad_to_multiple(chw: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
-    """(C, H, W) -> reflect-padded (C, H', W') with H', W' multiples of 4 and >= 16."""
-    _, h, w = chw.shape
-    ph, pw = _padded_size(h) - h, _padded_size(w) - w
-    if ph == 0 and pw == 0:
-        return chw, (h, w)
-    mode = "reflect" if min(h, w) > 1 else "edge"  # numpy's reflect repeats for large pads
-    return np.pad(chw, ((0, 0), (0, ph), (0, pw)), mode=mode), (h, w)
-
-
-def _to_net(rgb: np.ndarray) -> np.ndarray:
-    return (rgb.transpose(2, 0, 1)[None] * 2.0 - 1.0).astype(np.float32)
-
-
-def _from_net(y: np.ndarray) -> np.ndarray:
-    return np.clip((y[0].transpose(1, 2, 0) + 1.0) * 0.5, 0.0, 1.0).astype(np.float32)
-
-
-def _run_padded(run: Callable[[np.ndarray], np.ndarray], rgb: np.ndarray) -> np.ndarray:
-    """HxWx3 [0,1] -> HxWx3 [0,1] through ``run`` with padding to the network's multiple."""
-    x, (h, w) = pad_to_multiple(_to_net(rgb)[0])
-    y = run(x[None])
-    return _from_net(y[:, :, :h, :w])
-
-
-def _ramp(n: int, start_interior: bool, end_interior: bool, fade: int) -> np.ndarray:
-    w = np.ones(n, np.float32)
-    fade = max(1, min(fade, n // 2))
-    r = (np.arange(fade, dtype=np.float32) + 0.5) / fade
-    if start_interior:
-        w[:fade] = r
-    if end_interior:
-        w[n - fade:] = np.minimum(w[n - fade:], r[::-1])
-    return w
-
-
-def _tile_starts(n: int, tile: int) -> list[int]:
-    if n <= tile:
-        return [0]
-    count = int(math.ceil(n / tile))
-    step = (n - tile) / (count - 1)
-    return sorted({int(round(i * step / SIZE_MULTIPLE)) * SIZE_MULTIPLE for i in range(count)})
-
-
-def run_tiled(run_tile: Callable[[np.ndarray], np.ndarray], x: np.ndarray, tile: int,
-              halo: int = DEFAULT_HALO) -> np.ndarray:
-    """Run (1, 3, H, W) ``x`` (H, W multiples of 4) as overlapping tiles and blend them.
-
-    Cores of ``tile`` px (multiple of 4, starting on multiples of 4 so that the network's
-    stride-4 grid lines up with the whole image) grow by ``halo`` px on every interior side;
-    adjacent tiles cross-fade linearly over their 2*halo overlap."""
-    _, c, h, w = x.shape
-    tile = max(SIZE_MULTIPLE * 4, tile // SIZE_MULTIPLE * SIZE_MULTIPLE)
-    halo = halo // SIZE_MULTIPLE * SIZE_MULTIPLE
-    out = np.zeros((3, h, w), np.float32)
-    weight = np.zeros((h, w), np.float32)
-    for y0 in _tile_starts(h, tile):
-        for x0 in _tile_starts(w, tile):
-            ys, ye = max(0, y0 - halo), min(h, y0 + tile + halo)
-            xs, xe = max(0, x0 - halo), min(w, x0 + tile + halo)
-            y = run_tile(np.ascontiguousarray(x[:, :, ys:ye, xs:xe]))[0]
-            wy = _ramp(ye - ys, ys > 0, ye < h, 2 * halo if halo else 4)
-            wx = _ramp(xe - xs, xs > 0, xe < w, 2 * halo if halo else 4)
-            wt = wy[:, None] * wx[None, :]
-            out[:, ys:ye, xs:xe] += y * wt
-            weight[ys:ye, xs:xe] += wt
-    return (out / np.maximum(weight, 1e-8))[None]
-
-
-def _box(a: np.ndarray, r: int) -> np.ndarray:
-    return cv2.boxFilter(a, -1, (2 * r + 1, 2 * r + 1), normalize=True, borderType=cv2.BORDER_REFLECT)
-
-
-def guided_upsample(low_in: np.ndarray, low_out: np.ndarray, full_in: np.ndarray,
-                    radius: int | None = None, eps: float = 1e-4) -> np.ndarray:
-    """Carry the mapping ``low_in -> low_out`` (both hxwx3) to ``full_in`` (HxWx3).
-
-    Fits a per-pixel colour-affine model out = A in + b in (2r+1)^2 windows at low resolution
-    (He et al.'s guided filter with a colour guide), smooths A and b, upsamples them bilinearly
-    and applies them to the full-resolution input."""
-    h, w, _ = low_in.shape
-    r = radius if radius is not None else max(1, round(max(h, w) / 512))
-    I = low_in.astype(np.float32)
-    O = low_out.astype(np.float32)
-    mI = _box(I, r)
-    mO = _box(O, r)
-    sig = np.empty((h, w, 3, 3), np.float32)
-    cov = np.empty((h, w, 3, 3), np.float32)
-    for i in range(3):
-        for j in range(i, 3):
-            v = _box(I[..., i] * I[..., j], r) - mI[..., i] * mI[..., j]
-            sig[..., i, j] = v
-            sig[..., j, i] = v
-        for c in range(3):
-            cov[..., i, c] = _box(I[..., i] * O[..., c], r) - mI[..., i] * mO[..., c]
-    sig += np.eye(3, dtype=np.float32) * eps
-    A = np.linalg.solve(sig.reshape(-1, 3, 3), cov.reshape(-1, 3, 3)).reshape(h, w, 3, 3)  # A[k, c]
-    b = mO - np.einsum("hwk,hwkc->hwc", mI, A)
-    A = _box(A.reshape(h, w, 9), r).reshape(h, w, 3, 3)
-    b = _box(b, r)
-    H, W, _ = full_in.shape
-    out = cv2.resize(b, (W, H), interpolation=cv2.INTER_LINEAR)
-    for k in range(3):
-        Ak = cv2.resize(np.ascontiguousarray(A[:, :, k, :]), (W, H), interpolation=cv2.INTER_LINEAR)
-        out += Ak * full_in[..., k:k + 1]
-    return np.clip(out, 0.0, 1.0, out=out)
 
 
 # --------------------------------------------------------------------------------------------
@@ -486,7 +231,7 @@ class Dehazer:
     # -- planning ---------------------------------------------------------------------------
     def estimate_bytes(self, h: int, w: int) -> float:
         per_px = BYTES_PER_PIXEL_NGF64.get(self.backend_name, 3000.0) * self._ngf / 64
-        return _padded_size(h) * _padded_size(w) * per_px + FIXED_OVERHEAD_BYTES
+        return padded_size(h) * padded_size(w) * per_px + FIXED_OVERHEAD_BYTES
 
     def _budget_pixels(self) -> float:
         per_px = BYTES_PER_PIXEL_NGF64.get(self.backend_name, 3000.0) * self._ngf / 64
@@ -503,11 +248,11 @@ class Dehazer:
         tile = self.tile
         if tile is None and self.estimate_bytes(h, w) > self.memory_budget:
             tile = self._auto_tile()
-        if tile is None or (_padded_size(h) <= tile and _padded_size(w) <= tile):
+        if tile is None or (padded_size(h) <= tile and padded_size(w) <= tile):
             plan.mode = "whole"
-            return _run_padded(self.backend.run, rgb)
+            return run_padded(self.backend.run, rgb)
         plan.mode, plan.tile = "tiled", tile
-        x, (h0, w0) = pad_to_multiple(_to_net(rgb)[0])
+        x, (h0, w0) = pad_to_multiple(to_net(rgb)[0])
         x = x[None]
         if getattr(self.backend, "supports_frozen_stats", False):
             limit = self.stats_max_pixels or self._budget_pixels()
@@ -516,7 +261,7 @@ class Dehazer:
             if scale < 1.0:
                 sh, sw = max(MIN_SIDE, round(h * scale)), max(MIN_SIDE, round(w * scale))
                 small = cv2.resize(rgb, (sw, sh), interpolation=cv2.INTER_AREA)
-                xs, _ = pad_to_multiple(_to_net(small)[0])
+                xs, _ = pad_to_multiple(to_net(small)[0])
             else:
                 xs = x[0]
             stats = self.backend.instance_norm_stats(xs[None])
@@ -527,7 +272,7 @@ class Dehazer:
             warnings.warn(plan.notes[-1], RuntimeWarning, stacklevel=3)
             run_tile = self.backend.run
         y = run_tiled(run_tile, x, tile, self.halo)
-        return _from_net(y[:, :, :h0, :w0])
+        return from_net(y[:, :, :h0, :w0])
 
     def dehaze_float(self, rgb: np.ndarray) -> np.ndarray:
         """HxWx3 float32 in [0,1] -> HxWx3 float32 in [0,1]."""
@@ -622,6 +367,5 @@ def psnr(a: np.ndarray, b: np.ndarray, peak: float = 1.0) -> float:
     return float("inf") if mse == 0 else 10.0 * math.log10(peak * peak / mse)
 
 
-__all__: Sequence[str] = ("Backend", "TorchBackend", "Dehazer", "InferenceError", "run_tiled",
-                          "guided_upsample", "pad_to_multiple", "resolve_torch_device", "psnr",
+__all__: Sequence[str] = ("Backend", "Dehazer", "InferenceError", "PlanInfo", "make_backend", "psnr",
                           "to_float_rgb", "CPU_AUTO_MAX_SIDE")

@@ -2,7 +2,7 @@
 
 Implements the ``Backend`` protocol of :mod:`odcr_cli.inference`: ``run`` maps a float32
 (N, 3, H, W) array, RGB in [-1, 1] with H and W multiples of the model's size multiple, to
-an array of the same shape. Padding, tiling and image I/O stay in ``odcr_cli.inference``.
+an array of the same shape. Padding and tiling live in ``odcr_cli.tiling``, image I/O in ``odcr_cli.imageio``.
 
 Providers are tried in the order TensorRT, CUDA, CPU, filtered by
 ``onnxruntime.get_available_providers()``. onnxruntime-gpu lists CUDA and TensorRT even where

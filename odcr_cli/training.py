@@ -109,7 +109,8 @@ def lr_factor(iteration: int, total: int, decay_fraction: float) -> float:
 
 def resolve_device(spec: str) -> torch.device:
     """``auto|cpu|cuda[:i]|mps`` (dehaze's rules); under torchrun ``auto``/``cuda`` mean this rank's GPU."""
-    from odcr_cli.inference import InferenceError, resolve_torch_device
+    from odcr_cli.inference import InferenceError
+    from odcr_cli.torch_backend import resolve_torch_device
 
     local_rank = os.environ.get("LOCAL_RANK")
     if local_rank is not None and spec in ("auto", "cuda") and torch.cuda.is_available():

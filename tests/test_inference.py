@@ -9,8 +9,9 @@ import torch
 from conftest import make_photo
 from odcr_cli.core.networks import GeneratorConfig, ResnetGenerator
 from odcr_cli.fsutil import sha256_file
-from odcr_cli.inference import (Dehazer, InferenceError, TorchBackend, guided_upsample, psnr,
-                                resolve_torch_device)
+from odcr_cli.inference import Dehazer, InferenceError, psnr
+from odcr_cli.tiling import guided_upsample
+from odcr_cli.torch_backend import TorchBackend, resolve_torch_device
 from odcr_cli.weights_io import WeightsError
 
 

@@ -1,0 +1,156 @@
+"""The PyTorch backend, with frozen InstanceNorm statistics for tiled inference.
+
+Torch is imported lazily (inside the functions that need it), so importing this module, or
+:mod:`odcr_cli.inference`, costs nothing on the ONNX path.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any, Callable
+
+import numpy as np
+
+from odcr_cli.inference import InferenceError
+
+
+def resolve_torch_device(device: str) -> str:
+    """``auto|cpu|cuda[:i]|mps`` -> a usable torch device string, or InferenceError.
+
+    A requested GPU that is not usable is an error, never a silent CPU fallback."""
+    import torch
+
+    d = (device or "auto").strip().lower()
+    if d == "auto":
+        if torch.cuda.is_available():
+            return "cuda:0"
+        mps = getattr(torch.backends, "mps", None)
+        if mps is not None and mps.is_available():
+            return "mps"
+        return "cpu"
+    if d == "cpu":
+        return "cpu"
+    if d == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise InferenceError("--device mps requested but MPS is not available on this machine")
+        return "mps"
+    if d == "cuda" or d.startswith("cuda:"):
+        if not torch.cuda.is_available():
+            raise InferenceError(f"--device {device} requested but CUDA is not available "
+                                 f"(torch {torch.__version__}, built for CUDA {torch.version.cuda})")
+        index = 0
+        if d.startswith("cuda:"):
+            try:
+                index = int(d.split(":", 1)[1])
+            except ValueError:
+                raise InferenceError(f"bad device {device!r}: expected cuda:N") from None
+        count = torch.cuda.device_count()
+        if not 0 <= index < count:
+            raise InferenceError(f"--device {device} requested but only {count} CUDA device(s) exist")
+        return f"cuda:{index}"
+    raise InferenceError(f"unknown device {device!r}: use auto, cpu, cuda, cuda:N or mps")
+
+
+class TorchBackend:
+    """PyTorch backend. ``half=True`` (CUDA only) runs fp16 and redoes any non-finite output in
+    fp32, so a NaN never becomes a black image. Supports frozen InstanceNorm statistics."""
+
+    name = "torch"
+    supports_frozen_stats = True
+
+    def __init__(self, generator: Any, device: str = "auto", half: bool = False) -> None:
+        import copy
+
+        import torch
+
+        self.device = resolve_torch_device(device)
+        if half and not self.device.startswith("cuda"):
+            raise InferenceError(f"--half needs a CUDA device (running on {self.device}); fp32 is used on CPU/MPS")
+        self.half = half
+        self.generator = generator.to(self.device).float().eval()
+        self._half_generator = copy.deepcopy(self.generator).half().eval() if half else None
+        self.ngf = int(getattr(getattr(generator, "config", None), "ngf", 64))
+        self.parameters = int(sum(p.numel() for p in self.generator.parameters()))
+        self.fp32_retries = 0
+        self._torch = torch
+
+    # -- plain run --------------------------------------------------------------------------
+    def _forward(self, x: np.ndarray, half: bool, stats: list | None = None) -> np.ndarray:
+        torch = self._torch
+        with torch.inference_mode():
+            t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(self.device)
+            net = self._half_generator if half else self.generator
+            if half:
+                t = t.half()
+            if stats is None:
+                y = net(t)
+            else:
+                y = _walk(net.model, t, _FrozenNorm(stats, t.dtype))
+            return y.float().cpu().numpy()
+
+    def _checked(self, x: np.ndarray, stats: list | None = None) -> np.ndarray:
+        if self.half:
+            y = self._forward(x, True, stats)
+            if np.isfinite(y).all():
+                return y
+            self.fp32_retries += 1
+            warnings.warn("fp16 output was not finite; redone in fp32", RuntimeWarning, stacklevel=3)
+        return self._forward(x, False, stats)
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        return self._checked(x)
+
+    # -- frozen InstanceNorm statistics -------------------------------------------------------
+    def instance_norm_stats(self, x: np.ndarray) -> list:
+        """Run ``x`` once and return every InstanceNorm layer's (mean, var), in order (fp32)."""
+        torch = self._torch
+        with torch.inference_mode():
+            t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(self.device)
+            rec = _RecordNorm()
+            _walk(self.generator.model, t, rec)
+            return rec.stats
+
+    def run_frozen(self, x: np.ndarray, stats: list) -> np.ndarray:
+        return self._checked(x, stats)
+
+
+class _RecordNorm:
+    def __init__(self) -> None:
+        self.stats: list = []
+
+    def __call__(self, module: Any, x: Any) -> Any:
+        mean = x.mean(dim=(2, 3), keepdim=True)
+        var = x.var(dim=(2, 3), keepdim=True, unbiased=False)
+        self.stats.append((mean, var))
+        return (x - mean) / (var + module.eps).sqrt()
+
+
+class _FrozenNorm:
+    def __init__(self, stats: list, dtype: Any) -> None:
+        self.stats, self.dtype, self.i = stats, dtype, 0
+
+    def __call__(self, module: Any, x: Any) -> Any:
+        mean, var = self.stats[self.i]
+        self.i += 1
+        return ((x.float() - mean) / (var + module.eps).sqrt()).to(self.dtype)
+
+
+def _walk(module: Any, x: Any, norm: Callable) -> Any:
+    """Run a generator's ``model`` Sequential with InstanceNorm replaced by ``norm``."""
+    from torch import nn
+
+    from odcr_cli.core.networks import ResnetBlock
+
+    if isinstance(module, nn.InstanceNorm2d):
+        return norm(module, x)
+    if isinstance(module, nn.Sequential):
+        for m in module:
+            x = _walk(m, x, norm)
+        return x
+    if isinstance(module, ResnetBlock):
+        return x + _walk(module.conv_block, x, norm)
+    return module(x)
+
+
+__all__ = ("TorchBackend", "resolve_torch_device")
