@@ -97,6 +97,8 @@ def train(
     val_gt: Optional[Path] = typer.Option(None, "--val-gt", help="Paired validation: ground-truth folder."),
     val_every: int = typer.Option(1000, "--val-every"),
     training_data: str = typer.Option("", "--training-data", help="Description stored in the weights' metadata."),
+    ema_decay: float = typer.Option(0.999, "--ema-decay", min=0.0, max=0.99999,
+                                    help="Save an EMA of the generator's weights (0 = the raw weights)."),
 ) -> None:
     from odcr_cli.core.methods import method_config
     from odcr_cli.core.networks import GeneratorConfig
@@ -119,7 +121,8 @@ def train(
                       beta1=beta1, beta2=beta2, decay_fraction=decay_fraction, stiefel_lr=stiefel_lr, amp=amp,
                       checkpoint_every=checkpoint_every, keep_checkpoints=keep_checkpoints, log_every=log_every,
                       sample_every=sample_every, val_hazy=str(val_hazy) if val_hazy else None,
-                      val_gt=str(val_gt) if val_gt else None, val_every=val_every, training_data=training_data)
+                      val_gt=str(val_gt) if val_gt else None, val_every=val_every, training_data=training_data,
+                      ema_decay=ema_decay)
     reporter = _TrainReporter(log_every)
     try:
         with reporter:

@@ -9,6 +9,11 @@ Layout of a run folder::
     RUN_DIR/checkpoints/generator_XXXXXXXX.safetensors
     RUN_DIR/generator.safetensors            generator of the newest checkpoint, for dehaze/export
 
+The generator files, samples and validation use an exponential moving average (EMA) of the
+generator's weights when ``ema_decay > 0`` (the default): a GAN's raw weights swing from one
+checkpoint to the next, the average does not. The EMA only reads the weights, so training
+itself is the same with or without it; checkpoints hold both.
+
 Multi-GPU: under ``torchrun`` (WORLD_SIZE > 1) every rank trains on its own deterministic
 slice of samples and gradients are averaged across ranks before each optimiser step
 (synchronous data parallelism, like DDP); rank 0 writes the files.
@@ -16,6 +21,7 @@ slice of samples and gradients are averaged across ranks before each optimiser s
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import re
@@ -81,6 +87,7 @@ class TrainConfig:
     until: int | None = None           # stop after this iteration (the schedule still spans iters)
     training_data: str = ""            # free text recorded in the generator's metadata
     exclude_clear: tuple[str, ...] = ()  # lists of clear files to leave out (odcr synth's sources.txt)
+    ema_decay: float = 0.999           # EMA of the generator's weights for the saved model; 0 = raw weights
 
     def __post_init__(self) -> None:
         for name in ("hazy", "clear", "exclude_clear"):
@@ -162,6 +169,36 @@ class Distributed:
         return all(torch.equal(g, gathered[0]) for g in gathered)
 
 
+class WeightAverage:
+    """Exponential moving average of a module's parameters (buffers are copied).
+
+    The decay ramps up as min(decay, (1 + n) / (10 + n)) after n updates, so that early
+    weights, far from the current ones, do not linger."""
+
+    def __init__(self, module: nn.Module, decay: float) -> None:
+        if not 0 < decay < 1:
+            raise ValueError(f"EMA decay: expected a number in (0, 1), got {decay}")
+        self.decay = decay
+        self.module = copy.deepcopy(module).requires_grad_(False).eval()
+        self.updates = 0
+
+    @torch.no_grad()
+    def update(self, source: nn.Module) -> None:
+        d = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        for avg, p in zip(self.module.parameters(), source.parameters()):
+            avg.lerp_(p.detach().to(avg.dtype), 1.0 - d)
+        for avg, b in zip(self.module.buffers(), source.buffers()):
+            avg.copy_(b)
+        self.updates += 1
+
+    def state_dict(self) -> dict:
+        return {"module": self.module.state_dict(), "updates": self.updates, "decay": self.decay}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.module.load_state_dict(state["module"])
+        self.updates = int(state["updates"])
+
+
 class Trainer:
     """Models, optimisers and schedules of one run; ``step`` performs one training iteration."""
 
@@ -184,11 +221,17 @@ class Trainer:
         self.opt_s = StiefelSGD(stiefel, lr=config.stiefel_lr or config.lr) if stiefel else None
         factor = lambda it: lr_factor(it, config.iters, config.decay_fraction)  # noqa: E731
         self.schedulers = [torch.optim.lr_scheduler.LambdaLR(o, factor) for o in self.optimizers]
+        self.ema = WeightAverage(m.generator, config.ema_decay) if config.ema_decay > 0 else None
         self.iteration = 0
         self.last_lr = config.lr
         amp = config.amp if config.amp != "auto" else ("bf16" if device.type == "cuda" else "off")
         self.autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if amp == "bf16"
                          else nullcontext())
+
+    @property
+    def output_generator(self) -> nn.Module:
+        """The generator to save, sample and validate: the EMA when there is one."""
+        return self.ema.module if self.ema is not None else self.model.generator
 
     @property
     def optimizers(self) -> list[torch.optim.Optimizer]:
@@ -228,6 +271,8 @@ class Trainer:
         self.dist.average_gradients(list(m.generator.parameters()) + list(m.head.parameters())
                                     + (list(m.classifiers.parameters()) if m.classifiers is not None else []))
         self.opt_g.step()
+        if self.ema is not None:
+            self.ema.update(m.generator)
         self.opt_f.step()
         if self.opt_s is not None:
             self.opt_s.step()  # float64 polar retraction, outside autocast
@@ -253,6 +298,8 @@ class Trainer:
             "schedulers": [s.state_dict() for s in self.schedulers],
             "rng": {"torch": torch.get_rng_state()},
         }
+        if self.ema is not None:
+            state["generator_ema"] = self.ema.state_dict()
         if torch.cuda.is_available():
             state["rng"]["cuda"] = torch.cuda.get_rng_state_all()
         return state
@@ -269,6 +316,11 @@ class Trainer:
         for sch, s in zip(self.schedulers, state["schedulers"]):
             sch.load_state_dict(s)
         self.iteration = int(state["iteration"])
+        if self.ema is not None:
+            if "generator_ema" in state:
+                self.ema.load_state_dict(state["generator_ema"])
+            else:  # a run started without EMA: the average starts from the current weights
+                self.ema.module.load_state_dict(state["generator"])
         torch.set_rng_state(state["rng"]["torch"])
         if "cuda" in state["rng"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["rng"]["cuda"])
@@ -305,10 +357,12 @@ def _save_checkpoint(trainer: Trainer, run_dir: Path, keep: int) -> Path:
     ckpt = folder / f"ckpt_{it:08d}.pt"
     with atomic_output(ckpt) as fh:
         torch.save(trainer.state_dict(), fh)
+    ema = trainer.ema
     meta = {"method": trainer.method.name, "iteration": str(it),
+            "weights": f"EMA of the generator's weights, decay {ema.decay}" if ema else "raw generator weights",
             "training_data": trainer.config.training_data or f"hazy={','.join(trainer.config.hazy)}; clear={','.join(trainer.config.clear)}"}
-    save_generator(folder / f"generator_{it:08d}.safetensors", trainer.model.generator, meta)
-    save_generator(run_dir / "generator.safetensors", trainer.model.generator, meta)
+    save_generator(folder / f"generator_{it:08d}.safetensors", trainer.output_generator, meta)
+    save_generator(run_dir / "generator.safetensors", trainer.output_generator, meta)
     for old_it, old in list_checkpoints(run_dir)[:-keep]:
         old.unlink(missing_ok=True)
         (folder / f"generator_{old_it:08d}.safetensors").unlink(missing_ok=True)
@@ -316,7 +370,7 @@ def _save_checkpoint(trainer: Trainer, run_dir: Path, keep: int) -> Path:
 
 
 def _save_samples(trainer: Trainer, fixed: torch.Tensor, path: Path) -> None:
-    g = trainer.model.generator
+    g = trainer.output_generator
     with torch.no_grad():
         out = g(trainer._to_device(fixed)).float().cpu()
     rows = torch.cat([fixed, out], dim=3)  # (N, 3, H, 2W): input | output
@@ -481,7 +535,7 @@ def _validate(trainer: Trainer, config: TrainConfig) -> dict[str, float]:
     """Mean PSNR/SSIM of the current generator on a paired folder (evaluate's conventions)."""
     from odcr_cli.evaluation import evaluate_generator_on_pairs
 
-    g = trainer.model.generator
+    g = trainer.output_generator
     was_training = g.training
     try:
         return evaluate_generator_on_pairs(g.eval(), Path(config.val_hazy), Path(config.val_gt))

@@ -19,7 +19,7 @@ from odcr_cli.cli import app
 from odcr_cli.core import methods as methods_module
 from odcr_cli.core.methods import method_config
 from odcr_cli.core.networks import GeneratorConfig
-from odcr_cli.training import TrainConfig, TrainingDiverged, TrainingError, lr_factor, train
+from odcr_cli.training import TrainConfig, TrainingDiverged, TrainingError, WeightAverage, lr_factor, train
 from odcr_cli.weights_io import load_generator
 
 TINY = ["--ngf", "4", "--n-blocks", "1", "--crop", "32", "--num-patches", "16", "--num-clear-patches", "16"]
@@ -89,6 +89,7 @@ def test_resume_follows_the_same_trajectory(pools, tmp_path) -> None:
     assert all(torch.equal(a[k], b[k]) for k in a)
     sa = torch.load(straight / "checkpoints" / "ckpt_00000004.pt", weights_only=True)
     sb = torch.load(split / "checkpoints" / "ckpt_00000004.pt", weights_only=True)
+    assert all(torch.equal(sa["generator"][k], sb["generator"][k]) for k in sa["generator"])  # raw and EMA
     assert all(torch.equal(sa["head"][k], sb["head"][k]) for k in sa["head"])  # Stiefel matrices too
     assert all(torch.equal(sa["discriminator"][k], sb["discriminator"][k]) for k in sa["discriminator"])
 
@@ -214,3 +215,39 @@ def test_synthetic_hazy_set_joins_the_hazy_pool_and_its_sources_leave_the_clear_
     assert "left 1 clear image(s) out" in res.output
     cfg = json.loads((out / "config.json").read_text())["train"]
     assert cfg["hazy"] == [str(hazy), str(synth / "hazy")] and cfg["exclude_clear"] == [str(synth / "sources.txt")]
+
+
+def test_weight_average_follows_its_closed_form() -> None:
+    net = torch.nn.Linear(2, 1)
+    with torch.no_grad():
+        net.weight.fill_(0.0)
+    ema = WeightAverage(net, decay=0.5)
+    expected = 0.0
+    for n, value in enumerate([1.0, 2.0, 3.0, 4.0]):
+        with torch.no_grad():
+            net.weight.fill_(value)
+        ema.update(net)
+        d = min(0.5, (1 + n) / (10 + n))  # ramp: 0.1, 0.18..., then capped at 0.5
+        expected = d * expected + (1 - d) * value
+        assert torch.allclose(ema.module.weight, torch.full((1, 2), expected))
+    assert not ema.module.weight.requires_grad
+    with pytest.raises(ValueError):
+        WeightAverage(net, decay=1.0)
+
+
+@pytest.mark.parametrize("decay", ["0.999", "0"])
+def test_saved_generator_is_the_weight_average_unless_disabled(pools, tmp_path, decay) -> None:
+    hazy, clear = pools
+    out = tmp_path / "run"
+    assert _cli_train(hazy, clear, out, "--iters", "3", "--ema-decay", decay).exit_code == 0
+    saved = load_file(out / "generator.safetensors")
+    state = torch.load(out / "checkpoints" / "ckpt_00000003.pt", weights_only=True)
+    raw = state["generator"]
+    if decay == "0":
+        assert "generator_ema" not in state and all(torch.equal(saved[k], raw[k]) for k in raw)
+        assert load_generator(out / "generator.safetensors").metadata["weights"] == "raw generator weights"
+    else:
+        ema = state["generator_ema"]["module"]
+        assert all(torch.equal(saved[k], ema[k]) for k in ema)
+        assert not all(torch.equal(saved[k], raw[k]) for k in raw)
+        assert "EMA" in load_generator(out / "generator.safetensors").metadata["weights"]
