@@ -113,6 +113,28 @@ def load_generator(path: str | os.PathLike, device: str | torch.device = "cpu") 
     return LoadedGenerator(generator, meta, p, sha256_file(p))
 
 
+def average_generators(paths: list[str | os.PathLike]) -> tuple[ResnetGenerator, dict[str, str]]:
+    """Uniform average of the weights of several checkpoints of one generator (checkpoint
+    averaging; InstanceNorm keeps no running statistics, so nothing needs recalibrating).
+
+    Returns the averaged generator and the metadata of the last file, with ``averaged_from``."""
+    if not paths:
+        raise WeightsError("nothing to average")
+    loaded = [load_generator(p) for p in paths]
+    first = loaded[0].generator
+    for other in loaded[1:]:
+        if other.generator.config != first.config:
+            raise WeightsError(f"{other.path} is a different generator ({other.generator.config} vs {first.config})")
+    states = [x.generator.state_dict() for x in loaded]
+    average = {k: (torch.stack([s[k].double() for s in states]).mean(0).to(v.dtype) if v.is_floating_point() else v)
+               for k, v in states[-1].items()}
+    generator = loaded[-1].generator
+    generator.load_state_dict(average)
+    meta = dict(loaded[-1].metadata)
+    meta["averaged_from"] = ", ".join(f"{x.path.name} (sha256 {x.sha256[:12]})" for x in loaded)
+    return generator, meta
+
+
 def bundled_weights_path() -> Path:
     """Path of the verified bundled default generator, or WeightsError saying what is wrong."""
     try:

@@ -1,7 +1,9 @@
 """Turn a run's generator into the bundled default model in ``weights/``.
 
-    python scripts/ship_weights.py runs/interim_odcr/generator.safetensors --name odcr-interim-ngf32-b6 \
+    python scripts/ship_weights.py GENERATOR [GENERATOR ...] --name odcr-interim-ngf32-b6 \
         [--fp16] [--check-dir ../shared/data/dev/real_hazy] [--note "..."]
+
+Several generators (checkpoints of one run) are averaged uniformly before shipping.
 
 Writes ``weights/default.safetensors`` (with its metadata: name, method, iterations, training data,
 recipe), its parity-checked ONNX export ``weights/default.onnx`` (what ``odcr dehaze`` runs on the
@@ -23,7 +25,7 @@ from PIL import Image
 from odcr_cli.fsutil import atomic_output, sha256_file
 from odcr_cli.bundled import DEFAULT_ONNX_NAME, DEFAULT_WEIGHTS_NAME, MANIFEST_NAME
 from odcr_cli.export import export_onnx
-from odcr_cli.weights_io import load_generator, save_generator
+from odcr_cli.weights_io import average_generators, load_generator, save_generator
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -49,23 +51,26 @@ def _outputs(generator: torch.nn.Module, photos: list[Path]) -> list[np.ndarray]
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("generator", type=Path)
+    ap.add_argument("generators", type=Path, nargs="+", help="one generator, or checkpoints to average")
     ap.add_argument("--name", required=True)
     ap.add_argument("--fp16", action="store_true")
     ap.add_argument("--check-dir", type=Path, default=ROOT.parent / "shared/data/dev/real_hazy")
     ap.add_argument("--note", default="")
     args = ap.parse_args()
 
-    loaded = load_generator(args.generator)
-    meta = dict(loaded.metadata)
-    meta.update({"name": args.name, "source_sha256": loaded.sha256, "note": args.note})
+    if len(args.generators) == 1:
+        loaded = load_generator(args.generators[0])
+        generator, meta = loaded.generator, dict(loaded.metadata, source_sha256=loaded.sha256)
+    else:
+        generator, meta = average_generators(args.generators)
+    meta.update({"name": args.name, "note": args.note})
     meta.pop("format", None)
     target = ROOT / "weights" / DEFAULT_WEIGHTS_NAME
-    save_generator(target, loaded.generator, meta, dtype=torch.float16 if args.fp16 else None)
+    save_generator(target, generator, meta, dtype=torch.float16 if args.fp16 else None)
     if args.fp16:
         photos = sorted(p for p in args.check_dir.iterdir() if p.is_file())[:6]
         shipped = load_generator(target).generator
-        worst = min(_psnr(a, b) for a, b in zip(_outputs(loaded.generator, photos), _outputs(shipped, photos)))
+        worst = min(_psnr(a, b) for a, b in zip(_outputs(generator, photos), _outputs(shipped, photos)))
         print(f"fp16 storage vs fp32: worst PSNR {worst:.2f} dB over {len(photos)} photos")
         if worst < 45:
             target.unlink()

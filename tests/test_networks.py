@@ -81,3 +81,23 @@ def test_channel_classifiers_shapes() -> None:
     clf = ChannelClassifiers(n_layers=5, dim=256)
     assert clf(torch.randn(7, 256), layer=2).shape == (7, 2)
     assert clf.theta(4).shape == (2, 256)
+
+
+def test_checkpoint_average_is_the_mean_of_the_weights(tmp_path) -> None:
+    import pytest
+
+    from odcr_cli.weights_io import WeightsError, average_generators, save_generator
+
+    paths = []
+    for seed in (0, 1, 2):
+        torch.manual_seed(seed)
+        paths.append(save_generator(tmp_path / f"g{seed}.safetensors", ResnetGenerator(GeneratorConfig(ngf=4, n_blocks=1)),
+                                    {"iteration": str(seed)}))
+    states = [load_generator(p).generator.state_dict() for p in paths]
+    avg, meta = average_generators(paths)
+    for k, v in avg.state_dict().items():
+        assert torch.allclose(v, (states[0][k] + states[1][k] + states[2][k]) / 3, atol=1e-7)
+    assert meta["iteration"] == "2" and "g0.safetensors" in meta["averaged_from"]
+    save_generator(tmp_path / "wide.safetensors", ResnetGenerator(GeneratorConfig(ngf=8, n_blocks=1)))
+    with pytest.raises(WeightsError, match="different generator"):
+        average_generators([paths[0], tmp_path / "wide.safetensors"])
