@@ -136,7 +136,7 @@ def synthesize(clear: np.ndarray, rng: np.random.Generator,
 @dataclass(frozen=True)
 class SynthResult:
     written: list[Path]
-    sources: list[Path]                 # the clear photos used (keep them out of the clear domain)
+    sources: list[Path]                 # the clear photos used (sources.txt lists all chosen ones)
     failed: list[tuple[Path, str]]
     manifest: Path
 
@@ -165,11 +165,14 @@ def make_synthetic_set(clear: list[Path], out_dir: Path, *, fraction: float = 1.
                        on_file: Callable[[Path, str | None], None] | None = None) -> SynthResult:
     """Write hazy versions of (a fraction of) the clear photos under ``clear`` to OUT/hazy/.
 
-    OUT/manifest.json records every output with its source and parameters; OUT/sources.txt lists
-    the clear photos used, one absolute path per line, for ``odcr train --exclude-clear``.
-    Outputs are a function of (seed, source position, variant): rerunning reproduces them.
-    Existing outputs are refused before any work unless ``overwrite``; a bad source is reported
-    and skipped."""
+    OUT/sources.txt lists the clear photos chosen, one absolute path per line, for
+    ``odcr train --exclude-clear``; it is written before any image, so that an interrupted run
+    never leaves hazy images whose sources are unlisted. OUT/manifest.json records every output
+    with its source and parameters. Outputs are a function of (seed, source position, variant):
+    rerunning reproduces them. OUT may not lie inside a clear folder (its images would join the
+    clear pool). Existing outputs are refused before any work unless ``overwrite``, and even then
+    hazy images that this run would not write are refused (their sources would go unlisted);
+    a bad source is reported and skipped."""
     from odcr_cli.data import list_images, load_rgb
     from odcr_cli.fsutil import atomic_output, atomic_path
 
@@ -178,13 +181,18 @@ def make_synthetic_set(clear: list[Path], out_dir: Path, *, fraction: float = 1.
     if ext not in ("jpg", "png"):
         raise ValueError(f"ext: expected jpg or png, got {ext}")
     roots = [Path(p).resolve() for p in clear]
+    out_abs = out_dir.resolve()
+    for root in roots:
+        if out_abs == root or out_abs.is_relative_to(root) or (root.is_dir() and root.is_relative_to(out_abs)):
+            raise ValueError(f"the output folder {out_dir} overlaps the clear folder {root}; choose a folder outside it")
     files = sorted({f.resolve() for root in roots for f in list_images(root)})
     if not files:
         raise ValueError(f"no images under {', '.join(map(str, clear))}")
     sources = choose_sources(files, fraction, seed)
     stems = [_output_stem(s, roots) for s in sources]
     if len(set(stems)) != len(stems):
-        raise ValueError("two clear photos map to the same output name; give one folder per call")
+        twin = next(s for s in stems if stems.count(s) > 1)
+        raise ValueError(f"two clear photos map to the output name {twin!r} (same name, other suffix); rename one")
     hazy_dir, t_dir = out_dir / "hazy", out_dir / "transmission"
     plan = [(src, hazy_dir / f"{stem}_haze{k}.{ext}", t_dir / f"{stem}_haze{k}.png", k)
             for src, stem in zip(sources, stems) for k in range(variants)]
@@ -193,6 +201,13 @@ def make_synthetic_set(clear: list[Path], out_dir: Path, *, fraction: float = 1.
         clash += [p for p in (out_dir / "manifest.json", out_dir / "sources.txt") if p.exists()]
         if clash:
             raise FileExistsError(f"{len(clash)} output(s) exist already, e.g. {clash[0]} (--overwrite replaces them)")
+    planned = {p for _, p, _, _ in plan}
+    stale = sorted(p for p in hazy_dir.glob("*") if p.is_file() and p not in planned) if hazy_dir.is_dir() else []
+    if stale:
+        raise FileExistsError(f"{hazy_dir} holds {len(stale)} image(s) this run would not write, e.g. {stale[0].name}; "
+                              "use an empty output folder")
+    with atomic_output(out_dir / "sources.txt", "w") as fh:
+        fh.writelines(f"{p}\n" for p in sources)
 
     written: list[Path] = []
     failed: list[tuple[Path, str]] = []
@@ -202,36 +217,35 @@ def make_synthetic_set(clear: list[Path], out_dir: Path, *, fraction: float = 1.
     for src in sources:
         try:
             im = load_rgb(src)
-        except (OSError, ValueError) as exc:
+            if max_side and max(im.size) > max_side:
+                k = max_side / max(im.size)
+                im = im.resize((max(1, round(im.width * k)), max(1, round(im.height * k))), Image.LANCZOS)
+            rgb = np.asarray(im, np.float32) / 255.0
+            for s, out, t_out, variant in (p for p in plan if p[0] == src):
+                hazy, t, params = synthesize(rgb, np.random.default_rng([seed, position[src], variant]), cfg)
+                with atomic_path(out) as tmp:
+                    Image.fromarray(np.round(hazy * 255).astype(np.uint8)).save(
+                        tmp, format="JPEG" if ext == "jpg" else "PNG", **({"quality": quality} if ext == "jpg" else {}))
+                if save_transmission:
+                    with atomic_path(t_out) as tmp:
+                        Image.fromarray(np.round(t * 255).astype(np.uint8)).save(tmp, format="PNG")
+                written.append(out)
+                records.append({"file": str(out.relative_to(out_dir)), "source": str(s), "variant": variant,
+                                **asdict(params)})
+                if on_file:
+                    on_file(out, None)
+        except Exception as exc:  # per-file isolation: one bad photo never stops the set
             reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
             failed.append((src, reason))
             if on_file:
                 on_file(src, reason)
             continue
-        if max_side and max(im.size) > max_side:
-            k = max_side / max(im.size)
-            im = im.resize((max(1, round(im.width * k)), max(1, round(im.height * k))), Image.LANCZOS)
-        rgb = np.asarray(im, np.float32) / 255.0
         used.append(src)
-        for s, out, t_out, variant in (p for p in plan if p[0] == src):
-            hazy, t, params = synthesize(rgb, np.random.default_rng([seed, position[src], variant]), cfg)
-            with atomic_path(out) as tmp:
-                Image.fromarray(np.round(hazy * 255).astype(np.uint8)).save(
-                    tmp, format="JPEG" if ext == "jpg" else "PNG", **({"quality": quality} if ext == "jpg" else {}))
-            if save_transmission:
-                with atomic_path(t_out) as tmp:
-                    Image.fromarray(np.round(t * 255).astype(np.uint8)).save(tmp, format="PNG")
-            written.append(out)
-            records.append({"file": str(out.relative_to(out_dir)), "source": str(s), "variant": variant,
-                            **asdict(params)})
-            if on_file:
-                on_file(out, None)
 
     manifest = out_dir / "manifest.json"
     with atomic_output(manifest, "w") as fh:
         json.dump({"model": "I = J t + A (1 - t), t = exp(-beta d), plausible depth (odcr_cli.synthesis)",
                    "seed": seed, "fraction": fraction, "variants": variants, "config": asdict(cfg),
-                   "clear_folders": [str(r) for r in roots], "images": records}, fh, indent=1)
-    with atomic_output(out_dir / "sources.txt", "w") as fh:
-        fh.writelines(f"{p}\n" for p in used)
+                   "clear_folders": [str(r) for r in roots], "images": records,
+                   "failed": [{"source": str(p), "error": e} for p, e in failed]}, fh, indent=1)
     return SynthResult(written, used, failed, manifest)

@@ -447,8 +447,10 @@ def _train(config: TrainConfig, method: MethodConfig, generator: GeneratorConfig
     try:
         hazy_files, _ = gather_images(config.hazy)
         clear_files, n_excluded = gather_images(config.clear, config.exclude_clear)
-    except (FileNotFoundError, OSError) as exc:
-        raise TrainingError(str(exc).splitlines()[0]) from None
+    except FileNotFoundError as exc:
+        raise TrainingError(str(exc)) from None
+    except (OSError, ValueError) as exc:  # an unreadable or binary --exclude-clear list
+        raise TrainingError(f"cannot read the image lists: {type(exc).__name__}: {exc}".splitlines()[0]) from None
     if config.exclude_clear:
         say(f"left {n_excluded} clear image(s) out of the clear pool (--exclude-clear)")
     spec = CropSpec(crop=config.crop, load_size=max(config.effective_load_size, config.crop),

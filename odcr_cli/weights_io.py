@@ -93,6 +93,9 @@ def _read_torch(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str], Ge
     if isinstance(obj, dict) and "generator" in obj:  # our training checkpoint
         config = GeneratorConfig.from_dict(obj.get("generator_config", {})) if "generator_config" in obj else None
         meta = {"method": str(obj.get("method", "")), "iteration": str(obj.get("iteration", ""))}
+        if "generator_ema" in obj:  # the weights the run saves as its generator
+            meta["weights"] = f"EMA of the generator's weights, decay {obj['generator_ema'].get('decay')}"
+            return obj["generator_ema"]["module"], meta, config
         return obj["generator"], meta, config
     if isinstance(obj, dict) and all(isinstance(v, torch.Tensor) for v in obj.values()):
         return obj, {"source": "cut-pth"}, None

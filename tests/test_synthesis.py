@@ -101,6 +101,7 @@ def test_synthetic_set_writes_images_manifest_and_sources(clear_dir: Path, tmp_p
     assert len(list((out / "transmission").iterdir())) == 6
     listed = [Path(line) for line in (out / "sources.txt").read_text().splitlines()]
     assert listed == res.sources and all(p.is_absolute() and p.is_file() for p in listed)
+    assert not [p for p in out.rglob("*") if p.is_file() and p.is_relative_to(clear_dir)]
     manifest = json.loads(res.manifest.read_text())
     assert len(manifest["images"]) == 6
     for rec in manifest["images"]:
@@ -124,6 +125,20 @@ def test_existing_outputs_are_never_overwritten_unless_asked(clear_dir: Path, tm
     assert {p: p.read_bytes() for p in first.written} == before
     second = make_synthetic_set([clear_dir], out, seed=1, overwrite=True)
     assert any(p.read_bytes() != before[p] for p in second.written)
+    # images of another plan would stay behind with their sources unlisted: refused, not deleted
+    (out / "hazy" / "elsewhere_haze0.jpg").write_bytes(b"earlier output")
+    with pytest.raises(FileExistsError, match="would not write"):
+        make_synthetic_set([clear_dir], out, seed=1, overwrite=True)
+    assert (out / "hazy" / "elsewhere_haze0.jpg").read_bytes() == b"earlier output"
+
+
+@pytest.mark.parametrize("where", ["same", "inside", "around"])
+def test_output_folder_may_not_overlap_a_clear_folder(clear_dir: Path, where: str) -> None:
+    out = {"same": clear_dir, "inside": clear_dir / "synth", "around": clear_dir.parent}[where]
+    before = sorted(clear_dir.rglob("*"))
+    with pytest.raises(ValueError, match="overlaps the clear folder"):
+        make_synthetic_set([clear_dir], out)
+    assert sorted(clear_dir.rglob("*")) == before
 
 
 def test_cli_skips_a_bad_photo_and_reports_it(clear_dir: Path, tmp_path: Path) -> None:
@@ -133,7 +148,9 @@ def test_cli_skips_a_bad_photo_and_reports_it(clear_dir: Path, tmp_path: Path) -
     assert res.exit_code == 1
     assert "broken.jpg" in res.output and "wrote 5 hazy image(s)" in res.output
     assert all(max(Image.open(p).size) <= 32 for p in (out / "hazy").iterdir())
-    assert "broken.jpg" not in (out / "sources.txt").read_text()
+    # every chosen source is listed up front (a bad one too: it must not return as a clear photo)
+    assert len((out / "sources.txt").read_text().splitlines()) == 6
+    assert json.loads((out / "manifest.json").read_text())["failed"][0]["source"].endswith("broken.jpg")
 
 
 def test_cli_bad_arguments_are_one_line_errors(clear_dir: Path, tmp_path: Path) -> None:
@@ -144,4 +161,6 @@ def test_cli_bad_arguments_are_one_line_errors(clear_dir: Path, tmp_path: Path) 
     assert res.exit_code == 2 and "beta" in res.output
     res = runner.invoke(app, ["synth", str(tmp_path / "missing"), "-o", str(tmp_path / "s")])
     assert res.exit_code == 2 and "no such file" in res.output
+    res = runner.invoke(app, ["synth", str(clear_dir), "-o", str(tmp_path / "s"), "--fraction", "1.5"])
+    assert res.exit_code == 2 and "fraction" in res.output
     assert not (tmp_path / "s").exists()

@@ -251,3 +251,6 @@ def test_saved_generator_is_the_weight_average_unless_disabled(pools, tmp_path, 
         assert all(torch.equal(saved[k], ema[k]) for k in ema)
         assert not all(torch.equal(saved[k], raw[k]) for k in raw)
         assert "EMA" in load_generator(out / "generator.safetensors").metadata["weights"]
+    # a checkpoint passed as --weights gives the same generator as the saved safetensors
+    from_ckpt = load_generator(out / "checkpoints" / "ckpt_00000003.pt").generator.state_dict()
+    assert all(torch.equal(saved[k], from_ckpt[k]) for k in saved)
