@@ -58,3 +58,9 @@ def test_several_folders_are_pooled_once_and_listed_files_excluded(tmp_path: Pat
     listing.write_text(f"{(tmp_path / 'b' / 'b1.png').resolve()}\n\n")
     files, dropped = gather_images([tmp_path / "a", tmp_path / "b", tmp_path / "a" / "a0.png"], [listing])
     assert [f.name for f in files] == ["a0.png", "a1.png", "a2.png", "b0.png", "b2.png"] and dropped == 1
+
+
+def test_sixteen_bit_grey_keeps_its_tones(tmp_path: Path) -> None:
+    Image.fromarray(np.full((6, 6), 40000, np.uint16)).save(tmp_path / "g16.png")
+    rgb = np.asarray(load_rgb(tmp_path / "g16.png"))
+    assert rgb.shape == (6, 6, 3) and np.all(rgb == round(40000 * 255 / 65535))
