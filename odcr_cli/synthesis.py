@@ -25,6 +25,8 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from odcr_cli.dcp import guided_filter
+
 
 @dataclass(frozen=True)
 class SynthConfig:
@@ -80,18 +82,6 @@ def scatter(clear: np.ndarray, depth: np.ndarray, beta: float,
     return np.clip(hazy, 0.0, 1.0), t
 
 
-def _guided_filter(guide: np.ndarray, src: np.ndarray, radius: int, eps: float) -> np.ndarray:
-    """He et al.'s guided filter with a grey guide (both (H, W) float32)."""
-    k = (2 * radius + 1, 2 * radius + 1)
-    box = lambda a: cv2.boxFilter(a, -1, k, normalize=True, borderType=cv2.BORDER_REFLECT)  # noqa: E731
-    m_i, m_p = box(guide), box(src)
-    var_i = box(guide * guide) - m_i * m_i
-    cov_ip = box(guide * src) - m_i * m_p
-    a = cov_ip / (var_i + eps)
-    b = m_p - a * m_i
-    return box(a) * guide + box(b)
-
-
 def plausible_depth(clear: np.ndarray, params: HazeParams, rng: np.random.Generator,
                     variation: float = 0.1) -> np.ndarray:
     """A relative depth map in [0, 1] for an outdoor photo (see the module docstring).
@@ -116,7 +106,7 @@ def plausible_depth(clear: np.ndarray, params: HazeParams, rng: np.random.Genera
         depth = depth + cv2.resize(coarse, (w, h), interpolation=cv2.INTER_CUBIC)
 
     grey = cv2.cvtColor(clear.astype(np.float32), cv2.COLOR_RGB2GRAY)
-    depth = _guided_filter(grey, np.clip(depth, 0.0, 1.0).astype(np.float32), max(2, round(max(h, w) / 40)), 1e-2)
+    depth = guided_filter(grey, np.clip(depth, 0.0, 1.0).astype(np.float32), max(2, round(max(h, w) / 40)), 1e-2)
     return np.clip(depth, 0.0, 1.0).astype(np.float32)
 
 
