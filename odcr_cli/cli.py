@@ -355,6 +355,8 @@ def evaluate_command(
     save_outputs: Optional[Path] = typer.Option(None, "--save-outputs", help="Save each method's outputs as PNG under DIR/METHOD/."),
     latency_size: str = typer.Option("256x256", "--latency-size", help="HxW of the latency measurement of learned methods."),
     latency_repeats: int = typer.Option(5, "--latency-repeats", min=0, help="Timed runs after one warm-up (0 = skip)."),
+    max_side: int = typer.Option(0, "--max-side", min=0,
+                                 help="Score learned methods in dehaze's fast mode at this network side (0 = full resolution)."),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="Only the table."),
 ) -> None:
     """Score methods side by side against ground truth: PSNR and SSIM (full resolution, RGB uint8)."""
@@ -384,7 +386,7 @@ def evaluate_command(
     try:
         report = evaluate(hazy_dir=hazy, gt_dir=gt, pairs_dir=pairs, methods=method or ["odcr"], weights=weights,
                           device=device, save_outputs=save_outputs, latency_size=lat_hw,
-                          latency_repeats=latency_repeats, progress=progress)
+                          latency_repeats=latency_repeats, max_side=max_side, progress=progress)
     except (EvaluationError, InferenceError, WeightsError) as exc:
         _fail(str(exc))
     p = report.pairing

@@ -5,6 +5,8 @@ Conventions (what the numbers mean exactly)
 * Decoding: Pillow, ``Image.convert("RGB")`` (no EXIF rotation; 16-bit files are reduced to
   8 bits by Pillow's conversion). Images are never resized: every method runs on the hazy image
   at full resolution (``Dehazer(max_side=0)``, no fast mode) and is scored at that resolution.
+  ``max_side=N`` (``--max-side``) instead scores dehaze's fast mode for learned methods: the
+  network sees a copy whose longer side is at most N, and the output is still full resolution.
 * Pairing (hazy file -> GT file, case-insensitive stems, same sub-folder):
   1. the same stem (``sots_in_1400.png`` <-> ``sots_in_1400.png``/``.jpg``);
   2. ``_hazy`` -> ``_GT`` (O-HAZE/I-HAZE ``01_outdoor_hazy.jpg`` <-> ``01_outdoor_GT.jpg``,
@@ -181,12 +183,14 @@ class Method:
     description: str = ""
 
 
-def make_method(spec: str, weights: str | None = None, device: str = "auto") -> Method:
+def make_method(spec: str, weights: str | None = None, device: str = "auto", max_side: int = 0) -> Method:
     """``input``, ``dcp``, ``odcr`` (bundled or ``weights``), ``onnx:FILE`` or a weights path,
-    each optionally named ``LABEL=SPEC`` (the label is the method's name in reports)."""
+    each optionally named ``LABEL=SPEC`` (the label is the method's name in reports).
+    ``max_side > 0`` runs learned methods in dehaze's fast mode (network on a copy whose longer
+    side is at most ``max_side``, guided upsampling to full resolution); 0 = full resolution."""
     label, sep, rest = spec.partition("=")
     if sep and label and rest and not any(c in label for c in "/\\:") and not Path(spec).exists():
-        method = make_method(rest, weights, device)
+        method = make_method(rest, weights, device, max_side)
         method.name = label
         return method
     if spec == "input":
@@ -204,7 +208,7 @@ def make_method(spec: str, weights: str | None = None, device: str = "auto") -> 
         path = Path(spec[len("onnx:"):])
         if not path.is_file():
             raise EvaluationError(f"ONNX model not found: {path}")
-        d = Dehazer(backend="onnx", onnx_path=str(path), device=device, max_side=0)
+        d = Dehazer(backend="onnx", onnx_path=str(path), device=device, max_side=max_side)
         params = None
         meta = getattr(d.backend, "metadata", {}) or {}
         if str(meta.get("parameters", "")).isdigit():
@@ -216,7 +220,7 @@ def make_method(spec: str, weights: str | None = None, device: str = "auto") -> 
         if not Path(spec).is_file():
             raise EvaluationError(f"unknown method {spec!r}: use odcr, dcp, input, onnx:FILE or a weights file")
         path = spec
-    d = Dehazer(weights=path, backend="torch", device=device, max_side=0)
+    d = Dehazer(weights=path, backend="torch", device=device, max_side=max_side)
     return Method(spec, "torch", d.dehaze, d, d.parameters, f"torch {d.device}")
 
 
@@ -286,6 +290,7 @@ class EvaluationReport:
     gt_cropped: dict[str, int] = field(default_factory=dict)   # stem -> border px removed
     failures: list[dict] = field(default_factory=list)         # {"stem", "method", "error"}
     seconds: float = 0.0
+    max_side: int = 0                                          # learned methods' fast mode; 0 = off
 
     def to_dict(self) -> dict:
         return {
@@ -297,7 +302,9 @@ class EvaluationReport:
             "conventions": {"psnr": "RGB uint8, peak 255, capped at 100 dB",
                             "ssim": "skimage structural_similarity defaults: 7x7 uniform window, per RGB "
                                     "channel averaged (channel_axis=2), data_range=255",
-                            "resolution": "full resolution, never resized",
+                            "resolution": "outputs scored at full resolution, never resized",
+                            "network_input": (f"fast mode: longer side <= {self.max_side} px, guided upsampling"
+                                              if self.max_side else "full resolution"),
                             "decoder": "Pillow convert('RGB')"},
         }
 
@@ -336,7 +343,7 @@ def _safe_name(name: str) -> str:
 def evaluate(*, hazy_dir: str | Path | None = None, gt_dir: str | Path | None = None,
              pairs_dir: str | Path | None = None, methods: Sequence[str] = ("odcr",),
              weights: str | None = None, device: str = "auto", save_outputs: str | Path | None = None,
-             latency_size: tuple[int, int] = (256, 256), latency_repeats: int = 5,
+             latency_size: tuple[int, int] = (256, 256), latency_repeats: int = 5, max_side: int = 0,
              progress: Callable[[int, int, str], None] | None = None) -> EvaluationReport:
     """Evaluate ``methods`` side by side on the pairs found in ``pairs_dir`` or ``hazy_dir``/``gt_dir``."""
     t0 = time.perf_counter()
@@ -351,12 +358,12 @@ def evaluate(*, hazy_dir: str | Path | None = None, gt_dir: str | Path | None = 
             f" ({len(pairing.unmatched_hazy)} hazy and {len(pairing.unmatched_gt)} GT files unmatched)"
             if pairing.unmatched_hazy or pairing.unmatched_gt else ""))
     specs = list(dict.fromkeys(methods)) or ["odcr"]
-    loaded = [make_method(s, weights=weights, device=device) for s in specs]
+    loaded = [make_method(s, weights=weights, device=device, max_side=max_side) for s in specs]
     names = [m.name for m in loaded]
     if len(set(names)) != len(names):
         raise EvaluationError(f"two methods share the name {next(n for n in names if names.count(n) > 1)!r}")
     report = EvaluationReport({m.name: MethodResult(m.name, m.kind, m.description, parameters=m.parameters)
-                               for m in loaded}, pairing)
+                               for m in loaded}, pairing, max_side=max_side)
     out_root = Path(save_outputs) if save_outputs is not None else None
     for k, pair in enumerate(pairing.pairs):
         if progress:
