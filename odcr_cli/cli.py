@@ -99,6 +99,8 @@ def train(
     training_data: str = typer.Option("", "--training-data", help="Description stored in the weights' metadata."),
     ema_decay: float = typer.Option(0.999, "--ema-decay", min=0.0, max=0.99999,
                                     help="Save an EMA of the generator's weights (0 = the raw weights)."),
+    max_minutes: Optional[float] = typer.Option(None, "--max-minutes", min=0.0,
+                                                help="Stop, with a checkpoint, after this much wall-clock time (resumable)."),
 ) -> None:
     from odcr_cli.core.methods import method_config
     from odcr_cli.core.networks import GeneratorConfig
@@ -122,7 +124,7 @@ def train(
                       checkpoint_every=checkpoint_every, keep_checkpoints=keep_checkpoints, log_every=log_every,
                       sample_every=sample_every, val_hazy=str(val_hazy) if val_hazy else None,
                       val_gt=str(val_gt) if val_gt else None, val_every=val_every, training_data=training_data,
-                      ema_decay=ema_decay)
+                      ema_decay=ema_decay, max_minutes=max_minutes)
     reporter = _TrainReporter(log_every)
     try:
         with reporter:
@@ -131,7 +133,7 @@ def train(
     except TrainingError as exc:
         _fail(str(exc), code=1)
     if os.environ.get("RANK", "0") == "0":
-        typer.echo(f"done: iteration {result.iteration}, {result.seconds_per_iter:.3f} s/iter; "
+        typer.echo(f"done: iteration {result.iteration} of {cfg.iters}, {result.seconds_per_iter:.3f} s/iter; "
                    f"generator: {result.run_dir / 'generator.safetensors'}", err=True)
 
 

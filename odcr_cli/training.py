@@ -88,6 +88,7 @@ class TrainConfig:
     training_data: str = ""            # free text recorded in the generator's metadata
     exclude_clear: tuple[str, ...] = ()  # lists of clear files to leave out (odcr synth's sources.txt)
     ema_decay: float = 0.999           # EMA of the generator's weights for the saved model; 0 = raw weights
+    max_minutes: float | None = None   # wall-clock limit of this invocation; stops with a checkpoint
 
     def __post_init__(self) -> None:
         for name in ("hazy", "clear", "exclude_clear"):
@@ -150,6 +151,14 @@ class Distributed:
         for g in grads:
             g.copy_(flat[offset: offset + g.numel()].view_as(g))
             offset += g.numel()
+
+    def any_rank(self, flag: bool, device: torch.device) -> bool:
+        """True on every rank if ``flag`` is true on any (so that all ranks stop together)."""
+        if self.world == 1:
+            return flag
+        t = torch.tensor([int(flag)], device=device)
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        return bool(t.item())
 
     def broadcast_(self, module: nn.Module) -> None:
         if self.world == 1:
@@ -224,6 +233,10 @@ class Trainer:
         self.ema = WeightAverage(m.generator, config.ema_decay) if config.ema_decay > 0 else None
         self.iteration = 0
         self.last_lr = config.lr
+        # On a GPU, reading a loss back every step stalls the queue of kernels; there the losses
+        # are checked on the device and read at the loop's sync points (check_finite).
+        self.defer_finite_checks = device.type == "cuda"
+        self._first_bad = torch.zeros((), dtype=torch.long, device=device)  # 0: all finite so far
         amp = config.amp if config.amp != "auto" else ("bf16" if device.type == "cuda" else "off")
         self.autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if amp == "bf16"
                          else nullcontext())
@@ -255,7 +268,7 @@ class Trainer:
         self.opt_d.zero_grad(set_to_none=True)
         with self.autocast:
             loss_d = m.discriminator_loss(clear, state["fake"])
-        _check_finite("D", loss_d, it)
+        self._note_finite(loss_d, it)
         loss_d.backward()
         self.dist.average_gradients(m.discriminator.parameters())
         self.opt_d.step()
@@ -266,7 +279,7 @@ class Trainer:
                 o.zero_grad(set_to_none=True)
         with self.autocast:
             out = m.generator_objective(hazy, clear, state, rng, flip)
-        _check_finite("G", out.total, it)
+        self._note_finite(out.total, it)
         out.total.backward()
         self.dist.average_gradients(list(m.generator.parameters()) + list(m.head.parameters())
                                     + (list(m.classifiers.parameters()) if m.classifiers is not None else []))
@@ -284,6 +297,18 @@ class Trainer:
         terms["G_total"] = out.total.detach()
         terms["D"] = loss_d.detach()
         return terms
+
+    def _note_finite(self, loss: torch.Tensor, iteration: int) -> None:
+        bad = ~torch.isfinite(loss.detach())
+        self._first_bad = torch.where(bad & (self._first_bad == 0), iteration + 1, self._first_bad)
+        if not self.defer_finite_checks:
+            self.check_finite()
+
+    def check_finite(self) -> None:
+        """Raise TrainingDiverged if any loss since the start was NaN or infinite."""
+        first = int(self._first_bad)
+        if first:
+            raise TrainingDiverged(f"non-finite loss at iteration {first}")
 
     def state_dict(self) -> dict:
         m = self.model
@@ -324,11 +349,6 @@ class Trainer:
         torch.set_rng_state(state["rng"]["torch"])
         if "cuda" in state["rng"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["rng"]["cuda"])
-
-
-def _check_finite(which: str, loss: torch.Tensor, iteration: int) -> None:
-    if not torch.isfinite(loss):
-        raise TrainingDiverged(f"non-finite {which} loss at iteration {iteration + 1}")
 
 
 # --- run folder -----------------------------------------------------------------------------------
@@ -426,6 +446,7 @@ def train(config: TrainConfig, method: MethodConfig, generator: GeneratorConfig,
 
 def _train(config: TrainConfig, method: MethodConfig, generator: GeneratorConfig, resume: bool,
            cb: TrainCallbacks, dctx: Distributed) -> TrainResult:
+    started = time.perf_counter()
     run_dir = Path(config.out)
     say = cb.on_message if dctx.is_main else (lambda msg: None)
     if config.preprocess not in PREPROCESS:
@@ -444,6 +465,8 @@ def _train(config: TrainConfig, method: MethodConfig, generator: GeneratorConfig
         raise TrainingError(f"{run_dir} already holds a run; use --resume to continue it or choose another --out")
 
     device = resolve_device(config.device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # training crops have one fixed size
     try:
         hazy_files, _ = gather_images(config.hazy)
         clear_files, n_excluded = gather_images(config.clear, config.exclude_clear)
@@ -489,12 +512,21 @@ def _train(config: TrainConfig, method: MethodConfig, generator: GeneratorConfig
     while trainer.iteration < stop:
         it = trainer.iteration
         a, b = sampler.batch((it * dctx.world + dctx.rank) * config.batch, config.batch)
+        done = it + 1
+        out_of_time = config.max_minutes is not None and time.perf_counter() - started > config.max_minutes * 60
+        if config.max_minutes is not None and dctx.any_rank(out_of_time, device) and done < stop:
+            stop = done
+            say(f"--max-minutes {config.max_minutes:g} reached: stopping after iteration {done} of "
+                f"{config.iters} (continue with --resume)")
+        sync_point = (done % config.log_every == 0 or done % config.checkpoint_every == 0 or done == stop
+                      or done % config.sample_every == 0 or (config.val_hazy and done % config.val_every == 0))
         try:
             terms = trainer.step(a, b)
+            if sync_point:
+                trainer.check_finite()
         except TrainingDiverged as exc:
             where = f"last good checkpoint: {last_ckpt}" if last_ckpt else "no checkpoint was written yet"
             raise TrainingDiverged(f"{exc}; {where}") from None
-        done = trainer.iteration
         if dctx.is_main and (done % config.log_every == 0 or done == stop):
             values = {k: float(v) for k, v in terms.items()}
             elapsed = time.perf_counter() - t0

@@ -254,3 +254,39 @@ def test_saved_generator_is_the_weight_average_unless_disabled(pools, tmp_path, 
     # a checkpoint passed as --weights gives the same generator as the saved safetensors
     from_ckpt = load_generator(out / "checkpoints" / "ckpt_00000003.pt").generator.state_dict()
     assert all(torch.equal(saved[k], from_ckpt[k]) for k in saved)
+
+
+def test_max_minutes_stops_with_a_resumable_checkpoint(pools, tmp_path) -> None:
+    hazy, clear = pools
+    out = tmp_path / "timed"
+    res = _cli_train(hazy, clear, out, "--iters", "50", "--max-minutes", "0", "--checkpoint-every", "100")
+    assert res.exit_code == 0, res.output
+    assert "--max-minutes 0 reached" in res.output and "iteration 1 of 50" in res.output
+    assert (out / "checkpoints" / "ckpt_00000001.pt").is_file() and (out / "generator.safetensors").is_file()
+    res = _cli_train(hazy, clear, out, "--iters", "50", "--until", "3", "--resume")
+    assert res.exit_code == 0, res.output
+    assert "iteration 3 of 50" in res.output
+
+
+def test_deferred_finite_check_names_the_first_bad_iteration(pools, tmp_path, monkeypatch) -> None:
+    from odcr_cli.training import Trainer
+
+    cfg = TrainConfig(hazy="", clear="", out=str(tmp_path), iters=10, crop=32)
+    trainer = Trainer(cfg, method_config("cut", num_patches=16), GeneratorConfig(ngf=4, n_blocks=1),
+                      torch.device("cpu"))
+    trainer.defer_finite_checks = True  # the GPU behaviour: no read-back inside a step
+    calls = {"n": 0}
+    real = methods_module.losses.lsgan_g_loss
+
+    def poisoned(pred: torch.Tensor) -> torch.Tensor:
+        calls["n"] += 1
+        return real(pred) * (float("inf") if calls["n"] >= 2 else 1.0)
+
+    monkeypatch.setattr(methods_module.losses, "lsgan_g_loss", poisoned)
+    x = torch.rand(1, 3, 32, 32) * 2 - 1
+    trainer.step(x, x)
+    trainer.check_finite()
+    for _ in range(3):
+        trainer.step(x, x)  # no exception inside the steps
+    with pytest.raises(TrainingDiverged, match="iteration 2$"):
+        trainer.check_finite()
