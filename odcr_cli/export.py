@@ -16,6 +16,13 @@ fp16 (``fp16=True``)
     InstanceNormalization, reductions and other range-sensitive ops stay float32 with Cast
     nodes around them, and the model's input and output stay float32.
 
+Weights stored in fp16 (an fp32 model, half the file)
+    Weights that came from fp16 storage (``ship_weights.py --fp16``) are exactly representable in
+    float16, so :func:`store_weights_fp16` keeps them as float16 initializers, each followed by a
+    Cast to float32: the graph computes in float32 with bit-identical weights (onnxruntime folds
+    the casts when the session is built) and the file is half the size. Weights that are not
+    fp16-exact stay float32.
+
 Parity check
     After export, the same uint8 images are dehazed by PyTorch (fp32, CPU) and by the ONNX model
     on onnxruntime CPU, both through ``Dehazer`` (so through the same reflect-padding path as
@@ -211,6 +218,36 @@ def convert_to_fp16(model, keep_fp32_ops: frozenset[str] = FP32_OPS):
     return model
 
 
+def store_weights_fp16(model, min_elements: int = 64):
+    """If float16 represents every float32 initializer (of ``min_elements`` or more) exactly,
+    store them as float16, each followed by a Cast to float32 (see the module docstring); else
+    leave the model alone. Returns (model, number of initializers converted)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    g = model.graph
+    arrays = {t.name: numpy_helper.to_array(t) for t in g.initializer
+              if t.data_type == TensorProto.FLOAT and np.prod(t.dims) >= min_elements}
+    if not arrays or not all(np.array_equal(a.astype(np.float16).astype(np.float32), a) for a in arrays.values()):
+        return model, 0
+    kept, casts, converted = [], [], 0
+    for t in g.initializer:
+        arr = arrays.get(t.name)
+        if arr is None:
+            kept.append(t)
+            continue
+        half = f"{t.name}__fp16_storage"
+        kept.append(numpy_helper.from_array(arr.astype(np.float16), half))
+        casts.append(helper.make_node("Cast", [half], [t.name], to=TensorProto.FLOAT, name=f"{half}_cast"))
+        converted += 1
+    if converted:
+        nodes = casts + list(g.node)
+        del g.node[:]
+        g.node.extend(nodes)
+        del g.initializer[:]
+        g.initializer.extend(kept)
+    return model, converted
+
+
 # --- parity ------------------------------------------------------------------------------------
 
 def _psnr_uint8(a: np.ndarray, b: np.ndarray) -> float:
@@ -359,6 +396,9 @@ def export_onnx(weights: str | Path | None, output: Path, opset: int = DEFAULT_O
         model = onnx.load(str(tmp))
         if fp16:
             model = convert_to_fp16(model)
+        else:
+            model, stored_half = store_weights_fp16(model)
+            metadata["weights_storage"] = "float16 (exact), cast to float32 in the graph" if stored_half else "float32"
         model.producer_name = "odcr"
         model.producer_version = __version__
         model.doc_string = ("odcr dehazing generator: input 'input' float32 NCHW RGB in [-1,1], H and W multiples "

@@ -161,3 +161,28 @@ def test_cli_export(tiny_weights, tmp_path):
     assert out.is_file()
     res = CliRunner().invoke(app, ["export", "--onnx", "--weights", str(tiny_weights), "-o", str(out), "--static", "5x5"])
     assert res.exit_code == 2
+
+
+def test_fp16_stored_weights_export_half_the_file_with_identical_outputs(tiny_weights, exported, tmp_path):
+    import torch
+
+    from odcr_cli.weights_io import load_generator, save_generator
+
+    half = save_generator(tmp_path / "half.safetensors", load_generator(tiny_weights).generator, dtype=torch.float16)
+    report = export_onnx(half, tmp_path / "half.onnx", check_sizes=ODD_SIZES)
+    assert report.passed and report.metadata["weights_storage"].startswith("float16")
+    assert exported.metadata["weights_storage"] == "float32"  # fp32 weights are not fp16-exact: left alone
+    model = onnx.load(str(report.output))
+    assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    stored = {t.data_type for t in model.graph.initializer if t.name.endswith("__fp16_storage")}
+    assert stored == {onnx.TensorProto.FLOAT16}
+    # the same fp16-exact weights kept as float32 give the same outputs, to the last bit
+    fp32_copy = save_generator(tmp_path / "as32.safetensors", load_generator(half).generator.float())
+    plain = export_onnx(fp32_copy, tmp_path / "plain.onnx", check=False)
+    assert plain.metadata["weights_storage"].startswith("float16")  # fp16-exact values, whatever the file dtype
+    x = np.random.default_rng(1).uniform(-1, 1, (1, 3, 36, 44)).astype(np.float32)
+    y_half = OnnxBackend(report.output, device="cpu").run(x)
+    gen = load_generator(half).generator.float().eval()
+    with torch.inference_mode():
+        y_torch = gen(torch.from_numpy(x)).numpy()
+    assert np.abs(y_half - y_torch).max() < 1e-5
