@@ -167,7 +167,9 @@ def orchestrate(args: argparse.Namespace) -> int:
     calib_wall = summary[f"calibration_{amp}_seconds"]
     startup = max(0.0, calib_wall - max(spi.values()) * args.calibration_iters)
     left = deadline - time.monotonic() - args.reserve_seconds
-    iters = int((left - startup) / (1.05 * max(spi.values())))  # 5% slack: the guard below is the backstop
+    # 25% slack: on the H100 run of 2026-11-26 odcr averaged 0.216 s/iter beside cut against 0.177
+    # calibrated, so the guard stopped it at 90% of its schedule; the guard stays the backstop
+    iters = int((left - startup) / (1.25 * max(spi.values())))
     summary.update({"amp": amp, "calibration_sec_per_iter": spi, "startup_seconds": round(startup, 1),
                     "iters": iters})
     print(json.dumps({k: summary[k] for k in ("amp", "calibration_sec_per_iter", "startup_seconds", "iters")}),

@@ -10,6 +10,8 @@
 # The runs are then called interim_synth_odcr / interim_synth_cut.
 # ODCR_VAL=1 validates on shared/data/dev/paired every ODCR_VAL_EVERY (250) iterations (measuring only).
 # ODCR_TAG=_x appends a tag to the run names (interim_x_odcr, ...).
+# ODCR_METHODS="odcr" trains only the methods listed (default "odcr cut"), e.g. for an ablation arm:
+#   ODCR_METHODS=odcr ODCR_TAG=_literal ODCR_VAL=1 ODCR_VAL_EVERY=1000 scripts/train_interim.sh 2500 runs --wpnce-hazy-pair literal
 set -euo pipefail
 ITERS=${1:-2500}
 RUNS=${2:-runs}
@@ -31,6 +33,7 @@ VAL=()
 COMMON=("${HAZY[@]}" "${CLEAR[@]}" "${VAL[@]}" --iters "$ITERS" --crop 128 --load-size 256
         --ngf 32 --n-blocks 6 --seed 0 --device cpu --checkpoint-every 250 --keep-checkpoints 20
         --sample-every 250 --log-every 25 --training-data "$DESC")
-OMP_NUM_THREADS=1 odcr train --method odcr --out "$RUNS/${NAME}_odcr" "${COMMON[@]}" "${@:3}" &
-OMP_NUM_THREADS=1 odcr train --method cut --out "$RUNS/${NAME}_cut" "${COMMON[@]}" "${@:3}" &
+for METHOD in ${ODCR_METHODS:-odcr cut}; do
+  OMP_NUM_THREADS=1 odcr train --method "$METHOD" --out "$RUNS/${NAME}_${METHOD}" "${COMMON[@]}" "${@:3}" &
+done
 wait
