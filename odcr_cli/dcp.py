@@ -1,6 +1,6 @@
 """Dark channel prior dehazing (He, Sun, Tang, CVPR 2009 / TPAMI 2011) with guided-filter
-refinement of the transmission (He, Sun, Tang, ECCV 2010). numpy + OpenCV only: the minimum
-filter is an erosion, the guided filter is built from ``cv2.boxFilter`` (no ``cv2.ximgproc``).
+refinement of the transmission (He, Sun, Tang, ECCV 2010, ``odcr_cli.filters``). numpy + OpenCV
+only: the minimum filter is an erosion.
 
 Classical baseline for ``odcr dehaze --method dcp``; needs no weights.
 """
@@ -10,19 +10,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-
-def box(a: np.ndarray, r: int) -> np.ndarray:
-    return cv2.boxFilter(a, -1, (2 * r + 1, 2 * r + 1), normalize=True, borderType=cv2.BORDER_REFLECT)
-
-
-def guided_filter(guide: np.ndarray, src: np.ndarray, r: int, eps: float) -> np.ndarray:
-    """Grey-guide guided filter: both HxW float32."""
-    mI, mp = box(guide, r), box(src, r)
-    var = box(guide * guide, r) - mI * mI
-    cov = box(guide * src, r) - mI * mp
-    a = cov / (var + eps)
-    b = mp - a * mI
-    return box(a, r) * guide + box(b, r)
+from odcr_cli.filters import guided_filter
 
 
 def dark_channel(rgb: np.ndarray, patch: int) -> np.ndarray:

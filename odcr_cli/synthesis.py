@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from odcr_cli.dcp import guided_filter
+from odcr_cli.filters import guided_filter
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,8 @@ from typing import Callable
 import cv2
 import numpy as np
 
+from odcr_cli.filters import box
+
 SIZE_MULTIPLE = 4
 MIN_SIDE = 16  # the generator's reflection pads need a few pixels at 1/4 resolution
 DEFAULT_HALO = 64
@@ -92,10 +94,6 @@ def run_tiled(run_tile: Callable[[np.ndarray], np.ndarray], x: np.ndarray, tile:
     return (out / np.maximum(weight, 1e-8))[None]
 
 
-def _box(a: np.ndarray, r: int) -> np.ndarray:
-    return cv2.boxFilter(a, -1, (2 * r + 1, 2 * r + 1), normalize=True, borderType=cv2.BORDER_REFLECT)
-
-
 def guided_upsample(low_in: np.ndarray, low_out: np.ndarray, full_in: np.ndarray,
                     radius: int | None = None, eps: float = 1e-4) -> np.ndarray:
     """Carry the mapping ``low_in -> low_out`` (both hxwx3) to ``full_in`` (HxWx3).
@@ -107,22 +105,22 @@ def guided_upsample(low_in: np.ndarray, low_out: np.ndarray, full_in: np.ndarray
     r = radius if radius is not None else max(1, round(max(h, w) / 512))
     I = low_in.astype(np.float32)
     O = low_out.astype(np.float32)
-    mI = _box(I, r)
-    mO = _box(O, r)
+    mI = box(I, r)
+    mO = box(O, r)
     sig = np.empty((h, w, 3, 3), np.float32)
     cov = np.empty((h, w, 3, 3), np.float32)
     for i in range(3):
         for j in range(i, 3):
-            v = _box(I[..., i] * I[..., j], r) - mI[..., i] * mI[..., j]
+            v = box(I[..., i] * I[..., j], r) - mI[..., i] * mI[..., j]
             sig[..., i, j] = v
             sig[..., j, i] = v
         for c in range(3):
-            cov[..., i, c] = _box(I[..., i] * O[..., c], r) - mI[..., i] * mO[..., c]
+            cov[..., i, c] = box(I[..., i] * O[..., c], r) - mI[..., i] * mO[..., c]
     sig += np.eye(3, dtype=np.float32) * eps
     A = np.linalg.solve(sig.reshape(-1, 3, 3), cov.reshape(-1, 3, 3)).reshape(h, w, 3, 3)  # A[k, c]
     b = mO - np.einsum("hwk,hwkc->hwc", mI, A)
-    A = _box(A.reshape(h, w, 9), r).reshape(h, w, 3, 3)
-    b = _box(b, r)
+    A = box(A.reshape(h, w, 9), r).reshape(h, w, 3, 3)
+    b = box(b, r)
     H, W, _ = full_in.shape
     out = cv2.resize(b, (W, H), interpolation=cv2.INTER_LINEAR)
     for k in range(3):

@@ -1,6 +1,7 @@
 import numpy as np
 
-from odcr_cli.dcp import dark_channel, dehaze_dcp, guided_filter
+from odcr_cli.dcp import dark_channel, dehaze_dcp
+from odcr_cli.filters import guided_filter
 from odcr_cli.inference import Dehazer, psnr
 
 
