@@ -4,10 +4,11 @@
                                     [--json out.json]
 
 For every photo of --photos at full resolution (max_side 0), after one warm-up photo: the median
-of 3 timed runs of `Dehazer.dehaze` (uint8 in, uint8 out: padding, statistics, tiling included)
-with the torch backend in fp32 and in fp16 (--half), and the PSNR of the fp16 output against the
-fp32 one. Then a 12-MP photo (a real photo upscaled to 4000x3000) in dehaze's default mode for
-the device, and the PSNR of the device's fp32 output against the CPU's on two photos.
+of 3 timed runs of `Dehazer.dehaze` (after one untimed run: `benchmarks/inference.py`'s timer;
+uint8 in, uint8 out: padding, statistics, tiling included) with the torch backend in fp32 and in
+fp16 (--half), and the PSNR of the fp16 output against the fp32 one. Then a 12-MP photo (a real
+photo upscaled to 4000x3000) in dehaze's default mode for the device, and the PSNR of the
+device's fp32 output against the CPU's on two photos.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ import argparse
 import json
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import cv2
@@ -25,20 +25,15 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks.inference import timed  # noqa: E402  (median ms after one warm-up run)
 from odcr_cli.inference import Dehazer, psnr  # noqa: E402
 
 DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "dev" / "real_hazy"
 
 
-def timed(fn, repeats: int, sync) -> tuple[float, np.ndarray]:
-    times, out = [], None
-    for _ in range(repeats):
-        sync()
-        t = time.perf_counter()
-        out = fn()
-        sync()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times), out
+def timed_s(fn, repeats: int, sync) -> tuple[float, np.ndarray]:
+    ms, out = timed(fn, repeats, sync)
+    return ms / 1e3, out
 
 
 def main() -> None:
@@ -63,12 +58,13 @@ def main() -> None:
             "torch": torch.__version__, "weights": args.weights, "parameters": fp32.parameters}
     print(json.dumps(info), flush=True)
     first = next(iter(images.values()))
-    fp32.dehaze(first), fp16.dehaze(first)  # warm-up (cuDNN, allocator)
+    for d in (fp32, fp16):
+        d.dehaze(first)  # warm-up (cuDNN autotuning, allocator)
 
     rows = []
     for name, im in images.items():
-        t32, y32 = timed(lambda: fp32.dehaze(im), args.repeats, sync)
-        t16, y16 = timed(lambda: fp16.dehaze(im), args.repeats, sync)
+        t32, y32 = timed_s(lambda: fp32.dehaze(im), args.repeats, sync)
+        t16, y16 = timed_s(lambda: fp16.dehaze(im), args.repeats, sync)
         row = {"photo": name, "size": f"{im.shape[1]}x{im.shape[0]}", "mode": fp32.last_plan.mode,
                "fp32_s": round(t32, 4), "fp16_s": round(t16, 4), "fp16_vs_fp32_db": round(psnr(y32, y16, 255.0), 2)}
         rows.append(row)
@@ -77,7 +73,7 @@ def main() -> None:
     big = cv2.resize(images.get("utk_foggyhouse.jpg", first), (4000, 3000), interpolation=cv2.INTER_CUBIC)
     default = Dehazer(args.weights, device=args.device, backend="torch")
     default.dehaze(big[:512, :512])
-    t_big, _ = timed(lambda: default.dehaze(big), args.repeats, sync)
+    t_big, _ = timed_s(lambda: default.dehaze(big), args.repeats, sync)
     big_row = {"size": "4000x3000", "max_side": default.max_side, "mode": default.last_plan.mode,
                "seconds": round(t_big, 3)}
     print(json.dumps(big_row), flush=True)

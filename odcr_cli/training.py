@@ -518,16 +518,18 @@ def _train(config: TrainConfig, method: MethodConfig, generator: GeneratorConfig
             stop = done
             say(f"--max-minutes {config.max_minutes:g} reached: stopping after iteration {done} of "
                 f"{config.iters} (continue with --resume)")
-        sync_point = (done % config.log_every == 0 or done % config.checkpoint_every == 0 or done == stop
-                      or done % config.sample_every == 0 or (config.val_hazy and done % config.val_every == 0))
+        log_now = done % config.log_every == 0 or done == stop
+        checkpoint_now = done % config.checkpoint_every == 0 or done == stop
+        sample_now = (done % config.sample_every == 0 or done == stop) and len(fixed) > 0
+        validate_now = bool(config.val_hazy and config.val_gt) and (done % config.val_every == 0 or done == stop)
         try:
             terms = trainer.step(a, b)
-            if sync_point:
+            if log_now or checkpoint_now or sample_now or validate_now:  # the points that read the GPU
                 trainer.check_finite()
         except TrainingDiverged as exc:
             where = f"last good checkpoint: {last_ckpt}" if last_ckpt else "no checkpoint was written yet"
             raise TrainingDiverged(f"{exc}; {where}") from None
-        if dctx.is_main and (done % config.log_every == 0 or done == stop):
+        if dctx.is_main and log_now:
             values = {k: float(v) for k, v in terms.items()}
             elapsed = time.perf_counter() - t0
             record = {"iter": done, "lr": trainer.last_lr,
@@ -537,7 +539,7 @@ def _train(config: TrainConfig, method: MethodConfig, generator: GeneratorConfig
             cb.on_iteration(done, values)
         elif dctx.is_main:
             cb.on_iteration(done, {})
-        if done % config.checkpoint_every == 0 or done == stop:
+        if checkpoint_now:
             synced = dctx.in_sync(trainer.model)
             if dctx.is_main:
                 last_ckpt = _save_checkpoint(trainer, run_dir, config.keep_checkpoints)
@@ -546,9 +548,9 @@ def _train(config: TrainConfig, method: MethodConfig, generator: GeneratorConfig
                                          "world_size": dctx.world, "ranks_in_sync": synced}) + "\n")
             if not synced:
                 raise TrainingError(f"ranks disagree on the weights at iteration {done}")
-        if dctx.is_main and (done % config.sample_every == 0 or done == stop) and len(fixed):
+        if dctx.is_main and sample_now:
             _save_samples(trainer, fixed, run_dir / "samples" / f"iter_{done:08d}.jpg")
-        if dctx.is_main and config.val_hazy and config.val_gt and (done % config.val_every == 0 or done == stop):
+        if dctx.is_main and validate_now:
             validation = _validate(trainer, config)
             with open(log_path, "a") as fh:
                 fh.write(json.dumps({"iter": done, "val": validation}) + "\n")

@@ -15,7 +15,6 @@ fp32 ones at >= 45 dB PSNR on the photos of ``--check-dir``.
 from __future__ import annotations
 
 import argparse
-import math
 from pathlib import Path
 
 import numpy as np
@@ -25,14 +24,10 @@ from PIL import Image
 from odcr_cli.fsutil import atomic_output, sha256_file
 from odcr_cli.bundled import DEFAULT_ONNX_NAME, DEFAULT_WEIGHTS_NAME, MANIFEST_NAME
 from odcr_cli.export import export_onnx
+from odcr_cli.inference import psnr
 from odcr_cli.weights_io import average_generators, load_generator, save_generator
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def _psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return math.inf if mse == 0 else 10 * math.log10(255.0**2 / mse)
 
 
 def _outputs(generator: torch.nn.Module, photos: list[Path]) -> list[np.ndarray]:
@@ -70,7 +65,7 @@ def main() -> None:
     if args.fp16:
         photos = sorted(p for p in args.check_dir.iterdir() if p.is_file())[:6]
         shipped = load_generator(target).generator
-        worst = min(_psnr(a, b) for a, b in zip(_outputs(generator, photos), _outputs(shipped, photos)))
+        worst = min(psnr(a, b, 255.0) for a, b in zip(_outputs(generator, photos), _outputs(shipped, photos)))
         print(f"fp16 storage vs fp32: worst PSNR {worst:.2f} dB over {len(photos)} photos")
         if worst < 45:
             target.unlink()
