@@ -1,24 +1,51 @@
-"""The bundled default model in ``weights/`` (installed as ``odcr_cli.weights``) and its sha256
-manifest. Torch-free, so that the ONNX path of ``odcr dehaze`` can find and verify it cheaply."""
+"""The bundled models in ``weights/`` (installed as ``odcr_cli.weights``): their registry
+``models.json`` (name, kind, files, one-line card; which one is the default) and the sha256
+manifest ``SHA256SUMS`` that every bundled file is verified against before use. Torch-free, so
+that the ONNX path of ``odcr dehaze`` can find and verify a model cheaply.
+"""
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
 from odcr_cli.fsutil import sha256_file
 
 MANIFEST_NAME = "SHA256SUMS"
-DEFAULT_WEIGHTS_NAME = "default.safetensors"
-DEFAULT_ONNX_NAME = "default.onnx"
+REGISTRY_NAME = "models.json"
 
 
 class BundledModelError(Exception):
-    """The bundled model is missing or fails its checksum; one-line message for the user."""
+    """A bundled model that is unknown, missing or fails its checksum; one-line message."""
+
+
+@dataclass(frozen=True)
+class BundledModel:
+    """One entry of ``models.json``. ``weights`` and ``onnx`` are file names inside ``weights/``."""
+
+    name: str
+    kind: str                 # the generator's output: scattering | image
+    weights: str
+    onnx: str | None
+    parameters: int
+    summary: str              # the one-line card: what it is and its dev-pair score
+    default: bool = False
+
+    def weights_path(self) -> Path:
+        return bundled_file(self.weights)
+
+    def onnx_path(self) -> Path | None:
+        return bundled_file(self.onnx) if self.onnx else None
+
+    def size_bytes(self) -> int:
+        folder = bundled_dir()
+        return sum((folder / f).stat().st_size for f in (self.weights, self.onnx) if f and (folder / f).is_file())
 
 
 def bundled_dir() -> Path:
-    """Folder of the bundled model: the installed ``odcr_cli.weights`` or the checkout's ``weights/``."""
+    """Folder of the bundled models: the installed ``odcr_cli.weights`` or the checkout's ``weights/``."""
     try:
         installed = Path(str(resources.files("odcr_cli.weights")))
         if installed.is_dir():
@@ -41,13 +68,42 @@ def read_manifest(folder: Path) -> dict[str, str]:
     return entries
 
 
-def bundled_file(name: str = DEFAULT_WEIGHTS_NAME) -> Path:
+def bundled_models() -> list[BundledModel]:
+    """Every bundled model, the default first; empty when no registry is installed."""
+    path = bundled_dir() / REGISTRY_NAME
+    if not path.is_file():
+        return []
+    try:
+        raw = json.loads(path.read_text())
+        models = [BundledModel(name=m["name"], kind=m["kind"], weights=m["weights"], onnx=m.get("onnx"),
+                               parameters=int(m["parameters"]), summary=m["summary"],
+                               default=m["name"] == raw["default"]) for m in raw["models"]]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise BundledModelError(f"{path} is damaged ({type(exc).__name__}: {exc})") from None
+    return sorted(models, key=lambda m: not m.default)
+
+
+def bundled_model(name: str | None = None) -> BundledModel:
+    """The bundled model called ``name`` (None: the default), or BundledModelError."""
+    models = bundled_models()
+    if not models:
+        raise BundledModelError("no bundled model is installed; pass --weights PATH (a generator "
+                                ".safetensors, an odcr checkpoint or a CUT net_G.pth)")
+    for m in models:
+        if (name is None and m.default) or m.name == name:
+            return m
+    if name is None:
+        raise BundledModelError(f"{bundled_dir() / REGISTRY_NAME} names no default model")
+    raise BundledModelError(f"no bundled model called {name!r}; `odcr models` lists them "
+                            f"({', '.join(m.name for m in models)})")
+
+
+def bundled_file(name: str) -> Path:
     """Path of a verified bundled file, or BundledModelError saying what is wrong."""
     folder = bundled_dir()
     path = folder / name
     if not path.is_file():
-        raise BundledModelError("no bundled model is installed yet; pass --weights PATH (a generator "
-                                ".safetensors, an odcr checkpoint or a CUT net_G.pth)")
+        raise BundledModelError(f"bundled file {name} is missing from {folder}; reinstall odcr or pass --weights PATH")
     expected = read_manifest(folder).get(name)
     if expected is None:
         raise BundledModelError(f"{folder / MANIFEST_NAME} has no entry for {name}")
@@ -57,5 +113,10 @@ def bundled_file(name: str = DEFAULT_WEIGHTS_NAME) -> Path:
     return path
 
 
-def bundled_onnx_available() -> bool:
-    return (bundled_dir() / DEFAULT_ONNX_NAME).is_file() and DEFAULT_ONNX_NAME in read_manifest(bundled_dir())
+def bundled_onnx_available(name: str | None = None) -> bool:
+    """Does the bundled model ``name`` (None: the default) ship an ONNX export?"""
+    try:
+        model = bundled_model(name)
+    except BundledModelError:
+        return False
+    return model.onnx is not None and (bundled_dir() / model.onnx).is_file() and model.onnx in read_manifest(bundled_dir())

@@ -74,6 +74,19 @@ def train(
     ngf: int = typer.Option(64, "--ngf", help="Generator width."),
     n_blocks: int = typer.Option(9, "--n-blocks", help="Generator residual blocks."),
     antialias: bool = typer.Option(True, "--antialias/--no-antialias", help="Blur down/upsampling (CUT default)."),
+    output: str = typer.Option("image", "--output",
+                               help="image (the paper's generator writes J) | scattering (it predicts t; J = (I - A)/t + A)."),
+    t_min: float = typer.Option(0.1, "--t-min", help="Scattering output: floor of the transmission (bounds 1/t noise gain)."),
+    learned_airlight: bool = typer.Option(False, "--learned-airlight/--rule-airlight",
+                                          help="Scattering output: learn a small correction of the dark-channel airlight."),
+    lambda_dcp: Optional[float] = typer.Option(None, "--lambda-dcp", help="Warm start: weight of |t - t_dcp| (scattering)."),
+    dcp_warm_iters: Optional[int] = typer.Option(None, "--dcp-warm-iters",
+                                                 help="--lambda-dcp decays linearly to 0 over this many iterations (0: constant)."),
+    lambda_dark: Optional[float] = typer.Option(None, "--lambda-dark", help="Weight of the dark channel energy of J."),
+    lambda_tv: Optional[float] = typer.Option(None, "--lambda-tv", help="Weight of the edge-aware smoothness of t (scattering)."),
+    weight_scale: Optional[str] = typer.Option(None, "--weight-scale",
+                                               help="WPNCE channel weights: std (default) | max | printed (the paper's, flat)."),
+    weight_temperature: Optional[float] = typer.Option(None, "--weight-temperature", help="Softmax temperature of the channel weights."),
     lambda_gan: Optional[float] = typer.Option(None, "--lambda-gan"),
     lambda_nce: Optional[float] = typer.Option(None, "--lambda-nce"),
     lambda_ce: Optional[float] = typer.Option(None, "--lambda-ce"),
@@ -112,7 +125,11 @@ def train(
                              lambda_idt=lambda_idt, nce_idt=nce_idt, nce_layers=layers, num_patches=num_patches,
                              num_clear_patches=num_clear_patches, nce_t=nce_t, head=head,
                              orthogonal_head=orthogonal_head, wpnce_hazy_pair=wpnce_hazy_pair, idt=idt,
-                             ce_trains_head=ce_trains_head, flip_equivariance=flip_equivariance)
+                             ce_trains_head=ce_trains_head, flip_equivariance=flip_equivariance,
+                             lambda_dcp=lambda_dcp, dcp_warm_iters=dcp_warm_iters, lambda_dark=lambda_dark,
+                             lambda_tv=lambda_tv, weight_scale=weight_scale, weight_temperature=weight_temperature)
+        gcfg = GeneratorConfig(ngf=ngf, n_blocks=n_blocks, antialias=antialias, output=output, t_min=t_min,
+                               learned_airlight=learned_airlight)
     except ValueError as exc:
         _fail(str(exc))
     if (val_hazy is None) != (val_gt is None):
@@ -128,7 +145,7 @@ def train(
     reporter = _TrainReporter(log_every)
     try:
         with reporter:
-            result = run_training(cfg, mcfg, GeneratorConfig(ngf=ngf, n_blocks=n_blocks, antialias=antialias),
+            result = run_training(cfg, mcfg, gcfg,
                                   resume=resume, callbacks=TrainCallbacks(reporter.start, reporter.update, reporter.say))
     except TrainingError as exc:
         _fail(str(exc), code=1)
@@ -197,6 +214,7 @@ def dehaze_command(
     skip_existing: bool = typer.Option(False, "--skip-existing", help="Keep existing outputs and process the rest (resume)."),
     json_report: Optional[str] = typer.Option(None, "--json", help="Write a JSON report to FILE ('-' = stdout)."),
     shard: Optional[str] = typer.Option(None, "--shard", help="Process slice i of N (i/N, i from 0), e.g. one per machine."),
+    model: Optional[str] = typer.Option(None, "--model", help="A bundled model by name (`odcr models` lists them; default: the default model)."),
     weights: Optional[str] = typer.Option(None, "--weights", help="Generator .safetensors, odcr checkpoint .pt or CUT net_G.pth (default: the bundled model)."),
     method: str = typer.Option("odcr", "--method", help="odcr (the network) or dcp (dark channel prior, no weights)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps; a requested GPU that is unusable is an error."),
@@ -205,8 +223,9 @@ def dehaze_command(
     onnx: Optional[str] = typer.Option(None, "--onnx", help="Exported ONNX model for --backend onnx."),
     tile: Optional[int] = typer.Option(None, "--tile", help="Force tiling with N-px tiles (default: automatic above a 4 GB memory estimate); InstanceNorm statistics stay whole-image."),
     max_side: Optional[str] = typer.Option("auto", "--max-side",
-                                           help="Fast mode: run the network with the longer side at N px and carry the correction to full "
-                                                "resolution. auto: full resolution on GPU; on CPU images longer than 1600 px use 1600 (12 MP in ~15 s with the bundled model). 0 = always full resolution."),
+                                           help="Run the network on a copy whose longer side is at most N px and carry the result to full "
+                                                "resolution. auto: scattering models (the default) at 512 px; direct models at full resolution "
+                                                "on GPU, 1600 px on CPU. 0 = the network at full resolution."),
     max_pixels: Optional[int] = typer.Option(None, "--max-pixels", help="Decompression-bomb limit in pixels (default: Pillow's, ~179 MP); 0 = no limit."),
     strip_metadata: bool = typer.Option(False, "--strip-metadata", help="Do not copy ICC profile and EXIF to the outputs."),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress and no summary (errors still go to stderr)."),
@@ -235,7 +254,7 @@ def dehaze_command(
             _fail(f"--max-side {max_side}: expected a number of pixels, 0 or auto")
     opts = DehazeOptions(inputs=list(inputs or []), output=output, recursive=recursive, input_list=input_list,
                          suffix=suffix, ext=ext, quality=quality, overwrite=overwrite, skip_existing=skip_existing,
-                         shard=shard, weights=weights, method=method, device=device, half=half, backend=backend,
+                         shard=shard, weights=weights, model=model, method=method, device=device, half=half, backend=backend,
                          onnx=onnx, tile=tile, max_side=ms, max_pixels=max_pixels, strip_metadata=strip_metadata)
     err = sys.stderr
     show = not quiet
@@ -349,7 +368,7 @@ def evaluate_command(
     gt: Optional[Path] = typer.Option(None, "--gt", help="Folder of ground-truth images (with --hazy)."),
     pairs: Optional[Path] = typer.Option(None, "--pairs", help="Folder holding hazy/ and gt/."),
     method: Optional[list[str]] = typer.Option(None, "--method", "-m",
-                                               help="Repeatable: odcr (bundled or --weights), dcp, input, onnx:FILE, or a weights/checkpoint path, optionally as LABEL=METHOD (default: odcr)."),
+                                               help="Repeatable: odcr (the default model or --weights), a bundled model's name (odcr models), dcp, dcp@N (t estimated at N px), input, onnx:FILE, or a weights/checkpoint path, optionally as LABEL=METHOD (default: odcr)."),
     weights: Optional[str] = typer.Option(None, "--weights", help="Weights for --method odcr (default: the bundled model)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps; a requested GPU that is unusable is an error."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write all scores as JSON to FILE."),
@@ -357,8 +376,8 @@ def evaluate_command(
     save_outputs: Optional[Path] = typer.Option(None, "--save-outputs", help="Save each method's outputs as PNG under DIR/METHOD/."),
     latency_size: str = typer.Option("256x256", "--latency-size", help="HxW of the latency measurement of learned methods."),
     latency_repeats: int = typer.Option(5, "--latency-repeats", min=0, help="Timed runs after one warm-up (0 = skip)."),
-    max_side: int = typer.Option(0, "--max-side", min=0,
-                                 help="Score learned methods in dehaze's fast mode at this network side (0 = full resolution)."),
+    max_side: Optional[int] = typer.Option(None, "--max-side", min=0,
+                                 help="Network side of learned methods (0 = full resolution; default: as odcr dehaze runs each model)."),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="Only the table."),
 ) -> None:
     """Score methods side by side against ground truth: PSNR and SSIM (full resolution, RGB uint8)."""
@@ -427,10 +446,44 @@ def evaluate_command(
         report.write_csv(csv_out)
     raise typer.Exit(1 if report.failures else 0)
 
+# --- models ------------------------------------------------------------------------------------
+@app.command("models")
+def models_command(
+    json_out: bool = typer.Option(False, "--json", help="Print the list as JSON."),
+) -> None:
+    """List the bundled models (the default first): name, kind, size, dev-pair score."""
+    import json as _json
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from odcr_cli.bundled import BundledModelError, bundled_models
+
+    try:
+        models = bundled_models()
+    except BundledModelError as exc:
+        _fail(str(exc), code=1)
+    if json_out:
+        typer.echo(_json.dumps([{"name": m.name, "default": m.default, "kind": m.kind, "parameters": m.parameters,
+                                 "bytes": m.size_bytes(), "onnx": m.onnx is not None, "summary": m.summary}
+                                for m in models], indent=2))
+        return
+    if not models:
+        _fail("no bundled model is installed", code=1)
+    table = Table(box=None)
+    for col in ("name", "kind", "parameters", "size", "card"):
+        table.add_column(col, overflow="fold")
+    for m in models:
+        table.add_row(m.name + (" (default)" if m.default else ""), m.kind, f"{m.parameters / 1e6:.2f} M",
+                      f"{m.size_bytes() / 2**20:.1f} MiB", m.summary)
+    Console().print(table)
+
+
 # --- export ------------------------------------------------------------------------------------
 @app.command("export")
 def export_command(
     onnx_flag: bool = typer.Option(False, "--onnx", help="Export to ONNX (the only format so far)."),
+    model: Optional[str] = typer.Option(None, "--model", help="A bundled model by name (default: the default model)."),
     weights: Optional[str] = typer.Option(None, "--weights", help="Generator .safetensors, odcr checkpoint .pt or CUT net_G.pth (default: the bundled model)."),
     output: Path = typer.Option(Path("model.onnx"), "-o", "--output", help="Output .onnx file (written only if the parity check passes)."),
     opset: int = typer.Option(17, "--opset", help="ONNX opset."),
@@ -446,7 +499,7 @@ def export_command(
 
     from odcr_cli.export import ExportCheckError, ExportError, export_onnx, parse_hw
     from odcr_cli.inference import InferenceError
-    from odcr_cli.weights_io import WeightsError
+    from odcr_cli.weights_io import WeightsError, bundled_weights_path
 
     if not onnx_flag:
         _fail("choose a format: --onnx")
@@ -455,7 +508,11 @@ def export_command(
     except ExportError as exc:
         _fail(str(exc))
     con = Console(stderr=True)
+    if model is not None and weights is not None:
+        _fail("--model picks a bundled model; --weights picks a file: give one of them")
     try:
+        if model is not None:
+            weights = str(bundled_weights_path(model))
         with con.status("exporting and checking…"):
             report = export_onnx(weights, output, opset=opset, fp16=fp16, static_hw=static_hw,
                                  check=not no_check, check_images=check_image or (), training_data=training_data)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from odcr_cli.core.scattering import remove_haze
 from odcr_cli.filters import guided_filter
 
 
@@ -27,25 +28,43 @@ def atmospheric_light(rgb: np.ndarray, dark: np.ndarray, top: float) -> np.ndarr
     return np.maximum(A, 0.05).astype(np.float32)
 
 
-def dehaze_dcp(rgb: np.ndarray, patch: int = 15, omega: float = 0.95, t0: float = 0.1,
-               top: float = 0.001, radius: int | None = None, eps: float = 1e-3) -> np.ndarray:
-    """HxWx3 float32 RGB in [0, 1] -> dehazed HxWx3 float32 in [0, 1].
+def dcp_transmission(rgb: np.ndarray, patch: int = 15, omega: float = 0.95, top: float = 0.001,
+                     radius: int | None = None, eps: float = 1e-3) -> tuple[np.ndarray, np.ndarray]:
+    """HxWx3 float32 RGB in [0, 1] -> (guided-filter refined transmission HxW, airlight (3,)).
 
     ``radius`` of the guided filter defaults to 60 px for a 600-px image and scales with the
     shorter side (at least 4 px; smaller for tiny images)."""
-    rgb = np.clip(np.asarray(rgb, dtype=np.float32), 0.0, 1.0)
-    if rgb.ndim != 3 or rgb.shape[2] != 3:
-        raise ValueError(f"expected HxWx3 RGB, got shape {rgb.shape}")
     h, w, _ = rgb.shape
     if radius is None:
         radius = max(4, round(60 * min(h, w) / 600))
     radius = max(1, min(radius, max(h, w)))
     patch = max(1, min(patch, 2 * (min(h, w) // 2) + 1))
-    dark = dark_channel(rgb, patch)
-    A = atmospheric_light(rgb, dark, top)
+    A = atmospheric_light(rgb, dark_channel(rgb, patch), top)
     t = 1.0 - omega * dark_channel(rgb / A, patch)
     grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
-    t = guided_filter(grey, t.astype(np.float32), radius, eps)
+    return guided_filter(grey, t.astype(np.float32), radius, eps), A
+
+
+def dehaze_dcp(rgb: np.ndarray, patch: int = 15, omega: float = 0.95, t0: float = 0.1,
+               top: float = 0.001, radius: int | None = None, eps: float = 1e-3,
+               max_side: int | None = None) -> np.ndarray:
+    """HxWx3 float32 RGB in [0, 1] -> dehazed HxWx3 float32 in [0, 1].
+
+    ``max_side``: estimate t and A on a copy whose longer side is at most this (then t is carried
+    up by ``odcr_cli.readout.upsample_transmission``, as for scattering models); None: at full
+    resolution, the classical algorithm."""
+    rgb = np.clip(np.asarray(rgb, dtype=np.float32), 0.0, 1.0)
+    if rgb.ndim != 3 or rgb.shape[2] != 3:
+        raise ValueError(f"expected HxWx3 RGB, got shape {rgb.shape}")
+    h, w, _ = rgb.shape
+    if max_side and max(h, w) > max_side:
+        from odcr_cli.readout import upsample_transmission
+
+        s = max_side / max(h, w)
+        small = cv2.resize(rgb, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
+        t_small, A = dcp_transmission(small, patch, omega, top, radius, eps)
+        t = upsample_transmission(t_small, rgb)
+    else:
+        t, A = dcp_transmission(rgb, patch, omega, top, radius, eps)
     t = np.maximum(t, t0)[..., None]
-    out = (rgb - A) / t + A
-    return np.clip(out, 0.0, 1.0).astype(np.float32)
+    return np.clip(remove_haze(rgb, t, A), 0.0, 1.0).astype(np.float32)

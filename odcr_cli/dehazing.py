@@ -45,6 +45,7 @@ class DehazeOptions:
     skip_existing: bool = False
     shard: str | None = None           # "i/N", 0 <= i < N
     weights: str | None = None
+    model: str | None = None          # a bundled model by name (None: the default)
     method: str = "odcr"
     device: str = "auto"
     half: bool = False
@@ -306,7 +307,7 @@ def run_dehaze(opts: DehazeOptions, dehazer: Any = None,
         from odcr_cli.inference import Dehazer
         dehazer = Dehazer(weights=opts.weights, method=opts.method, device=opts.device,
                           backend=opts.backend, onnx_path=opts.onnx, tile=opts.tile,
-                          max_side=opts.max_side, half=opts.half)
+                          max_side=opts.max_side, half=opts.half, model=opts.model)
     engine = dehazer.describe()
     if on_start is not None:
         on_start(engine, len(jobs))

@@ -3,10 +3,13 @@
 Conventions (what the numbers mean exactly)
 -------------------------------------------
 * Decoding: Pillow, ``Image.convert("RGB")`` (no EXIF rotation; 16-bit files are reduced to
-  8 bits by Pillow's conversion). Images are never resized: every method runs on the hazy image
-  at full resolution (``Dehazer(max_side=0)``, no fast mode) and is scored at that resolution.
-  ``max_side=N`` (``--max-side``) instead scores dehaze's fast mode for learned methods: the
-  network sees a copy whose longer side is at most N, and the output is still full resolution.
+  8 bits by Pillow's conversion). Outputs are never resized: every method is scored at the hazy
+  image's full resolution. By default each learned method runs as ``odcr dehaze`` runs it
+  (scattering models: the network on a copy whose longer side is at most
+  ``SCATTERING_MAX_SIDE``, t guided-upsampled; direct models: the network at full resolution for
+  photos up to 1600 px on the CPU, which covers every dev pair). ``max_side=N`` (``--max-side``)
+  puts every learned method's network on a copy whose longer side is at most N; 0 = the network
+  at full resolution.
 * Pairing (hazy file -> GT file, case-insensitive stems, same sub-folder):
   1. the same stem (``sots_in_1400.png`` <-> ``sots_in_1400.png``/``.jpg``);
   2. ``_hazy`` -> ``_GT`` (O-HAZE/I-HAZE ``01_outdoor_hazy.jpg`` <-> ``01_outdoor_GT.jpg``,
@@ -183,11 +186,14 @@ class Method:
     description: str = ""
 
 
-def make_method(spec: str, weights: str | None = None, device: str = "auto", max_side: int = 0) -> Method:
-    """``input``, ``dcp``, ``odcr`` (bundled or ``weights``), ``onnx:FILE`` or a weights path,
+def make_method(spec: str, weights: str | None = None, device: str = "auto", max_side: int | None = None) -> Method:
+    """``input``, ``dcp``, ``dcp@N`` (t estimated on a copy of at most N px), ``odcr`` (bundled or
+    ``weights``), ``onnx:FILE`` or a weights path,
     each optionally named ``LABEL=SPEC`` (the label is the method's name in reports).
     ``max_side > 0`` runs learned methods in dehaze's fast mode (network on a copy whose longer
-    side is at most ``max_side``, guided upsampling to full resolution); 0 = full resolution."""
+    side is at most ``max_side``, guided upsampling to full resolution); 0 = full resolution;
+    None = what ``odcr dehaze`` does by default (scattering models on a copy of at most
+    ``SCATTERING_MAX_SIDE`` px, direct models at full resolution up to 1600 px on the CPU)."""
     label, sep, rest = spec.partition("=")
     if sep and label and rest and not any(c in label for c in "/\\:") and not Path(spec).exists():
         method = make_method(rest, weights, device, max_side)
@@ -204,24 +210,43 @@ def make_method(spec: str, weights: str | None = None, device: str = "auto", max
             raise EvaluationError("--method dcp: the dark-channel-prior module (odcr_cli.dcp) is not installed")
         d = Dehazer(method="dcp")
         return Method("dcp", "dcp", d.dehaze, d, None, "dark channel prior (numpy)")
+    if spec.startswith("dcp@") and spec[4:].isdigit() and int(spec[4:]) >= 16:
+        d = Dehazer(method="dcp", max_side=int(spec[4:]))
+        return Method(spec, "dcp", d.dehaze, d, None,
+                      f"dark channel prior, t estimated on a copy of at most {spec[4:]} px and guided-upsampled")
     if spec.startswith("onnx:"):
         path = Path(spec[len("onnx:"):])
         if not path.is_file():
             raise EvaluationError(f"ONNX model not found: {path}")
-        d = Dehazer(backend="onnx", onnx_path=str(path), device=device, max_side=max_side)
+        d = Dehazer(backend="onnx", onnx_path=str(path), device=device, max_side=_dehazer_side(max_side))
         params = None
         meta = getattr(d.backend, "metadata", {}) or {}
         if str(meta.get("parameters", "")).isdigit():
             params = int(meta["parameters"])
         return Method(spec, "onnx", d.dehaze, d, params, f"onnxruntime {d.device}")
+    from odcr_cli.bundled import BundledModelError, bundled_models
+
+    try:
+        named = {m.name for m in bundled_models()}
+    except BundledModelError as exc:
+        raise EvaluationError(str(exc)) from None
+    if spec in named or (spec == "odcr" and weights is None):
+        d = Dehazer(model=None if spec == "odcr" else spec, backend="torch", device=device,
+                    max_side=_dehazer_side(max_side))
+        return Method(spec, "torch", d.dehaze, d, d.parameters, f"bundled {d.model_name}, torch {d.device}")
     if spec == "odcr":
         path = weights
     else:
         if not Path(spec).is_file():
-            raise EvaluationError(f"unknown method {spec!r}: use odcr, dcp, input, onnx:FILE or a weights file")
+            raise EvaluationError(f"unknown method {spec!r}: use odcr, dcp, dcp@N, input, a bundled model's name "
+                                  "(odcr models), onnx:FILE or a weights file")
         path = spec
-    d = Dehazer(weights=path, backend="torch", device=device, max_side=max_side)
+    d = Dehazer(weights=path, backend="torch", device=device, max_side=_dehazer_side(max_side))
     return Method(spec, "torch", d.dehaze, d, d.parameters, f"torch {d.device}")
+
+
+def _dehazer_side(max_side: int | None) -> int | str:
+    return "auto" if max_side is None else max_side
 
 
 def measure_latency(method: Method, size: tuple[int, int] = (256, 256), repeats: int = 5) -> dict | None:
@@ -290,7 +315,7 @@ class EvaluationReport:
     gt_cropped: dict[str, int] = field(default_factory=dict)   # stem -> border px removed
     failures: list[dict] = field(default_factory=list)         # {"stem", "method", "error"}
     seconds: float = 0.0
-    max_side: int = 0                                          # learned methods' fast mode; 0 = off
+    max_side: int | None = None                                # learned methods' network side; 0 = full, None = dehaze's default
 
     def to_dict(self) -> dict:
         return {
@@ -304,7 +329,8 @@ class EvaluationReport:
                                     "channel averaged (channel_axis=2), data_range=255",
                             "resolution": "outputs scored at full resolution, never resized",
                             "network_input": (f"fast mode: longer side <= {self.max_side} px, guided upsampling"
-                                              if self.max_side else "full resolution"),
+                                              if self.max_side else "full resolution" if self.max_side == 0
+                                              else "odcr dehaze's default for each model"),
                             "decoder": "Pillow convert('RGB')"},
         }
 
@@ -343,7 +369,7 @@ def _safe_name(name: str) -> str:
 def evaluate(*, hazy_dir: str | Path | None = None, gt_dir: str | Path | None = None,
              pairs_dir: str | Path | None = None, methods: Sequence[str] = ("odcr",),
              weights: str | None = None, device: str = "auto", save_outputs: str | Path | None = None,
-             latency_size: tuple[int, int] = (256, 256), latency_repeats: int = 5, max_side: int = 0,
+             latency_size: tuple[int, int] = (256, 256), latency_repeats: int = 5, max_side: int | None = None,
              progress: Callable[[int, int, str], None] | None = None) -> EvaluationReport:
     """Evaluate ``methods`` side by side on the pairs found in ``pairs_dir`` or ``hazy_dir``/``gt_dir``."""
     t0 = time.perf_counter()

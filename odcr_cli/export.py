@@ -45,6 +45,7 @@ from typing import Sequence
 import numpy as np
 
 from odcr_cli import __version__
+from odcr_cli.readout import readout_for
 
 DEFAULT_OPSET = 17
 SIZE_MULTIPLE = 4
@@ -320,6 +321,26 @@ def run_parity(weights: Path, onnx_path: Path, fp16: bool, static_hw: tuple[int,
 
 # --- export ------------------------------------------------------------------------------------
 
+def _graph_module(generator, names: tuple[str, ...]):
+    """The module to trace and its graph output names: the generator itself for a direct model
+    (one output, named ``output`` as in every earlier export), else its raw named outputs."""
+    from torch import nn
+
+    if tuple(names) == ("image",):
+        return generator, ("output",)
+
+    class RawOutputs(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.generator = generator
+
+        def forward(self, x):
+            raw = self.generator.raw_outputs(x)
+            return tuple(raw[n] for n in names)
+
+    return RawOutputs().eval(), tuple(names)
+
+
 def export_onnx(weights: str | Path | None, output: Path, opset: int = DEFAULT_OPSET, fp16: bool = False,
                 static_hw: tuple[int, int] | None = None, *, check: bool = True,
                 check_sizes: Sequence[tuple[int, int]] | None = None, check_images: Sequence[Path] = (),
@@ -353,10 +374,12 @@ def export_onnx(weights: str | Path | None, output: Path, opset: int = DEFAULT_O
 
     dummy_hw = static_hw or (64, 64)
     dummy = torch.zeros(1, 3, *dummy_hw)
-    dynamic_axes = {"input": {0: "batch"}, "output": {0: "batch"}}
-    if static_hw is None:
-        dynamic_axes = {"input": {0: "batch", 2: "height", 3: "width"},
-                        "output": {0: "batch", 2: "height", 3: "width"}}
+    readout = readout_for(generator.config.to_dict())
+    graph, output_names = _graph_module(generator, readout.output_names)
+    spatial = {} if static_hw is not None else {2: "height", 3: "width"}
+    dynamic_axes = {"input": {0: "batch", **spatial}}
+    for name in output_names:  # per-image globals (the airlight correction) have no spatial axes
+        dynamic_axes[name] = {0: "batch", **(spatial if name in ("image", "output", "t") else {})}
     metadata = {
         "odcr_version": __version__,
         "model_name": "odcr-generator",
@@ -365,7 +388,8 @@ def export_onnx(weights: str | Path | None, output: Path, opset: int = DEFAULT_O
         "weights_sha256": loaded.sha256,
         "training_data": training_data or wmeta.get("training_data") or wmeta.get("dataset") or "unknown",
         "input_range": "[-1,1]",
-        "output_range": "[-1,1]",
+        "output_range": "[-1,1]" if readout.kind == "image" else "t in [t_min,1]; airlight_correction added to the dark-channel airlight",
+        "output_kind": readout.kind,
         "channel_order": "RGB",
         "layout": "NCHW",
         "size_multiple": str(SIZE_MULTIPLE),
@@ -388,8 +412,8 @@ def export_onnx(weights: str | Path | None, output: Path, opset: int = DEFAULT_O
         try:
             with warnings.catch_warnings(), torch.inference_mode():
                 warnings.simplefilter("ignore")
-                torch.onnx.export(generator, (dummy,), str(tmp), dynamo=False, opset_version=opset,
-                                  input_names=["input"], output_names=["output"],
+                torch.onnx.export(graph, (dummy,), str(tmp), dynamo=False, opset_version=opset,
+                                  input_names=["input"], output_names=list(output_names),
                                   dynamic_axes=dynamic_axes, do_constant_folding=True)
         except Exception as exc:
             raise ExportError(f"torch.onnx.export failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from exc
@@ -402,7 +426,9 @@ def export_onnx(weights: str | Path | None, output: Path, opset: int = DEFAULT_O
         model.producer_name = "odcr"
         model.producer_version = __version__
         model.doc_string = ("odcr dehazing generator: input 'input' float32 NCHW RGB in [-1,1], H and W multiples "
-                            f"of {SIZE_MULTIPLE}; output 'output' the same.")
+                            f"of {SIZE_MULTIPLE}; " + ("output 'output' the same." if readout.kind == "image" else
+                                                       "outputs 't' (N,1,H,W) and 'airlight_correction' (N,3); "
+                                                       "odcr_cli.readout turns them into the clear image."))
         del model.metadata_props[:]
         onnx.helper.set_model_props(model, metadata)
         onnx.checker.check_model(model, full_check=True)

@@ -44,10 +44,16 @@ from typing import Any, Callable, Protocol, Sequence, runtime_checkable
 import cv2
 import numpy as np
 
+from odcr_cli.bundled import BundledModelError
+from odcr_cli.readout import Readout, readout_for
 from odcr_cli.tiling import (DEFAULT_HALO, MIN_SIDE, SIZE_MULTIPLE, from_net, padded_size, run_padded,
                              to_net, guided_upsample, pad_to_multiple, run_tiled)
 
 CPU_AUTO_MAX_SIDE = 1600
+# Scattering models run the network on a copy whose longer side is at most this, on every device
+# (t is smooth; the photo's detail comes from the full-resolution inversion). Chosen from
+# benchmarks/scattering_side.py on the dev pairs (see weights/MODEL_CARD.md).
+SCATTERING_MAX_SIDE = 512
 DEFAULT_MEMORY_BUDGET_GB = 4.0
 # Peak bytes per input pixel of whole-image inference for an ngf-64 generator under
 # inference_mode (platform notes: 1.3 GB at 1024^2 for torch, 3 GB for ORT), plus a margin.
@@ -68,6 +74,12 @@ class Backend(Protocol):
     device: str
 
     def run(self, x: np.ndarray) -> np.ndarray: ...
+
+
+def run_outputs(backend: Backend, x: np.ndarray) -> dict[str, np.ndarray]:
+    """The backend's named outputs for ``x``; a backend with only ``run`` is a direct-output model."""
+    named = getattr(backend, "run_outputs", None)
+    return named(x) if named is not None else {"image": backend.run(x)}
 
 
 def make_backend(backend: str, *, generator: Any = None, onnx_path: str | None = None,
@@ -101,8 +113,9 @@ class PlanInfo:
     notes: list[str] = field(default_factory=list)
 
 
-def _auto_backend(weights: str | None, onnx_path: str | None, device: str, half: bool) -> str:
-    """ONNX Runtime for the bundled model on the CPU (1.4-3x faster than torch eager there, and no
+def _auto_backend(weights: str | None, onnx_path: str | None, device: str, half: bool,
+                  model: str | None = None) -> str:
+    """ONNX Runtime for a bundled model on the CPU (1.4-3x faster than torch eager there, and no
     1.5 s ``import torch``: ``benchmarks/inference.py``); torch everywhere else (GPU, --half,
     user weights, which have no exported graph)."""
     if onnx_path is not None or (weights is not None and str(weights).endswith(".onnx")):
@@ -114,7 +127,16 @@ def _auto_backend(weights: str | None, onnx_path: str | None, device: str, half:
 
     if device == "auto" and nvidia_driver_present():
         return "torch"
-    return "onnx" if bundled_onnx_available() else "torch"
+    return "onnx" if bundled_onnx_available(model) else "torch"
+
+
+def _bundled(model: str | None):
+    from odcr_cli.bundled import bundled_model
+
+    try:
+        return bundled_model(model)
+    except BundledModelError as exc:
+        raise InferenceError(str(exc)) from None
 
 
 def _ngf_from_metadata(meta: dict) -> int:
@@ -133,8 +155,8 @@ class Dehazer:
     tile=None, max_side="auto", half=False, memory_budget_gb=4.0, halo=64, stats_max_pixels=None)``
 
     * ``weights``: our ``.safetensors``, an odcr checkpoint ``.pt`` or a CUT ``net_G.pth``;
-      None = the bundled model (``WeightsError`` while none is installed). ``method="dcp"``
-      (dark channel prior) needs none.
+      None = the bundled model called ``model`` (None: the default; ``odcr models`` lists them).
+      ``method="dcp"`` (dark channel prior) needs none.
     * ``tile``: force tiling with cores of this many pixels; None = automatic (tiles only when
       the whole image would exceed ``memory_budget_gb``).
     * ``max_side``: fast mode (see module doc); ``"auto"``: full resolution on GPU, fast mode
@@ -148,9 +170,11 @@ class Dehazer:
                  backend: str = "auto", onnx_path: str | None = None, tile: int | None = None,
                  max_side: int | str | None = "auto", half: bool = False,
                  memory_budget_gb: float = DEFAULT_MEMORY_BUDGET_GB, halo: int = DEFAULT_HALO,
-                 stats_max_pixels: int | None = None) -> None:
+                 stats_max_pixels: int | None = None, model: str | None = None) -> None:
         if method not in ("odcr", "dcp"):
             raise InferenceError(f"unknown method {method!r}: use odcr or dcp")
+        if model is not None and (weights is not None or onnx_path is not None):
+            raise InferenceError("--model picks a bundled model; --weights/--onnx pick a file: give one of them")
         if tile is not None and tile < 16:
             raise InferenceError("--tile must be at least 16 pixels")
         if isinstance(max_side, str) and max_side != "auto":
@@ -163,22 +187,33 @@ class Dehazer:
         self.stats_max_pixels = stats_max_pixels
         self.weights_path: str | None = None
         self.weights_sha256: str | None = None
+        self.model_name: str | None = None
         self.parameters: int | None = None
         self.backend: Backend | None = None
         self._lock = threading.Lock()
         self.last_plan = PlanInfo()
-        if method == "dcp":
-            self._max_side = None
+        self.readout: Readout = readout_for(None)
+        if method == "dcp":  # full resolution unless a side is given: the classical algorithm
+            self._max_side = int(max_side) if isinstance(max_side, int) and max_side > 0 else None
             self.backend_name, self.device = "numpy", "cpu"
             return
+        bundled = None
+        if weights is None and onnx_path is None:
+            bundled = _bundled(model)
+            self.model_name = bundled.name
         if backend == "auto":
-            backend = _auto_backend(weights, onnx_path, device, half)
-            if backend == "onnx" and onnx_path is None:
-                from odcr_cli.bundled import DEFAULT_ONNX_NAME, BundledModelError, bundled_file
-                try:
-                    onnx_path = str(bundled_file(DEFAULT_ONNX_NAME))
-                except BundledModelError as exc:
-                    raise InferenceError(str(exc)) from None
+            backend = _auto_backend(weights, onnx_path, device, half, model)
+        if bundled is not None:
+            try:
+                if backend == "onnx":
+                    found = bundled.onnx_path()
+                    if found is None:
+                        raise InferenceError(f"bundled model {bundled.name} has no ONNX export; use --backend torch")
+                    onnx_path = str(found)
+                else:
+                    weights = str(bundled.weights_path())
+            except BundledModelError as exc:
+                raise InferenceError(str(exc)) from None
         if backend == "onnx":
             path = onnx_path or (weights if weights and str(weights).endswith(".onnx") else None)
             if path is None:
@@ -189,23 +224,28 @@ class Dehazer:
             meta = getattr(self.backend, "metadata", {})
             self.parameters = int(meta["parameters"]) if str(meta.get("parameters", "")).isdigit() else None
             self._ngf = _ngf_from_metadata(meta)
+            self.readout = readout_for(meta.get("generator_config"))
         elif backend == "torch":
             from odcr_cli import weights_io
-            path = weights if weights is not None else weights_io.bundled_weights_path()
-            loaded = weights_io.load_generator(path)
+            loaded = weights_io.load_generator(weights)
             self.backend = make_backend("torch", generator=loaded.generator, device=device, half=half)
             self.weights_path, self.weights_sha256 = str(loaded.path), loaded.sha256
             self.parameters = self.backend.parameters
             self._ngf = self.backend.ngf
+            self.readout = readout_for(loaded.generator.config.to_dict())
         else:
             raise InferenceError(f"unknown backend {backend!r}: use auto, torch or onnx")
         self.backend_name, self.device = self.backend.name, self.backend.device
         on_gpu = self.device.startswith("cuda") or "CUDA" in self.device or "Tensorrt" in self.device \
             or "TensorRT" in self.device or self.device == "mps"
+        self._max_side = self._resolve_max_side(max_side, on_gpu)
+
+    def _resolve_max_side(self, max_side: int | str | None, on_gpu: bool) -> int | None:
         if max_side == "auto":
-            self._max_side = None if on_gpu else CPU_AUTO_MAX_SIDE
-        else:
-            self._max_side = int(max_side) if max_side else None
+            if not self.readout.tiles:
+                return SCATTERING_MAX_SIDE
+            return None if on_gpu else CPU_AUTO_MAX_SIDE
+        return int(max_side) if max_side else None
 
     @classmethod
     def from_backend(cls, backend: Backend, ngf: int = 64, **kwargs: Any) -> "Dehazer":
@@ -213,8 +253,8 @@ class Dehazer:
         self = cls(method="dcp", **kwargs)
         self.method, self.backend = "odcr", backend
         self.backend_name, self.device, self._ngf = backend.name, backend.device, ngf
-        ms = kwargs.get("max_side", "auto")
-        self._max_side = (None if backend.device != "cpu" else CPU_AUTO_MAX_SIDE) if ms == "auto" else (int(ms) if ms else None)
+        self.readout = readout_for(getattr(backend, "generator_config", None))
+        self._max_side = self._resolve_max_side(kwargs.get("max_side", "auto"), backend.device != "cpu")
         return self
 
     # -- description ------------------------------------------------------------------------
@@ -223,7 +263,8 @@ class Dehazer:
         return self._max_side
 
     def describe(self) -> dict:
-        return {"method": self.method, "backend": self.backend_name, "device": self.device,
+        return {"method": self.method, "model": self.model_name, "backend": self.backend_name, "device": self.device,
+                "output": self.readout.kind if self.method != "dcp" else None,
                 "weights": self.weights_path, "weights_sha256": self.weights_sha256,
                 "parameters": self.parameters, "tile": self.tile, "max_side": self._max_side,
                 "memory_budget_gb": self.memory_budget / 1e9}
@@ -274,6 +315,24 @@ class Dehazer:
         y = run_tiled(run_tile, x, tile, self.halo)
         return from_net(y[:, :, :h0, :w0])
 
+    def _dehaze_scattering(self, rgb: np.ndarray, plan: PlanInfo) -> np.ndarray:
+        """The network on a copy whose longer side is at most ``max_side`` (never tiled: InstanceNorm
+        statistics are always the whole image's), J at full resolution."""
+        h, w, _ = rgb.shape
+        ms = self._max_side
+        small = rgb
+        if ms and max(h, w) > ms:
+            s = ms / max(h, w)
+            small = cv2.resize(rgb, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
+        x, _ = pad_to_multiple(to_net(small)[0])
+        outputs = run_outputs(self.backend, x[None])
+        plan.net_size = small.shape[:2]
+        if small is rgb:
+            plan.mode = "whole"
+            return self.readout.to_image(rgb, outputs)
+        plan.mode = "fast"
+        return self.readout.carry_up(small, outputs, rgb)
+
     def dehaze_float(self, rgb: np.ndarray) -> np.ndarray:
         """HxWx3 float32 in [0,1] -> HxWx3 float32 in [0,1]."""
         plan = PlanInfo()
@@ -281,7 +340,10 @@ class Dehazer:
         if self.method == "dcp":
             from odcr_cli.dcp import dehaze_dcp
             plan.mode = "dcp"
-            out = dehaze_dcp(rgb)
+            out = dehaze_dcp(rgb, max_side=self._max_side)
+        elif not self.readout.tiles:
+            with self._lock:
+                out = self._dehaze_scattering(rgb, plan)
         else:
             with self._lock:
                 ms = self._max_side

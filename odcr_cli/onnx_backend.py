@@ -141,9 +141,12 @@ class OnnxBackend:
         if input_range != "[-1,1]":
             raise OnnxBackendError(f"{self.path}: input range {input_range} is not supported (expected [-1,1])")
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
-        if len(inputs) != 1 or len(outputs) != 1:
-            raise OnnxBackendError(f"{self.path}: expected one input and one output, found {len(inputs)} and {len(outputs)}")
-        self.input_name, self.output_name = inputs[0].name, outputs[0].name
+        if len(inputs) != 1 or not outputs:
+            raise OnnxBackendError(f"{self.path}: expected one input and at least one output, found {len(inputs)} and {len(outputs)}")
+        self.input_name = inputs[0].name
+        self.output_names = [o.name for o in outputs]
+        self.output_name = self.output_names[0]
+        self.generator_config: str = self.metadata.get("generator_config", "{}")
         shape = list(inputs[0].shape)
         if len(shape) != 4 or shape[1] not in (3, "3"):
             raise OnnxBackendError(f"{self.path}: input shape {shape} is not (N, 3, H, W)")
@@ -157,7 +160,18 @@ class OnnxBackend:
         return _SHORT_NAMES.get(self.device, self.device)
 
     def run(self, x: np.ndarray) -> np.ndarray:
-        """(N, 3, H, W) float32 in [-1, 1] -> the same shape, float32."""
+        """(N, 3, H, W) float32 in [-1, 1] -> the same shape, float32 (direct-output models)."""
+        return self._session_run(x, [self.output_name])[0]
+
+    def run_outputs(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        """(N, 3, H, W) float32 in [-1, 1] -> every named graph output, float32. The one output
+        of a graph exported before outputs were named (``output``) is the direct model's ``image``."""
+        values = self._session_run(x, self.output_names)
+        if len(values) == 1 and self.output_names[0] == "output":
+            return {"image": values[0]}
+        return dict(zip(self.output_names, values))
+
+    def _session_run(self, x: np.ndarray, names: list[str]) -> list[np.ndarray]:
         if x.ndim != 4 or x.shape[1] != 3:
             raise ValueError(f"expected an (N, 3, H, W) array, got shape {x.shape}")
         if self.static_hw is not None and tuple(x.shape[2:]) != self.static_hw:
@@ -170,8 +184,7 @@ class OnnxBackend:
         feed = np.ascontiguousarray(x, dtype=np.float32)
         if self.input_type == "tensor(float16)":
             feed = feed.astype(np.float16)
-        out = self.session.run([self.output_name], {self.input_name: feed})[0]
-        return np.asarray(out, dtype=np.float32)
+        return [np.asarray(o, dtype=np.float32) for o in self.session.run(names, {self.input_name: feed})]
 
     def describe(self) -> str:
         return f"onnxruntime {self.short_device} ({', '.join(self.providers)})"

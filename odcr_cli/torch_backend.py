@@ -101,6 +101,20 @@ class TorchBackend:
     def run(self, x: np.ndarray) -> np.ndarray:
         return self._checked(x)
 
+    @property
+    def generator_config(self) -> dict:
+        return self.generator.config.to_dict()
+
+    def run_outputs(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        """(1, 3, H, W) float32 in [-1, 1] -> the generator's named raw outputs (fp32 numpy)."""
+        torch = self._torch
+        if self.generator.config.output == "image":
+            return {"image": self.run(x)}
+        with torch.inference_mode():
+            t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(self.device)
+            raw = self.generator.raw_outputs(t)
+            return {k: v.float().cpu().numpy() for k, v in raw.items()}
+
     # -- frozen InstanceNorm statistics -------------------------------------------------------
     def instance_norm_stats(self, x: np.ndarray) -> list:
         """Run ``x`` once and return every InstanceNorm layer's (mean, var), in order (fp32)."""

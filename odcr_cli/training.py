@@ -278,7 +278,7 @@ class Trainer:
             if o is not None:
                 o.zero_grad(set_to_none=True)
         with self.autocast:
-            out = m.generator_objective(hazy, clear, state, rng, flip)
+            out = m.generator_objective(hazy, clear, state, rng, flip, it)
         self._note_finite(out.total, it)
         out.total.backward()
         self.dist.average_gradients(list(m.generator.parameters()) + list(m.head.parameters())
@@ -464,6 +464,8 @@ def _train(config: TrainConfig, method: MethodConfig, generator: GeneratorConfig
     elif list_checkpoints(run_dir):
         raise TrainingError(f"{run_dir} already holds a run; use --resume to continue it or choose another --out")
 
+    if generator.output != "scattering" and (method.lambda_dcp or method.lambda_tv):
+        raise TrainingError("the transmission priors (--lambda-dcp, --lambda-tv) need --output scattering")
     device = resolve_device(config.device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # training crops have one fixed size

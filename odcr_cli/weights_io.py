@@ -15,7 +15,7 @@ from safetensors.torch import save as safetensors_save
 
 from odcr_cli import __version__
 from odcr_cli.core.networks import GeneratorConfig, ResnetGenerator
-from odcr_cli.bundled import DEFAULT_WEIGHTS_NAME, BundledModelError, bundled_file
+from odcr_cli.bundled import BundledModelError, bundled_model
 from odcr_cli.fsutil import atomic_output, sha256_file
 
 FORMAT_TAG = "odcr-generator"
@@ -53,7 +53,11 @@ def infer_generator_config(state_dict: dict[str, torch.Tensor]) -> GeneratorConf
         raise WeightsError("not a ResNet generator state_dict (no 'model.1.weight')")
     ngf = int(state_dict["model.1.weight"].shape[0])
     blocks = {int(m.group(1)) for k in state_dict if (m := re.match(r"model\.(\d+)\.conv_block\.", k))}
-    return GeneratorConfig(ngf=ngf, n_blocks=len(blocks), antialias="model.7.filt" in state_dict)
+    last = max((k for k in state_dict if re.fullmatch(r"model\.\d+\.weight", k)), key=lambda k: int(k.split(".")[1]))
+    scattering = state_dict[last].shape[0] == 1  # a one-channel transmission logit, not RGB
+    return GeneratorConfig(ngf=ngf, n_blocks=len(blocks), antialias="model.7.filt" in state_dict,
+                           output="scattering" if scattering else "image",
+                           learned_airlight="airlight_head.weight" in state_dict)
 
 
 def _strip_prefix(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -138,9 +142,10 @@ def average_generators(paths: list[str | os.PathLike]) -> tuple[ResnetGenerator,
     return generator, meta
 
 
-def bundled_weights_path() -> Path:
-    """Path of the verified bundled default generator, or WeightsError saying what is wrong."""
+def bundled_weights_path(model: str | None = None) -> Path:
+    """Path of the verified weights of the bundled model ``model`` (None: the default), or
+    WeightsError saying what is wrong."""
     try:
-        return bundled_file(DEFAULT_WEIGHTS_NAME)
+        return bundled_model(model).weights_path()
     except BundledModelError as exc:
         raise WeightsError(str(exc)) from None

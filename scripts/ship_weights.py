@@ -1,13 +1,14 @@
-"""Turn a run's generator into the bundled default model in ``weights/``.
+"""Turn a run's generator into a bundled model in ``weights/``.
 
     python scripts/ship_weights.py GENERATOR [GENERATOR ...] --name odcr-interim-ngf32-b6 \
-        [--fp16] [--check-dir ../shared/data/dev/real_hazy] [--note "..."]
+        --summary "one-line card" [--default] [--fp16] [--check-dir ../shared/data/dev/real_hazy] [--note "..."]
 
 Several generators (checkpoints of one run) are averaged uniformly before shipping.
 
-Writes ``weights/default.safetensors`` (with its metadata: name, method, iterations, training data,
-recipe), its parity-checked ONNX export ``weights/default.onnx`` (what ``odcr dehaze`` runs on the
-CPU) and ``weights/SHA256SUMS``, which ``odcr dehaze`` verifies. With ``--fp16`` the tensors are
+Writes ``weights/NAME.safetensors`` (with its metadata: name, method, iterations, training data,
+recipe), its parity-checked ONNX export ``weights/NAME.onnx`` (what ``odcr dehaze`` runs on the
+CPU), the model's entry in ``weights/models.json`` (``--default`` makes it the default) and
+``weights/SHA256SUMS``, which ``odcr dehaze`` verifies. With ``--fp16`` the tensors are
 stored in half precision, and the script refuses to ship unless the fp16 model's outputs match the
 fp32 ones at >= 45 dB PSNR on the photos of ``--check-dir``.
 """
@@ -15,6 +16,7 @@ fp32 ones at >= 45 dB PSNR on the photos of ``--check-dir``.
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +24,8 @@ import torch
 from PIL import Image
 
 from odcr_cli.fsutil import atomic_output, sha256_file
-from odcr_cli.bundled import DEFAULT_ONNX_NAME, DEFAULT_WEIGHTS_NAME, MANIFEST_NAME
+from odcr_cli.bundled import MANIFEST_NAME, REGISTRY_NAME
+from odcr_cli.core.networks import count_parameters
 from odcr_cli.export import export_onnx
 from odcr_cli.inference import psnr
 from odcr_cli.weights_io import average_generators, load_generator, save_generator
@@ -48,6 +51,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("generators", type=Path, nargs="+", help="one generator, or checkpoints to average")
     ap.add_argument("--name", required=True)
+    ap.add_argument("--summary", required=True, help="the one-line card of `odcr models`")
+    ap.add_argument("--default", action="store_true", help="make it the default model")
     ap.add_argument("--fp16", action="store_true")
     ap.add_argument("--check-dir", type=Path, default=ROOT.parent / "shared/data/dev/real_hazy")
     ap.add_argument("--note", default="")
@@ -60,7 +65,8 @@ def main() -> None:
         generator, meta = average_generators(args.generators)
     meta.update({"name": args.name, "note": args.note})
     meta.pop("format", None)
-    target = ROOT / "weights" / DEFAULT_WEIGHTS_NAME
+    folder = ROOT / "weights"
+    target = folder / f"{args.name}.safetensors"
     save_generator(target, generator, meta, dtype=torch.float16 if args.fp16 else None)
     if args.fp16:
         photos = sorted(p for p in args.check_dir.iterdir() if p.is_file())[:6]
@@ -70,11 +76,22 @@ def main() -> None:
         if worst < 45:
             target.unlink()
             raise SystemExit("fp16 storage changes outputs by more than 45 dB allows; ship fp32 instead")
-    onnx_target = ROOT / "weights" / DEFAULT_ONNX_NAME
+    onnx_target = folder / f"{args.name}.onnx"
     photos = sorted(p for p in args.check_dir.iterdir() if p.is_file())[:3] if args.check_dir.is_dir() else []
     export_onnx(target, onnx_target, check_images=photos)
-    with atomic_output(ROOT / "weights" / MANIFEST_NAME, "w") as fh:
-        for f in (target, onnx_target):
+    registry_path = folder / REGISTRY_NAME
+    registry = json.loads(registry_path.read_text()) if registry_path.is_file() else {"default": args.name, "models": []}
+    entry = {"name": args.name, "kind": generator.config.output, "weights": target.name, "onnx": onnx_target.name,
+             "parameters": count_parameters(generator), "summary": args.summary}
+    registry["models"] = [m for m in registry["models"] if m["name"] != args.name] + [entry]
+    if args.default:
+        registry["default"] = args.name
+    with atomic_output(registry_path, "w") as fh:
+        json.dump(registry, fh, indent=2)
+        fh.write("\n")
+    files = [folder / f for m in registry["models"] for f in (m["weights"], m.get("onnx")) if f]
+    with atomic_output(folder / MANIFEST_NAME, "w") as fh:
+        for f in files:
             fh.write(f"{sha256_file(f)}  {f.name}\n")
     for f in (target, onnx_target):
         print(f"wrote {f} ({f.stat().st_size / 2**20:.1f} MiB)")

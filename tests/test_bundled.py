@@ -1,10 +1,12 @@
-"""The bundled default model: checksum verification and the torch-free default path."""
+"""The bundled models: the registry, checksum verification and the torch-free default path."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
 from pathlib import Path
+
+import json
 
 import numpy as np
 import pytest
@@ -15,25 +17,54 @@ from odcr_cli.inference import Dehazer, InferenceError
 
 
 def _fake_bundle(folder: Path, good: bool) -> None:
-    (folder / "default.onnx").write_bytes(b"not really a model")
-    digest = sha256_file(folder / "default.onnx") if good else "0" * 64
-    (folder / "SHA256SUMS").write_text(f"{digest}  default.onnx\n")
+    (folder / "m.onnx").write_bytes(b"not really a model")
+    (folder / "m.safetensors").write_bytes(b"not really weights")
+    digest = sha256_file(folder / "m.onnx") if good else "0" * 64
+    (folder / "SHA256SUMS").write_text(f"{digest}  m.onnx\n{digest}  m.safetensors\n")
+    (folder / "models.json").write_text(json.dumps({"default": "m", "models": [
+        {"name": "m", "kind": "scattering", "weights": "m.safetensors", "onnx": "m.onnx", "parameters": 1,
+         "summary": "fake"},
+        {"name": "other", "kind": "image", "weights": "m.safetensors", "onnx": None, "parameters": 2,
+         "summary": "fake too"}]}))
 
 
 def test_corrupt_bundled_model_is_refused(tmp_path, monkeypatch) -> None:
     _fake_bundle(tmp_path, good=False)
     monkeypatch.setattr(bundled, "bundled_dir", lambda: tmp_path)
     with pytest.raises(bundled.BundledModelError, match="corrupt"):
-        bundled.bundled_file("default.onnx")
+        bundled.bundled_file("m.onnx")
     with pytest.raises(InferenceError, match="corrupt"):
         Dehazer(device="cpu")
 
 
 def test_missing_manifest_entry_is_refused(tmp_path, monkeypatch) -> None:
-    (tmp_path / "default.safetensors").write_bytes(b"x")
+    (tmp_path / "x.safetensors").write_bytes(b"x")
     monkeypatch.setattr(bundled, "bundled_dir", lambda: tmp_path)
     with pytest.raises(bundled.BundledModelError, match="no entry"):
-        bundled.bundled_file()
+        bundled.bundled_file("x.safetensors")
+
+
+def test_models_by_name(tmp_path, monkeypatch) -> None:
+    _fake_bundle(tmp_path, good=True)
+    monkeypatch.setattr(bundled, "bundled_dir", lambda: tmp_path)
+    names = [m.name for m in bundled.bundled_models()]
+    assert names == ["m", "other"]  # the default first
+    assert bundled.bundled_model().name == "m" and bundled.bundled_model("other").kind == "image"
+    assert bundled.bundled_onnx_available("m") and not bundled.bundled_onnx_available("other")
+    with pytest.raises(bundled.BundledModelError, match="no bundled model called 'nope'.*m, other"):
+        bundled.bundled_model("nope")
+    with pytest.raises(InferenceError, match="give one of them"):
+        Dehazer(model="m", weights="x.safetensors")
+
+
+def test_every_bundled_model_is_listed_and_verified() -> None:
+    models = bundled.bundled_models()
+    assert sum(m.default for m in models) == 1
+    manifest = bundled.read_manifest(bundled.bundled_dir())
+    for m in models:
+        assert m.weights in manifest and (m.onnx is None or m.onnx in manifest), m.name
+        assert m.weights_path().is_file()  # checksum verified
+        assert m.kind in ("image", "scattering") and m.summary
 
 
 @pytest.mark.skipif(not bundled.bundled_onnx_available(), reason="no bundled ONNX model in this checkout")
@@ -49,12 +80,12 @@ def test_default_dehaze_runs_the_bundled_model_without_torch(tmp_path) -> None:
     assert proc.returncode == 0, proc.stderr[-1500:]
 
 
-@pytest.mark.skipif(not (bundled.bundled_dir() / "default.safetensors").is_file(), reason="no bundled model")
-def test_bundled_torch_and_onnx_agree() -> None:
+@pytest.mark.parametrize("name", [m.name for m in bundled.bundled_models() if m.onnx])
+def test_bundled_torch_and_onnx_agree(name: str) -> None:
     rng = np.random.default_rng(0)
     img = (rng.random((48, 64, 3)) * 255).astype(np.uint8)
-    a = Dehazer(backend="torch", device="cpu", max_side=0).dehaze(img)
-    b = Dehazer(backend="auto", device="cpu", max_side=0).dehaze(img)
+    a = Dehazer(model=name, backend="torch", device="cpu", max_side=0).dehaze(img)
+    b = Dehazer(model=name, backend="onnx", device="cpu", max_side=0).dehaze(img)
     assert np.abs(a.astype(int) - b.astype(int)).max() <= 1
 
 
@@ -67,5 +98,5 @@ def test_every_bundled_file_is_packaged() -> None:
     config = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]
     assert config["package-dir"]["odcr_cli.weights"] == "weights"
     patterns = config["package-data"]["odcr_cli.weights"]
-    for name in [*bundled.read_manifest(root / "weights"), bundled.MANIFEST_NAME, "MODEL_CARD.md"]:
+    for name in [*bundled.read_manifest(root / "weights"), bundled.MANIFEST_NAME, bundled.REGISTRY_NAME, "MODEL_CARD.md"]:
         assert any(fnmatch.fnmatch(name, p) for p in patterns), name

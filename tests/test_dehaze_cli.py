@@ -109,18 +109,18 @@ def test_stdin_stdout_and_dcp_without_weights(tmp_path):
 def test_model_and_device_errors_exit_2(tmp_path, tiny_weights):
     src = _img(tmp_path / "a.png")
     r = runner.invoke(app, ["dehaze", str(src), "-o", str(tmp_path / "bundled.png")])
-    from odcr_cli.bundled import bundled_dir
-    if (bundled_dir() / "default.safetensors").exists():
-        assert r.exit_code == 0, r.output  # the bundled model works with no --weights
-    else:
-        assert r.exit_code == 2 and "no bundled model" in r.output
+    assert r.exit_code == 0, r.output  # the bundled default works with no --weights
+    r = runner.invoke(app, ["dehaze", str(src), "-o", str(tmp_path / "nope.png"), "--model", "nope"])
+    assert r.exit_code == 2 and "no bundled model called 'nope'" in r.output
+    assert not (tmp_path / "nope.png").exists()
     import torch
     if not torch.cuda.is_available():
         r = dehaze(src, "--device", "cuda", weights=tiny_weights)
         assert r.exit_code == 2 and "CUDA is not available" in r.output
         r = dehaze(src, "--half", "--device", "cpu", weights=tiny_weights)
         assert r.exit_code == 2 and "--half" in r.output
-    assert dehaze(src, "--backend", "onnx").exit_code == 2
+    r = dehaze(src, "--backend", "onnx", weights=tiny_weights)  # weights with no exported graph
+    assert r.exit_code == 2 and "--onnx" in r.output
     assert dehaze(tmp_path / "missing.png", weights=tiny_weights).exit_code == 2
 
 

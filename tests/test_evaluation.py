@@ -159,7 +159,7 @@ def test_fast_mode_can_be_scored(tiny_weights, tmp_path):
     _write(tmp_path / "hazy" / "a.png", _img(48, 64, 1))
     _write(tmp_path / "gt" / "a.png", _img(48, 64, 2))
     full = evaluate(pairs_dir=tmp_path, methods=[str(tiny_weights)], device="cpu", latency_repeats=0,
-                    save_outputs=tmp_path / "full")
+                    max_side=0, save_outputs=tmp_path / "full")
     fast = evaluate(pairs_dir=tmp_path, methods=[str(tiny_weights)], device="cpu", latency_repeats=0,
                     max_side=16, save_outputs=tmp_path / "fast")
     a = np.asarray(Image.open(tmp_path / "full" / "tiny" / "a.png"))
@@ -167,6 +167,10 @@ def test_fast_mode_can_be_scored(tiny_weights, tmp_path):
     assert a.shape == b.shape == (48, 64, 3) and not np.array_equal(a, b)  # full size, another path
     assert fast.to_dict()["conventions"]["network_input"].startswith("fast mode")
     assert full.to_dict()["conventions"]["network_input"] == "full resolution"
+    default = evaluate(pairs_dir=tmp_path, methods=[str(tiny_weights)], device="cpu", latency_repeats=0)
+    assert default.to_dict()["conventions"]["network_input"] == "odcr dehaze's default for each model"
+    default = evaluate(pairs_dir=tmp_path, methods=[str(tiny_weights)], device="cpu", latency_repeats=0)
+    assert default.to_dict()["conventions"]["network_input"] == "odcr dehaze's default for each model"
 
 
 def test_cli_evaluate(tmp_path):

@@ -152,6 +152,6 @@ def test_describe_and_weights_errors(tiny_weights, dh, tmp_path):
     with pytest.raises(WeightsError):
         Dehazer(weights=str(tmp_path / "missing.safetensors"))
     with pytest.raises(InferenceError, match="--onnx"):
-        Dehazer(backend="onnx")
+        Dehazer(weights=str(tiny_weights), backend="onnx")
     with pytest.raises(InferenceError):
         Dehazer(weights=str(tiny_weights), backend="tensorflow")

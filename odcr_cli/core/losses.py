@@ -12,7 +12,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from odcr_cli.core import haze
+
 HAZY_PAIR_MODES: tuple[str, ...] = ("swapped", "literal")
+WEIGHT_SCALES: tuple[str, ...] = ("std", "max", "printed")
 
 
 def lsgan_d_loss(pred_real: Tensor, pred_fake: Tensor) -> Tensor:
@@ -76,15 +79,25 @@ def channel_classifier_loss(logits_hazy: Tensor, logits_clear: Tensor) -> Tensor
     return bce.sum(-1).mean()
 
 
-def channel_weights(theta: Tensor, x: Tensor) -> Tensor:
-    """Channel weights w = softmax_c(|theta (.) x|) (spec 2.5, Eq. 9-10).
+def channel_weights(theta: Tensor, x: Tensor, scale: str = "printed", temperature: float = 1.0) -> Tensor:
+    """Channel weights w = softmax_c(s / temperature), s = |theta (.) x| (spec 2.5, Eq. 9-10).
 
-    theta: (D,) classifier vector, x: (..., D) embeddings (the keys being weighted).
-    Returns (..., D), non-negative, summing to 1 over the last dim. Computed without gradient:
-    the weights are a read-out of the classifier, which only L_CE trains.
+    ``scale`` says how s is normalised first (design note section 4): ``printed`` not at all (as
+    the paper prints it: with unit-norm 256-d keys s is ~1e-3 and the softmax is flat), ``std``
+    by its standard deviation over the channels, ``max`` by its maximum. theta: (D,) classifier
+    vector, x: (..., D) embeddings (the keys being weighted). Returns (..., D), non-negative,
+    summing to 1 over the last dim. Computed without gradient: the weights are a read-out of
+    the classifier, which only L_CE trains.
     """
+    if scale not in WEIGHT_SCALES:
+        raise ValueError(f"scale must be one of {WEIGHT_SCALES}, got {scale!r}")
     with torch.no_grad():
-        return torch.softmax((theta.detach() * x.detach()).abs(), dim=-1)
+        s = (theta.detach() * x.detach()).abs()
+        if scale == "std":
+            s = s / s.std(dim=-1, keepdim=True).clamp_min(1e-12)
+        elif scale == "max":
+            s = s / s.amax(dim=-1, keepdim=True).clamp_min(1e-12)
+        return torch.softmax(s / temperature, dim=-1)
 
 
 def weight_entropy(w: Tensor) -> Tensor:
@@ -142,3 +155,26 @@ def wpnce_loss(q: Tensor, k_hazy: Tensor, k_clear: Tensor, w_h: Tensor, w_c: Ten
 def l1_identity_loss(output: Tensor, target: Tensor) -> Tensor:
     """Identity loss alternative ``--idt l1`` (spec 2.7): mean |G(C) - C|; images (B, 3, H, W) -> ()."""
     return F.l1_loss(output, target)
+
+
+# --- priors of the scattering-model output (design note section 2) ----------------------------
+
+def transmission_fit_loss(t: Tensor, target: Tensor) -> Tensor:
+    """Warm start: mean |t - target| for t and a (detached) target transmission, both (B, 1, H, W)."""
+    return (t - target.detach()).abs().mean()
+
+
+def dark_channel_loss(clear: Tensor, patch: int = 15) -> Tensor:
+    """Dark channel energy of a clear image (B, 3, H, W) in [0, 1]: the mean of its dark channel,
+    which the prior says is near zero outside sky and bright objects (as PSD, CVPR 2021). ()"""
+    return haze.dark_channel(clear, patch).mean()
+
+
+def edge_aware_smoothness(t: Tensor, guide: Tensor, alpha: float = 10.0) -> Tensor:
+    """Total variation of t (B, 1, H, W), each difference weighted by exp(-alpha |d grey(guide)|)
+    so that t may jump where the hazy image (B, 3, H, W) in [0, 1] has an edge. ()"""
+    g = haze.grey(guide)
+    dx_t, dy_t = (t[..., :, 1:] - t[..., :, :-1]).abs(), (t[..., 1:, :] - t[..., :-1, :]).abs()
+    wx = torch.exp(-alpha * (g[..., :, 1:] - g[..., :, :-1]).abs())
+    wy = torch.exp(-alpha * (g[..., 1:, :] - g[..., :-1, :]).abs())
+    return (dx_t * wx).mean() + (dy_t * wy).mean()

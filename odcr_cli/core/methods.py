@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from odcr_cli.core import losses
+from odcr_cli.core import haze, losses
 from odcr_cli.core.networks import (
     NCE_LAYERS_DEFAULT,
     ChannelClassifiers,
@@ -52,6 +52,13 @@ class MethodConfig:
     wpnce_hazy_pair: str = "swapped"         # swapped (ours) | literal (as printed)
     idt: str = "nce"                         # nce | l1
     ce_trains_head: bool = True              # the CE loss also moves the orthogonal head
+    weight_scale: str = "std"                # std | max | printed: normalisation of |theta (.) x| (WPNCE)
+    weight_temperature: float = 1.0          # softmax temperature after that normalisation
+    # priors of the scattering output (design note section 2); 0 switches a term off
+    lambda_dcp: float = 0.0                  # warm start: |t - t_dcp| of each crop
+    dcp_warm_iters: int = 0                  # lambda_dcp decays linearly to 0 over this many iterations (0: constant)
+    lambda_dark: float = 0.0                 # dark channel energy of J
+    lambda_tv: float = 0.0                   # edge-aware total variation of t
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -86,7 +93,18 @@ def method_config(name: str, **overrides) -> MethodConfig:
         raise ValueError(f"unknown --wpnce-hazy-pair {config.wpnce_hazy_pair!r}")
     if config.idt not in ("nce", "l1"):
         raise ValueError(f"unknown --idt {config.idt!r}")
+    if config.weight_scale not in losses.WEIGHT_SCALES:
+        raise ValueError(f"unknown --weight-scale {config.weight_scale!r}; choose one of {', '.join(losses.WEIGHT_SCALES)}")
+    if config.weight_temperature <= 0:
+        raise ValueError("--weight-temperature must be positive")
     return config
+
+
+def prior_weight(method: MethodConfig, iteration: int) -> float:
+    """Weight of the DCP warm-start term at ``iteration``: constant, or decaying linearly to 0."""
+    if method.dcp_warm_iters <= 0:
+        return method.lambda_dcp
+    return method.lambda_dcp * max(0.0, 1.0 - iteration / method.dcp_warm_iters)
 
 
 def draw_patch_ids(rng: np.random.Generator, height: int, width: int, count: int) -> torch.Tensor:
@@ -116,6 +134,8 @@ class ContrastiveModel(nn.Module):
     def __init__(self, method: MethodConfig, generator: GeneratorConfig = GeneratorConfig(),
                  discriminator: DiscriminatorConfig = DiscriminatorConfig()) -> None:
         super().__init__()
+        if generator.output != "scattering" and (method.lambda_dcp or method.lambda_tv):
+            raise ValueError("the transmission priors (--lambda-dcp, --lambda-tv) need --output scattering")
         self.method = method
         self.generator = init_weights(ResnetGenerator(generator))
         self.discriminator = init_weights(PatchDiscriminator(discriminator))
@@ -125,17 +145,6 @@ class ContrastiveModel(nn.Module):
         self.classifiers = ChannelClassifiers(len(channels), method.head_dim) if method.weighted_nce else None
 
     # -- forward ------------------------------------------------------------------------------
-    def _forward_with_features(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """G(x) and G's encoder features of x at the NCE layers, from the same single pass."""
-        wanted = set(self.method.nce_layers)
-        found: dict[int, torch.Tensor] = {}
-        h = x
-        for idx, module in enumerate(self.generator.model):
-            h = module(h)
-            if idx in wanted:
-                found[idx] = h
-        return h, [found[i] for i in self.method.nce_layers]
-
     def translate(self, hazy: torch.Tensor, clear: torch.Tensor, flip: bool) -> dict[str, torch.Tensor | list]:
         """One generator pass over hazy (and clear, for the identity/ODCR terms) images."""
         m = self.method
@@ -143,9 +152,11 @@ class ContrastiveModel(nn.Module):
         real = torch.cat([hazy, clear]) if use_clear else hazy
         if flip:
             real = torch.flip(real, dims=[3])
-        fake, feats = self._forward_with_features(real)
+        fake, feats, raw = self.generator.forward_with_features(real, m.nce_layers)
         n = hazy.shape[0]
         out: dict[str, torch.Tensor | list] = {"fake": fake[:n], "idt": fake[n:] if use_clear else None}
+        if "t" in raw:  # the hazy images' transmission, unflipped, for the priors
+            out["t"] = torch.flip(raw["t"][:n], dims=[3]) if flip else raw["t"][:n]
         # Keys are detached in every loss, so the features of this pass serve as keys: no second
         # encoder pass over the real images (except under a flip, where keys must be unflipped).
         if flip:
@@ -160,7 +171,7 @@ class ContrastiveModel(nn.Module):
         return losses.lsgan_d_loss(self.discriminator(clear), self.discriminator(fake.detach()))
 
     def generator_objective(self, hazy: torch.Tensor, clear: torch.Tensor, state: dict,
-                            rng: np.random.Generator, flip: bool) -> StepOutput:
+                            rng: np.random.Generator, flip: bool, iteration: int = 0) -> StepOutput:
         """GAN + contrastive terms for the generator step (D must be frozen by the caller)."""
         m = self.method
         fake, idt = state["fake"], state["idt"]
@@ -191,8 +202,8 @@ class ContrastiveModel(nn.Module):
                     self.classifiers(zh_ce.reshape(-1, zh_ce.shape[-1]), layer),
                     self.classifiers(zc_ce.reshape(-1, zc_ce.shape[-1]), layer)))
                 theta = self.classifiers.theta(layer).detach()
-                w_h = losses.channel_weights(theta[0], z_kh.detach())
-                w_c = losses.channel_weights(theta[1], z_kc.detach())
+                w_h = losses.channel_weights(theta[0], z_kh.detach(), m.weight_scale, m.weight_temperature)
+                w_c = losses.channel_weights(theta[1], z_kc.detach(), m.weight_scale, m.weight_temperature)
                 entropies.append(losses.weight_entropy(w_h))
                 nce_terms.append(losses.wpnce_loss(z_q, z_kh.detach(), z_kc.detach(), w_h, w_c,
                                                    tau=m.nce_t, hazy_pair=m.wpnce_hazy_pair))
@@ -211,6 +222,8 @@ class ContrastiveModel(nn.Module):
         if ce_terms:
             terms["ce"] = torch.stack(ce_terms).mean()
             terms["w_entropy"] = torch.stack(entropies).mean().detach()
+            for layer, e in enumerate(entropies):
+                terms[f"w_entropy_{m.nce_layers[layer]}"] = e.detach()
 
         total = m.lambda_gan * terms["gan"]
         if m.halve_nce and m.nce_idt:
@@ -221,7 +234,25 @@ class ContrastiveModel(nn.Module):
                 total = total + m.lambda_idt * terms["idt"]
         if "ce" in terms:
             total = total + m.lambda_ce * terms["ce"]
-        return StepOutput(total=total, terms=terms)
+        return StepOutput(total=total + self._priors(hazy, state, iteration, terms), terms=terms)
+
+    def _priors(self, hazy: torch.Tensor, state: dict, iteration: int, terms: dict[str, torch.Tensor]) -> torch.Tensor | float:
+        """Weighted sum of the scattering priors that are switched on (their terms are logged)."""
+        m, total = self.method, 0.0
+        hazy01 = (hazy + 1.0) * 0.5
+        w_dcp = prior_weight(m, iteration)
+        if w_dcp > 0:
+            g = self.generator.config
+            target = haze.dcp_transmission(hazy01, haze.estimate_airlight(hazy01, g.airlight_patch, g.airlight_top))
+            terms["dcp"] = losses.transmission_fit_loss(state["t"], target)
+            total = total + w_dcp * terms["dcp"]
+        if m.lambda_dark > 0:
+            terms["dark"] = losses.dark_channel_loss((state["fake"] + 1.0) * 0.5)
+            total = total + m.lambda_dark * terms["dark"]
+        if m.lambda_tv > 0:
+            terms["tv"] = losses.edge_aware_smoothness(state["t"], hazy01)
+            total = total + m.lambda_tv * terms["tv"]
+        return total
 
     # -- parameter groups ---------------------------------------------------------------------
     def head_euclidean_parameters(self) -> list[nn.Parameter]:

@@ -14,16 +14,36 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from odcr_cli.core import haze
+from odcr_cli.core.scattering import remove_haze
+
 NCE_LAYERS_DEFAULT: tuple[int, ...] = (0, 4, 8, 12, 16)
+OUTPUT_KINDS: tuple[str, ...] = ("image", "scattering")
 
 
 @dataclass(frozen=True)
 class GeneratorConfig:
-    """Shape of a :class:`ResnetGenerator`. Defaults are CUT's ``resnet_9blocks``, ngf 64."""
+    """Shape of a :class:`ResnetGenerator`. Defaults are CUT's ``resnet_9blocks``, ngf 64.
+
+    ``output="image"`` is the paper's generator (a Tanh image). ``output="scattering"`` keeps the
+    trunk and ends in a one-channel transmission logit instead; the clear image is then
+    J = (I - A) / t + A with t >= ``t_min`` and A from the dark-channel rule (``airlight_patch``,
+    ``airlight_top``), plus a small learned correction when ``learned_airlight``."""
 
     ngf: int = 64
     n_blocks: int = 9
     antialias: bool = True
+    output: str = "image"
+    t_min: float = 0.1
+    learned_airlight: bool = False
+    airlight_patch: int = 15
+    airlight_top: float = 0.001
+
+    def __post_init__(self) -> None:
+        if self.output not in OUTPUT_KINDS:
+            raise ValueError(f"unknown generator output {self.output!r}; choose one of {', '.join(OUTPUT_KINDS)}")
+        if not 0.0 < self.t_min < 1.0:
+            raise ValueError(f"t_min must be in (0, 1), got {self.t_min}")
 
     def to_dict(self) -> dict[str, int | bool]:
         return asdict(self)
@@ -101,6 +121,9 @@ class ResnetGenerator(nn.Module):
 
     Input and output are RGB in [-1, 1], shape (B, 3, H, W) with H, W multiples of 4
     (otherwise the output has 4*ceil(H/4) rows; callers pad, see ``odcr_cli.inference``).
+    ``forward`` always returns the clear image, whatever ``config.output`` is, so that every loss
+    and every caller sees one kind of generator; :meth:`raw_outputs` gives what the network
+    itself predicts (see :data:`RAW_OUTPUTS`).
     """
 
     size_multiple: int = 4
@@ -124,6 +147,7 @@ class ResnetGenerator(nn.Module):
                 layers += [nn.Conv2d(c_in, c_out, 3, stride=2, padding=1, bias=True),
                            _instance_norm(c_out), nn.ReLU(True)]
         layers += [ResnetBlock(ngf * 4) for _ in range(config.n_blocks)]
+        self.bottleneck_index = len(layers) - 1
         for i in range(2):
             c_in, c_out = ngf * 2 ** (2 - i), ngf * 2 ** (1 - i)
             if config.antialias:
@@ -132,12 +156,64 @@ class ResnetGenerator(nn.Module):
             else:
                 layers += [nn.ConvTranspose2d(c_in, c_out, 3, stride=2, padding=1, output_padding=1, bias=True),
                            _instance_norm(c_out), nn.ReLU(True)]
-        layers += [nn.ReflectionPad2d(3), nn.Conv2d(ngf, 3, 7, bias=True), nn.Tanh()]
+        if config.output == "image":
+            layers += [nn.ReflectionPad2d(3), nn.Conv2d(ngf, 3, 7, bias=True), nn.Tanh()]
+        else:  # the transmission logit; t = t_min + (1 - t_min) sigmoid(logit)
+            layers += [nn.ReflectionPad2d(3), nn.Conv2d(ngf, 1, 7, bias=True)]
         self.model = nn.Sequential(*layers)
+        # A small global correction of the rule-based airlight, from pooled bottleneck features.
+        self.airlight_head = nn.Linear(ngf * 4, 3) if config.learned_airlight and config.output == "scattering" else None
+
+    @property
+    def raw_output_names(self) -> tuple[str, ...]:
+        return RAW_OUTPUTS[self.config.output]
+
+    def _run(self, x: torch.Tensor, layers: Sequence[int] = ()) -> tuple[dict[str, torch.Tensor], list[torch.Tensor]]:
+        """One pass: the raw outputs and the features at ``layers`` (``model`` indices)."""
+        wanted = set(layers)
+        found: dict[int, torch.Tensor] = {}
+        h = x
+        pooled = None
+        for idx, module in enumerate(self.model):
+            h = module(h)
+            if idx in wanted:
+                found[idx] = h
+            if idx == self.bottleneck_index and self.airlight_head is not None:
+                pooled = h.mean(dim=(2, 3))
+        if self.config.output == "image":
+            raw = {"image": h}
+        else:
+            correction = (0.1 * torch.tanh(self.airlight_head(pooled)) if pooled is not None
+                          else h.new_zeros(h.shape[0], 3))
+            raw = {"t": haze.transmission_from_logit(h, self.config.t_min), "airlight_correction": correction}
+        return raw, [found[i] for i in layers]
+
+    def raw_outputs(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """(B, 3, H, W) in [-1, 1] -> ``{"image": (B, 3, H, W)}`` for the paper's output, or
+        ``{"t": (B, 1, H, W) in [t_min, 1], "airlight_correction": (B, 3)}`` for scattering."""
+        return self._run(x)[0]
+
+    def airlight(self, x: torch.Tensor, raw: dict[str, torch.Tensor]) -> torch.Tensor:
+        """(B, 3) atmospheric light of the input ``x`` ([-1, 1]): the rule plus the correction."""
+        c = self.config
+        rule = haze.estimate_airlight((x + 1.0) * 0.5, c.airlight_patch, c.airlight_top)
+        return (rule + raw["airlight_correction"]).clamp(haze.AIRLIGHT_FLOOR, 1.0)
+
+    def compose(self, x: torch.Tensor, raw: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Raw outputs of input ``x`` -> the clear image (B, 3, H, W) in [-1, 1]."""
+        if self.config.output == "image":
+            return raw["image"]
+        clear = remove_haze((x + 1.0) * 0.5, raw["t"], self.airlight(x, raw)[:, :, None, None])
+        return clear.clamp(0.0, 1.0) * 2.0 - 1.0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, 3, H, W) in [-1, 1] -> (B, 3, H, W) in [-1, 1]."""
-        return self.model(x)
+        """(B, 3, H, W) in [-1, 1] -> (B, 3, H, W) in [-1, 1], the clear image."""
+        return self.compose(x, self.raw_outputs(x))
+
+    def forward_with_features(self, x: torch.Tensor, layers: Sequence[int]) -> tuple[torch.Tensor, list[torch.Tensor], dict[str, torch.Tensor]]:
+        """The clear image, the encoder features at ``layers`` and the raw outputs, from one pass."""
+        raw, feats = self._run(x, layers)
+        return self.compose(x, raw), feats, raw
 
     def encode(self, x: torch.Tensor, layers: Sequence[int] = NCE_LAYERS_DEFAULT) -> list[torch.Tensor]:
         """Features at the given ``model`` indices, running only as far as the last one."""
@@ -158,6 +234,9 @@ class ResnetGenerator(nn.Module):
             p = next(self.parameters())
             feats = self.encode(torch.zeros(1, 3, 8, 8, dtype=p.dtype, device=p.device), layers)
         return [f.shape[1] for f in feats]
+
+
+RAW_OUTPUTS: dict[str, tuple[str, ...]] = {"image": ("image",), "scattering": ("t", "airlight_correction")}
 
 
 @dataclass(frozen=True)

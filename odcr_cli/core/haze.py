@@ -1,0 +1,87 @@
+"""Haze estimation in torch: transmission from a logit, the dark channel, the atmospheric-light
+rule and the dark-channel-prior transmission with guided-filter refinement (He, Sun, Tang 2009,
+2010). Pure functions of batched tensors (B, C, H, W) in [0, 1]; they mirror the numpy versions
+in ``odcr_cli.dcp`` (same windows, same reflect borders, same top fraction), so that a model's
+training (here) and its inference (numpy) estimate the same airlight.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+AIRLIGHT_FLOOR = 0.05  # as odcr_cli.dcp.atmospheric_light: a black photo must not divide by ~0
+
+
+def transmission_from_logit(logit: Tensor, t_min: float) -> Tensor:
+    """t = t_min + (1 - t_min) sigmoid(logit): any real logit -> t in (t_min, 1)."""
+    return t_min + (1.0 - t_min) * torch.sigmoid(logit)
+
+
+def _reflect_pad(x: Tensor, r: int) -> Tensor:
+    # reflect needs r < size; fall back to replicate on tiny inputs
+    mode = "reflect" if min(x.shape[-2:]) > r else "replicate"
+    return F.pad(x, (r, r, r, r), mode=mode)
+
+
+def min_filter(x: Tensor, patch: int) -> Tensor:
+    """Minimum over patch x patch windows (patch odd), borders reflected: (B, C, H, W) -> same."""
+    r = patch // 2
+    return -F.max_pool2d(_reflect_pad(-x, r), patch, stride=1)
+
+
+def dark_channel(rgb: Tensor, patch: int) -> Tensor:
+    """(B, 3, H, W) -> (B, 1, H, W): minimum over colour, then over a patch x patch window."""
+    return min_filter(rgb.amin(dim=1, keepdim=True), patch)
+
+
+def estimate_airlight(rgb: Tensor, patch: int = 15, top: float = 0.001) -> Tensor:
+    """(B, 3, H, W) in [0, 1] -> (B, 3): mean colour at the ``top`` fraction of the brightest
+    dark-channel pixels of each image, floored at 0.05. No gradient (a rule, not a model)."""
+    with torch.no_grad():
+        b, _, h, w = rgb.shape
+        dark = dark_channel(rgb, min(patch, 2 * (min(h, w) // 2) + 1)).reshape(b, -1)
+        n = max(1, int(h * w * top))
+        idx = dark.topk(n, dim=1).indices  # (B, n)
+        colours = torch.gather(rgb.reshape(b, 3, -1), 2, idx[:, None, :].expand(b, 3, n))
+        return colours.mean(dim=2).clamp_min(AIRLIGHT_FLOOR)
+
+
+def box_filter(x: Tensor, r: int) -> Tensor:
+    """Mean over (2r+1)^2 windows, borders reflected: (B, C, H, W) -> same."""
+    return F.avg_pool2d(_reflect_pad(x, r), 2 * r + 1, stride=1)
+
+
+def guided_filter(guide: Tensor, src: Tensor, r: int, eps: float) -> Tensor:
+    """Grey-guide guided filter: guide and src (B, 1, H, W) -> (B, 1, H, W)."""
+    m_i, m_p = box_filter(guide, r), box_filter(src, r)
+    var = box_filter(guide * guide, r) - m_i * m_i
+    cov = box_filter(guide * src, r) - m_i * m_p
+    a = cov / (var + eps)
+    b = m_p - a * m_i
+    return box_filter(a, r) * guide + box_filter(b, r)
+
+
+LUMA = (0.299, 0.587, 0.114)
+
+
+def grey(rgb: Tensor) -> Tensor:
+    """(B, 3, H, W) -> (B, 1, H, W) luma (OpenCV's RGB2GRAY weights)."""
+    w = rgb.new_tensor(LUMA).view(1, 3, 1, 1)
+    return (rgb * w).sum(dim=1, keepdim=True)
+
+
+def dcp_transmission(rgb: Tensor, airlight: Tensor, patch: int = 15, omega: float = 0.95,
+                     radius: int | None = None, eps: float = 1e-3) -> Tensor:
+    """Dark-channel-prior transmission, guided-filter refined, as ``odcr_cli.dcp``:
+    rgb (B, 3, H, W) in [0, 1], airlight (B, 3) -> t (B, 1, H, W), clamped to [0, 1].
+    No gradient: a target for the warm start, not part of the model."""
+    with torch.no_grad():
+        h, w = rgb.shape[-2:]
+        if radius is None:
+            radius = max(4, round(60 * min(h, w) / 600))
+        radius = max(1, min(radius, min(h, w) - 1))
+        patch = max(1, min(patch, 2 * (min(h, w) // 2) + 1))
+        t = 1.0 - omega * dark_channel(rgb / airlight[:, :, None, None], patch)
+        return guided_filter(grey(rgb), t, radius, eps).clamp(0.0, 1.0)

@@ -1,0 +1,108 @@
+"""How a network's named outputs become a full-resolution clear image, per output kind
+(numpy + OpenCV only, so both backends share it and the ONNX path stays torch-free).
+
+* ``image`` (the paper's generator): the network writes J itself, in [-1, 1]. A result computed
+  on a reduced copy is carried up by guided (colour-affine) upsampling of the correction.
+* ``scattering``: the network writes the transmission t (and a correction of the airlight). The
+  airlight is the dark-channel rule on the network's input plus that correction; t is carried
+  to full resolution by a guided filter with the photo as guide, and J = (I - A) / t + A is
+  computed at full resolution, so every pixel of the photo's own detail is kept.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Mapping
+
+import cv2
+import numpy as np
+
+from odcr_cli.core.scattering import remove_haze
+from odcr_cli.dcp import atmospheric_light, dark_channel
+from odcr_cli.filters import guided_filter
+from odcr_cli.tiling import from_net, guided_upsample
+
+Outputs = Mapping[str, np.ndarray]
+
+
+@dataclass(frozen=True)
+class ImageReadout:
+    """The paper's direct output: one named output ``image``, (1, 3, h, w) in [-1, 1]."""
+
+    kind: str = "image"
+    output_names: tuple[str, ...] = ("image",)
+    tiles: bool = True  # a full-resolution run may be tiled (with frozen statistics)
+
+    def to_image(self, net_in: np.ndarray, outputs: Outputs) -> np.ndarray:
+        """hxwx3 network input [0, 1] and its outputs -> hxwx3 clear image [0, 1]."""
+        return from_net(outputs["image"][:, :, : net_in.shape[0], : net_in.shape[1]])
+
+    def carry_up(self, small_in: np.ndarray, outputs: Outputs, full_in: np.ndarray) -> np.ndarray:
+        return guided_upsample(small_in, self.to_image(small_in, outputs), full_in)
+
+
+@dataclass(frozen=True)
+class ScatteringReadout:
+    """Scattering output: ``t`` (1, 1, h, w) in [t_min, 1] and ``airlight_correction`` (1, 3)."""
+
+    t_min: float = 0.1
+    airlight_patch: int = 15
+    airlight_top: float = 0.001
+    kind: str = "scattering"
+    output_names: tuple[str, ...] = ("t", "airlight_correction")
+    tiles: bool = False  # t needs no full resolution: the network never runs tiled
+
+    def airlight(self, net_in: np.ndarray, outputs: Outputs) -> np.ndarray:
+        """(3,) atmospheric light: the dark-channel rule on the network's input, plus the correction
+        (as :meth:`odcr_cli.core.networks.ResnetGenerator.airlight` in training)."""
+        h, w, _ = net_in.shape
+        patch = max(1, min(self.airlight_patch, 2 * (min(h, w) // 2) + 1))
+        rule = atmospheric_light(net_in, dark_channel(net_in, patch), self.airlight_top)
+        correction = np.asarray(outputs["airlight_correction"], np.float32).reshape(-1)[:3]
+        return np.clip(rule + correction, 0.05, 1.0).astype(np.float32)
+
+    def transmission(self, net_in: np.ndarray, outputs: Outputs) -> np.ndarray:
+        """hxw float32 transmission of the network's input (padding cropped)."""
+        h, w, _ = net_in.shape
+        return np.ascontiguousarray(outputs["t"][0, 0, :h, :w], dtype=np.float32)
+
+    def to_image(self, net_in: np.ndarray, outputs: Outputs) -> np.ndarray:
+        t = np.maximum(self.transmission(net_in, outputs), self.t_min)
+        return np.clip(remove_haze(net_in, t[..., None], self.airlight(net_in, outputs)), 0.0, 1.0)
+
+    def carry_up(self, small_in: np.ndarray, outputs: Outputs, full_in: np.ndarray) -> np.ndarray:
+        t = upsample_transmission(self.transmission(small_in, outputs), full_in)
+        t = np.maximum(t, self.t_min, out=t)[..., None]
+        out = remove_haze(full_in, t, self.airlight(small_in, outputs))
+        return np.clip(out, 0.0, 1.0, out=out)
+
+
+def upsample_transmission(t_small: np.ndarray, full_rgb: np.ndarray, eps: float = 1e-3) -> np.ndarray:
+    """hxw transmission -> HxW: bilinear, then a guided filter whose guide is the full-resolution
+    grey photo, so that t follows the photo's edges (radius: half of ``dehaze_dcp``'s, as the
+    design note measured for the dark channel prior on a reduced copy)."""
+    H, W, _ = full_rgb.shape
+    up = cv2.resize(t_small, (W, H), interpolation=cv2.INTER_LINEAR)
+    radius = max(2, round(30 * min(H, W) / 600))
+    grey = cv2.cvtColor(full_rgb, cv2.COLOR_RGB2GRAY)
+    return guided_filter(grey, up, radius, eps)
+
+
+Readout = ImageReadout | ScatteringReadout
+
+
+def readout_for(generator_config: Mapping | str | None) -> Readout:
+    """The readout of a generator config (a dict, its JSON as stored in weights and ONNX metadata,
+    or None for a model without one: a CUT ``.pth`` is a direct model)."""
+    if isinstance(generator_config, str):
+        try:
+            generator_config = json.loads(generator_config or "{}")
+        except ValueError:
+            generator_config = {}
+    config = dict(generator_config or {})
+    if config.get("output", "image") != "scattering":
+        return ImageReadout()
+    return ScatteringReadout(t_min=float(config.get("t_min", 0.1)),
+                             airlight_patch=int(config.get("airlight_patch", 15)),
+                             airlight_top=float(config.get("airlight_top", 0.001)))

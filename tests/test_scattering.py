@@ -1,0 +1,260 @@
+"""The scattering-model output: the inversion, t from a logit, the airlight rule (torch and numpy
+agree), the DCP transmission target, the priors, and a scattering generator end to end
+(training losses, saved config, inference on a reduced copy, ONNX export)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from odcr_cli.core import haze, losses
+from odcr_cli.core.methods import ContrastiveModel, method_config, prior_weight
+from odcr_cli.core.networks import GeneratorConfig, ResnetGenerator
+from odcr_cli.core.scattering import add_haze, remove_haze
+from odcr_cli.dcp import atmospheric_light, dark_channel, dcp_transmission, dehaze_dcp
+from odcr_cli.readout import ImageReadout, ScatteringReadout, readout_for, upsample_transmission
+from tests.conftest import make_photo
+
+
+def _scene(h: int = 48, w: int = 64, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return rng.uniform(0.0, 1.0, size=(h, w, 3)).astype(np.float64)
+
+
+def test_inversion_reproduces_the_scene_from_synthesised_haze() -> None:
+    clear = _scene()
+    t = np.linspace(0.1, 1.0, clear.shape[1])[None, :, None] * np.ones((clear.shape[0], 1, 1))
+    A = np.array([0.8, 0.85, 0.9])
+    hazy = add_haze(clear, t, A)
+    np.testing.assert_allclose(remove_haze(hazy, t, A), clear, atol=1e-12)
+    # the same code on torch tensors, (B, 3, H, W) layout
+    ct = torch.from_numpy(clear).permute(2, 0, 1)[None]
+    tt = torch.from_numpy(t).permute(2, 0, 1)[None]
+    At = torch.tensor(A).view(1, 3, 1, 1)
+    torch.testing.assert_close(remove_haze(add_haze(ct, tt, At), tt, At), ct, atol=1e-12, rtol=0)
+
+
+def test_clear_image_with_unit_transmission_is_unchanged() -> None:
+    clear = _scene()
+    assert np.array_equal(remove_haze(clear, np.ones_like(clear[..., :1]), np.array([0.7, 0.7, 0.7])), clear)
+
+
+def test_transmission_floor_bounds_amplification() -> None:
+    logit = torch.linspace(-50, 50, 101)
+    t = haze.transmission_from_logit(logit, t_min=0.1)
+    assert float(t.min()) >= 0.1 and float(t.max()) <= 1.0
+    # a difference d in the input becomes at most d / t_min in the output
+    A = torch.tensor(0.5)
+    i1, i2 = torch.tensor(0.50), torch.tensor(0.51)
+    gain = (remove_haze(i2, t, A) - remove_haze(i1, t, A)).abs().max() / 0.01
+    assert float(gain) <= 1 / 0.1 + 1e-4
+    assert float(gain) == pytest.approx(10.0, rel=1e-3)  # the floor is reached at very negative logits
+
+
+def test_airlight_rule_agrees_between_torch_and_numpy() -> None:
+    def both(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        a_np = atmospheric_light(rgb, dark_channel(rgb, 15), 0.01)
+        a_t = haze.estimate_airlight(torch.from_numpy(rgb).permute(2, 0, 1)[None], 15, 0.01)[0].numpy()
+        return a_t, a_np
+
+    rgb = make_photo(80, 96, seed=3).astype(np.float32) / 255.0
+    a_t, a_np = both(rgb)
+    np.testing.assert_allclose(a_t, a_np, atol=5e-3)  # only the border rule differs (see haze.py)
+    rgb[10:40, 50:90] = [0.9, 0.92, 0.95]  # a bright hazy region wider than the window
+    a_t, a_np = both(rgb)
+    np.testing.assert_allclose(a_t, [0.9, 0.92, 0.95], atol=1e-6)
+    np.testing.assert_allclose(a_np, [0.9, 0.92, 0.95], atol=1e-6)
+
+
+def test_dcp_transmission_target_matches_the_numpy_baseline() -> None:
+    rgb = make_photo(64, 80, seed=1).astype(np.float32) / 255.0
+    t_np, A_np = dcp_transmission(rgb)
+    x = torch.from_numpy(rgb).permute(2, 0, 1)[None]
+    t_t = haze.dcp_transmission(x, torch.from_numpy(A_np)[None])[0, 0].numpy()
+    # borders differ (OpenCV reflects with the edge pixel, torch without); the interior agrees
+    np.testing.assert_allclose(t_t[12:-12, 12:-12], np.clip(t_np, 0, 1)[12:-12, 12:-12], atol=0.03)
+
+
+def test_priors_are_pure_and_respond_to_what_they_measure() -> None:
+    flat_t = torch.full((1, 1, 32, 32), 0.5)
+    noisy_t = flat_t + 0.1 * torch.randn(1, 1, 32, 32, generator=torch.Generator().manual_seed(0))
+    guide = torch.full((1, 3, 32, 32), 0.5)
+    assert float(losses.edge_aware_smoothness(flat_t, guide)) == 0.0
+    assert float(losses.edge_aware_smoothness(noisy_t, guide)) > 0.05
+    # a step in t is cheap where the hazy image has an edge at the same place
+    step_t = torch.cat([torch.full((1, 1, 32, 16), 0.2), torch.full((1, 1, 32, 16), 0.9)], dim=3)
+    step_img = torch.cat([torch.zeros(1, 3, 32, 16), torch.ones(1, 3, 32, 16)], dim=3)
+    assert float(losses.edge_aware_smoothness(step_t, step_img)) < 0.01 * float(losses.edge_aware_smoothness(step_t, guide))
+    hazy_like = torch.full((1, 3, 32, 32), 0.6)
+    assert float(losses.dark_channel_loss(hazy_like)) == pytest.approx(0.6)
+    assert float(losses.dark_channel_loss(torch.rand(1, 3, 32, 32) * torch.tensor([1.0, 1.0, 0.0]).view(1, 3, 1, 1))) == 0.0
+    assert float(losses.transmission_fit_loss(flat_t, flat_t + 0.25)) == pytest.approx(0.25)
+
+
+def test_channel_weight_scale_sharpens_the_printed_flat_softmax() -> None:
+    g = torch.Generator().manual_seed(0)
+    x = torch.nn.functional.normalize(torch.randn(64, 256, generator=g), dim=-1)
+    theta = torch.randn(256, generator=g) / 16
+    log_d = float(np.log(256))
+    printed = float(losses.weight_entropy(losses.channel_weights(theta, x, "printed")))
+    scaled = float(losses.weight_entropy(losses.channel_weights(theta, x, "std")))
+    assert printed == pytest.approx(log_d, abs=1e-3)  # the paper's form: exactly flat in practice
+    assert scaled < log_d - 0.5
+    w = losses.channel_weights(theta, x, "max", temperature=0.1)
+    torch.testing.assert_close(w.sum(-1), torch.ones(64))
+    with pytest.raises(ValueError, match="scale"):
+        losses.channel_weights(theta, x, "bogus")
+
+
+def _scattering(**kw) -> GeneratorConfig:
+    return GeneratorConfig(ngf=8, n_blocks=1, output="scattering", **kw)
+
+
+def test_scattering_generator_shapes_and_identity_at_unit_transmission() -> None:
+    torch.manual_seed(0)
+    g = ResnetGenerator(_scattering(learned_airlight=True)).eval()
+    x = torch.rand(2, 3, 32, 40) * 2 - 1
+    with torch.no_grad():
+        raw, out = g.raw_outputs(x), g(x)
+    assert set(raw) == {"t", "airlight_correction"} == set(g.raw_output_names)
+    assert raw["t"].shape == (2, 1, 32, 40) and raw["airlight_correction"].shape == (2, 3)
+    assert float(raw["t"].min()) >= 0.1
+    assert out.shape == x.shape and float(out.abs().max()) <= 1.0
+    one = {"t": torch.ones(2, 1, 32, 40), "airlight_correction": torch.zeros(2, 3)}
+    torch.testing.assert_close(g.compose(x, one), x)
+    # the trunk is CUT's: every NCE layer and its width are the direct generator's
+    direct = ResnetGenerator(GeneratorConfig(ngf=8, n_blocks=1))
+    assert g.layer_channels() == direct.layer_channels()
+
+
+def test_priors_need_the_scattering_output() -> None:
+    with pytest.raises(ValueError, match="scattering"):
+        ContrastiveModel(method_config("odcr", lambda_dcp=1.0), GeneratorConfig(ngf=8, n_blocks=1))
+    m = method_config("odcr", lambda_dcp=10.0, dcp_warm_iters=100)
+    assert prior_weight(m, 0) == 10.0 and prior_weight(m, 50) == 5.0 and prior_weight(m, 200) == 0.0
+    assert prior_weight(method_config("odcr", lambda_dcp=2.0), 10_000) == 2.0
+
+
+def test_warm_start_gradient_moves_t_towards_the_dcp_transmission() -> None:
+    torch.manual_seed(0)
+    method = method_config("odcr", lambda_gan=0.0, lambda_nce=0.0, lambda_idt=0.0, lambda_ce=0.0,
+                           lambda_dcp=1.0, num_patches=16, num_clear_patches=16)
+    model = ContrastiveModel(method, _scattering())
+    hazy = torch.from_numpy(make_photo(32, 32).astype(np.float32) / 127.5 - 1).permute(2, 0, 1)[None]
+    clear = torch.rand(1, 3, 32, 32) * 2 - 1
+    opt = torch.optim.Adam(model.generator.parameters(), lr=2e-3)
+    rng = np.random.default_rng(0)
+    first = None
+    for it in range(30):
+        state = model.translate(hazy, clear, flip=False)
+        out = model.generator_objective(hazy, clear, state, rng, flip=False, iteration=it)
+        first = float(out.terms["dcp"].detach()) if first is None else first
+        opt.zero_grad()
+        out.total.backward()
+        opt.step()
+    assert float(out.terms["dcp"].detach()) < 0.5 * first
+    assert {"gan", "nce", "idt", "ce", "dcp", "w_entropy", "w_entropy_0"} <= set(out.terms)
+
+
+def test_saved_scattering_generator_rebuilds_with_its_config(tmp_path) -> None:
+    from odcr_cli.weights_io import infer_generator_config, load_generator, save_generator
+
+    g = ResnetGenerator(_scattering(t_min=0.05, learned_airlight=True))
+    save_generator(tmp_path / "s.safetensors", g)
+    loaded = load_generator(tmp_path / "s.safetensors")
+    assert loaded.generator.config == g.config
+    inferred = infer_generator_config(g.state_dict())  # a bare state_dict: the shape tells the kind
+    assert inferred.output == "scattering" and inferred.learned_airlight
+    assert infer_generator_config(ResnetGenerator(GeneratorConfig(ngf=8, n_blocks=1)).state_dict()).output == "image"
+
+
+def test_readout_for_config() -> None:
+    assert isinstance(readout_for(None), ImageReadout)
+    assert isinstance(readout_for('{"ngf": 64}'), ImageReadout)  # saved before output kinds existed
+    r = readout_for({"output": "scattering", "t_min": 0.05})
+    assert isinstance(r, ScatteringReadout) and r.t_min == 0.05 and not r.tiles
+
+
+def test_upsampled_transmission_follows_the_photo_edges() -> None:
+    h, w = 120, 160
+    full = np.full((h, w, 3), 0.8, np.float32)
+    full[:, 90:] = 0.2  # a depth edge at column 90
+    t_true = np.where(np.arange(w)[None, :] < 90, 0.3, 0.9).astype(np.float32) * np.ones((h, 1), np.float32)
+    small = t_true[::4, ::4].copy()
+    up = upsample_transmission(small, full)
+    assert up.shape == (h, w)
+    bilinear_err = np.abs(np.repeat(np.repeat(small, 4, 0), 4, 1) - t_true)[:, 84:96].mean()
+    assert np.abs(up - t_true)[:, 84:96].mean() <= bilinear_err + 1e-6
+    assert np.abs(up - t_true)[:, :70].max() < 0.02 and np.abs(up - t_true)[:, 110:].max() < 0.02
+
+
+def test_dcp_on_a_reduced_copy_keeps_full_resolution() -> None:
+    rgb = make_photo(200, 300).astype(np.float32) / 255.0
+    out = dehaze_dcp(rgb, max_side=64)
+    assert out.shape == rgb.shape and out.dtype == np.float32
+    full = dehaze_dcp(rgb)
+    # the same algorithm estimated on a smaller copy: nearer the classical result than the input is
+    assert np.abs(out - full).mean() < np.abs(rgb - full).mean()
+
+
+# --- inference and export ---------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def scattering_weights(tmp_path_factory):
+    from odcr_cli.weights_io import save_generator
+
+    torch.manual_seed(0)
+    g = ResnetGenerator(_scattering(learned_airlight=True))
+    with torch.no_grad():  # a transmission that varies visibly, not the init's constant ~0.55
+        g.model[-1].weight.normal_(0, 0.05)
+    path = tmp_path_factory.mktemp("scat") / "scattering.safetensors"
+    save_generator(path, g)
+    return path
+
+
+def test_scattering_dehazer_runs_the_network_on_a_reduced_copy(scattering_weights) -> None:
+    from odcr_cli.inference import Dehazer
+
+    d = Dehazer(weights=str(scattering_weights), backend="torch", device="cpu", max_side=64, tile=32)
+    photo = make_photo(150, 200)
+    out = d.dehaze(photo)
+    assert out.shape == photo.shape and out.dtype == np.uint8
+    plan = d.last_plan
+    assert plan.mode == "fast" and max(plan.net_size) == 64 and plan.tile is None  # never tiled
+    assert d.describe()["output"] == "scattering"
+    # a photo no larger than max_side is inverted with the network's own t, at full resolution
+    small = make_photo(48, 60)
+    assert d.dehaze(small).shape == small.shape and d.last_plan.mode == "whole"
+    # the default side is the scattering one, on every device
+    from odcr_cli.inference import SCATTERING_MAX_SIDE
+    assert Dehazer(weights=str(scattering_weights), backend="torch", device="cpu").max_side == SCATTERING_MAX_SIDE
+
+
+def test_scattering_output_keeps_the_photos_detail(scattering_weights) -> None:
+    """J is (I - A)/t + A with a smooth t: fine detail of the photo is amplified, never invented."""
+    from odcr_cli.inference import Dehazer
+
+    d = Dehazer(weights=str(scattering_weights), backend="torch", device="cpu", max_side=64)
+    photo = np.full((160, 160, 3), 170, np.uint8)  # a flat grey "fog" field
+    out = d.dehaze(photo).astype(np.float32)
+    assert out.std(axis=(0, 1)).max() < 2.0  # no texture painted into a flat region
+
+
+def test_scattering_export_and_onnx_backend_match_torch(scattering_weights, tmp_path) -> None:
+    import onnx
+
+    from odcr_cli.export import export_onnx
+    from odcr_cli.inference import Dehazer
+
+    out = tmp_path / "s.onnx"
+    report = export_onnx(scattering_weights, out, check_sizes=[(64, 80), (61, 77)])
+    assert report.passed and out.is_file()
+    model = onnx.load(str(out))
+    assert [o.name for o in model.graph.output] == ["t", "airlight_correction"]
+    meta = {p.key: p.value for p in model.metadata_props}
+    assert meta["output_kind"] == "scattering"
+    photo = make_photo(150, 200, seed=2)
+    ref = Dehazer(weights=str(scattering_weights), backend="torch", device="cpu", max_side=96).dehaze(photo)
+    got = Dehazer(backend="onnx", onnx_path=str(out), device="cpu", max_side=96).dehaze(photo)
+    assert np.abs(ref.astype(int) - got.astype(int)).max() <= 1
