@@ -11,14 +11,42 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
+from typer.core import TyperCommand, TyperGroup
 
 from odcr_cli import __version__
 
+if TYPE_CHECKING:  # annotations only: dehazing is imported inside the command
+    from odcr_cli.dehazing import BatchReport, FileResult
+
+
+def _no_type_label(ctx: object = None) -> None:
+    return None
+
+
+class _NoTypeLabels:
+    """Help without Typer's ``<bool>``/``<str>``/``<int>`` type labels: every option's help text
+    says what it takes, and the labels only crowd the table. Used by every command."""
+
+    def format_help(self, ctx, formatter) -> None:  # noqa: ANN001 - Typer's signature
+        for param in self.get_params(ctx):
+            param.display_type_rich = _no_type_label  # what the rich help table asks for
+        super().format_help(ctx, formatter)
+
+
+class _Command(_NoTypeLabels, TyperCommand):
+    pass
+
+
+class _Group(_NoTypeLabels, TyperGroup):
+    pass
+
+
 app = typer.Typer(
     name="odcr",
+    cls=_Group,
     help="Dehaze photos with ODCR/CUT generators; train, evaluate and export them.",
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
@@ -47,7 +75,7 @@ def _fail(message: str, code: int = 2) -> None:
 
 
 # --- train -------------------------------------------------------------------------------------
-@app.command(help="Train a dehazing generator on unpaired folders of hazy and clear photos.")
+@app.command(cls=_Command, help="Train a dehazing generator on unpaired folders of hazy and clear photos.")
 def train(
     hazy: list[Path] = typer.Option(..., "--hazy", help="Folder (or one file) of hazy photos; repeatable."),
     clear: list[Path] = typer.Option(..., "--clear", help="Folder of clear (haze-free) photos, unpaired; repeatable."),
@@ -77,6 +105,8 @@ def train(
     output: str = typer.Option("image", "--output",
                                help="image (the paper's generator writes J) | scattering (it predicts t; J = (I - A)/t + A)."),
     t_min: float = typer.Option(0.1, "--t-min", help="Scattering output: floor of the transmission (bounds 1/t noise gain)."),
+    t_prior: str = typer.Option("dcp", "--t-prior",
+                                help="Scattering output: dcp (the network refines the dark-channel-prior t, default) | none (it predicts t alone)."),
     learned_airlight: bool = typer.Option(False, "--learned-airlight/--rule-airlight",
                                           help="Scattering output: learn a small correction of the dark-channel airlight."),
     lambda_dcp: Optional[float] = typer.Option(None, "--lambda-dcp", help="Warm start: weight of |t - t_dcp| (scattering)."),
@@ -129,7 +159,7 @@ def train(
                              lambda_dcp=lambda_dcp, dcp_warm_iters=dcp_warm_iters, lambda_dark=lambda_dark,
                              lambda_tv=lambda_tv, weight_scale=weight_scale, weight_temperature=weight_temperature)
         gcfg = GeneratorConfig(ngf=ngf, n_blocks=n_blocks, antialias=antialias, output=output, t_min=t_min,
-                               learned_airlight=learned_airlight)
+                               learned_airlight=learned_airlight, t_prior=t_prior if output == "scattering" else "none")
     except ValueError as exc:
         _fail(str(exc))
     if (val_hazy is None) != (val_gt is None):
@@ -143,12 +173,21 @@ def train(
                       val_gt=str(val_gt) if val_gt else None, val_every=val_every, training_data=training_data,
                       ema_decay=ema_decay, max_minutes=max_minutes)
     reporter = _TrainReporter(log_every)
+
+    def on_start(start: int, total: int) -> None:
+        # plain echo, not rich: a long path must stay on one line (the progress bar starts after it)
+        typer.echo(f"report: {out / 'report.html'} (rewritten at every checkpoint)", err=True)
+        reporter.start(start, total)
+
     try:
         with reporter:
             result = run_training(cfg, mcfg, gcfg,
-                                  resume=resume, callbacks=TrainCallbacks(reporter.start, reporter.update, reporter.say))
+                                  resume=resume, callbacks=TrainCallbacks(on_start, reporter.update, reporter.say))
     except TrainingError as exc:
-        _fail(str(exc), code=1)
+        # refused before the first iteration (bad option, no data, a run already there): a usage
+        # error, 2, as in every command; a run that started and then failed: 1
+        from odcr_cli.training import TrainingDiverged
+        _fail(str(exc), code=1 if reporter.started or isinstance(exc, TrainingDiverged) else 2)
     if os.environ.get("RANK", "0") == "0":
         typer.echo(f"done: iteration {result.iteration} of {cfg.iters}, {result.seconds_per_iter:.3f} s/iter; "
                    f"generator: {result.run_dir / 'generator.safetensors'}", err=True)
@@ -164,6 +203,7 @@ class _TrainReporter:
         self.every = every
         self.progress = None
         self.task = None
+        self.started = False  # the loop has begun (errors after this are not usage errors)
 
     def __enter__(self) -> "_TrainReporter":
         return self
@@ -173,6 +213,7 @@ class _TrainReporter:
             self.progress.stop()
 
     def start(self, start: int, total: int) -> None:
+        self.started = True
         if not self.console.is_terminal:
             return
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -197,8 +238,128 @@ class _TrainReporter:
     def say(self, message: str) -> None:
         self.console.print(message, highlight=False)
 
+class _DehazeReporter:
+    """How ``dehaze`` reports, each file exactly once. On a terminal: a rich progress bar on stderr
+    for a batch (files done, ETA) and a status line for a single photo, failures printed above
+    them; otherwise one plain line per file, counted in order. ``-q``: only failures, one line
+    each. ``--dry-run``: the plan on stdout instead."""
+
+    def __init__(self, quiet: bool, plan_to_stdout: bool = False) -> None:
+        from rich.console import Console
+
+        self.console = Console(stderr=True, highlight=False)
+        self.quiet = quiet
+        self.plan_to_stdout = plan_to_stdout
+        self.live = not quiet and self.console.is_terminal
+        self.bar = self.task = self.status = None
+        self.first_processed = 1   # results before this one needed no model (missing, skipped)
+        self.todo = self.total = 0
+
+    def say(self, text: str, style: str | None = None) -> None:
+        # markup off: paths may hold [brackets]
+        self.console.print(text, style=style, markup=False, highlight=False, soft_wrap=True)
+
+    def start(self, engine: dict, total: int, todo: int) -> None:
+        self.first_processed, self.todo, self.total = total - todo + 1, todo, total
+        if self.quiet:
+            return
+        sha = (engine.get("weights_sha256") or "")[:12]
+        params = engine.get("parameters")
+        desc = f"odcr dehaze: {total} image(s), method {engine['method']}, backend {engine['backend']} on {engine['device']}"
+        if sha:
+            desc += f", weights {engine.get('weights')} (sha256 {sha}…" + (f", {params:,} parameters)" if params else ")")
+        if engine.get("strength", 1.0) != 1.0:
+            desc += f", strength {engine['strength']:g}"
+        self.say(desc)
+        if engine["method"] == "odcr" and engine["device"] == "cpu":
+            self.say(f"note: running on the CPU (slow); fast mode max-side={engine.get('max_side') or 'off'}")
+        if self.live and todo > 1:
+            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                                       TimeRemainingColumn)
+
+            self.bar = Progress(TextColumn("dehazing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                                TextColumn("eta"), TimeRemainingColumn(), TextColumn("{task.fields[name]}"),
+                                console=self.console)
+            self.task = self.bar.add_task("dehazing", total=todo, name="")
+            self.bar.start()
+
+    def begin(self, res: FileResult) -> None:
+        """A file's network pass starts."""
+        if self.bar is not None:
+            self.bar.update(self.task, name=Path(res.input).name)
+        elif self.live and self.todo == 1:
+            # the name only: a long path would wrap the one-line status
+            self.status = self.console.status(f"dehazing {Path(res.input).name} ({res.width}x{res.height})…")
+            self.status.start()
+
+    def file(self, res: FileResult, done: int, total: int) -> None:
+        if self.status is not None:
+            self.status.stop()
+            self.status = None
+        if self.bar is not None and done >= self.first_processed:
+            self.bar.advance(self.task)
+        if self.plan_to_stdout:
+            typer.echo(_plan_line(res))
+            return
+        failed = res.status == "failed"
+        if self.quiet or (self.live and not failed):
+            if failed:
+                self.say(f"failed: {res.input}: {res.error}", "red")
+            return
+        line = f"[{done}/{total}] {res.status}: {res.input}"
+        if failed:
+            line += f": {res.error}"
+        else:
+            line += f" -> {res.output}" + (f" ({res.error})" if res.error else "")
+        self.say(line, "red" if failed else None)
+
+    def close(self) -> None:
+        for live in (self.status, self.bar):
+            if live is not None:
+                live.stop()
+        self.status = self.bar = None
+
+    def summary(self, report: BatchReport) -> None:
+        if self.quiet:
+            return
+        if report.dry_run:
+            self.say(f"dry run: {report.planned} to dehaze, {report.skipped} skipped, {report.failed} failed; "
+                     "no model loaded, nothing written")
+        else:
+            self.say(f"done: {report.ok} ok, {report.failed} failed, {report.skipped} skipped "
+                     f"in {report.seconds:.1f} s (network {report.net_seconds:.1f} s)")
+        found = report.inputs
+        if found.own_outputs:
+            self.say(f"note: left out {len(found.own_outputs)} file(s) that carry the output suffix "
+                     "(outputs of an earlier run, not inputs)")
+        if found.subfolders:
+            self.say(f"note: {len(found.subfolders)} subfolder(s) not read (add --recursive): {_some(found.subfolders)}")
+        if found.not_images:
+            self.say(f"note: {len(found.not_images)} file(s) are not images and were not read: {_some(found.not_images)}")
+
+    def interrupted(self, report: BatchReport) -> None:
+        of = f" of {self.total}" if self.total else ""
+        self.say(f"interrupted: {len(report.files)}{of} file(s) finished ({report.ok} written, {report.skipped} "
+                 f"skipped, {report.failed} failed); every output written is complete. Resume with the same "
+                 "command and --skip-existing", "red")
+
+
+def _some(paths: list[str], n: int = 5) -> str:
+    """The first few names, and how many more."""
+    shown = ", ".join(Path(p).name for p in paths[:n])
+    return shown + (f" and {len(paths) - n} more" if len(paths) > n else "")
+
+
+def _plan_line(res: FileResult) -> str:
+    if res.status == "planned":
+        return f"{res.input} -> {res.output}"
+    if res.status == "skipped":
+        return f"{res.input} -> {res.output} (skipped: {res.error})"
+    return f"{res.input}: failed: {res.error}"
+
+
 # --- dehaze ------------------------------------------------------------------------------------
-@app.command("dehaze")
+@app.command("dehaze", cls=_Command)
 def dehaze_command(
     inputs: list[str] = typer.Argument(None, metavar="INPUT...",
                                        help="Image files, folders, globs, or '-' for stdin."),
@@ -228,10 +389,17 @@ def dehaze_command(
                                                 "on GPU, 1600 px on CPU. 0 = the network at full resolution."),
     max_pixels: Optional[int] = typer.Option(None, "--max-pixels", help="Decompression-bomb limit in pixels (default: Pillow's, ~179 MP); 0 = no limit."),
     strip_metadata: bool = typer.Option(False, "--strip-metadata", help="Do not copy ICC profile and EXIF to the outputs."),
+    strength: float = typer.Option(1.0, "--strength", min=0.0, max=1.0,
+                                   help="How much haze to remove: 0 = the input, 1 = full dehazing. Scattering models and dcp "
+                                        "remove that fraction of the haze; direct models blend with the input."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan (input -> output, what would be skipped) on stdout; "
+                                                          "load no model and write no image."),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress and no summary (errors still go to stderr)."),
 ) -> None:
-    """Dehaze images: files, folders, globs or stdin. Exit code 0 all done, 1 some failed, 2 usage error."""
-    from odcr_cli.dehazing import DehazeOptions, UsageError, run_dehaze, write_report
+    """Dehaze images: files, folders, globs or stdin.
+
+    Exit code 0 all done, 1 some failed, 2 usage error or no input, 130 interrupted (rerun with --skip-existing to resume)."""
+    from odcr_cli.dehazing import DehazeOptions, Interrupted, UsageError, run_dehaze, write_report
     from odcr_cli.inference import InferenceError
 
     if not inputs and not input_list:
@@ -242,7 +410,7 @@ def dehaze_command(
         _fail(f"--backend {backend}: use auto, torch or onnx")
     if output == "-" and json_report == "-":
         _fail("-o - and --json - both want stdout; write the report to a file")
-    if (output == "-" or (output is None and inputs == ["-"])) and sys.stdout.isatty():
+    if (output == "-" or (output is None and inputs == ["-"])) and sys.stdout.isatty() and not dry_run:
         _fail("refusing to write image bytes to a terminal; redirect stdout or pass -o FILE")
     ms: int | str | None
     if max_side is None or max_side == "auto":
@@ -255,65 +423,38 @@ def dehaze_command(
     opts = DehazeOptions(inputs=list(inputs or []), output=output, recursive=recursive, input_list=input_list,
                          suffix=suffix, ext=ext, quality=quality, overwrite=overwrite, skip_existing=skip_existing,
                          shard=shard, weights=weights, model=model, method=method, device=device, half=half, backend=backend,
-                         onnx=onnx, tile=tile, max_side=ms, max_pixels=max_pixels, strip_metadata=strip_metadata)
-    err = sys.stderr
-    show = not quiet
-    state: dict = {}
-
-    def on_start(engine: dict, total: int) -> None:
-        if not show:
-            return
-        sha = (engine.get("weights_sha256") or "")[:12]
-        params = engine.get("parameters")
-        desc = f"odcr dehaze: {total} image(s), method {engine['method']}, backend {engine['backend']} on {engine['device']}"
-        if sha:
-            desc += f", weights {engine.get('weights')} (sha256 {sha}…" + (f", {params:,} parameters)" if params else ")")
-        print(desc, file=err)
-        if engine["method"] == "odcr" and engine["device"] == "cpu":
-            print(f"note: running on the CPU (slow); fast mode max-side={engine.get('max_side') or 'off'}", file=err)
-        if err.isatty():
-            from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-            prog = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                            console=Console(stderr=True), transient=True)
-            prog.start()
-            state["progress"], state["task"] = prog, prog.add_task("dehazing", total=total)
-
-    def on_file(res, done: int, total: int) -> None:
-        if res.status == "failed":
-            typer.secho(f"failed: {res.error}", fg=typer.colors.RED, err=True)
-        if "progress" in state:
-            state["progress"].update(state["task"], completed=done)
-        elif show:
-            print(f"[{done}/{total}] {res.status}: {res.input} -> {res.output}", file=err)
-
+                         onnx=onnx, tile=tile, max_side=ms, max_pixels=max_pixels, strip_metadata=strip_metadata,
+                         strength=strength, dry_run=dry_run, json_report=json_report)
+    rep = _DehazeReporter(quiet, plan_to_stdout=dry_run and json_report != "-")
     try:
-        report = run_dehaze(opts, progress=on_file, on_start=on_start)
-    except UsageError as exc:
+        report = run_dehaze(opts, progress=rep.file, on_start=rep.start, on_begin=rep.begin)
+    except (UsageError, InferenceError) as exc:
+        rep.close()
         _fail(str(exc))
-    except InferenceError as exc:
-        _fail(str(exc))
+    except Interrupted as exc:
+        rep.close()
+        if json_report:
+            write_report(exc.report, json_report)
+        rep.interrupted(exc.report)
+        raise typer.Exit(130)
+    except KeyboardInterrupt:
+        rep.close()
+        rep.say("interrupted before any file was processed", "red")
+        raise typer.Exit(130)
     except Exception as exc:
-        from odcr_cli.weights_io import WeightsError
+        rep.close()
+        from odcr_cli.weights_io import WeightsError  # imports torch: only on this path
         if isinstance(exc, WeightsError):
             _fail(str(exc))
         raise
-    finally:
-        if "progress" in state:
-            state["progress"].stop()
+    rep.close()
     if json_report:
         write_report(report, json_report)
-    if show:
-        print(f"done: {report.ok} ok, {report.failed} failed, {report.skipped} skipped "
-              f"in {report.seconds:.1f} s (network {report.net_seconds:.1f} s)", file=err)
-        for f in report.files:
-            if f.status == "failed":
-                print(f"  failed: {f.input}: {f.error}", file=err)
+    rep.summary(report)
     raise typer.Exit(report.exit_code)
 
 # --- synth -------------------------------------------------------------------------------------
-@app.command("synth")
+@app.command("synth", cls=_Command)
 def synth_command(
     clear: list[Path] = typer.Argument(..., help="Folders (or files) of clear photos."),
     out: Path = typer.Option(..., "-o", "--out", help="Output folder: hazy/, manifest.json, sources.txt."),
@@ -362,9 +503,9 @@ def synth_command(
 
 
 # --- evaluate ----------------------------------------------------------------------------------
-@app.command("evaluate")
+@app.command("evaluate", cls=_Command)
 def evaluate_command(
-    hazy: Optional[Path] = typer.Option(None, "--hazy", help="Folder of hazy images (with --gt)."),
+    hazy: Optional[Path] = typer.Option(None, "--hazy", help="Folder of hazy images; alone (no --gt): real photos without ground truth, scored by FADE."),
     gt: Optional[Path] = typer.Option(None, "--gt", help="Folder of ground-truth images (with --hazy)."),
     pairs: Optional[Path] = typer.Option(None, "--pairs", help="Folder holding hazy/ and gt/."),
     method: Optional[list[str]] = typer.Option(None, "--method", "-m",
@@ -378,9 +519,12 @@ def evaluate_command(
     latency_repeats: int = typer.Option(5, "--latency-repeats", min=0, help="Timed runs after one warm-up (0 = skip)."),
     max_side: Optional[int] = typer.Option(None, "--max-side", min=0,
                                  help="Network side of learned methods (0 = full resolution; default: as odcr dehaze runs each model)."),
+    fade: bool = typer.Option(True, "--fade/--no-fade", help="Score FADE, the referenceless fog density (lower = less fog)."),
+    report_dir: Optional[Path] = typer.Option(None, "--report", help="Write an HTML page (DIR/index.html) with every output and its scores."),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="Only the table."),
 ) -> None:
-    """Score methods side by side against ground truth: PSNR and SSIM (full resolution, RGB uint8)."""
+    """Score methods side by side: PSNR, SSIM and FADE against ground truth, or FADE alone on real photos
+    without it (full resolution, RGB uint8)."""
     from rich.console import Console
     from rich.table import Table
 
@@ -389,8 +533,8 @@ def evaluate_command(
     from odcr_cli.inference import InferenceError
     from odcr_cli.weights_io import WeightsError
 
-    if pairs is None and (hazy is None or gt is None):
-        _fail("give --pairs DIR, or both --hazy DIR and --gt DIR")
+    if pairs is None and hazy is None:
+        _fail("give --pairs DIR, --hazy DIR --gt DIR, or --hazy DIR alone (real photos, FADE)")
     if pairs is not None and (hazy is not None or gt is not None):
         _fail("--pairs and --hazy/--gt are alternatives; give one")
     try:
@@ -407,12 +551,15 @@ def evaluate_command(
     try:
         report = evaluate(hazy_dir=hazy, gt_dir=gt, pairs_dir=pairs, methods=method or ["odcr"], weights=weights,
                           device=device, save_outputs=save_outputs, latency_size=lat_hw,
-                          latency_repeats=latency_repeats, max_side=max_side, progress=progress)
+                          latency_repeats=latency_repeats, max_side=max_side, fade=fade, report_dir=report_dir,
+                          progress=progress)
     except (EvaluationError, InferenceError, WeightsError) as exc:
         _fail(str(exc))
     p = report.pairing
     if not quiet:
-        err.print(f"{len(p.pairs)} pairs evaluated in {report.seconds:.1f} s")
+        err.print(f"{len(p.pairs)} {'pairs' if report.paired else 'photos'} evaluated in {report.seconds:.1f} s")
+        if report.report_path is not None:
+            err.print(f"report: {report.report_path}", highlight=False)
     for label, items in (("hazy images without GT", p.unmatched_hazy), ("GT images without a hazy image", p.unmatched_gt)):
         if items:
             err.print(f"[yellow]warning:[/] {len(items)} {label} (not scored): " + ", ".join(items[:10])
@@ -425,20 +572,43 @@ def evaluate_command(
         err.print(f"[red]failed:[/] {f['stem']} ({f['method'] or 'reading'}): {f['error']}", highlight=False)
 
     subsets = sorted({s for m in report.methods.values() for s in m.subsets})
-    table = Table(title="PSNR (dB) / SSIM, full resolution, RGB uint8")
+    if report.paired:
+        title = "PSNR (dB) / SSIM" + (" / FADE (lower = less fog)" if report.fade else "") + ", means"
+    else:
+        title = "FADE (lower = less fog): mean / median, no ground truth"
+    table = Table(title=title + ", full resolution, RGB uint8")
     table.add_column("method")
     table.add_column("all", justify="right")
     for s in subsets:
         table.add_column(s, justify="right")
     table.add_column("params", justify="right")
     table.add_column(f"latency {lat_hw[0]}x{lat_hw[1]}", justify="right")
+
+    def num(v: float | None, spec: str) -> str:
+        return "–" if v is None else format(v, spec)
+
+    def cell(agg: dict) -> str:
+        if not agg or not agg.get("n"):
+            return "–"
+        if not report.paired:
+            return f"{num(agg.get('fade'), '.3f')} / {num((agg.get('median') or {}).get('fade'), '.3f')} (n={agg['n']})"
+        text = f"{num(agg['psnr'], '.2f')} / {num(agg['ssim'], '.3f')}"
+        return text + (f" / {num(agg.get('fade'), '.3f')}" if report.fade else "") + f" (n={agg['n']})"
+
     for name, m in report.methods.items():
-        def cell(agg: dict) -> str:
-            return "–" if not agg or not agg.get("n") else f"{agg['psnr']:.2f} / {agg['ssim']:.3f} (n={agg['n']})"
         lat = m.latency
-        table.add_row(name, cell(m.mean), *[cell(m.subsets.get(s, {})) for s in subsets],
+        table.add_row(name, cell({**m.mean, "median": m.median}), *[cell(m.subsets.get(s, {})) for s in subsets],
                       f"{m.parameters:,}" if m.parameters else "–",
                       f"{lat['median_ms']:.0f} ms ({lat['backend']}, {lat['device']})" if lat else "–")
+    gt_fade = report.gt_fade_summary()
+    if gt_fade:
+        stems = {q.stem: q.subset for q in p.pairs}
+
+        def gt_cell(sub: str | None) -> str:
+            vals = [v for s, v in gt_fade["images"].items() if v is not None and (sub is None or stems.get(s) == sub)]
+            return f"– / – / {sum(vals) / len(vals):.3f} (n={len(vals)})" if vals else "–"
+
+        table.add_row("ground truth (FADE)", gt_cell(None), *[gt_cell(s) for s in subsets], "", "")
     out.print(table)
     if json_out:
         report.write_json(json_out)
@@ -447,7 +617,7 @@ def evaluate_command(
     raise typer.Exit(1 if report.failures else 0)
 
 # --- models ------------------------------------------------------------------------------------
-@app.command("models")
+@app.command("models", cls=_Command)
 def models_command(
     json_out: bool = typer.Option(False, "--json", help="Print the list as JSON."),
 ) -> None:
@@ -480,7 +650,7 @@ def models_command(
 
 
 # --- export ------------------------------------------------------------------------------------
-@app.command("export")
+@app.command("export", cls=_Command)
 def export_command(
     onnx_flag: bool = typer.Option(False, "--onnx", help="Export to ONNX (the only format so far)."),
     model: Optional[str] = typer.Option(None, "--model", help="A bundled model by name (default: the default model)."),
@@ -492,6 +662,7 @@ def export_command(
     check_image: Optional[list[Path]] = typer.Option(None, "--check-image", help="Repeatable: real photos added to the parity check."),
     no_check: bool = typer.Option(False, "--no-check", help="Skip the PyTorch-vs-ONNX parity check (not recommended)."),
     training_data: Optional[str] = typer.Option(None, "--training-data", help="Training data recorded in the metadata (default: from the weights)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output file."),
 ) -> None:
     """Export the generator to ONNX (dynamic batch/height/width) and check it against PyTorch."""
     from rich.console import Console
@@ -503,6 +674,10 @@ def export_command(
 
     if not onnx_flag:
         _fail("choose a format: --onnx")
+    if output.is_dir():
+        _fail(f"-o {output} is a folder; name the .onnx file to write")
+    if output.exists() and not overwrite:
+        _fail(f"{output} already exists; pass --overwrite to replace it")
     try:
         static_hw = parse_hw(static) if static else None
     except ExportError as exc:
@@ -537,5 +712,13 @@ def export_command(
               f"weights sha256 {report.weights_sha256[:12]}…) in {report.seconds:.1f} s", highlight=False)
 
 
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
+    # A library's Python warning reaches the user as one line from the tool, without source lines.
+    print(f"odcr: warning: {str(message).splitlines()[0] if str(message) else category.__name__}", file=sys.stderr)
+
+
 def main() -> None:
+    import warnings
+
+    warnings.showwarning = _one_line_warning
     app()

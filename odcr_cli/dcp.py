@@ -47,8 +47,11 @@ def dcp_transmission(rgb: np.ndarray, patch: int = 15, omega: float = 0.95, top:
 
 def dehaze_dcp(rgb: np.ndarray, patch: int = 15, omega: float = 0.95, t0: float = 0.1,
                top: float = 0.001, radius: int | None = None, eps: float = 1e-3,
-               max_side: int | None = None) -> np.ndarray:
+               max_side: int | None = None, strength: float = 1.0) -> np.ndarray:
     """HxWx3 float32 RGB in [0, 1] -> dehazed HxWx3 float32 in [0, 1].
+
+    ``strength`` s removes that fraction of the haze: the floored t becomes 1 - s (1 - t)
+    (0: the input, 1: the classical result).
 
     ``max_side``: estimate t and A on a copy whose longer side is at most this (then t is carried
     up by ``odcr_cli.readout.upsample_transmission``, as for scattering models); None: at full
@@ -67,4 +70,6 @@ def dehaze_dcp(rgb: np.ndarray, patch: int = 15, omega: float = 0.95, t0: float 
     else:
         t, A = dcp_transmission(rgb, patch, omega, top, radius, eps)
     t = np.maximum(t, t0)[..., None]
+    if strength != 1.0:
+        t = 1.0 - strength * (1.0 - t)
     return np.clip(remove_haze(rgb, t, A), 0.0, 1.0).astype(np.float32)

@@ -1,9 +1,11 @@
 """The ``dehaze`` task: expand inputs, plan outputs safely, run a Dehazer over them with
 reading/encoding overlapped with the network, and report per file.
 
-No Typer / rich here: the CLI passes a progress callback. Usage problems (detected before
-any work starts) raise :class:`UsageError` (exit code 2); per-file failures are recorded and
-give exit code 1.
+No Typer / rich here: the CLI passes progress callbacks. Usage problems (detected before
+any work starts: bad options, an unsafe plan, an output folder that cannot be written, no input
+at all) raise :class:`UsageError` (exit code 2); per-file failures, a named input that does not
+exist among them, are recorded and give exit code 1. Ctrl-C raises :class:`Interrupted` with the
+report of what was finished.
 """
 
 from __future__ import annotations
@@ -32,6 +34,15 @@ class UsageError(Exception):
     """Bad arguments or an unsafe plan; nothing has been processed. Exit code 2."""
 
 
+class Interrupted(Exception):
+    """Ctrl-C during a run; ``report`` holds the files finished so far (every output written
+    is complete: writes are atomic)."""
+
+    def __init__(self, report: "BatchReport") -> None:
+        super().__init__("interrupted")
+        self.report = report
+
+
 @dataclass
 class DehazeOptions:
     inputs: list[str] = field(default_factory=list)
@@ -56,12 +67,29 @@ class DehazeOptions:
     max_pixels: int | None = None
     strip_metadata: bool = False
     workers: int = 2
+    strength: float = 1.0              # 0 = the input, 1 = full dehazing
+    dry_run: bool = False              # plan and report only: no model, nothing written
+    json_report: str | None = None     # only checked up front (its folder must be writable)
 
 
 @dataclass
 class InputItem:
     source: str            # a path, or "-" for stdin
     rel: Path              # path used to mirror the tree under an -o folder
+
+
+@dataclass
+class InputSet:
+    """What the inputs expanded to, and what was left out of them (for the summary)."""
+    items: list[InputItem] = field(default_factory=list)
+    missing: list[tuple[str, str]] = field(default_factory=list)   # (named input, why): per-file failures
+    own_outputs: list[str] = field(default_factory=list)           # carry this run's output suffix
+    subfolders: list[str] = field(default_factory=list)            # not read (no --recursive)
+    not_images: list[str] = field(default_factory=list)            # in folders/globs, not image files
+
+    def left_out(self) -> dict[str, Any]:
+        return {"own_outputs": len(self.own_outputs), "subfolders_not_read": self.subfolders,
+                "not_images": self.not_images}
 
 
 @dataclass
@@ -75,7 +103,7 @@ class Job:
 class FileResult:
     input: str
     output: str | None
-    status: str            # ok | failed | skipped
+    status: str            # ok | failed | skipped | planned (--dry-run)
     error: str | None = None
     width: int | None = None
     height: int | None = None
@@ -92,6 +120,9 @@ class BatchReport:
     seconds: float
     net_seconds: float
     shard: str | None = None
+    inputs: InputSet = field(default_factory=InputSet)
+    interrupted: bool = False
+    dry_run: bool = False
 
     @property
     def ok(self) -> int:
@@ -106,14 +137,20 @@ class BatchReport:
         return sum(f.status == "skipped" for f in self.files)
 
     @property
+    def planned(self) -> int:
+        return sum(f.status == "planned" for f in self.files)
+
+    @property
     def exit_code(self) -> int:
-        return 1 if self.failed else 0
+        return 130 if self.interrupted else 1 if self.failed else 0
 
     def to_dict(self) -> dict:
         return {"odcr_version": __version__, "command": "dehaze", **self.engine, "shard": self.shard,
+                "dry_run": self.dry_run,
                 "summary": {"total": len(self.files), "ok": self.ok, "failed": self.failed,
-                            "skipped": self.skipped, "seconds": round(self.seconds, 3),
-                            "network_seconds": round(self.net_seconds, 3)},
+                            "skipped": self.skipped, "planned": self.planned, "interrupted": self.interrupted,
+                            "seconds": round(self.seconds, 3), "network_seconds": round(self.net_seconds, 3)},
+                "left_out": self.inputs.left_out(),
                 "files": [asdict(f) for f in self.files]}
 
     def to_json(self) -> str:
@@ -138,29 +175,52 @@ def _glob_root(pattern: str) -> Path:
     return Path(*root) if root else Path(".")
 
 
-def expand_inputs(inputs: list[str], recursive: bool = False, input_list: str | None = None) -> list[InputItem]:
-    """Files, folders, globs, "-" and the lines of an input list -> sorted unique items."""
-    items: list[InputItem] = []
+def _carries_suffix(p: Path, suffix: str) -> bool:
+    return bool(suffix) and p.stem.endswith(suffix) and p.suffix.lower().lstrip(".") in EXT_FORMAT
+
+
+def gather_inputs(inputs: list[str], recursive: bool = False, input_list: str | None = None,
+                  own_suffix: str = "") -> InputSet:
+    """Files, folders, globs, "-" and the lines of an input list -> sorted unique items, plus what
+    was left out. Files found in folders and globs whose name carries ``own_suffix`` (the run's
+    output suffix, e.g. "_dehazed") are outputs of an earlier run, not inputs: leaving them out is
+    what makes a beside-the-input run rerunnable. Files named one by one are always inputs."""
+    found = InputSet()
+    items = found.items
+
+    def add_found(f: Path, rel: Path) -> None:
+        if not _is_image_name(f):
+            found.not_images.append(str(f))
+        elif _carries_suffix(f, own_suffix):
+            found.own_outputs.append(str(f))
+        else:
+            items.append(InputItem(str(f), rel))
+
     for raw in inputs:
         if raw == STDIO:
             items.append(InputItem(STDIO, Path("stdin.png")))
             continue
         p = Path(raw)
         if p.is_dir():
-            found = p.rglob("*") if recursive else p.iterdir()
-            files = sorted(f for f in found if f.is_file() and _is_image_name(f)
-                           and not any(part.startswith(".") for part in f.relative_to(p).parts))
-            items += [InputItem(str(f), f.relative_to(p)) for f in files]
+            entries = sorted(p.rglob("*") if recursive else p.iterdir())
+            for f in entries:
+                if any(part.startswith(".") for part in f.relative_to(p).parts):
+                    continue
+                if f.is_file():
+                    add_found(f, f.relative_to(p))
+                elif f.is_dir() and not recursive:
+                    found.subfolders.append(str(f))
         elif p.is_file():
             items.append(InputItem(str(p), Path(p.name)))
         elif any(ch in raw for ch in "*?["):
             root = _glob_root(raw)
             matches = sorted(m for m in glob.glob(raw, recursive=True) if Path(m).is_file())
             if not matches:
-                raise UsageError(f"no files match {raw!r}")
-            items += [InputItem(m, Path(os.path.relpath(m, root))) for m in matches]
+                found.missing.append((raw, "no files match"))
+            for m in matches:
+                add_found(Path(m), Path(os.path.relpath(m, root)))
         else:
-            raise UsageError(f"input not found: {raw}")
+            found.missing.append((raw, "not found"))
     if input_list is not None:
         try:
             text = sys.stdin.read() if input_list == STDIO else Path(input_list).read_text()
@@ -178,7 +238,13 @@ def expand_inputs(inputs: list[str], recursive: bool = False, input_list: str | 
         if key not in seen:
             seen.add(key)
             unique.append(it)
-    return unique
+    found.items = unique
+    return found
+
+
+def expand_inputs(inputs: list[str], recursive: bool = False, input_list: str | None = None) -> list[InputItem]:
+    """The items of :func:`gather_inputs` (what was left out is dropped)."""
+    return gather_inputs(inputs, recursive, input_list).items
 
 
 def parse_shard(shard: str | None) -> tuple[int, int] | None:
@@ -198,14 +264,32 @@ def shard_items(items: list[InputItem], shard: tuple[int, int] | None) -> list[I
     shard, whatever the machine and whatever else is in the folder."""
     if shard is None:
         return items
+    return [it for it in items if _in_shard(it.rel, shard)]
+
+
+def _in_shard(rel: Path, shard: tuple[int, int]) -> bool:
     i, n = shard
-    def bucket(it: InputItem) -> int:
-        return int(hashlib.sha1(it.rel.as_posix().encode()).hexdigest(), 16) % n
-    return [it for it in items if bucket(it) == i]
+    return int(hashlib.sha1(rel.as_posix().encode()).hexdigest(), 16) % n == i
 
 
-def plan_outputs(items: list[InputItem], opts: DehazeOptions) -> list[Job]:
-    """Decide every output path; refuse unsafe plans before any work starts."""
+def is_file_target(out: str) -> bool:
+    """An -o that names one image file: an image extension, not an existing folder, no trailing '/'."""
+    return (not Path(out).is_dir() and not out.endswith(("/", os.sep))
+            and Path(out).suffix.lower().lstrip(".") in EXT_FORMAT)
+
+
+def output_suffix(opts: DehazeOptions) -> str:
+    """The suffix this run adds to output names ("" when it writes one file or stdout)."""
+    if opts.output == STDIO or (opts.output is not None and is_file_target(opts.output)):
+        return ""
+    if opts.output is None:
+        return opts.suffix if opts.suffix is not None else "_dehazed"
+    return opts.suffix or ""
+
+
+def plan_outputs(items: list[InputItem], opts: DehazeOptions, n_given: int | None = None) -> list[Job]:
+    """Decide every output path; refuse unsafe plans before any work starts. ``n_given``: the
+    inputs named before sharding, missing ones included (default: ``len(items)``)."""
     ext = (opts.ext or "auto").lower().lstrip(".")
     if ext != "auto" and ext not in EXT_FORMAT:
         raise UsageError(f"--ext {opts.ext}: use auto, png, jpg, webp or tif")
@@ -222,15 +306,22 @@ def plan_outputs(items: list[InputItem], opts: DehazeOptions) -> list[Job]:
         return [Job(items[0], STDIO, fmt)]
 
     folder_mode = False
+    n_given = max(len(items), n_given or 0)
     if out is not None:
         op = Path(out)
-        folder_mode = (op.is_dir() or out.endswith(("/", os.sep)) or len(items) > 1
-                       or any(Path(i).is_dir() or any(ch in i for ch in "*?[") for i in opts.inputs)
-                       or opts.input_list is not None)
-        if not folder_mode and op.suffix.lower().lstrip(".") not in EXT_FORMAT:
-            raise UsageError(f"-o {out}: a single output file needs a png, jpg, webp or tif suffix "
-                             "(or end the folder name with '/')")
-    suffix = opts.suffix if opts.suffix is not None else ("" if folder_mode else "_dehazed")
+        if is_file_target(out):
+            # an image extension names a file, never a folder to create
+            if n_given > 1:
+                raise UsageError(f"-o {out} names one file but {n_given} inputs were given; "
+                                 f"write several into a folder: -o {op.with_suffix('')}/")
+        else:
+            folder_mode = (op.is_dir() or out.endswith(("/", os.sep)) or n_given > 1
+                           or any(Path(i).is_dir() or any(ch in i for ch in "*?[") for i in opts.inputs)
+                           or opts.input_list is not None)
+            if not folder_mode:
+                raise UsageError(f"-o {out}: a single output file needs a png, jpg, webp or tif suffix "
+                                 "(or end the folder name with '/')")
+    suffix = output_suffix(opts)
     jobs: list[Job] = []
     for it in items:
         if out is not None and not folder_mode:
@@ -286,41 +377,118 @@ def _finish_auto_format(job: Job, img: ImageData) -> str:
 FORMAT_TO_WRITE = {"JPEG", "PNG", "WEBP", "TIFF"}
 
 
+def _check_writable(jobs: list[Job], opts: DehazeOptions) -> None:
+    """Every folder that will receive a file can be written: found now, not after the work."""
+    from odcr_cli.fsutil import writable_dir_problem
+
+    folders = {str(Path(j.output).parent) for j in jobs if j.output != STDIO}
+    if opts.json_report not in (None, STDIO):
+        folders.add(str(Path(opts.json_report).parent))
+    for folder in sorted(folders):
+        problem = writable_dir_problem(folder)
+        if problem:
+            raise UsageError(f"output folder {folder} cannot be written ({problem}); nothing was processed")
+
+
+def _no_input_message(found: InputSet) -> str:
+    if found.missing:
+        raw, why = found.missing[0]
+        more = f" (and {len(found.missing) - 1} more)" if len(found.missing) > 1 else ""
+        return f"input {why}: {raw}{more}"
+    notes = []
+    if found.own_outputs:
+        notes.append(f"{len(found.own_outputs)} file(s) carry the output suffix and were left out")
+    if found.subfolders:
+        notes.append(f"{len(found.subfolders)} subfolder(s) not read: add --recursive")
+    if found.not_images:
+        notes.append(f"{len(found.not_images)} file(s) are not images")
+    return "no input images found" + (f" ({'; '.join(notes)})" if notes else "")
+
+
 def run_dehaze(opts: DehazeOptions, dehazer: Any = None,
                progress: Callable[[FileResult, int, int], None] | None = None,
-               on_start: Callable[[dict, int], None] | None = None,
-               stdin: BinaryIO | None = None, stdout: BinaryIO | None = None) -> BatchReport:
+               on_start: Callable[[dict, int, int], None] | None = None,
+               stdin: BinaryIO | None = None, stdout: BinaryIO | None = None,
+               on_begin: Callable[[FileResult], None] | None = None) -> BatchReport:
     """Process every input; returns the report (``report.exit_code`` is 0 or 1).
 
-    Raises :class:`UsageError` for problems found before any work starts; model loading errors
+    ``on_start(engine, total, to_process)`` once the model is loaded; ``progress(result, done,
+    total)`` once per file, in the order they finish, with ``done`` counting every finished file
+    (missing and skipped ones first, before any network pass); ``on_begin(result)``
+    before a file's network pass (its size known). Raises :class:`UsageError` for problems found
+    before any work starts and :class:`Interrupted` on Ctrl-C; model loading errors
     (``WeightsError``, ``InferenceError``) propagate to the caller too."""
     t_start = time.perf_counter()
     shard = parse_shard(opts.shard)
-    items = expand_inputs(opts.inputs, opts.recursive, opts.input_list)
-    if not items:
-        raise UsageError("no input images found" + ("" if opts.recursive else " (folders are read "
-                                                        "non-recursively; add --recursive)"))
-    items = shard_items(items, shard)
-    jobs = plan_outputs(items, opts) if items else []
+    if not 0.0 <= opts.strength <= 1.0:
+        raise UsageError(f"--strength {opts.strength}: use a value from 0 (the input) to 1 (full dehazing)")
+    found = gather_inputs(opts.inputs, opts.recursive, opts.input_list, output_suffix(opts))
+    if not found.items:
+        raise UsageError(_no_input_message(found))
+    n_given = len(found.items) + len(found.missing)
+    items = shard_items(found.items, shard)
+    missing = [(raw, why) for raw, why in found.missing
+               if shard is None or _in_shard(Path(Path(raw).name), shard)]
+    jobs = plan_outputs(items, opts, n_given) if items else []
+    todo = [k for k, job in enumerate(jobs)
+            if not (opts.skip_existing and job.output != STDIO and os.path.exists(job.output))]
+    _check_writable([jobs[k] for k in todo], opts)
 
-    if dehazer is None:
-        from odcr_cli.inference import Dehazer
-        dehazer = Dehazer(weights=opts.weights, method=opts.method, device=opts.device,
-                          backend=opts.backend, onnx_path=opts.onnx, tile=opts.tile,
-                          max_side=opts.max_side, half=opts.half, model=opts.model)
-    engine = dehazer.describe()
-    if on_start is not None:
-        on_start(engine, len(jobs))
+    total = len(missing) + len(jobs)
+    results: list[FileResult] = []
+    timing = {"network": 0.0}
+    # the report lists files in input order whatever order they finish in
+    order = {raw: i for i, (raw, _) in enumerate(missing)}
+    order.update({job.item.source: len(missing) + k for k, job in enumerate(jobs)})
 
-    results: list[FileResult | None] = [None] * len(jobs)
-    todo: list[int] = []
-    for k, job in enumerate(jobs):
-        if opts.skip_existing and job.output != STDIO and os.path.exists(job.output):
-            results[k] = FileResult(job.item.source, job.output, "skipped", "output exists")
-            if progress:
-                progress(results[k], k, len(jobs))
-        else:
-            todo.append(k)
+    def finish(res: FileResult) -> None:
+        results.append(res)
+        if progress:
+            progress(res, len(results), total)
+
+    def report(engine: dict, interrupted: bool = False) -> BatchReport:
+        files = sorted(results, key=lambda r: order.get(r.input, total))
+        return BatchReport(files, engine, time.perf_counter() - t_start, timing["network"], opts.shard,
+                           found, interrupted, opts.dry_run)
+
+    todo_set = set(todo)
+    if opts.dry_run:  # the plan, as a real run would carry it out: no model, nothing written
+        for raw, why in missing:
+            finish(FileResult(raw, None, "failed", why))
+        for k, job in enumerate(jobs):
+            status = "planned" if k in todo_set else "skipped"
+            finish(FileResult(job.item.source, job.output, status, None if k in todo_set else "output exists"))
+        return report({"method": opts.method, "model": opts.model, "weights": opts.weights,
+                       "strength": opts.strength})
+
+    engine: dict = {"method": opts.method, "strength": opts.strength}
+    try:
+        if dehazer is None:
+            from odcr_cli.inference import Dehazer
+            dehazer = Dehazer(weights=opts.weights, method=opts.method, device=opts.device,
+                              backend=opts.backend, onnx_path=opts.onnx, tile=opts.tile,
+                              max_side=opts.max_side, half=opts.half, model=opts.model, strength=opts.strength)
+        engine = dehazer.describe()
+        if on_start is not None:
+            on_start(engine, total, len(todo))
+        # what needs no model first, so that the counter runs in order
+        for raw, why in missing:
+            finish(FileResult(raw, None, "failed", why))
+        for k, job in enumerate(jobs):
+            if k not in todo_set:
+                finish(FileResult(job.item.source, job.output, "skipped", "output exists"))
+        _process(jobs, todo, opts, dehazer, finish, on_begin, timing, stdin, stdout)
+    except KeyboardInterrupt:
+        raise Interrupted(report(engine, interrupted=True)) from None
+    return report(engine)
+
+
+def _process(jobs: list[Job], todo: list[int], opts: DehazeOptions, dehazer: Any,
+             finish: Callable[[FileResult], None], on_begin: Callable[[FileResult], None] | None,
+             timing: dict[str, float], stdin: BinaryIO | None, stdout: BinaryIO | None) -> None:
+    """Run the dehazer over ``jobs[todo]``, reads and writes overlapped with the network on a
+    thread pool; adds the network seconds to ``timing["network"]``. On Ctrl-C, writes already queued are finished (and
+    reported) before the interrupt goes on: their network pass is done and each write is atomic."""
 
     def read(job: Job) -> ImageData:
         if job.item.source == STDIO:
@@ -340,12 +508,10 @@ def run_dehaze(opts: DehazeOptions, dehazer: Any = None,
                 fh.write(data)
         return notes
 
-    net_total = 0.0
-    done = len(jobs) - len(todo)
     workers = max(1, opts.workers)
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="odcr-io") as pool:
         reads: deque[tuple[int, Future, float]] = deque()
-        writes: list[tuple[int, Future, FileResult, float]] = []
+        writes: list[tuple[Future, FileResult, float]] = []
         queue = list(todo)
         prefetch = workers + 1
 
@@ -355,9 +521,8 @@ def run_dehaze(opts: DehazeOptions, dehazer: Any = None,
                 reads.append((k, pool.submit(read, jobs[k]), time.perf_counter()))
 
         def collect(block: bool) -> None:
-            nonlocal done
             for entry in list(writes):
-                k, fut, res, t0 = entry
+                fut, res, t0 = entry
                 if not block and not fut.done():
                     continue
                 try:
@@ -366,48 +531,44 @@ def run_dehaze(opts: DehazeOptions, dehazer: Any = None,
                 except Exception as exc:  # noqa: BLE001 - per-file isolation
                     res.status, res.error = "failed", f"cannot write {res.output}: {exc}"
                 res.seconds = time.perf_counter() - t0
-                results[k] = res
                 writes.remove(entry)
-                done += 1
-                if progress:
-                    progress(res, done, len(jobs))
+                finish(res)
 
-        fill()
-        while reads:
-            k, fut, t0 = reads.popleft()
+        try:
             fill()
-            job = jobs[k]
-            res = FileResult(job.item.source, job.output, "failed")
-            try:
-                img = fut.result()
-                res.width, res.height = img.size
-                tn = time.perf_counter()
-                out_pixels = dehazer.dehaze(img.pixels)
-                res.net_seconds = time.perf_counter() - tn
-                net_total += res.net_seconds
-                plan = getattr(dehazer, "last_plan", None)
-                res.mode = getattr(plan, "mode", None)
-                res.warnings += list(getattr(plan, "notes", []) or [])
-                writes.append((k, pool.submit(write, job, img.with_pixels(out_pixels)), res, t0))
-            except ImageReadError as exc:
-                res.error = str(exc)
-                res.seconds = time.perf_counter() - t0
-                results[k] = res
-                done += 1
-                if progress:
-                    progress(res, done, len(jobs))
-            except Exception as exc:  # noqa: BLE001 - one bad file never stops the batch
-                res.error = f"{type(exc).__name__}: {exc}".splitlines()[0]
-                res.seconds = time.perf_counter() - t0
-                results[k] = res
-                done += 1
-                if progress:
-                    progress(res, done, len(jobs))
-            collect(block=False)
-        collect(block=True)
-
-    files = [r for r in results if r is not None]
-    return BatchReport(files, engine, time.perf_counter() - t_start, net_total, opts.shard)
+            while reads:
+                k, fut, t0 = reads.popleft()
+                fill()
+                job = jobs[k]
+                res = FileResult(job.item.source, job.output, "failed")
+                try:
+                    img = fut.result()
+                    res.width, res.height = img.size
+                    if on_begin:
+                        on_begin(res)
+                    tn = time.perf_counter()
+                    out_pixels = dehazer.dehaze(img.pixels)
+                    res.net_seconds = time.perf_counter() - tn
+                    timing["network"] += res.net_seconds
+                    plan = getattr(dehazer, "last_plan", None)
+                    res.mode = getattr(plan, "mode", None)
+                    res.warnings += list(getattr(plan, "notes", []) or [])
+                    writes.append((pool.submit(write, job, img.with_pixels(out_pixels)), res, t0))
+                except ImageReadError as exc:
+                    res.error = exc.reason
+                    res.seconds = time.perf_counter() - t0
+                    finish(res)
+                except Exception as exc:  # noqa: BLE001 - one bad file never stops the batch
+                    res.error = f"{type(exc).__name__}: {exc}".splitlines()[0]
+                    res.seconds = time.perf_counter() - t0
+                    finish(res)
+                collect(block=False)
+            collect(block=True)
+        except KeyboardInterrupt:
+            for _, fut, _ in reads:
+                fut.cancel()
+            collect(block=True)
+            raise
 
 
 def write_report(report: BatchReport, target: str, stdout: BinaryIO | None = None) -> None:

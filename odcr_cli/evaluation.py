@@ -1,4 +1,5 @@
-"""``odcr evaluate``: full-reference metrics of dehazing methods on paired hazy/GT folders.
+"""``odcr evaluate``: dehazing methods scored side by side, on paired hazy/GT folders (PSNR, SSIM
+and FADE) or on hazy photos without ground truth (FADE, the referenceless fog density).
 
 Conventions (what the numbers mean exactly)
 -------------------------------------------
@@ -27,7 +28,10 @@ Conventions (what the numbers mean exactly)
   defaults: 7x7 uniform window (``gaussian_weights=False``), K1=0.01, K2=0.03, sample covariance,
   computed per RGB channel and averaged; the mean SSIM map over the valid (unpadded) region.
   (Papers differ: D4's script uses grey-scale SSIM with a 51x51 window. Ours is the above.)
-* Means are plain means of per-image values, over all images and per subset. The subset is the
+* FADE (``odcr_cli.fade``; Choi, You and Bovik 2015, lower = less fog) of every output at full
+  resolution, uint8 RGB; in paired runs also of each GT (``gt_fade``). Without ``--gt`` every image
+  under the hazy folder is scored, FADE only.
+* Means are plain means of per-image values, over all images and per subset; medians likewise. The subset is the
   image's sub-folder under the hazy folder when there is one, else the stem's prefix before the
   first ``_`` when that prefix contains a letter (``sots``, ``hazerd``), else none.
 * Latency (learned methods): median wall time of ``Dehazer.dehaze`` on a ``latency_size`` uint8
@@ -64,7 +68,7 @@ class EvaluationError(Exception):
 class Pair:
     stem: str          # hazy path relative to the hazy folder, without suffix ('indoor/1400_1')
     hazy: Path
-    gt: Path
+    gt: Path | None    # None: a no-reference evaluation (FADE only)
     subset: str | None
 
 
@@ -133,6 +137,21 @@ def pair_images(hazy_dir: str | Path, gt_dir: str | Path) -> Pairing:
     pairing.unmatched_gt = [str(p.relative_to(gt_dir)) for ps in index.values() for p in ps if p not in used]
     pairing.unmatched_gt.sort()
     return pairing
+
+
+def hazy_only(hazy_dir: str | Path) -> Pairing:
+    """Every image under ``hazy_dir``, without ground truth (a no-reference evaluation)."""
+    hazy_dir = Path(hazy_dir)
+    if not hazy_dir.is_dir():
+        raise EvaluationError(f"hazy folder not found: {hazy_dir}")
+    stems: dict[str, Path] = {}
+    for p in _list_images(hazy_dir):
+        rel = p.relative_to(hazy_dir)
+        stem = str(rel.with_suffix(""))
+        if stem in stems:  # a.jpg and a.png would share a row and an output name
+            raise EvaluationError(f"two images share the name {stem}: {stems[stem].name} and {p.name}")
+        stems[stem] = p
+    return Pairing(pairs=[Pair(stem, p, None, subset_of(p.relative_to(hazy_dir))) for stem, p in stems.items()])
 
 
 def pairs_from_dir(pairs_dir: str | Path) -> Pairing:
@@ -272,8 +291,18 @@ def measure_latency(method: Method, size: tuple[int, int] = (256, 256), repeats:
 class ImageScore:
     stem: str
     subset: str | None
-    psnr: float
-    ssim: float
+    psnr: float | None      # None without ground truth
+    ssim: float | None
+    fade: float | None = None   # None when FADE is off or undefined for this output
+
+
+METRICS = ("psnr", "ssim", "fade")
+HIGHER_IS_BETTER = {"psnr": True, "ssim": True, "fade": False}
+
+
+def _stats(values: Sequence[float | None], how: Callable[[list[float]], float]) -> float | None:
+    vals = [v for v in values if v is not None and math.isfinite(v)]
+    return float(how(vals)) if vals else None
 
 
 @dataclass
@@ -287,23 +316,34 @@ class MethodResult:
 
     @staticmethod
     def _mean(scores: Sequence[ImageScore]) -> dict:
-        if not scores:
-            return {"psnr": None, "ssim": None, "n": 0}
-        return {"psnr": float(np.mean([s.psnr for s in scores])),
-                "ssim": float(np.mean([s.ssim for s in scores])), "n": len(scores)}
+        """Means of psnr, ssim, fade (None where not measured: no GT, --no-fade) and n."""
+        return {**{m: _stats([getattr(s, m) for s in scores], np.mean) for m in METRICS}, "n": len(scores)}
+
+    @staticmethod
+    def _median(scores: Sequence[ImageScore]) -> dict:
+        return {m: _stats([getattr(s, m) for s in scores], statistics.median) for m in METRICS}
 
     @property
     def mean(self) -> dict:
         return self._mean(self.images)
 
     @property
-    def subsets(self) -> dict[str, dict]:
+    def median(self) -> dict:
+        return self._median(self.images)
+
+    def _subset_scores(self) -> dict[str, list[ImageScore]]:
         names = sorted({s.subset for s in self.images if s.subset is not None})
-        return {n: self._mean([s for s in self.images if s.subset == n]) for n in names}
+        return {n: [s for s in self.images if s.subset == n] for n in names}
+
+    @property
+    def subsets(self) -> dict[str, dict]:
+        """Per subset: the means (as ``mean``) and their medians under ``median``."""
+        return {n: {**self._mean(ss), "median": self._median(ss)} for n, ss in self._subset_scores().items()}
 
     def to_dict(self) -> dict:
-        return {"mean": self.mean, "subsets": self.subsets,
-                "images": [{"stem": s.stem, "subset": s.subset, "psnr": s.psnr, "ssim": s.ssim} for s in self.images],
+        return {"mean": self.mean, "median": self.median, "subsets": self.subsets,
+                "images": [{"stem": s.stem, "subset": s.subset, "psnr": s.psnr, "ssim": s.ssim, "fade": s.fade}
+                           for s in self.images],
                 "kind": self.kind, "description": self.description,
                 "parameters": self.parameters, "latency": self.latency}
 
@@ -316,10 +356,24 @@ class EvaluationReport:
     failures: list[dict] = field(default_factory=list)         # {"stem", "method", "error"}
     seconds: float = 0.0
     max_side: int | None = None                                # learned methods' network side; 0 = full, None = dehaze's default
+    paired: bool = True                                        # False: no ground truth, FADE only
+    fade: bool = True                                          # FADE measured
+    gt_fade: dict[str, float | None] = field(default_factory=dict)   # stem -> FADE of its GT (paired runs)
+    report_path: Path | None = None                            # the HTML page (--report)
+
+    def gt_fade_summary(self) -> dict | None:
+        """FADE of the ground truths: what a method that removed exactly the haze would score."""
+        if not self.gt_fade:
+            return None
+        vals = list(self.gt_fade.values())
+        return {"mean": _stats(vals, np.mean), "median": _stats(vals, statistics.median), "n": len(vals),
+                "images": dict(self.gt_fade)}
 
     def to_dict(self) -> dict:
         return {
+            "reference": "gt" if self.paired else "none",
             "methods": {n: m.to_dict() for n, m in self.methods.items()},
+            "gt_fade": self.gt_fade_summary(),
             "pairing": {"n_pairs": len(self.pairing.pairs), "unmatched_hazy": self.pairing.unmatched_hazy,
                         "unmatched_gt": self.pairing.unmatched_gt,
                         "gt_cropped": [{"stem": s, "border_px": b} for s, b in self.gt_cropped.items()]},
@@ -327,6 +381,9 @@ class EvaluationReport:
             "conventions": {"psnr": "RGB uint8, peak 255, capped at 100 dB",
                             "ssim": "skimage structural_similarity defaults: 7x7 uniform window, per RGB "
                                     "channel averaged (channel_axis=2), data_range=255",
+                            "fade": ("FADE (Choi, You, Bovik, IEEE TIP 2015; lower = less fog), odcr_cli.fade "
+                                     "after the authors' MATLAB release, uint8 RGB at full resolution"
+                                     if self.fade else "not measured (--no-fade)"),
                             "resolution": "outputs scored at full resolution, never resized",
                             "network_input": (f"fast mode: longer side <= {self.max_side} px, guided upsampling"
                                               if self.max_side else "full resolution" if self.max_side == 0
@@ -342,20 +399,37 @@ class EvaluationReport:
             fh.write("\n")
 
     def write_csv(self, path: str | Path) -> None:
-        """One row per (method, image), then per-subset and overall means (stem ``(mean)``)."""
+        """One row per (method, image), then per-subset and overall means (stem ``(mean)``) and the
+        overall median (stem ``(median)``); an empty cell is a score not measured. The GTs' FADE,
+        in paired runs, follows as method ``(gt)``."""
         from odcr_cli.fsutil import atomic_output
+
+        def cells(d: dict) -> list[str]:
+            return [_fmt(d.get("psnr"), ".4f"), _fmt(d.get("ssim"), ".5f"), _fmt(d.get("fade"), ".4f")]
 
         with atomic_output(path, "w") as fh:
             w = csv.writer(fh, lineterminator="\n")
-            w.writerow(["method", "subset", "stem", "psnr", "ssim", "n"])
+            w.writerow(["method", "subset", "stem", "psnr", "ssim", "fade", "n"])
             for name, m in self.methods.items():
                 for s in m.images:
-                    w.writerow([name, s.subset or "", s.stem, f"{s.psnr:.4f}", f"{s.ssim:.5f}", 1])
+                    w.writerow([name, s.subset or "", s.stem, *cells(vars(s)), 1])
                 for sub, agg in m.subsets.items():
-                    w.writerow([name, sub, "(mean)", f"{agg['psnr']:.4f}", f"{agg['ssim']:.5f}", agg["n"]])
+                    w.writerow([name, sub, "(mean)", *cells(agg), agg["n"]])
                 agg = m.mean
                 if agg["n"]:
-                    w.writerow([name, "(all)", "(mean)", f"{agg['psnr']:.4f}", f"{agg['ssim']:.5f}", agg["n"]])
+                    w.writerow([name, "(all)", "(mean)", *cells(agg), agg["n"]])
+                    w.writerow([name, "(all)", "(median)", *cells(m.median), agg["n"]])
+            gt = self.gt_fade_summary()
+            if gt:
+                subsets = {p.stem: p.subset for p in self.pairing.pairs}
+                for stem, v in gt["images"].items():
+                    w.writerow(["(gt)", subsets.get(stem) or "", stem, "", "", _fmt(v, ".4f"), 1])
+                w.writerow(["(gt)", "(all)", "(mean)", "", "", _fmt(gt["mean"], ".4f"), gt["n"]])
+                w.writerow(["(gt)", "(all)", "(median)", "", "", _fmt(gt["median"], ".4f"), gt["n"]])
+
+
+def _fmt(v: float | None, spec: str) -> str:
+    return "" if v is None else format(v, spec)
 
 
 def _safe_name(name: str) -> str:
@@ -370,38 +444,70 @@ def evaluate(*, hazy_dir: str | Path | None = None, gt_dir: str | Path | None = 
              pairs_dir: str | Path | None = None, methods: Sequence[str] = ("odcr",),
              weights: str | None = None, device: str = "auto", save_outputs: str | Path | None = None,
              latency_size: tuple[int, int] = (256, 256), latency_repeats: int = 5, max_side: int | None = None,
+             fade: bool = True, report_dir: str | Path | None = None,
              progress: Callable[[int, int, str], None] | None = None) -> EvaluationReport:
-    """Evaluate ``methods`` side by side on the pairs found in ``pairs_dir`` or ``hazy_dir``/``gt_dir``."""
+    """Evaluate ``methods`` side by side on the pairs found in ``pairs_dir`` or ``hazy_dir``/``gt_dir``,
+    or, with ``hazy_dir`` alone, on its images without ground truth (FADE only).
+    ``report_dir``: write an HTML page (``index.html``) with every output and its scores there."""
     t0 = time.perf_counter()
     if pairs_dir is not None:
         pairing = pairs_from_dir(pairs_dir)
     elif hazy_dir is not None and gt_dir is not None:
         pairing = pair_images(hazy_dir, gt_dir)
+    elif hazy_dir is not None:
+        pairing = hazy_only(hazy_dir)
     else:
-        raise EvaluationError("give --pairs DIR, or both --hazy DIR and --gt DIR")
+        raise EvaluationError("give --pairs DIR, --hazy DIR and --gt DIR, or --hazy DIR alone (FADE, no ground truth)")
+    paired = hazy_dir is None or gt_dir is not None
+    if not paired and not fade:
+        raise EvaluationError("without ground truth FADE is the only score: drop --no-fade or give --gt")
     if not pairing.pairs:
+        if not paired:
+            raise EvaluationError(f"no images found in {hazy_dir}")
         raise EvaluationError("no hazy/GT pairs found" + (
             f" ({len(pairing.unmatched_hazy)} hazy and {len(pairing.unmatched_gt)} GT files unmatched)"
             if pairing.unmatched_hazy or pairing.unmatched_gt else ""))
+    if report_dir is not None and Path(report_dir).exists() and not Path(report_dir).is_dir():
+        raise EvaluationError(f"--report: {report_dir} exists and is not a folder")
     specs = list(dict.fromkeys(methods)) or ["odcr"]
     loaded = [make_method(s, weights=weights, device=device, max_side=max_side) for s in specs]
     names = [m.name for m in loaded]
     if len(set(names)) != len(names):
         raise EvaluationError(f"two methods share the name {next(n for n in names if names.count(n) > 1)!r}")
     report = EvaluationReport({m.name: MethodResult(m.name, m.kind, m.description, parameters=m.parameters)
-                               for m in loaded}, pairing, max_side=max_side)
+                               for m in loaded}, pairing, max_side=max_side, paired=paired, fade=fade)
     out_root = Path(save_outputs) if save_outputs is not None else None
+    page = None
+    if report_dir is not None:
+        from odcr_cli.report import EvaluationPage
+
+        page = EvaluationPage(report_dir, [(m.name, m.kind) for m in loaded])
+
+    def fade_of(img: np.ndarray, stem: str, method: str) -> float | None:
+        from odcr_cli.fade import FadeError, fade as fade_score
+
+        try:
+            v = fade_score(img)
+        except FadeError as exc:
+            report.failures.append({"stem": stem, "method": method, "error": f"FADE: {exc}"})
+            return None
+        return v if math.isfinite(v) else None   # NaN: no patch scorable (an all-black image)
+
     for k, pair in enumerate(pairing.pairs):
         if progress:
             progress(k, len(pairing.pairs), pair.stem)
         try:
             hazy = load_rgb8(pair.hazy)
-            gt, border = match_gt(hazy, load_rgb8(pair.gt))
+            gt, border = match_gt(hazy, load_rgb8(pair.gt)) if pair.gt is not None else (None, 0)
         except Exception as exc:  # per-pair isolation: a bad file is listed, the run goes on
             report.failures.append({"stem": pair.stem, "method": None, "error": f"{type(exc).__name__}: {exc}"})
             continue
         if border:
             report.gt_cropped[pair.stem] = border
+        if fade and gt is not None:
+            report.gt_fade[pair.stem] = fade_of(gt, pair.stem, "(gt)")
+        if page is not None:
+            page.add_photo(pair.stem, hazy, gt)
         for m in loaded:
             try:
                 out = m.dehaze(hazy)
@@ -410,8 +516,11 @@ def evaluate(*, hazy_dir: str | Path | None = None, gt_dir: str | Path | None = 
             except Exception as exc:
                 report.failures.append({"stem": pair.stem, "method": m.name, "error": f"{type(exc).__name__}: {exc}"})
                 continue
+            psnr, ssim = (psnr_uint8(out, gt), ssim_uint8(out, gt)) if gt is not None else (None, None)
             report.methods[m.name].images.append(
-                ImageScore(pair.stem, pair.subset, psnr_uint8(out, gt), ssim_uint8(out, gt)))
+                ImageScore(pair.stem, pair.subset, psnr, ssim, fade_of(out, pair.stem, m.name) if fade else None))
+            if page is not None and m.kind != "input":
+                page.add_output(pair.stem, m.name, out)
             if out_root is not None and m.kind != "input":
                 from PIL import Image
 
@@ -424,6 +533,11 @@ def evaluate(*, hazy_dir: str | Path | None = None, gt_dir: str | Path | None = 
     for m in loaded:
         report.methods[m.name].latency = measure_latency(m, latency_size, latency_repeats)
     report.seconds = time.perf_counter() - t0
+    if page is not None:
+        try:
+            report.report_path = page.write(report)
+        except OSError as exc:
+            raise EvaluationError(f"cannot write the report in {report_dir}: {exc}") from None
     return report
 
 

@@ -54,6 +54,24 @@ def atomic_output(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
         yield fh
 
 
+def writable_dir_problem(folder: str | os.PathLike) -> str | None:
+    """Why files cannot be created in ``folder`` (None: they can), found by creating and removing a
+    temporary file there. A folder that does not exist yet is judged by its nearest existing
+    ancestor, where it would be created; nothing is created for good."""
+    probe = Path(folder)
+    while not probe.exists() and probe.parent != probe:
+        probe = probe.parent
+    if not probe.is_dir():
+        return f"{probe} is a file, not a folder"
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".odcr-write-check.", dir=probe)
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as exc:
+        return f"cannot create files in {probe}: {exc.strerror or exc}"
+    return None
+
+
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as fh:

@@ -37,7 +37,13 @@ _PIL_LOCK = threading.Lock()
 
 
 class ImageReadError(Exception):
-    """A file that cannot be read as an image; the message is one line."""
+    """A file that cannot be read as an image; the message is one line, ``"name: reason"``.
+    ``reason`` alone is kept for reports that already name the file."""
+
+    def __init__(self, name: str, reason: str | None = None) -> None:
+        # one argument (a finished message) still works: unpickling passes the message alone
+        super().__init__(name if reason is None else f"{name}: {reason}")
+        self.name, self.reason = (None, name) if reason is None else (name, reason)
 
 
 class ImageWriteError(Exception):
@@ -86,15 +92,15 @@ def _open(data: bytes, name: str, max_pixels: int | None) -> Image.Image:
                 warnings.simplefilter("ignore", Image.DecompressionBombWarning)
                 im = Image.open(io.BytesIO(data))
         except Image.UnidentifiedImageError:
-            raise ImageReadError(f"{name}: not an image file (or a format Pillow cannot read)") from None
+            raise ImageReadError(name, "not an image file (or a format Pillow cannot read)") from None
         except Exception as exc:
-            raise ImageReadError(f"{name}: cannot read image header ({exc})") from None
+            raise ImageReadError(name, f"cannot read image header ({exc})") from None
         finally:
             Image.MAX_IMAGE_PIXELS = old
     limit = DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels
     w, h = im.size
     if limit and w * h > limit:
-        raise ImageReadError(f"{name}: {w}x{h} = {w * h:,} pixels exceeds the decompression-bomb "
+        raise ImageReadError(name, f"{w}x{h} = {w * h:,} pixels exceeds the decompression-bomb "
                              f"limit of {limit:,}; raise it with --max-pixels N (0 = no limit)")
     return im
 
@@ -175,7 +181,7 @@ def decode_image(data: bytes, name: str = "<image>", max_pixels: int | None = No
         raise
     except Exception as exc:
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ImageReadError(f"{name}: cannot decode image ({msg})") from None
+        raise ImageReadError(name, f"cannot decode image ({msg})") from None
 
     mode = im.mode
     alpha = None
@@ -224,9 +230,9 @@ def read_image(source: str | Path | BinaryIO, max_pixels: int | None = None) -> 
         try:
             data = Path(source).read_bytes()
         except OSError as exc:
-            raise ImageReadError(f"{name}: {exc.strerror or exc}") from None
+            raise ImageReadError(name, str(exc.strerror or exc)) from None
     if not data:
-        raise ImageReadError(f"{name}: empty file")
+        raise ImageReadError(name, "empty file")
     return decode_image(data, name, max_pixels)
 
 

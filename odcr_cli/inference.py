@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import math
 import threading
-import warnings
+import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol, Sequence, runtime_checkable
 
@@ -111,6 +111,7 @@ class PlanInfo:
     stats_scale: float | None = None
     net_size: tuple[int, int] | None = None
     notes: list[str] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)  # where the time went, by stage
 
 
 def _auto_backend(weights: str | None, onnx_path: str | None, device: str, half: bool,
@@ -161,6 +162,8 @@ class Dehazer:
       the whole image would exceed ``memory_budget_gb``).
     * ``max_side``: fast mode (see module doc); ``"auto"``: full resolution on GPU, fast mode
       at :data:`CPU_AUTO_MAX_SIDE` on CPU for larger images; 0/None: always full resolution.
+    * ``strength``: 0 = the input, 1 = full dehazing; scattering models and ``dcp`` remove that
+      fraction of the haze (t -> 1 - s (1 - t)), direct models blend with the input.
     * ``dehaze(image)``: HxWx3, HxWx4 (alpha passed through) or HxW; uint8, uint16 or float
       in [0, 1]; returns the same shape and dtype.
     * ``__call__(batch)``: a Ray Data ``map_batches`` callable on ``batch["image"]``.
@@ -170,9 +173,12 @@ class Dehazer:
                  backend: str = "auto", onnx_path: str | None = None, tile: int | None = None,
                  max_side: int | str | None = "auto", half: bool = False,
                  memory_budget_gb: float = DEFAULT_MEMORY_BUDGET_GB, halo: int = DEFAULT_HALO,
-                 stats_max_pixels: int | None = None, model: str | None = None) -> None:
+                 stats_max_pixels: int | None = None, model: str | None = None, strength: float = 1.0) -> None:
         if method not in ("odcr", "dcp"):
             raise InferenceError(f"unknown method {method!r}: use odcr or dcp")
+        if not 0.0 <= strength <= 1.0:
+            raise InferenceError(f"--strength {strength}: use a value from 0 (the input) to 1 (full dehazing)")
+        self.strength = float(strength)
         if model is not None and (weights is not None or onnx_path is not None):
             raise InferenceError("--model picks a bundled model; --weights/--onnx pick a file: give one of them")
         if tile is not None and tile < 16:
@@ -188,6 +194,7 @@ class Dehazer:
         self.weights_path: str | None = None
         self.weights_sha256: str | None = None
         self.model_name: str | None = None
+        self._frozen_twin: Backend | None = None
         self.parameters: int | None = None
         self.backend: Backend | None = None
         self._lock = threading.Lock()
@@ -267,7 +274,7 @@ class Dehazer:
                 "output": self.readout.kind if self.method != "dcp" else None,
                 "weights": self.weights_path, "weights_sha256": self.weights_sha256,
                 "parameters": self.parameters, "tile": self.tile, "max_side": self._max_side,
-                "memory_budget_gb": self.memory_budget / 1e9}
+                "memory_budget_gb": self.memory_budget / 1e9, "strength": self.strength}
 
     # -- planning ---------------------------------------------------------------------------
     def estimate_bytes(self, h: int, w: int) -> float:
@@ -295,25 +302,35 @@ class Dehazer:
         plan.mode, plan.tile = "tiled", tile
         x, (h0, w0) = pad_to_multiple(to_net(rgb)[0])
         x = x[None]
-        if getattr(self.backend, "supports_frozen_stats", False):
-            limit = self.stats_max_pixels or self._budget_pixels()
-            scale = min(1.0, math.sqrt(limit / (h * w)))
-            plan.stats_scale = scale
-            if scale < 1.0:
-                sh, sw = max(MIN_SIDE, round(h * scale)), max(MIN_SIDE, round(w * scale))
-                small = cv2.resize(rgb, (sw, sh), interpolation=cv2.INTER_AREA)
-                xs, _ = pad_to_multiple(to_net(small)[0])
-            else:
-                xs = x[0]
-            stats = self.backend.instance_norm_stats(xs[None])
-            run_tile = lambda t: self.backend.run_frozen(t, stats)  # noqa: E731
+        backend = self._frozen_stats_backend(plan)
+        limit = self.stats_max_pixels or self._budget_pixels()
+        scale = min(1.0, math.sqrt(limit / (h * w)))
+        plan.stats_scale = scale
+        if scale < 1.0:
+            sh, sw = max(MIN_SIDE, round(h * scale)), max(MIN_SIDE, round(w * scale))
+            small = cv2.resize(rgb, (sw, sh), interpolation=cv2.INTER_AREA)
+            xs, _ = pad_to_multiple(to_net(small)[0])
         else:
-            plan.notes.append("tiles use their own InstanceNorm statistics (frozen statistics need "
-                              "the torch backend); colours may drift slightly between tiles")
-            warnings.warn(plan.notes[-1], RuntimeWarning, stacklevel=3)
-            run_tile = self.backend.run
-        y = run_tiled(run_tile, x, tile, self.halo)
+            xs = x[0]
+        stats = backend.instance_norm_stats(xs[None])
+        y = run_tiled(lambda t: backend.run_frozen(t, stats), x, tile, self.halo)
         return from_net(y[:, :, :h0, :w0])
+
+    def _frozen_stats_backend(self, plan: PlanInfo) -> Any:
+        """A backend that can freeze InstanceNorm statistics for tiling: this one, or for a bundled
+        model on ONNX Runtime its PyTorch twin (tiles with their own statistics would drift in colour)."""
+        if getattr(self.backend, "supports_frozen_stats", False):
+            return self.backend
+        if self._frozen_twin is None:
+            if self.model_name is None:
+                raise InferenceError("this image needs tiling and ONNX Runtime cannot freeze InstanceNorm statistics "
+                                     "across tiles; use --backend torch --weights FILE, or --max-side to run it smaller")
+            from odcr_cli import weights_io
+
+            loaded = weights_io.load_generator(weights_io.bundled_weights_path(self.model_name))
+            self._frozen_twin = make_backend("torch", generator=loaded.generator, device="cpu")
+        plan.notes.append("tiled on the PyTorch backend, whose tiles share the whole image's InstanceNorm statistics")
+        return self._frozen_twin
 
     def _dehaze_scattering(self, rgb: np.ndarray, plan: PlanInfo) -> np.ndarray:
         """The network on a copy whose longer side is at most ``max_side`` (never tiled: InstanceNorm
@@ -321,26 +338,46 @@ class Dehazer:
         h, w, _ = rgb.shape
         ms = self._max_side
         small = rgb
+        t0 = time.perf_counter()
         if ms and max(h, w) > ms:
             s = ms / max(h, w)
             small = cv2.resize(rgb, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
         x, _ = pad_to_multiple(to_net(small)[0])
-        outputs = run_outputs(self.backend, x[None])
+        t1 = time.perf_counter()
+        outputs = self._scale_haze(run_outputs(self.backend, x[None]), small)
+        t2 = time.perf_counter()
         plan.net_size = small.shape[:2]
         if small is rgb:
             plan.mode = "whole"
-            return self.readout.to_image(rgb, outputs)
-        plan.mode = "fast"
-        return self.readout.carry_up(small, outputs, rgb)
+            out = self.readout.to_image(rgb, outputs)
+        else:
+            plan.mode = "fast"
+            out = self.readout.carry_up(small, outputs, rgb)
+        plan.seconds = {"downscale": t1 - t0, "network": t2 - t1, "readout": time.perf_counter() - t2}
+        return out
+
+    def _scale_haze(self, outputs: dict[str, np.ndarray], net_in: np.ndarray) -> dict[str, np.ndarray]:
+        """``--strength s`` for scattering models: remove the fraction s of the haze, t -> 1 - s (1 - t)
+        (s = 0: t = 1, the input; s = 1: the network's t). t is taken from the readout, whatever
+        form the network writes it in, and handed back as a plain ``t`` output."""
+        if self.strength == 1.0 or not hasattr(self.readout, "transmission"):
+            return outputs
+        t = self.readout.transmission(net_in, outputs)
+        kept = {k: v for k, v in outputs.items() if k not in ("t", "t_residual")}
+        return {**kept, "t": (1.0 - self.strength * (1.0 - t))[None, None]}
 
     def dehaze_float(self, rgb: np.ndarray) -> np.ndarray:
         """HxWx3 float32 in [0,1] -> HxWx3 float32 in [0,1]."""
         plan = PlanInfo()
+        retries = getattr(self.backend, "fp32_retries", 0)
         h, w, _ = rgb.shape
-        if self.method == "dcp":
+        if self.strength == 0.0:  # --strength 0 is the input itself: no need to run anything
+            plan.mode = "identity"
+            out = rgb.copy()
+        elif self.method == "dcp":
             from odcr_cli.dcp import dehaze_dcp
             plan.mode = "dcp"
-            out = dehaze_dcp(rgb, max_side=self._max_side)
+            out = dehaze_dcp(rgb, max_side=self._max_side, strength=self.strength)
         elif not self.readout.tiles:
             with self._lock:
                 out = self._dehaze_scattering(rgb, plan)
@@ -356,6 +393,10 @@ class Dehazer:
                     out = guided_upsample(small, small_out, rgb)
                 else:
                     out = self._net_full(rgb, plan)
+            if self.strength < 1.0:  # a direct model has no haze to scale: blend with the input
+                out = rgb + self.strength * (out - rgb)
+        if getattr(self.backend, "fp32_retries", 0) > retries:
+            plan.notes.append("fp16 output was not finite; redone in fp32")
         self.last_plan = plan
         return out
 

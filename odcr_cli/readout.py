@@ -18,8 +18,8 @@ from typing import Mapping
 import cv2
 import numpy as np
 
-from odcr_cli.core.scattering import remove_haze
-from odcr_cli.dcp import atmospheric_light, dark_channel
+from odcr_cli.core.scattering import PRIOR_CLAMP, remove_haze
+from odcr_cli.dcp import atmospheric_light, dark_channel, dcp_transmission
 from odcr_cli.filters import guided_filter
 from odcr_cli.tiling import from_net, guided_upsample
 
@@ -44,14 +44,20 @@ class ImageReadout:
 
 @dataclass(frozen=True)
 class ScatteringReadout:
-    """Scattering output: ``t`` (1, 1, h, w) in [t_min, 1] and ``airlight_correction`` (1, 3)."""
+    """Scattering output: ``t`` (1, 1, h, w) in [t_min, 1], or with the DCP prior the logit
+    residual ``t_residual`` (1, 1, h, w) on the dark-channel-prior transmission of the network's
+    input; and ``airlight_correction`` (1, 3)."""
 
     t_min: float = 0.1
     airlight_patch: int = 15
     airlight_top: float = 0.001
+    t_prior: str = "none"
     kind: str = "scattering"
-    output_names: tuple[str, ...] = ("t", "airlight_correction")
     tiles: bool = False  # t needs no full resolution: the network never runs tiled
+
+    @property
+    def output_names(self) -> tuple[str, ...]:
+        return ("t_residual" if self.t_prior == "dcp" else "t", "airlight_correction")
 
     def airlight(self, net_in: np.ndarray, outputs: Outputs) -> np.ndarray:
         """(3,) atmospheric light: the dark-channel rule on the network's input, plus the correction
@@ -63,9 +69,15 @@ class ScatteringReadout:
         return np.clip(rule + correction, 0.05, 1.0).astype(np.float32)
 
     def transmission(self, net_in: np.ndarray, outputs: Outputs) -> np.ndarray:
-        """hxw float32 transmission of the network's input (padding cropped)."""
+        """hxw float32 transmission of the network's input (padding cropped); with the DCP prior
+        as :meth:`odcr_cli.core.networks.ResnetGenerator.transmission` computes it in training."""
         h, w, _ = net_in.shape
-        return np.ascontiguousarray(outputs["t"][0, 0, :h, :w], dtype=np.float32)
+        if "t" in outputs:
+            return np.ascontiguousarray(outputs["t"][0, 0, :h, :w], dtype=np.float32)
+        prior, _ = dcp_transmission(net_in, patch=self.airlight_patch, top=self.airlight_top)
+        u = np.clip((np.clip(prior, 0.0, 1.0) - self.t_min) / (1.0 - self.t_min), PRIOR_CLAMP, 1.0 - PRIOR_CLAMP)
+        logit = outputs["t_residual"][0, 0, :h, :w] + np.log(u) - np.log1p(-u)
+        return (self.t_min + (1.0 - self.t_min) / (1.0 + np.exp(-logit))).astype(np.float32)
 
     def to_image(self, net_in: np.ndarray, outputs: Outputs) -> np.ndarray:
         t = np.maximum(self.transmission(net_in, outputs), self.t_min)
@@ -105,4 +117,5 @@ def readout_for(generator_config: Mapping | str | None) -> Readout:
         return ImageReadout()
     return ScatteringReadout(t_min=float(config.get("t_min", 0.1)),
                              airlight_patch=int(config.get("airlight_patch", 15)),
-                             airlight_top=float(config.get("airlight_top", 0.001)))
+                             airlight_top=float(config.get("airlight_top", 0.001)),
+                             t_prior=str(config.get("t_prior", "none")))

@@ -8,6 +8,7 @@ Layout of a run folder::
     RUN_DIR/checkpoints/ckpt_XXXXXXXX.pt     full training state (the last K are kept)
     RUN_DIR/checkpoints/generator_XXXXXXXX.safetensors
     RUN_DIR/generator.safetensors            generator of the newest checkpoint, for dehaze/export
+    RUN_DIR/report.html                      curves, samples and configuration (rewritten at every checkpoint)
 
 The generator files, samples and validation use an exponential moving average (EMA) of the
 generator's weights when ``ema_decay > 0`` (the default): a GAN's raw weights swing from one
@@ -503,6 +504,7 @@ def _train(config: TrainConfig, method: MethodConfig, generator: GeneratorConfig
                      "torch": torch.__version__}
         with atomic_output(run_dir / "config.json", "w") as fh:
             json.dump(effective, fh, indent=2)
+        _update_report(run_dir, say)
     fixed = torch.stack([_center_crop(im, config.crop) for im in hazy.images[: config.num_samples]])
 
     cb.on_start(trainer.iteration, stop) if dctx.is_main else None
@@ -557,10 +559,22 @@ def _train(config: TrainConfig, method: MethodConfig, generator: GeneratorConfig
             with open(log_path, "a") as fh:
                 fh.write(json.dumps({"iter": done, "val": validation}) + "\n")
             say(f"validation at {done}: PSNR {validation['psnr']:.2f} dB, SSIM {validation['ssim']:.4f}")
+        if dctx.is_main and checkpoint_now:  # after this iteration's samples and validation
+            _update_report(run_dir, say)
 
     spi = (time.perf_counter() - t0) / max(1, trainer.iteration - it0)
     return TrainResult(run_dir, trainer.iteration, spi, last_ckpt,
                        [(str(p), w) for p, w in hazy.skipped + clear.skipped], validation)
+
+
+def _update_report(run_dir: Path, say: Callable[[str], None]) -> None:
+    """Rewrite RUN/report.html; a page that cannot be written is reported and never stops training."""
+    from odcr_cli.report import write_training_report
+
+    try:
+        write_training_report(run_dir)
+    except Exception as exc:  # noqa: BLE001 - a report bug must not cost a long GPU run
+        say(f"warning: {run_dir / 'report.html'} not updated: {type(exc).__name__}: {exc}")
 
 
 def _center_crop(im: Image.Image, size: int) -> torch.Tensor:

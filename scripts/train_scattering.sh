@@ -5,9 +5,9 @@
 # The default runs all ITERS on one CPU thread; the arms run one after another on the other
 # thread and stop at ARM_ITERS (--until: the LR schedule still spans ITERS), so that every arm
 # is compared with the default's checkpoint at the same iteration.
-# ODCR_ARMS="direct nodcp" runs only the arms listed; ODCR_ARMS="" none.
+# ODCR_ARMS="direct nodcp" runs only the arms listed; ODCR_ARMS="" none. ODCR_DEFAULT=0 skips the default.
 set -euo pipefail
-ITERS=${1:-3000}
+ITERS=${1:-2400}
 ARM_ITERS=${2:-500}
 RUNS=${3:-runs}
 DATA=${ODCR_DATA:-../shared/data/train}
@@ -15,21 +15,23 @@ DESC="odcr shared/data/train: 223 real hazy photos (DAWN fog and others), 357 cl
 COMMON=(--hazy "$DATA/hazy" --clear "$DATA/clear" --iters "$ITERS" --crop 128 --load-size 256
         --ngf 32 --n-blocks 6 --seed 0 --device cpu --checkpoint-every 250 --keep-checkpoints 20
         --sample-every 250 --log-every 25 --training-data "$DESC")
-# The default recipe: scattering output, a DCP warm start fading out over 300 iterations,
-# edge-aware smoothness of t, std-normalised WPNCE channel weights (the odcr default).
-DEFAULT=(--output scattering --lambda-dcp 10 --dcp-warm-iters 300 --lambda-tv 5)
+# The default recipe: scattering output refining the DCP transmission (--t-prior dcp, the
+# default), a DCP warm start fading out over 300 iterations, edge-aware smoothness of t,
+# std-normalised WPNCE channel weights (the odcr default).
+DEFAULT=(--output scattering --t-prior dcp --lambda-dcp 10 --dcp-warm-iters 300 --lambda-tv 5)
 declare -A ARM=(
   [direct]="--output image"
-  [nodcp]="--output scattering --lambda-tv 5"
-  [notv]="--output scattering --lambda-dcp 10 --dcp-warm-iters 300"
+  [nodcp]="--output scattering --t-prior dcp --lambda-tv 5"
+  [notv]="--output scattering --t-prior dcp --lambda-dcp 10 --dcp-warm-iters 300"
+  [noprior]="--output scattering --t-prior none --lambda-dcp 10 --dcp-warm-iters 300 --lambda-tv 5"
   [dark]="${DEFAULT[*]} --lambda-dark 1"
   [learnedA]="${DEFAULT[*]} --learned-airlight"
   [printed]="${DEFAULT[*]} --weight-scale printed"
   [cut]="${DEFAULT[*]} --method cut"
 )
-ORDER=${ODCR_ARMS-direct cut printed nodcp dark learnedA notv}
+ORDER=${ODCR_ARMS-direct cut printed nodcp dark learnedA notv noprior}
 mkdir -p "$RUNS"
-OMP_NUM_THREADS=1 odcr train --out "$RUNS/scat_default" "${COMMON[@]}" "${DEFAULT[@]}" > "$RUNS/scat_default.out" 2>&1 &
+[[ "${ODCR_DEFAULT:-1}" == 1 ]] && OMP_NUM_THREADS=1 odcr train --out "$RUNS/scat_default" "${COMMON[@]}" "${DEFAULT[@]}" > "$RUNS/scat_default.out" 2>&1 &
 (
   for name in $ORDER; do
     # shellcheck disable=SC2086

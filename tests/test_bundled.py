@@ -100,3 +100,16 @@ def test_every_bundled_file_is_packaged() -> None:
     patterns = config["package-data"]["odcr_cli.weights"]
     for name in [*bundled.read_manifest(root / "weights"), bundled.MANIFEST_NAME, bundled.REGISTRY_NAME, "MODEL_CARD.md"]:
         assert any(fnmatch.fnmatch(name, p) for p in patterns), name
+
+
+@pytest.mark.parametrize("name", [m.name for m in bundled.bundled_models() if m.onnx and m.kind == "image"])
+def test_tiling_a_direct_model_on_onnx_freezes_statistics(name: str, recwarn) -> None:
+    """ONNX Runtime cannot freeze InstanceNorm statistics, so a bundled direct model that must be
+    tiled runs its tiles on the PyTorch twin: the same pixels as torch, no Python warning."""
+    img = (np.random.default_rng(1).random((40, 56, 3)) * 255).astype(np.uint8)
+    onnx = Dehazer(model=name, backend="onnx", device="cpu", max_side=0, tile=16)
+    out = onnx.dehaze(img)
+    torch_tiled = Dehazer(model=name, backend="torch", device="cpu", max_side=0, tile=16).dehaze(img)
+    assert onnx.last_plan.mode == "tiled" and "PyTorch" in onnx.last_plan.notes[0]
+    assert np.array_equal(out, torch_tiled)
+    assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]

@@ -28,7 +28,7 @@ def _img(h: int = 20, w: int = 24, seed: int = 0) -> np.ndarray:
 
 @pytest.mark.skipif(not DEV_PAIRS.is_dir(), reason="dev pairs not available")
 def test_input_cross_check_on_dev_pairs():
-    report = evaluate(pairs_dir=DEV_PAIRS, methods=["input"])
+    report = evaluate(pairs_dir=DEV_PAIRS, methods=["input"], fade=False)  # FADE: tests/test_fade.py
     m = report.to_dict()["methods"]["input"]
     assert m["mean"]["n"] == 67
     assert m["mean"]["psnr"] == pytest.approx(14.46, abs=0.01)
@@ -130,9 +130,14 @@ def test_methods_side_by_side_with_reports(tiny_weights, tmp_path):
     report.write_json(tmp_path / "r.json")
     report.write_csv(tmp_path / "r.csv")
     j = json.loads((tmp_path / "r.json").read_text())
-    assert set(j["methods"]["input"]["mean"]) == {"psnr", "ssim", "n"}
+    assert set(j["methods"]["input"]["mean"]) == {"psnr", "ssim", "fade", "n"}
+    assert j["methods"]["input"]["mean"]["fade"] > 0 and set(j["methods"]["input"]["median"]) == {"psnr", "ssim", "fade"}
+    assert [i["fade"] is not None for i in j["methods"]["dcp"]["images"]] == [True, True]
+    assert j["gt_fade"]["n"] == 2 and j["reference"] == "gt"
     rows = list(csv.DictReader((tmp_path / "r.csv").open()))
-    assert len(rows) == len(methods) * (2 + 2)  # 2 images + 1 subset mean + 1 overall mean
+    # per method: 2 images + 1 subset mean + overall mean and median; then the GTs' FADE (2 + mean + median)
+    assert len(rows) == len(methods) * (2 + 3) + 4
+    assert rows[0]["fade"] and rows[-1]["method"] == "(gt)" and rows[-1]["stem"] == "(median)"
 
 
 def test_unknown_method_is_an_error(tmp_path):
@@ -141,7 +146,9 @@ def test_unknown_method_is_an_error(tmp_path):
     with pytest.raises(EvaluationError, match="unknown method"):
         evaluate(pairs_dir=tmp_path, methods=["nope"])
     with pytest.raises(EvaluationError):
-        evaluate(hazy_dir=tmp_path / "hazy")
+        evaluate(gt_dir=tmp_path / "gt")
+    with pytest.raises(EvaluationError, match="only score"):
+        evaluate(hazy_dir=tmp_path / "hazy", methods=["input"], fade=False)
 
 
 def test_methods_can_be_labelled(tiny_weights, tmp_path):
@@ -187,5 +194,5 @@ def test_cli_evaluate(tmp_path):
     assert "orphan.png" in res.output  # unmatched files are reported
     j = json.loads((tmp_path / "e.json").read_text())
     assert j["methods"]["input"]["mean"]["n"] == 1 and j["pairing"]["unmatched_hazy"]
-    res = CliRunner().invoke(app, ["evaluate", "--hazy", str(tmp_path)])
-    assert res.exit_code == 2
+    res = CliRunner().invoke(app, ["evaluate", "--gt", str(tmp_path)])
+    assert res.exit_code == 2 and "error:" in res.output

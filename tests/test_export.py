@@ -159,8 +159,9 @@ def test_cli_export(tiny_weights, tmp_path):
     res = CliRunner().invoke(app, ["export", "--onnx", "--weights", str(tiny_weights), "-o", str(out)])
     assert res.exit_code == 0, res.output
     assert out.is_file()
-    res = CliRunner().invoke(app, ["export", "--onnx", "--weights", str(tiny_weights), "-o", str(out), "--static", "5x5"])
-    assert res.exit_code == 2
+    res = CliRunner().invoke(app, ["export", "--onnx", "--weights", str(tiny_weights), "-o", str(out), "--static", "5x5",
+                                     "--overwrite"])
+    assert res.exit_code == 2 and "5x5" in res.output
 
 
 def test_fp16_stored_weights_export_half_the_file_with_identical_outputs(tiny_weights, exported, tmp_path):

@@ -31,3 +31,12 @@ def test_outputs_get_umask_permissions_not_mkstemp_0600(tmp_path) -> None:
     for name in ("a.bin", "b.png"):
         mode = stat.S_IMODE((tmp_path / name).stat().st_mode)
         assert mode == 0o666 & ~mask, oct(mode)
+
+
+def test_writable_dir_problem_creates_nothing(tmp_path) -> None:
+    from odcr_cli.fsutil import writable_dir_problem
+
+    assert writable_dir_problem(tmp_path / "new" / "deeper") is None
+    assert os.listdir(tmp_path) == []  # judged by the existing ancestor; no folder, no probe left
+    (tmp_path / "file").write_text("x")
+    assert "is a file, not a folder" in writable_dir_problem(tmp_path / "file" / "sub")

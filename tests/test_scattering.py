@@ -128,6 +128,27 @@ def test_scattering_generator_shapes_and_identity_at_unit_transmission() -> None
     assert g.layer_channels() == direct.layer_channels()
 
 
+def test_dcp_prior_at_zero_residual_is_the_dark_channel_prior() -> None:
+    """With t_prior="dcp" an untrained network starts at the classical estimate (in training, in
+    torch) and the numpy readout of inference computes the same t from the same outputs."""
+    g = ResnetGenerator(_scattering(t_prior="dcp")).eval()
+    assert g.raw_output_names == ("t_residual", "airlight_correction")
+    rgb = make_photo(64, 80, seed=4).astype(np.float32) / 255.0
+    x = torch.from_numpy(rgb).permute(2, 0, 1)[None] * 2 - 1
+    zero = {"t_residual": torch.zeros(1, 1, 64, 80), "airlight_correction": torch.zeros(1, 3)}
+    t_torch = g.transmission(x, zero)[0, 0].numpy()
+    t_dcp, _ = dcp_transmission(rgb)
+    inner = (slice(12, -12), slice(12, -12))  # the two border rules differ (see haze.py)
+    expected = np.clip(t_dcp, 0.1 + 0.009, 1.0 - 0.009)[inner]
+    np.testing.assert_allclose(t_torch[inner], expected, atol=0.03)
+    readout = readout_for(g.config.to_dict())
+    t_numpy = readout.transmission(rgb, {k: v.numpy() for k, v in zero.items()})
+    np.testing.assert_allclose(t_numpy[inner], t_torch[inner], atol=0.03)
+    # a positive residual means thinner haze than DCP says: t goes up everywhere
+    up = readout.transmission(rgb, {"t_residual": np.ones((1, 1, 64, 80), np.float32), "airlight_correction": np.zeros((1, 3))})
+    assert (up >= t_numpy - 1e-6).all() and up.mean() > t_numpy.mean() + 0.05
+
+
 def test_priors_need_the_scattering_output() -> None:
     with pytest.raises(ValueError, match="scattering"):
         ContrastiveModel(method_config("odcr", lambda_dcp=1.0), GeneratorConfig(ngf=8, n_blocks=1))
@@ -164,6 +185,9 @@ def test_saved_scattering_generator_rebuilds_with_its_config(tmp_path) -> None:
     save_generator(tmp_path / "s.safetensors", g)
     loaded = load_generator(tmp_path / "s.safetensors")
     assert loaded.generator.config == g.config
+    g_dcp = ResnetGenerator(_scattering(t_prior="dcp"))
+    save_generator(tmp_path / "d.safetensors", g_dcp)
+    assert load_generator(tmp_path / "d.safetensors").generator.config.t_prior == "dcp"
     inferred = infer_generator_config(g.state_dict())  # a bare state_dict: the shape tells the kind
     assert inferred.output == "scattering" and inferred.learned_airlight
     assert infer_generator_config(ResnetGenerator(GeneratorConfig(ngf=8, n_blocks=1)).state_dict()).output == "image"
@@ -174,6 +198,8 @@ def test_readout_for_config() -> None:
     assert isinstance(readout_for('{"ngf": 64}'), ImageReadout)  # saved before output kinds existed
     r = readout_for({"output": "scattering", "t_min": 0.05})
     assert isinstance(r, ScatteringReadout) and r.t_min == 0.05 and not r.tiles
+    assert r.output_names == ("t", "airlight_correction")
+    assert readout_for({"output": "scattering", "t_prior": "dcp"}).output_names == ("t_residual", "airlight_correction")
 
 
 def test_upsampled_transmission_follows_the_photo_edges() -> None:
@@ -205,8 +231,8 @@ def scattering_weights(tmp_path_factory):
     from odcr_cli.weights_io import save_generator
 
     torch.manual_seed(0)
-    g = ResnetGenerator(_scattering(learned_airlight=True))
-    with torch.no_grad():  # a transmission that varies visibly, not the init's constant ~0.55
+    g = ResnetGenerator(_scattering(learned_airlight=True, t_prior="dcp"))
+    with torch.no_grad():  # a residual that varies visibly, not the init's ~0
         g.model[-1].weight.normal_(0, 0.05)
     path = tmp_path_factory.mktemp("scat") / "scattering.safetensors"
     save_generator(path, g)
@@ -231,14 +257,20 @@ def test_scattering_dehazer_runs_the_network_on_a_reduced_copy(scattering_weight
     assert Dehazer(weights=str(scattering_weights), backend="torch", device="cpu").max_side == SCATTERING_MAX_SIDE
 
 
-def test_scattering_output_keeps_the_photos_detail(scattering_weights) -> None:
-    """J is (I - A)/t + A with a smooth t: fine detail of the photo is amplified, never invented."""
+def test_scattering_output_keeps_the_photos_detail(tmp_path) -> None:
+    """J = (I - A)/t + A: where the photo is flat fog at the airlight nothing can be painted in,
+    whatever the network's t; elsewhere J is an affine map of the photo with a smooth gain."""
     from odcr_cli.inference import Dehazer
+    from odcr_cli.weights_io import save_generator
 
-    d = Dehazer(weights=str(scattering_weights), backend="torch", device="cpu", max_side=64)
-    photo = np.full((160, 160, 3), 170, np.uint8)  # a flat grey "fog" field
-    out = d.dehaze(photo).astype(np.float32)
-    assert out.std(axis=(0, 1)).max() < 2.0  # no texture painted into a flat region
+    torch.manual_seed(1)
+    g = ResnetGenerator(_scattering(t_prior="dcp"))
+    with torch.no_grad():
+        g.model[-1].weight.normal_(0, 0.2)  # a wildly varying residual
+    save_generator(tmp_path / "g.safetensors", g)
+    d = Dehazer(weights=str(tmp_path / "g.safetensors"), backend="torch", device="cpu", max_side=64)
+    fog = np.full((160, 160, 3), 170, np.uint8)
+    assert np.array_equal(d.dehaze(fog), fog)
 
 
 def test_scattering_export_and_onnx_backend_match_torch(scattering_weights, tmp_path) -> None:
@@ -251,7 +283,7 @@ def test_scattering_export_and_onnx_backend_match_torch(scattering_weights, tmp_
     report = export_onnx(scattering_weights, out, check_sizes=[(64, 80), (61, 77)])
     assert report.passed and out.is_file()
     model = onnx.load(str(out))
-    assert [o.name for o in model.graph.output] == ["t", "airlight_correction"]
+    assert [o.name for o in model.graph.output] == ["t_residual", "airlight_correction"]
     meta = {p.key: p.value for p in model.metadata_props}
     assert meta["output_kind"] == "scattering"
     photo = make_photo(150, 200, seed=2)

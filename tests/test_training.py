@@ -73,6 +73,9 @@ def test_end_to_end_run_leaves_everything_behind(pools, tmp_path, method) -> Non
         assert "G_ce" in losses[0] and "G_w_entropy" in losses[0]
     gen = load_generator(out / "generator.safetensors")
     assert gen.metadata["method"] == method and gen.generator.config.ngf == 4
+    page = (out / "report.html").read_text()   # rewritten at the last checkpoint (browser: test_report.py)
+    assert f"report: {out / 'report.html'}" in res.output
+    assert "iteration 3 of 3" in page and "G_nce" in page and "samples/iter_00000002.jpg" in page
 
 
 def test_resume_follows_the_same_trajectory(pools, tmp_path) -> None:
@@ -120,7 +123,7 @@ def test_refuses_to_clobber_an_existing_run(pools, tmp_path) -> None:
     out = tmp_path / "run"
     assert _cli_train(hazy, clear, out, "--iters", "1").exit_code == 0
     res = _cli_train(hazy, clear, out, "--iters", "1")
-    assert res.exit_code == 1 and "--resume" in res.output
+    assert res.exit_code == 2 and "--resume" in res.output  # refused before it starts: a usage error
 
 
 def test_single_hazy_image_is_accepted(pools, tmp_path) -> None:
@@ -135,7 +138,7 @@ def test_bad_arguments_are_one_line_errors(pools, tmp_path) -> None:
     res = _cli_train(hazy, clear, tmp_path / "r", "--method", "cyclegan")
     assert res.exit_code == 2 and "unknown method" in res.output
     res = _cli_train(tmp_path / "missing", clear, tmp_path / "r2")
-    assert res.exit_code == 1 and "no such file" in res.output
+    assert res.exit_code == 2 and "no such file" in res.output
 
 
 def test_non_finite_loss_stops_with_iteration_and_checkpoint(pools, tmp_path, monkeypatch) -> None:
@@ -201,6 +204,7 @@ def test_paired_validation_is_logged(pools, tmp_path) -> None:
     vals = [json.loads(line)["val"] for line in (out / "log.jsonl").read_text().splitlines() if '"val"' in line]
     assert len(vals) == 2 and all(v["n"] == 2 and 0 < v["ssim"] <= 1 and v["psnr"] > 0 for v in vals)
     assert "validation at 2: PSNR" in res.output
+    assert "validation PSNR" in (out / "report.html").read_text()
 
 
 def test_synthetic_hazy_set_joins_the_hazy_pool_and_its_sources_leave_the_clear_pool(pools, tmp_path) -> None:

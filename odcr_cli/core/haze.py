@@ -11,12 +11,21 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from odcr_cli.core.scattering import PRIOR_CLAMP
+
 AIRLIGHT_FLOOR = 0.05  # as odcr_cli.dcp.atmospheric_light: a black photo must not divide by ~0
 
 
 def transmission_from_logit(logit: Tensor, t_min: float) -> Tensor:
     """t = t_min + (1 - t_min) sigmoid(logit): any real logit -> t in (t_min, 1)."""
     return t_min + (1.0 - t_min) * torch.sigmoid(logit)
+
+
+def prior_logit(t: Tensor, t_min: float) -> Tensor:
+    """Inverse of :func:`transmission_from_logit` for a prior transmission t, clamped so that a
+    zero residual reproduces t wherever t_min + 1% <= t <= 99%."""
+    u = ((t - t_min) / (1.0 - t_min)).clamp(PRIOR_CLAMP, 1.0 - PRIOR_CLAMP)
+    return torch.log(u) - torch.log1p(-u)
 
 
 def _reflect_pad(x: Tensor, r: int) -> Tensor:

@@ -155,8 +155,9 @@ class ContrastiveModel(nn.Module):
         fake, feats, raw = self.generator.forward_with_features(real, m.nce_layers)
         n = hazy.shape[0]
         out: dict[str, torch.Tensor | list] = {"fake": fake[:n], "idt": fake[n:] if use_clear else None}
-        if "t" in raw:  # the hazy images' transmission, unflipped, for the priors
-            out["t"] = torch.flip(raw["t"][:n], dims=[3]) if flip else raw["t"][:n]
+        if self.generator.config.output == "scattering":  # the hazy images' t, unflipped, for the priors
+            t = self.generator.transmission(real[:n], {k: v[:n] for k, v in raw.items()})
+            out["t"] = torch.flip(t, dims=[3]) if flip else t
         # Keys are detached in every loss, so the features of this pass serve as keys: no second
         # encoder pass over the real images (except under a flip, where keys must be unflipped).
         if flip:

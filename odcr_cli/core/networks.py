@@ -19,6 +19,7 @@ from odcr_cli.core.scattering import remove_haze
 
 NCE_LAYERS_DEFAULT: tuple[int, ...] = (0, 4, 8, 12, 16)
 OUTPUT_KINDS: tuple[str, ...] = ("image", "scattering")
+T_PRIORS: tuple[str, ...] = ("none", "dcp")
 
 
 @dataclass(frozen=True)
@@ -28,7 +29,13 @@ class GeneratorConfig:
     ``output="image"`` is the paper's generator (a Tanh image). ``output="scattering"`` keeps the
     trunk and ends in a one-channel transmission logit instead; the clear image is then
     J = (I - A) / t + A with t >= ``t_min`` and A from the dark-channel rule (``airlight_patch``,
-    ``airlight_top``), plus a small learned correction when ``learned_airlight``."""
+    ``airlight_top``), plus a small learned correction when ``learned_airlight``.
+
+    ``t_prior="dcp"``: the network's logit is a residual on the logit of the dark-channel-prior
+    transmission of its input, so it starts at the classical estimate and learns corrections.
+    Why: InstanceNorm after the first convolution makes the trunk blind to any affine change of
+    the input (a hazy photo and its contrast-stretched version give the same features), so on
+    its own it can see where haze is relatively thicker, never how thick it is."""
 
     ngf: int = 64
     n_blocks: int = 9
@@ -38,10 +45,13 @@ class GeneratorConfig:
     learned_airlight: bool = False
     airlight_patch: int = 15
     airlight_top: float = 0.001
+    t_prior: str = "none"
 
     def __post_init__(self) -> None:
         if self.output not in OUTPUT_KINDS:
             raise ValueError(f"unknown generator output {self.output!r}; choose one of {', '.join(OUTPUT_KINDS)}")
+        if self.t_prior not in T_PRIORS:
+            raise ValueError(f"unknown t prior {self.t_prior!r}; choose one of {', '.join(T_PRIORS)}")
         if not 0.0 < self.t_min < 1.0:
             raise ValueError(f"t_min must be in (0, 1), got {self.t_min}")
 
@@ -123,7 +133,7 @@ class ResnetGenerator(nn.Module):
     (otherwise the output has 4*ceil(H/4) rows; callers pad, see ``odcr_cli.inference``).
     ``forward`` always returns the clear image, whatever ``config.output`` is, so that every loss
     and every caller sees one kind of generator; :meth:`raw_outputs` gives what the network
-    itself predicts (see :data:`RAW_OUTPUTS`).
+    itself predicts (see :func:`raw_output_names`).
     """
 
     size_multiple: int = 4
@@ -166,7 +176,7 @@ class ResnetGenerator(nn.Module):
 
     @property
     def raw_output_names(self) -> tuple[str, ...]:
-        return RAW_OUTPUTS[self.config.output]
+        return raw_output_names(self.config)
 
     def _run(self, x: torch.Tensor, layers: Sequence[int] = ()) -> tuple[dict[str, torch.Tensor], list[torch.Tensor]]:
         """One pass: the raw outputs and the features at ``layers`` (``model`` indices)."""
@@ -180,30 +190,44 @@ class ResnetGenerator(nn.Module):
                 found[idx] = h
             if idx == self.bottleneck_index and self.airlight_head is not None:
                 pooled = h.mean(dim=(2, 3))
-        if self.config.output == "image":
+        c = self.config
+        if c.output == "image":
             raw = {"image": h}
         else:
             correction = (0.1 * torch.tanh(self.airlight_head(pooled)) if pooled is not None
                           else h.new_zeros(h.shape[0], 3))
-            raw = {"t": haze.transmission_from_logit(h, self.config.t_min), "airlight_correction": correction}
+            raw = ({"t_residual": h} if c.t_prior == "dcp" else {"t": haze.transmission_from_logit(h, c.t_min)})
+            raw["airlight_correction"] = correction
         return raw, [found[i] for i in layers]
 
     def raw_outputs(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """(B, 3, H, W) in [-1, 1] -> ``{"image": (B, 3, H, W)}`` for the paper's output, or
-        ``{"t": (B, 1, H, W) in [t_min, 1], "airlight_correction": (B, 3)}`` for scattering."""
+        """(B, 3, H, W) in [-1, 1] -> what the network itself predicts (:func:`raw_output_names`):
+        ``image`` (B, 3, H, W) for the paper's output; for scattering ``t`` (B, 1, H, W) in
+        [t_min, 1], or with the DCP prior the logit residual ``t_residual`` (B, 1, H, W), and
+        ``airlight_correction`` (B, 3)."""
         return self._run(x)[0]
+
+    def rule_airlight(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 3) dark-channel-rule airlight of the input ``x`` ([-1, 1]); no gradient."""
+        return haze.estimate_airlight((x + 1.0) * 0.5, self.config.airlight_patch, self.config.airlight_top)
 
     def airlight(self, x: torch.Tensor, raw: dict[str, torch.Tensor]) -> torch.Tensor:
         """(B, 3) atmospheric light of the input ``x`` ([-1, 1]): the rule plus the correction."""
-        c = self.config
-        rule = haze.estimate_airlight((x + 1.0) * 0.5, c.airlight_patch, c.airlight_top)
-        return (rule + raw["airlight_correction"]).clamp(haze.AIRLIGHT_FLOOR, 1.0)
+        return (self.rule_airlight(x) + raw["airlight_correction"]).clamp(haze.AIRLIGHT_FLOOR, 1.0)
+
+    def transmission(self, x: torch.Tensor, raw: dict[str, torch.Tensor]) -> torch.Tensor:
+        """(B, 1, H, W) transmission in [t_min, 1] of the input ``x`` from the raw outputs."""
+        if "t" in raw:
+            return raw["t"]
+        prior = haze.dcp_transmission((x + 1.0) * 0.5, self.rule_airlight(x))
+        return haze.transmission_from_logit(raw["t_residual"] + haze.prior_logit(prior, self.config.t_min),
+                                            self.config.t_min)
 
     def compose(self, x: torch.Tensor, raw: dict[str, torch.Tensor]) -> torch.Tensor:
         """Raw outputs of input ``x`` -> the clear image (B, 3, H, W) in [-1, 1]."""
         if self.config.output == "image":
             return raw["image"]
-        clear = remove_haze((x + 1.0) * 0.5, raw["t"], self.airlight(x, raw)[:, :, None, None])
+        clear = remove_haze((x + 1.0) * 0.5, self.transmission(x, raw), self.airlight(x, raw)[:, :, None, None])
         return clear.clamp(0.0, 1.0) * 2.0 - 1.0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -236,7 +260,11 @@ class ResnetGenerator(nn.Module):
         return [f.shape[1] for f in feats]
 
 
-RAW_OUTPUTS: dict[str, tuple[str, ...]] = {"image": ("image",), "scattering": ("t", "airlight_correction")}
+def raw_output_names(config: GeneratorConfig) -> tuple[str, ...]:
+    """Names of what a generator of ``config`` predicts, in the order of its ONNX outputs."""
+    if config.output == "image":
+        return ("image",)
+    return ("t_residual" if config.t_prior == "dcp" else "t", "airlight_correction")
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,10 @@ from typing import TypeVar
 
 Array = TypeVar("Array")
 
+# A prior transmission is clamped to [1%, 99%] of (t_min, 1) before its logit is taken, so that
+# the logit stays finite (|logit| <= 4.6) where the dark channel prior says 0 or 1.
+PRIOR_CLAMP = 0.01
+
 
 def add_haze(clear: Array, t: Array, airlight: Array) -> Array:
     """I = J t + A (1 - t): the hazy image a scene ``clear`` gives under transmission ``t``."""

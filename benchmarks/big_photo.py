@@ -1,0 +1,140 @@
+"""Speed and memory of `odcr dehaze` as a user runs it (issue 11). Run from the checkout:
+
+    python benchmarks/big_photo.py [--model NAME] [--count 50] [--repeats 2]
+
+(a) A 12-MP JPEG (4000x3000: a real 2048x1536 hazy photo upscaled, bicubic): the default
+    `odcr dehaze photo.jpg -o out.jpg` and `odcr dehaze --method dcp` side by side, each run
+    --repeats times one after the other as separate processes; wall time and peak resident memory
+    (the child's ru_maxrss). Prints the ratio of the medians against `dcp`.
+(b) Where the time goes for that photo, in-process: decode, the model's stages (downscale,
+    network, readout: t upsampling and inversion), encode with metadata.
+(c) A folder of --count JPEGs at 640x480 (the dev set's real hazy photos, resized, cycled):
+    the whole `odcr dehaze DIR -o OUT` command against `Dehazer.dehaze` alone on the same images.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import cv2
+import numpy as np
+from PIL import Image
+
+DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data", "dev", "real_hazy")
+
+
+def run_measured(cmd: list[str]) -> tuple[float, float]:
+    """(wall seconds, peak RSS in GB) of one child process."""
+    t = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - t
+    err = proc.stderr.read().decode() if proc.stderr else ""
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"failed: {' '.join(cmd)}\n{err[-2000:]}")
+    return wall, usage.ru_maxrss * 1024 / 1e9  # ru_maxrss is in KiB on Linux
+
+
+def make_12mp(folder: str) -> str:
+    src = np.asarray(Image.open(os.path.join(DATA, "utk_foggyhouse.jpg")).convert("RGB"))
+    big = cv2.resize(src, (4000, 3000), interpolation=cv2.INTER_CUBIC)
+    path = os.path.join(folder, "photo_12mp.jpg")
+    Image.fromarray(big).save(path, quality=92)
+    return path
+
+
+def part_a(photo: str, model: list[str], repeats: int, out_dir: str) -> None:
+    odcr = [sys.executable, "-m", "odcr_cli"]
+    rows = {}
+    for label, extra in (("default", model), ("dcp", ["--method", "dcp"])):
+        runs = []
+        for k in range(repeats):
+            out = os.path.join(out_dir, f"{label}_{k}.jpg")
+            runs.append(run_measured([*odcr, "dehaze", photo, "-o", out, "-q", *extra]))
+        rows[label] = runs
+        walls = ", ".join(f"{w:.2f}" for w, _ in runs)
+        print(f"(a) {label:8s} wall {walls} s; peak RSS {max(m for _, m in runs):.2f} GB", flush=True)
+    ratio = statistics.median(w for w, _ in rows["default"]) / statistics.median(w for w, _ in rows["dcp"])
+    print(f"(a) 12-MP ratio default / dcp (median wall): {ratio:.2f}x; default peak memory "
+          f"{max(m for _, m in rows['default']):.2f} GB (goals: <= 2x, <= 1.5 GB)", flush=True)
+
+
+def part_b(photo: str, model_name: str | None, out_dir: str) -> None:
+    from odcr_cli.imageio import encode_image, read_image
+    from odcr_cli.inference import Dehazer
+
+    d = Dehazer(model=model_name, device="cpu")
+    t = time.perf_counter()
+    img = read_image(photo)
+    t_read = time.perf_counter() - t
+    d.dehaze(img.pixels[:64, :64])  # session warm-up, as a long batch would have it
+    t = time.perf_counter()
+    out = d.dehaze(img.pixels)
+    t_model = time.perf_counter() - t
+    stages = d.last_plan.seconds
+    t = time.perf_counter()
+    data, _ = encode_image(img.with_pixels(out), "JPEG", None, False)
+    with open(os.path.join(out_dir, "stages.jpg"), "wb") as fh:
+        fh.write(data)
+    t_write = time.perf_counter() - t
+    inner = ", ".join(f"{k} {v:.2f}" for k, v in stages.items())
+    conversions = t_model - sum(stages.values())
+    print(f"(b) {d.describe()['backend']} {d.model_name or ''}: decode {t_read:.2f} s; model {t_model:.2f} s "
+          f"({inner}; uint8<->float {conversions:.2f}); encode+metadata {t_write:.2f} s", flush=True)
+
+
+def part_c(count: int, model: list[str], model_name: str | None, out_dir: str) -> None:
+    from odcr_cli.inference import Dehazer
+
+    folder = tempfile.mkdtemp(dir=out_dir)
+    srcs = sorted(p for p in glob.glob(os.path.join(DATA, "*")) if not p.endswith(".md"))
+    arrays = []
+    for k in range(count):
+        a = cv2.resize(np.asarray(Image.open(srcs[k % len(srcs)]).convert("RGB")), (640, 480),
+                       interpolation=cv2.INTER_AREA)
+        Image.fromarray(a).save(os.path.join(folder, f"{k:03d}.jpg"), quality=92)
+        arrays.append(np.asarray(Image.open(os.path.join(folder, f"{k:03d}.jpg")).convert("RGB")))
+    d = Dehazer(model=model_name, device="cpu")
+    d.dehaze(arrays[0])
+    t = time.perf_counter()
+    for a in arrays:
+        d.dehaze(a)
+    t_net = time.perf_counter() - t
+    out = os.path.join(out_dir, "folder_out")
+    wall, mem = run_measured([sys.executable, "-m", "odcr_cli", "dehaze", folder, "-o", out, "-q", *model])
+    print(f"(c) {count} JPEGs 640x480: Dehazer.dehaze alone {t_net:.2f} s, whole command {wall:.2f} s "
+          f"(ratio {wall / t_net:.3f}, goal <= 1.15; includes start-up), peak RSS {mem:.2f} GB", flush=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", help="bundled model name (default: the default model)")
+    ap.add_argument("--count", type=int, default=50)
+    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--parts", default="abc")
+    args = ap.parse_args()
+    model = ["--model", args.model] if args.model else []
+    print(f"cpu count {os.cpu_count()}; model {args.model or 'default'}", flush=True)
+    work = tempfile.mkdtemp(prefix="odcr_bench_")
+    try:
+        photo = make_12mp(work)
+        if "a" in args.parts:
+            part_a(photo, model, args.repeats, work)
+        if "b" in args.parts:
+            part_b(photo, args.model, work)
+        if "c" in args.parts:
+            part_c(args.count, model, args.model, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

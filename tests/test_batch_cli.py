@@ -1,0 +1,334 @@
+"""Batch runs a script can trust (issue 12) and dehaze's progress reporting (issue 11), at CLI level."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from conftest import make_photo
+from odcr_cli.cli import app
+
+runner = CliRunner()
+
+
+@pytest.fixture(autouse=True)
+def _not_a_terminal(monkeypatch):
+    # rich reads these to force terminal output; CI may set them
+    for var in ("FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE"):
+        monkeypatch.delenv(var, raising=False)
+
+
+def _plain(text: str) -> str:
+    """Text without rich's colours and cursor moves."""
+    return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", text)
+
+
+def _img(path: Path, h: int = 40, w: int = 56, seed: int = 0) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(make_photo(h, w, seed)).save(path)
+    return path
+
+
+def dcp(*args):
+    return runner.invoke(app, ["dehaze", *map(str, args), "--method", "dcp"])
+
+
+def _tree(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+# --- 1. reruns beside the input ------------------------------------------------------------------
+def test_beside_input_run_can_be_rerun_with_skip_existing(tmp_path):
+    _img(tmp_path / "a.png")
+    _img(tmp_path / "b.jpg", seed=1)
+    r = dcp(tmp_path)
+    assert r.exit_code == 0, r.output
+    after_first = _tree(tmp_path)
+    assert sorted(after_first) == ["a.png", "a_dehazed.png", "b.jpg", "b_dehazed.jpg"]
+    r = dcp(tmp_path, "--skip-existing")
+    assert r.exit_code == 0, r.output
+    assert _tree(tmp_path) == after_first  # nothing written, nothing *_dehazed_dehazed
+    assert "2 skipped" in r.output and "left out 2 file(s) that carry the output suffix" in r.output
+    # the README's glob form, and a rerun that asks for nothing: existing outputs are a usage error
+    r = dcp(str(tmp_path / "*.png"), "--skip-existing")
+    assert r.exit_code == 0 and _tree(tmp_path) == after_first, r.output
+    r = dcp(tmp_path)
+    assert r.exit_code == 2 and "already exist" in r.output
+    # a file named one by one is always an input
+    r = dcp(tmp_path / "a_dehazed.png")
+    assert r.exit_code == 0 and (tmp_path / "a_dehazed_dehazed.png").exists()
+
+
+# --- 2. a missing input is one failed file ------------------------------------------------------
+def test_missing_input_fails_alone_and_no_input_at_all_is_exit_2(tmp_path):
+    good = _img(tmp_path / "in" / "good.png")
+    rep = tmp_path / "report.json"
+    r = dcp(good, tmp_path / "in" / "missing.png", "-o", tmp_path / "out", "--json", rep)
+    assert r.exit_code == 1, r.output
+    assert (tmp_path / "out" / "good.png").exists()
+    files = {Path(f["input"]).name: f for f in json.loads(rep.read_text())["files"]}
+    assert files["good.png"]["status"] == "ok"
+    assert files["missing.png"]["status"] == "failed" and files["missing.png"]["error"] == "not found"
+    r = dcp(tmp_path / "nothing.png")
+    assert r.exit_code == 2 and "input not found" in r.output
+    (tmp_path / "empty").mkdir()
+    r = dcp(tmp_path / "empty")
+    assert r.exit_code == 2 and "no input images found" in r.output
+
+
+# --- 3. what a folder run leaves out is said ----------------------------------------------------
+def test_subfolders_and_non_images_are_counted_and_named(tmp_path):
+    _img(tmp_path / "in" / "a.png")
+    _img(tmp_path / "in" / "sub" / "b.png")
+    _img(tmp_path / "in" / "sub2" / "c.png")
+    (tmp_path / "in" / "notes.txt").write_text("not a photo")
+    (tmp_path / "in" / "phone.heic").write_bytes(b"\0" * 16)
+    r = dcp(tmp_path / "in", "-o", tmp_path / "out", "--json", tmp_path / "r.json")
+    assert r.exit_code == 0, r.output
+    assert "2 subfolder(s) not read (add --recursive): sub, sub2" in r.output
+    assert "2 file(s) are not images and were not read: notes.txt, phone.heic" in r.output
+    left = json.loads((tmp_path / "r.json").read_text())["left_out"]
+    assert [Path(p).name for p in left["subfolders_not_read"]] == ["sub", "sub2"]
+    assert sorted(Path(p).name for p in left["not_images"]) == ["notes.txt", "phone.heic"]
+    r = dcp(tmp_path / "in", "-o", tmp_path / "out2", "--recursive")
+    assert r.exit_code == 0 and "not read (add --recursive)" not in r.output
+    assert (tmp_path / "out2" / "sub2" / "c.png").exists()
+
+
+# --- 4. an unwritable output folder is found before any work ------------------------------------
+def test_unwritable_output_folder_stops_before_computing(tmp_path, tiny_weights):
+    src = _img(tmp_path / "a.png")
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file where a folder should be")
+    # --weights names no file: the writability check must come first, before any model is loaded
+    r = runner.invoke(app, ["dehaze", str(src), "-o", f"{blocker}/out/", "--weights", str(tmp_path / "none.safetensors")])
+    assert r.exit_code == 2, r.output
+    assert "cannot be written" in r.output and "is a file, not a folder" in r.output
+    r = runner.invoke(app, ["dehaze", str(src), "-o", str(tmp_path / "o.png"), "--json", f"{blocker}/r.json",
+                            "--method", "dcp"])
+    assert r.exit_code == 2 and "cannot be written" in r.output and not (tmp_path / "o.png").exists()
+    if os.geteuid() != 0:  # root writes anywhere: a read-only folder only stops other users
+        ro = tmp_path / "ro"
+        ro.mkdir(mode=0o555)
+        r = dcp(src, "-o", f"{ro}/")
+        assert r.exit_code == 2 and "cannot be written" in r.output
+
+
+# --- 5. -o with an image extension is a file -------------------------------------------------------
+def test_output_with_image_extension_is_a_file_never_a_folder(tmp_path):
+    a, b = _img(tmp_path / "in" / "a.png"), _img(tmp_path / "in" / "b.png", seed=1)
+    r = dcp(a, b, "-o", tmp_path / "two.jpg")
+    assert r.exit_code == 2 and "names one file but 2 inputs" in r.output
+    assert not (tmp_path / "two.jpg").exists()
+    r = dcp(tmp_path / "in", "-o", tmp_path / "two.jpg")
+    assert r.exit_code == 2 and not (tmp_path / "two.jpg").exists()
+    (tmp_path / "one").mkdir()
+    _img(tmp_path / "one" / "c.png")
+    r = dcp(tmp_path / "one", "-o", tmp_path / "c.jpg")  # a folder holding one photo into one file
+    assert r.exit_code == 0 and Image.open(tmp_path / "c.jpg").format == "JPEG"
+
+
+# --- 6. one line per file, counted right ----------------------------------------------------------
+def test_log_has_one_line_per_file_counted_in_order(tmp_path):
+    for name in ("a.png", "b.png", "c.png"):
+        _img(tmp_path / "in" / name)
+    (tmp_path / "in" / "x.jpg").write_bytes(b"")
+    _img(tmp_path / "out" / "b.png")  # b was done before: skipped
+    r = dcp(tmp_path / "in", "-o", tmp_path / "out", "--skip-existing", tmp_path / "in" / "gone.png")
+    assert r.exit_code == 1, r.output
+    lines = [ln for ln in r.output.splitlines() if ln.startswith("[")]
+    assert [ln.split("]")[0] for ln in lines] == ["[1/5", "[2/5", "[3/5", "[4/5", "[5/5"]
+    for name in ("a.png", "b.png", "c.png", "x.jpg", "gone.png"):
+        assert sum(f"/{name}" in ln for ln in r.output.splitlines()) == 1, (name, r.output)
+    assert any(ln.endswith("x.jpg: empty file") for ln in lines)
+    assert "x.jpg: x.jpg" not in r.output
+    assert "done: 2 ok, 2 failed, 1 skipped" in r.output
+
+
+# --- 7. Ctrl-C ----------------------------------------------------------------------------------------
+def test_ctrl_c_says_what_was_finished_and_how_to_resume(tmp_path, monkeypatch):
+    import odcr_cli.dcp as dcp_module
+
+    for k in range(3):
+        _img(tmp_path / "in" / f"{k}.png", seed=k)
+    real = dcp_module.dehaze_dcp
+    calls = []
+
+    def interrupt_second(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(dcp_module, "dehaze_dcp", interrupt_second)
+    r = dcp(tmp_path / "in", "-o", tmp_path / "out", "--json", tmp_path / "r.json")
+    assert r.exit_code == 130, r.output
+    assert "interrupted: 1 of 3 file(s) finished (1 written" in r.output and "--skip-existing" in r.output
+    assert json.loads((tmp_path / "r.json").read_text())["summary"]["interrupted"] is True
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["0.png"]  # complete, no temp file
+    Image.open(tmp_path / "out" / "0.png").load()
+    monkeypatch.setattr(dcp_module, "dehaze_dcp", real)
+    r = dcp(tmp_path / "in", "-o", tmp_path / "out", "--skip-existing")
+    assert r.exit_code == 0 and "done: 2 ok, 0 failed, 1 skipped" in r.output
+
+
+# --- 8. the same conventions in every subcommand ------------------------------------------------------
+def test_export_keeps_an_existing_file_without_overwrite(tmp_path, tiny_weights):
+    out = tmp_path / "model.onnx"
+    out.write_bytes(b"mine")
+    r = runner.invoke(app, ["export", "--onnx", "--weights", str(tiny_weights), "-o", str(out)])
+    assert r.exit_code == 2 and "already exists" in r.output and "--overwrite" in r.output
+    assert out.read_bytes() == b"mine"
+
+
+def test_train_usage_errors_exit_2(tmp_path):
+    r = runner.invoke(app, ["train", "--hazy", str(tmp_path / "none"), "--clear", str(tmp_path / "none"),
+                            "--out", str(tmp_path / "run"), "--device", "cpu"])
+    assert r.exit_code == 2, r.output
+    assert r.output.startswith("error: ") and not (tmp_path / "run").exists()
+    r = runner.invoke(app, ["train", "--hazy", str(tmp_path), "--clear", str(tmp_path), "--out", str(tmp_path / "run"),
+                            "--crop", "30"])
+    assert r.exit_code == 2 and "--crop" in r.output
+
+
+@pytest.mark.parametrize("command", [[], ["dehaze"], ["train"], ["synth"], ["evaluate"], ["models"], ["export"]])
+def test_help_shows_no_type_labels(command):
+    r = runner.invoke(app, [*command, "--help"])
+    assert r.exit_code == 0
+    assert "--help" in r.output
+    assert not re.search(r"<(bool|str|int|float|path|Path|list)", r.output), r.output
+
+
+# --- 9. --dry-run and --strength ------------------------------------------------------------------------
+def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path):
+    _img(tmp_path / "in" / "a.png")
+    _img(tmp_path / "in" / "b.png")
+    _img(tmp_path / "out" / "b.png")
+    before = _tree(tmp_path)
+    # --weights names no file: a dry run loads no model
+    r = runner.invoke(app, ["dehaze", str(tmp_path / "in"), str(tmp_path / "gone.png"), "-o", str(tmp_path / "out"),
+                            "--skip-existing", "--dry-run", "--weights", str(tmp_path / "none.safetensors")])
+    assert r.exit_code == 1, r.output  # gone.png would fail
+    assert _tree(tmp_path) == before
+    assert f"{tmp_path / 'in' / 'a.png'} -> {tmp_path / 'out' / 'a.png'}" in r.stdout
+    assert f"{tmp_path / 'in' / 'b.png'} -> {tmp_path / 'out' / 'b.png'} (skipped: output exists)" in r.stdout
+    assert f"{tmp_path / 'gone.png'}: failed: not found" in r.stdout
+    assert "dry run: 1 to dehaze, 1 skipped, 1 failed" in r.output
+    r = runner.invoke(app, ["dehaze", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--dry-run", "--json", "-",
+                            "--method", "dcp", "--strength", "0.5"])
+    assert r.exit_code == 2 and "already exist" in r.output  # the same checks as a real run
+    r = runner.invoke(app, ["dehaze", str(tmp_path / "in"), "-o", str(tmp_path / "new"), "--dry-run", "--json", "-",
+                            "--method", "dcp", "--strength", "0.5", "-q"])
+    data = json.loads(r.stdout)
+    assert r.exit_code == 0 and data["dry_run"] and data["strength"] == 0.5
+    assert [f["status"] for f in data["files"]] == ["planned", "planned"] and not (tmp_path / "new").exists()
+
+
+def _read(p: Path) -> np.ndarray:
+    return np.asarray(Image.open(p).convert("RGB")).astype(np.int16)
+
+
+def test_strength_dcp_scales_the_haze_removed(tmp_path):
+    from odcr_cli.core.scattering import remove_haze
+    from odcr_cli.dcp import dcp_transmission
+
+    src = _img(tmp_path / "a.png", 48, 64)
+    outs = {}
+    for s in ("0", "0.5", "1"):
+        r = runner.invoke(app, ["dehaze", str(src), "-o", str(tmp_path / f"s{s}.png"), "--method", "dcp",
+                                "--strength", s, "--json", str(tmp_path / f"s{s}.json")])
+        assert r.exit_code == 0, r.output
+        assert json.loads((tmp_path / f"s{s}.json").read_text())["strength"] == float(s)
+        outs[s] = _read(tmp_path / f"s{s}.png")
+    hazy = _read(src)
+    assert np.array_equal(outs["0"], hazy)
+    rgb = hazy.astype(np.float32) / 255
+    t, A = dcp_transmission(rgb)
+    t_half = 1 - 0.5 * (1 - np.maximum(t, 0.1))
+    expected = np.rint(np.clip(remove_haze(rgb, t_half[..., None], A), 0, 1) * 255)
+    assert np.abs(outs["0.5"] - expected).max() <= 1
+    blend = hazy + 0.5 * (outs["1"] - hazy)
+    assert np.abs(outs["0.5"] - blend).max() > 3  # haze scaled, not a blend of the two images
+    r = runner.invoke(app, ["dehaze", str(src), "-o", str(tmp_path / "bad.png"), "--method", "dcp", "--strength", "1.5"])
+    assert r.exit_code == 2 and not (tmp_path / "bad.png").exists()
+
+
+def test_strength_direct_model_blends(tmp_path, tiny_weights):
+    src = _img(tmp_path / "a.png", 48, 64)
+    outs = {}
+    for s in ("0", "0.5", "1"):
+        r = runner.invoke(app, ["dehaze", str(src), "-o", str(tmp_path / f"s{s}.png"), "--weights", str(tiny_weights),
+                                "--strength", s])
+        assert r.exit_code == 0, r.output
+        outs[s] = _read(tmp_path / f"s{s}.png")
+    hazy = _read(src)
+    assert np.array_equal(outs["0"], hazy)
+    assert np.abs(outs["0.5"] - (hazy + 0.5 * (outs["1"] - hazy))).max() <= 1
+    assert np.abs(outs["1"] - hazy).max() > 10
+
+
+def test_strength_scattering_model_scales_t():
+    from odcr_cli.inference import Dehazer
+
+    class ConstantT:  # a scattering "network" that says t = 0.5 everywhere
+        name, device = "fake", "cpu"
+        generator_config = {"output": "scattering", "t_min": 0.1}
+
+        def run_outputs(self, x):
+            return {"t": np.full((1, 1, *x.shape[2:]), 0.5, np.float32),
+                    "airlight_correction": np.zeros((1, 3), np.float32)}
+
+        def run(self, x):
+            raise AssertionError("scattering models use run_outputs")
+
+    rgb = make_photo(32, 48).astype(np.float32) / 255
+    full = Dehazer.from_backend(ConstantT(), max_side=0)
+    half = Dehazer.from_backend(ConstantT(), max_side=0, strength=0.5)
+    A = full.readout.airlight(rgb, ConstantT().run_outputs(np.zeros((1, 3, 32, 48))))
+    np.testing.assert_allclose(full.dehaze_float(rgb), np.clip((rgb - A) / 0.5 + A, 0, 1), atol=1e-5)
+    np.testing.assert_allclose(half.dehaze_float(rgb), np.clip((rgb - A) / 0.75 + A, 0, 1), atol=1e-5)
+    assert half.describe()["strength"] == 0.5
+
+
+# --- issue 11: progress ------------------------------------------------------------------------------------
+def test_progress_plain_lines_off_a_terminal_and_quiet_prints_only_failures(tmp_path):
+    _img(tmp_path / "in" / "a.png")
+    (tmp_path / "in" / "b.png").write_bytes(b"")
+    r = dcp(tmp_path / "in", "-o", tmp_path / "out")
+    assert r.exit_code == 1
+    lines = [ln for ln in r.output.splitlines() if ln.startswith("[")]
+    assert [ln.split("]")[0] for ln in lines] == ["[1/2", "[2/2"] and "\x1b[" not in r.output
+    assert sorted(ln.split()[1] for ln in lines) == ["failed:", "ok:"]
+    assert "━" not in r.output and "eta" not in r.output
+    r = dcp(tmp_path / "in", "-o", tmp_path / "out2", "-q")
+    assert r.exit_code == 1
+    assert r.output.strip().splitlines() == [f"failed: {tmp_path / 'in' / 'b.png'}: empty file"]
+
+
+def test_progress_bar_and_status_line_on_a_terminal(tmp_path, monkeypatch):
+    monkeypatch.setenv("TTY_COMPATIBLE", "1")  # rich then treats CliRunner's stderr as a terminal
+    monkeypatch.setenv("TTY_INTERACTIVE", "1")
+    for k in range(3):
+        _img(tmp_path / "in" / f"{k}.png", seed=k)
+    (tmp_path / "in" / "bad.png").write_bytes(b"")
+    r = dcp(tmp_path / "in", "-o", tmp_path / "out")
+    out = _plain(r.output)  # rich's colours and cursor moves
+    assert r.exit_code == 1, out
+    assert "━" in out and "4/4" in out and "eta" in out  # files done, time remaining
+    assert "] ok:" not in out  # no plain per-file lines under the bar
+    assert out.count("bad.png: empty file") == 1  # failures printed once, above the bar
+    r = dcp(tmp_path / "in" / "0.png", "-o", tmp_path / "single.png")
+    assert r.exit_code == 0
+    out = _plain(r.output)
+    assert "dehazing 0.png (56x40)" in out and "━" not in out
+    r = dcp(tmp_path / "in", "-o", tmp_path / "quiet", "-q")
+    out = _plain(r.output)
+    assert "━" not in out and "dehazing" not in out
+    assert out.strip().splitlines() == [f"failed: {tmp_path / 'in' / 'bad.png'}: empty file"]
