@@ -624,9 +624,6 @@ def models_command(
     """List the bundled models (the default first): name, kind, size, dev-pair score."""
     import json as _json
 
-    from rich.console import Console
-    from rich.table import Table
-
     from odcr_cli.bundled import BundledModelError, bundled_models
 
     try:
@@ -640,13 +637,9 @@ def models_command(
         return
     if not models:
         _fail("no bundled model is installed", code=1)
-    table = Table(box=None)
-    for col in ("name", "kind", "parameters", "size", "card"):
-        table.add_column(col, overflow="fold")
-    for m in models:
-        table.add_row(m.name + (" (default)" if m.default else ""), m.kind, f"{m.parameters / 1e6:.2f} M",
-                      f"{m.size_bytes() / 2**20:.1f} MiB", m.summary)
-    Console().print(table)
+    for m in models:  # one block per model: readable in any terminal width and in a pipe
+        typer.echo(f"{m.name}{'  (default)' if m.default else ''}\n    {m.kind}, {m.parameters / 1e6:.2f} M parameters, "
+                   f"{m.size_bytes() / 2**20:.1f} MiB{', ONNX export' if m.onnx else ''}\n    {m.summary}")
 
 
 # --- export ------------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from odcr_cli.inference import Dehazer
 ROOT = Path(__file__).resolve().parent.parent
 PHOTOS = ("ridcp_cityscape.png", "ridcp_train.png", "utk_foggy_morning_bills.jpg", "ridcp_swan.png",
           "utk_meadows_foggy_smokey_sunbeams.jpg", "ridcp_GSGL_Google_474.jpeg")
-CELL_W = 300
+CELL_W = 240
 
 
 def _cell(arr: np.ndarray, label: str) -> Image.Image:

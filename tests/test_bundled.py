@@ -113,3 +113,19 @@ def test_tiling_a_direct_model_on_onnx_freezes_statistics(name: str, recwarn) ->
     assert onnx.last_plan.mode == "tiled" and "PyTorch" in onnx.last_plan.notes[0]
     assert np.array_equal(out, torch_tiled)
     assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]
+
+
+def test_models_command_lists_every_bundled_model() -> None:
+    from typer.testing import CliRunner
+
+    from odcr_cli.cli import app
+
+    runner = CliRunner()
+    r = runner.invoke(app, ["models"])
+    assert r.exit_code == 0, r.output
+    models = bundled.bundled_models()
+    assert [line for line in r.output.splitlines() if not line.startswith(" ")] == \
+        [m.name + ("  (default)" if m.default else "") for m in models]
+    listed = json.loads(runner.invoke(app, ["models", "--json"]).output)
+    assert [m["name"] for m in listed] == [m.name for m in models] and listed[0]["default"]
+    assert {m["kind"] for m in listed} == {"scattering", "image"}  # the new default and the paper's direct model
