@@ -266,6 +266,8 @@ class _DehazeReporter:
         sha = (engine.get("weights_sha256") or "")[:12]
         params = engine.get("parameters")
         desc = f"odcr dehaze: {total} image(s), method {engine['method']}, backend {engine['backend']} on {engine['device']}"
+        if engine.get("model"):
+            desc += f", model {engine['model']} ({engine.get('output')} output)"
         if sha:
             desc += f", weights {engine.get('weights')} (sha256 {sha}…" + (f", {params:,} parameters)" if params else ")")
         if engine.get("strength", 1.0) != 1.0:

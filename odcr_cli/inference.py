@@ -4,7 +4,11 @@ Padding, tiling and fast mode's guided upsampling are in :mod:`odcr_cli.tiling`;
 backend is :mod:`odcr_cli.torch_backend`, imported (with torch) only when the torch backend is
 chosen, so the ONNX path never pays for it.
 
-Pipeline for one image (``Dehazer.dehaze``)::
+Scattering models (the default) never take the paths below: the network runs on a copy whose
+longer side is at most :data:`SCATTERING_MAX_SIDE`, and ``odcr_cli.readout`` carries t to full
+resolution and inverts the scattering model there (``Dehazer._dehaze_scattering``).
+
+Pipeline for one image of a direct model (``Dehazer.dehaze``)::
 
     uint8/uint16/float RGB  ->  float32 [0,1]  ->  one of
       * whole image  : reflect-pad to a multiple of 4 (at least 16 px), run, crop back;
@@ -12,8 +16,9 @@ Pipeline for one image (``Dehazer.dehaze``)::
                        ``tile`` is given. InstanceNorm statistics are computed once on the whole
                        image (exactly when it fits the budget, else on a downscaled copy) and
                        frozen while overlapping tiles run; tiles are blended with linear
-                       feathering. Frozen statistics need the torch backend; with ONNX the tiles
-                       use their own statistics (colours may drift slightly; a warning says so);
+                       feathering. Frozen statistics need the torch backend; a bundled model on
+                       ONNX Runtime runs its tiles on its PyTorch twin, a user's ONNX file that
+                       would need tiles is an error (never per-tile statistics);
       * fast mode    : ``max_side``: the network runs on a copy whose longer side is ``max_side``,
                        and its correction is carried to full resolution with a local colour-affine
                        model (guided upsampling, He et al. guided filter with a colour guide).

@@ -129,3 +129,15 @@ def test_models_command_lists_every_bundled_model() -> None:
     listed = json.loads(runner.invoke(app, ["models", "--json"]).output)
     assert [m["name"] for m in listed] == [m.name for m in models] and listed[0]["default"]
     assert {m["kind"] for m in listed} == {"scattering", "image"}  # the new default and the paper's direct model
+
+
+def test_strength_scales_the_haze_the_default_model_removes() -> None:
+    """--strength on the bundled scattering model (a t_residual model): 0 is the input, 1 the full
+    result, and 0.5 lies between them, pixel by pixel in the mean."""
+    img = (np.random.default_rng(2).random((64, 80, 3)) * 120 + 100).astype(np.uint8)  # hazy-looking
+    full = Dehazer(device="cpu").dehaze(img).astype(float)
+    half = Dehazer(device="cpu", strength=0.5).dehaze(img).astype(float)
+    none = Dehazer(device="cpu", strength=0.0).dehaze(img)
+    assert np.array_equal(none, img)
+    d_full, d_half = np.abs(full - img).mean(), np.abs(half - img).mean()
+    assert 0.2 * d_full < d_half < 0.8 * d_full
