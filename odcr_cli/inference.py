@@ -49,7 +49,7 @@ from typing import Any, Callable, Protocol, Sequence, runtime_checkable
 import cv2
 import numpy as np
 
-from odcr_cli.bundled import BundledModelError
+from odcr_cli.bundled import BundledModel, BundledModelError, bundled_model
 from odcr_cli.readout import Readout, readout_for
 from odcr_cli.tiling import (DEFAULT_HALO, MIN_SIDE, SIZE_MULTIPLE, from_net, padded_size, run_padded,
                              to_net, guided_upsample, pad_to_multiple, run_tiled)
@@ -136,9 +136,7 @@ def _auto_backend(weights: str | None, onnx_path: str | None, device: str, half:
     return "onnx" if bundled_onnx_available(model) else "torch"
 
 
-def _bundled(model: str | None):
-    from odcr_cli.bundled import bundled_model
-
+def _bundled(model: str | None) -> BundledModel:
     try:
         return bundled_model(model)
     except BundledModelError as exc:
