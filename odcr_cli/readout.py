@@ -18,7 +18,7 @@ from typing import Mapping
 import cv2
 import numpy as np
 
-from odcr_cli.core.scattering import PRIOR_CLAMP, remove_haze
+from odcr_cli.core.scattering import PRIOR_CLAMP, output_names, remove_haze
 from odcr_cli.dcp import atmospheric_light, dark_channel, dcp_transmission
 from odcr_cli.filters import guided_filter
 from odcr_cli.tiling import from_net, guided_upsample
@@ -57,7 +57,7 @@ class ScatteringReadout:
 
     @property
     def output_names(self) -> tuple[str, ...]:
-        return ("t_residual" if self.t_prior == "dcp" else "t", "airlight_correction")
+        return output_names(self.kind, self.t_prior)
 
     def airlight(self, net_in: np.ndarray, outputs: Outputs) -> np.ndarray:
         """(3,) atmospheric light: the dark-channel rule on the network's input, plus the correction

@@ -152,12 +152,13 @@ class ContrastiveModel(nn.Module):
         real = torch.cat([hazy, clear]) if use_clear else hazy
         if flip:
             real = torch.flip(real, dims=[3])
-        fake, feats, raw = self.generator.forward_with_features(real, m.nce_layers)
+        fake, feats, est = self.generator.forward_with_features(real, m.nce_layers)
         n = hazy.shape[0]
         out: dict[str, torch.Tensor | list] = {"fake": fake[:n], "idt": fake[n:] if use_clear else None}
-        if self.generator.config.output == "scattering":  # the hazy images' t, unflipped, for the priors
-            t = self.generator.transmission(real[:n], {k: v[:n] for k, v in raw.items()})
-            out["t"] = torch.flip(t, dims=[3]) if flip else t
+        if "t" in est:  # the hazy images' t, unflipped, for the priors
+            out["t"] = torch.flip(est["t"][:n], dims=[3]) if flip else est["t"][:n]
+        if "t_dcp" in est and not flip:  # under a flip the airlight rule may break ties elsewhere
+            out["t_dcp"] = est["t_dcp"][:n]
         # Keys are detached in every loss, so the features of this pass serve as keys: no second
         # encoder pass over the real images (except under a flip, where keys must be unflipped).
         if flip:
@@ -243,8 +244,10 @@ class ContrastiveModel(nn.Module):
         hazy01 = (hazy + 1.0) * 0.5
         w_dcp = prior_weight(m, iteration)
         if w_dcp > 0:
-            g = self.generator.config
-            target = haze.dcp_transmission(hazy01, haze.estimate_airlight(hazy01, g.airlight_patch, g.airlight_top))
+            target = state.get("t_dcp")  # the output's own DCP prior when it has one: no second estimate
+            if target is None:
+                g = self.generator.config
+                target = haze.dcp_transmission(hazy01, haze.estimate_airlight(hazy01, g.airlight_patch, g.airlight_top))
             terms["dcp"] = losses.transmission_fit_loss(state["t"], target)
             total = total + w_dcp * terms["dcp"]
         if m.lambda_dark > 0:

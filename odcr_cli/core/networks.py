@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from odcr_cli.core import haze
-from odcr_cli.core.scattering import remove_haze
+from odcr_cli.core.scattering import output_names, remove_haze
 
 NCE_LAYERS_DEFAULT: tuple[int, ...] = (0, 4, 8, 12, 16)
 OUTPUT_KINDS: tuple[str, ...] = ("image", "scattering")
@@ -207,37 +207,46 @@ class ResnetGenerator(nn.Module):
         ``airlight_correction`` (B, 3)."""
         return self._run(x)[0]
 
-    def rule_airlight(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, 3) dark-channel-rule airlight of the input ``x`` ([-1, 1]); no gradient."""
-        return haze.estimate_airlight((x + 1.0) * 0.5, self.config.airlight_patch, self.config.airlight_top)
-
-    def airlight(self, x: torch.Tensor, raw: dict[str, torch.Tensor]) -> torch.Tensor:
-        """(B, 3) atmospheric light of the input ``x`` ([-1, 1]): the rule plus the correction."""
-        return (self.rule_airlight(x) + raw["airlight_correction"]).clamp(haze.AIRLIGHT_FLOOR, 1.0)
+    def haze_estimate(self, x: torch.Tensor, raw: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """What a scattering output says about the haze of the input ``x`` ([-1, 1]), each
+        computed once: ``t`` (B, 1, H, W) in [t_min, 1], ``airlight`` (B, 3) (the dark-channel rule
+        plus the correction) and, with the DCP prior, ``t_dcp`` (B, 1, H, W), the prior itself."""
+        c = self.config
+        x01 = (x + 1.0) * 0.5
+        rule = haze.estimate_airlight(x01, c.airlight_patch, c.airlight_top)
+        est = {"airlight": (rule + raw["airlight_correction"]).clamp(haze.AIRLIGHT_FLOOR, 1.0)}
+        if "t" in raw:
+            est["t"] = raw["t"]
+        else:
+            est["t_dcp"] = haze.dcp_transmission(x01, rule)
+            est["t"] = haze.transmission_from_logit(raw["t_residual"] + haze.prior_logit(est["t_dcp"], c.t_min), c.t_min)
+        return est
 
     def transmission(self, x: torch.Tensor, raw: dict[str, torch.Tensor]) -> torch.Tensor:
         """(B, 1, H, W) transmission in [t_min, 1] of the input ``x`` from the raw outputs."""
-        if "t" in raw:
-            return raw["t"]
-        prior = haze.dcp_transmission((x + 1.0) * 0.5, self.rule_airlight(x))
-        return haze.transmission_from_logit(raw["t_residual"] + haze.prior_logit(prior, self.config.t_min),
-                                            self.config.t_min)
+        return self.haze_estimate(x, raw)["t"]
+
+    def _compose(self, x: torch.Tensor, raw: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        if self.config.output == "image":
+            return raw["image"], {}
+        est = self.haze_estimate(x, raw)
+        clear = remove_haze((x + 1.0) * 0.5, est["t"], est["airlight"][:, :, None, None])
+        return clear.clamp(0.0, 1.0) * 2.0 - 1.0, est
 
     def compose(self, x: torch.Tensor, raw: dict[str, torch.Tensor]) -> torch.Tensor:
         """Raw outputs of input ``x`` -> the clear image (B, 3, H, W) in [-1, 1]."""
-        if self.config.output == "image":
-            return raw["image"]
-        clear = remove_haze((x + 1.0) * 0.5, self.transmission(x, raw), self.airlight(x, raw)[:, :, None, None])
-        return clear.clamp(0.0, 1.0) * 2.0 - 1.0
+        return self._compose(x, raw)[0]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) in [-1, 1] -> (B, 3, H, W) in [-1, 1], the clear image."""
         return self.compose(x, self.raw_outputs(x))
 
     def forward_with_features(self, x: torch.Tensor, layers: Sequence[int]) -> tuple[torch.Tensor, list[torch.Tensor], dict[str, torch.Tensor]]:
-        """The clear image, the encoder features at ``layers`` and the raw outputs, from one pass."""
+        """From one pass: the clear image, the encoder features at ``layers`` and the haze estimate
+        of :meth:`haze_estimate` (empty for the paper's image output)."""
         raw, feats = self._run(x, layers)
-        return self.compose(x, raw), feats, raw
+        clear, est = self._compose(x, raw)
+        return clear, feats, est
 
     def encode(self, x: torch.Tensor, layers: Sequence[int] = NCE_LAYERS_DEFAULT) -> list[torch.Tensor]:
         """Features at the given ``model`` indices, running only as far as the last one."""
@@ -262,9 +271,7 @@ class ResnetGenerator(nn.Module):
 
 def raw_output_names(config: GeneratorConfig) -> tuple[str, ...]:
     """Names of what a generator of ``config`` predicts, in the order of its ONNX outputs."""
-    if config.output == "image":
-        return ("image",)
-    return ("t_residual" if config.t_prior == "dcp" else "t", "airlight_correction")
+    return output_names(config.output, config.t_prior)
 
 
 @dataclass(frozen=True)

@@ -27,3 +27,12 @@ def remove_haze(hazy: Array, t: Array, airlight: Array) -> Array:
     the floor is what bounds the amplification 1 / t of noise; nothing is clipped here."""
     return (hazy - airlight) / t + airlight
 
+
+
+def output_names(output: str, t_prior: str = "none") -> tuple[str, ...]:
+    """Names of what a generator predicts, in the order of its ONNX outputs: ``image`` for the
+    paper's output; for scattering ``t`` (or ``t_residual`` on the DCP prior) and the airlight
+    correction. One definition for the networks (torch) and the readout (numpy)."""
+    if output == "image":
+        return ("image",)
+    return ("t_residual" if t_prior == "dcp" else "t", "airlight_correction")
