@@ -68,8 +68,8 @@ def part_a(photo: str, model: list[str], repeats: int, out_dir: str) -> None:
 
 
 def part_b(photo: str, model_name: str | None, out_dir: str) -> None:
-    from odcr_cli.imageio import encode_image, read_image
-    from odcr_cli.inference import Dehazer
+    from odcr_cli.files.imageio import encode_image, read_image
+    from odcr_cli.engine.dehazer import Dehazer
 
     d = Dehazer(model=model_name, device="cpu")
     t = time.perf_counter()
@@ -92,7 +92,7 @@ def part_b(photo: str, model_name: str | None, out_dir: str) -> None:
 
 
 def part_c(count: int, model: list[str], model_name: str | None, out_dir: str) -> None:
-    from odcr_cli.inference import Dehazer
+    from odcr_cli.engine.dehazer import Dehazer
 
     folder = tempfile.mkdtemp(dir=out_dir)
     srcs = sorted(p for p in glob.glob(os.path.join(DATA, "*")) if not p.endswith(".md"))

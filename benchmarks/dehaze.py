@@ -22,8 +22,8 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from odcr_cli.dehazing import DehazeOptions, run_dehaze
-from odcr_cli.inference import Dehazer, psnr
+from odcr_cli.tasks.dehazing import DehazeOptions, run_dehaze
+from odcr_cli.engine.dehazer import Dehazer, psnr
 
 # the shared data folder sits beside the checkout (../shared), as in CI
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data", "dev", "real_hazy")
@@ -46,7 +46,7 @@ def main() -> None:
         import torch
 
         from odcr_cli.core.networks import GeneratorConfig, ResnetGenerator
-        from odcr_cli.weights_io import save_generator
+        from odcr_cli.files.weights_io import save_generator
         torch.manual_seed(0)
         weights = os.path.join(tempfile.mkdtemp(), "random_full.safetensors")
         save_generator(weights, ResnetGenerator(GeneratorConfig(ngf=64, n_blocks=9)))

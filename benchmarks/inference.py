@@ -72,9 +72,10 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from odcr_cli.core.networks import GeneratorConfig, ResnetGenerator, count_parameters
-    from odcr_cli.export import export_onnx
-    from odcr_cli.onnx_backend import OnnxBackend, OnnxBackendError
-    from odcr_cli.weights_io import load_generator, save_generator
+    from odcr_cli.tasks.export import export_onnx
+    from odcr_cli.engine.onnx_backend import OnnxBackend
+    from odcr_cli.errors import OnnxBackendError
+    from odcr_cli.files.weights_io import load_generator, save_generator
 
     info = cpu_info()
     info.update({"torch": torch.__version__, "torch_threads": torch.get_num_threads(),

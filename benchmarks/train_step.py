@@ -20,7 +20,7 @@ import torch
 
 from odcr_cli.core.methods import method_config
 from odcr_cli.core.networks import GeneratorConfig
-from odcr_cli.training import Trainer, TrainConfig, resolve_device
+from odcr_cli.tasks.training import Trainer, TrainConfig, resolve_device
 
 
 def time_method(method: str, crop: int, iters: int, warmup: int, gen: GeneratorConfig, device: torch.device,

@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from odcr_cli.fsutil import atomic_output
-from odcr_cli.inference import Dehazer
+from odcr_cli.files.fsutil import atomic_output
+from odcr_cli.engine.dehazer import Dehazer
 
 ROOT = Path(__file__).resolve().parent.parent
 PHOTOS = ("ridcp_cityscape.png", "ridcp_train.png", "utk_foggy_morning_bills.jpg", "ridcp_swan.png",

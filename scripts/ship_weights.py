@@ -23,12 +23,12 @@ import numpy as np
 import torch
 from PIL import Image
 
-from odcr_cli.fsutil import atomic_output, sha256_file
-from odcr_cli.bundled import MANIFEST_NAME, REGISTRY_NAME
+from odcr_cli.files.fsutil import atomic_output, sha256_file
+from odcr_cli.files.bundled import MANIFEST_NAME, REGISTRY_NAME
 from odcr_cli.core.networks import count_parameters
-from odcr_cli.export import export_onnx
-from odcr_cli.inference import psnr
-from odcr_cli.weights_io import average_generators, load_generator, save_generator
+from odcr_cli.tasks.export import export_onnx
+from odcr_cli.engine.dehazer import psnr
+from odcr_cli.files.weights_io import average_generators, load_generator, save_generator
 
 ROOT = Path(__file__).resolve().parent.parent
 

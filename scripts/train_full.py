@@ -45,7 +45,7 @@ def worker(args: argparse.Namespace) -> None:
     """One training run (a subprocess of the orchestrator)."""
     from odcr_cli.core.methods import method_config
     from odcr_cli.core.networks import GeneratorConfig
-    from odcr_cli.training import TrainCallbacks, TrainConfig, train
+    from odcr_cli.tasks.training import TrainCallbacks, TrainConfig, train
 
     recipe = dict(RECIPE, crop=args.crop, batch=args.batch)
     every = max(1, args.iters // 4)
@@ -110,7 +110,7 @@ def steady_seconds_per_iter(records: list[dict]) -> float:
 def pack(args: argparse.Namespace, dirs: dict[str, Path], summary: dict) -> None:
     import torch
 
-    from odcr_cli.weights_io import load_generator, save_generator
+    from odcr_cli.files.weights_io import load_generator, save_generator
 
     args.pack.mkdir(parents=True, exist_ok=True)
     staging = args.out / "pack"

@@ -19,7 +19,7 @@ def tiny_weights(tmp_path_factory):
     import torch
 
     from odcr_cli.core.networks import GeneratorConfig, ResnetGenerator
-    from odcr_cli.weights_io import save_generator
+    from odcr_cli.files.weights_io import save_generator
 
     torch.manual_seed(0)
     gen = ResnetGenerator(GeneratorConfig(ngf=4, n_blocks=1))

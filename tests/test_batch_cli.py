@@ -13,7 +13,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from conftest import make_photo
-from odcr_cli.cli import app
+from odcr_cli.cli.app import app
 
 runner = CliRunner()
 
@@ -154,7 +154,7 @@ def test_log_has_one_line_per_file_counted_in_order(tmp_path):
 
 # --- 7. Ctrl-C ----------------------------------------------------------------------------------------
 def test_ctrl_c_says_what_was_finished_and_how_to_resume(tmp_path, monkeypatch):
-    import odcr_cli.dcp as dcp_module
+    import odcr_cli.imaging.dcp as dcp_module
 
     for k in range(3):
         _img(tmp_path / "in" / f"{k}.png", seed=k)
@@ -237,7 +237,7 @@ def _read(p: Path) -> np.ndarray:
 
 def test_strength_dcp_scales_the_haze_removed(tmp_path):
     from odcr_cli.core.scattering import remove_haze
-    from odcr_cli.dcp import dcp_transmission
+    from odcr_cli.imaging.dcp import dcp_transmission
 
     src = _img(tmp_path / "a.png", 48, 64)
     outs = {}
@@ -275,7 +275,7 @@ def test_strength_direct_model_blends(tmp_path, tiny_weights):
 
 
 def test_strength_scattering_model_scales_t():
-    from odcr_cli.inference import Dehazer
+    from odcr_cli.engine.dehazer import Dehazer
 
     class ConstantT:  # a scattering "network" that says t = 0.5 everywhere
         name, device = "fake", "cpu"

@@ -11,9 +11,10 @@ import json
 import numpy as np
 import pytest
 
-from odcr_cli import bundled
-from odcr_cli.fsutil import sha256_file
-from odcr_cli.inference import Dehazer, InferenceError
+from odcr_cli.files import bundled
+from odcr_cli.files.fsutil import sha256_file
+from odcr_cli.engine.dehazer import Dehazer
+from odcr_cli.errors import BundledModelError, InferenceError
 
 
 def _fake_bundle(folder: Path, good: bool) -> None:
@@ -31,16 +32,16 @@ def _fake_bundle(folder: Path, good: bool) -> None:
 def test_corrupt_bundled_model_is_refused(tmp_path, monkeypatch) -> None:
     _fake_bundle(tmp_path, good=False)
     monkeypatch.setattr(bundled, "bundled_dir", lambda: tmp_path)
-    with pytest.raises(bundled.BundledModelError, match="corrupt"):
+    with pytest.raises(BundledModelError, match="corrupt"):
         bundled.bundled_file("m.onnx")
-    with pytest.raises(InferenceError, match="corrupt"):
+    with pytest.raises(BundledModelError, match="corrupt"):
         Dehazer(device="cpu")
 
 
 def test_missing_manifest_entry_is_refused(tmp_path, monkeypatch) -> None:
     (tmp_path / "x.safetensors").write_bytes(b"x")
     monkeypatch.setattr(bundled, "bundled_dir", lambda: tmp_path)
-    with pytest.raises(bundled.BundledModelError, match="no entry"):
+    with pytest.raises(BundledModelError, match="no entry"):
         bundled.bundled_file("x.safetensors")
 
 
@@ -51,7 +52,7 @@ def test_models_by_name(tmp_path, monkeypatch) -> None:
     assert names == ["m", "other"]  # the default first
     assert bundled.bundled_model().name == "m" and bundled.bundled_model("other").kind == "image"
     assert bundled.bundled_onnx_available("m") and not bundled.bundled_onnx_available("other")
-    with pytest.raises(bundled.BundledModelError, match="no bundled model called 'nope'.*m, other"):
+    with pytest.raises(BundledModelError, match="no bundled model called 'nope'.*m, other"):
         bundled.bundled_model("nope")
     with pytest.raises(InferenceError, match="give one of them"):
         Dehazer(model="m", weights="x.safetensors")
@@ -70,7 +71,7 @@ def test_every_bundled_model_is_listed_and_verified() -> None:
 @pytest.mark.skipif(not bundled.bundled_onnx_available(), reason="no bundled ONNX model in this checkout")
 def test_default_dehaze_runs_the_bundled_model_without_torch(tmp_path) -> None:
     code = ("import sys, numpy as np\n"
-            "from odcr_cli.inference import Dehazer\n"
+            "from odcr_cli.engine.dehazer import Dehazer\n"
             "d = Dehazer(device='cpu')\n"
             "out = d.dehaze(np.full((30, 41, 3), 128, np.uint8))\n"
             "assert out.shape == (30, 41, 3) and out.dtype == np.uint8\n"
@@ -118,7 +119,7 @@ def test_tiling_a_direct_model_on_onnx_freezes_statistics(name: str, recwarn) ->
 def test_models_command_lists_every_bundled_model() -> None:
     from typer.testing import CliRunner
 
-    from odcr_cli.cli import app
+    from odcr_cli.cli.app import app
 
     runner = CliRunner()
     r = runner.invoke(app, ["models"])

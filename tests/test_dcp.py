@@ -1,8 +1,8 @@
 import numpy as np
 
-from odcr_cli.dcp import dark_channel, dehaze_dcp
-from odcr_cli.filters import guided_filter
-from odcr_cli.inference import Dehazer, psnr
+from odcr_cli.imaging.dcp import dark_channel, dehaze_dcp
+from odcr_cli.imaging.filters import guided_filter
+from odcr_cli.engine.dehazer import Dehazer, psnr
 
 
 def _scene(h=120, w=160, seed=1):

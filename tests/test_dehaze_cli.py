@@ -6,8 +6,8 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from conftest import make_photo
-from odcr_cli.cli import app
-from odcr_cli.dehazing import DehazeOptions, expand_inputs, parse_shard, shard_items
+from odcr_cli.cli.app import app
+from odcr_cli.tasks.dehazing import DehazeOptions, expand_inputs, parse_shard, shard_items
 
 runner = CliRunner()
 

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from odcr_cli.evaluation import (EvaluationError, evaluate, gt_candidates, match_gt, pair_images, psnr_uint8,
+from odcr_cli.errors import EvaluationError
+from odcr_cli.tasks.evaluation import (evaluate, gt_candidates, match_gt, pair_images, psnr_uint8,
                                  ssim_uint8)
 
 DEV_PAIRS = Path(__file__).resolve().parents[2] / "shared" / "data" / "dev" / "paired"
@@ -92,7 +93,7 @@ def tiny_weights(tmp_path_factory) -> Path:
     import torch
 
     from odcr_cli.core.networks import GeneratorConfig, ResnetGenerator
-    from odcr_cli.weights_io import save_generator
+    from odcr_cli.files.weights_io import save_generator
 
     torch.manual_seed(0)
     return save_generator(tmp_path_factory.mktemp("w") / "tiny.safetensors",
@@ -101,7 +102,7 @@ def tiny_weights(tmp_path_factory) -> Path:
 
 def test_methods_side_by_side_with_reports(tiny_weights, tmp_path):
     pytest.importorskip("onnxruntime")
-    from odcr_cli.export import export_onnx
+    from odcr_cli.tasks.export import export_onnx
 
     onnx_path = export_onnx(tiny_weights, tmp_path / "t.onnx", check_sizes=[(20, 28)]).output
     for k in range(2):
@@ -183,7 +184,7 @@ def test_fast_mode_can_be_scored(tiny_weights, tmp_path):
 def test_cli_evaluate(tmp_path):
     from typer.testing import CliRunner
 
-    from odcr_cli.cli import app
+    from odcr_cli.cli.app import app
 
     _write(tmp_path / "p" / "hazy" / "x_1.png", _img(16, 16, 5))
     _write(tmp_path / "p" / "gt" / "x_1.png", _img(16, 16, 6))

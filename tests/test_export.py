@@ -13,8 +13,9 @@ import pytest
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
-from odcr_cli.export import ExportCheckError, ExportError, export_onnx, parse_hw  # noqa: E402
-from odcr_cli.onnx_backend import OnnxBackend, OnnxBackendError  # noqa: E402
+from odcr_cli.errors import ExportCheckError, ExportError, OnnxBackendError  # noqa: E402
+from odcr_cli.tasks.export import export_onnx, parse_hw  # noqa: E402
+from odcr_cli.engine.onnx_backend import OnnxBackend  # noqa: E402
 
 REAL_HAZY = Path(__file__).resolve().parents[2] / "shared" / "data" / "dev" / "real_hazy"
 ODD_SIZES = [(33, 45), (20, 28), (37, 37)]  # odd and non-square: they go through the padding path
@@ -25,7 +26,7 @@ def tiny_weights(tmp_path_factory) -> Path:
     import torch
 
     from odcr_cli.core.networks import GeneratorConfig, ResnetGenerator
-    from odcr_cli.weights_io import save_generator
+    from odcr_cli.files.weights_io import save_generator
 
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("w") / "tiny.safetensors"
@@ -54,7 +55,7 @@ def test_export_dynamic_parity_and_metadata(exported, tiny_weights):
     assert any(n.op_type == "InstanceNormalization" for n in model.graph.node)
     meta = {p.key: p.value for p in model.metadata_props}
     from odcr_cli import __version__
-    from odcr_cli.fsutil import sha256_file
+    from odcr_cli.files.fsutil import sha256_file
     assert meta["odcr_version"] == __version__
     assert meta["weights_sha256"] == sha256_file(tiny_weights)
     assert meta["method"] == "odcr" and meta["training_data"] == "unit-test noise"
@@ -71,7 +72,7 @@ def test_export_dynamic_parity_and_metadata(exported, tiny_weights):
 
 
 def test_dehazer_runs_onnx_backend(exported):
-    from odcr_cli.inference import Dehazer
+    from odcr_cli.engine.dehazer import Dehazer
 
     d = Dehazer(backend="onnx", onnx_path=str(exported.output), device="cpu", max_side=0)
     img = np.random.default_rng(1).integers(0, 256, (29, 41, 3), dtype=np.uint8)
@@ -133,7 +134,7 @@ def test_fp16_keeps_instancenorm_fp32_and_passes(tiny_weights, tmp_path):
 
 
 def test_onnx_backend_does_not_import_torch():
-    code = "import odcr_cli.onnx_backend, sys; assert 'torch' not in sys.modules"
+    code = "import odcr_cli.engine.onnx_backend, sys; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
@@ -153,7 +154,7 @@ def test_parse_hw():
 def test_cli_export(tiny_weights, tmp_path):
     from typer.testing import CliRunner
 
-    from odcr_cli.cli import app
+    from odcr_cli.cli.app import app
 
     out = tmp_path / "cli.onnx"
     res = CliRunner().invoke(app, ["export", "--onnx", "--weights", str(tiny_weights), "-o", str(out)])
@@ -167,7 +168,7 @@ def test_cli_export(tiny_weights, tmp_path):
 def test_fp16_stored_weights_export_half_the_file_with_identical_outputs(tiny_weights, exported, tmp_path):
     import torch
 
-    from odcr_cli.weights_io import load_generator, save_generator
+    from odcr_cli.files.weights_io import load_generator, save_generator
 
     half = save_generator(tmp_path / "half.safetensors", load_generator(tiny_weights).generator, dtype=torch.float16)
     report = export_onnx(half, tmp_path / "half.onnx", check_sizes=ODD_SIZES)

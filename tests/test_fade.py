@@ -1,4 +1,4 @@
-"""FADE (odcr_cli.fade): published values, the MATLAB-aligned reference, monotonicity in haze, parts."""
+"""FADE (odcr_cli.imaging.fade): published values, the MATLAB-aligned reference, monotonicity in haze, parts."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from odcr_cli import fade_reference
-from odcr_cli.fade import FadeError, _distance, _entropy, _models, fade, fade_features, fade_with_map
+from odcr_cli.imaging import fade_reference
+from odcr_cli.errors import FadeError
+from odcr_cli.imaging.fade import _distance, _entropy, _models, fade, fade_features, fade_with_map
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "images"
 
@@ -56,7 +57,7 @@ def test_more_haze_raises_fade():
 
 
 def test_dehazing_lowers_fade():
-    from odcr_cli.dcp import dehaze_dcp
+    from odcr_cli.imaging.dcp import dehaze_dcp
 
     hazy = np.asarray(Image.open(DOCS / "sample_hazy.jpg").convert("RGB"))
     out = np.clip(np.rint(dehaze_dcp(hazy / 255.0) * 255), 0, 255).astype(np.uint8)

@@ -7,7 +7,7 @@ import stat
 
 import pytest
 
-from odcr_cli.fsutil import atomic_output, atomic_path
+from odcr_cli.files.fsutil import atomic_output, atomic_path
 
 
 def test_failed_write_leaves_the_old_file_and_no_temporary(tmp_path) -> None:
@@ -34,7 +34,7 @@ def test_outputs_get_umask_permissions_not_mkstemp_0600(tmp_path) -> None:
 
 
 def test_writable_dir_problem_creates_nothing(tmp_path) -> None:
-    from odcr_cli.fsutil import writable_dir_problem
+    from odcr_cli.files.fsutil import writable_dir_problem
 
     assert writable_dir_problem(tmp_path / "new" / "deeper") is None
     assert os.listdir(tmp_path) == []  # judged by the existing ancestor; no folder, no probe left

@@ -6,7 +6,8 @@ import pytest
 from PIL import Image, ImageCms
 
 from conftest import make_photo
-from odcr_cli.imageio import (ImageReadError, decode_image, encode_image, output_ext_for, read_image,
+from odcr_cli.errors import ImageReadError
+from odcr_cli.files.imageio import (decode_image, encode_image, output_ext_for, read_image,
                               write_image)
 
 

@@ -8,11 +8,11 @@ import torch
 
 from conftest import make_photo
 from odcr_cli.core.networks import GeneratorConfig, ResnetGenerator
-from odcr_cli.fsutil import sha256_file
-from odcr_cli.inference import Dehazer, InferenceError, psnr
-from odcr_cli.tiling import guided_upsample
-from odcr_cli.torch_backend import TorchBackend, resolve_torch_device
-from odcr_cli.weights_io import WeightsError
+from odcr_cli.files.fsutil import sha256_file
+from odcr_cli.engine.dehazer import Dehazer, psnr
+from odcr_cli.errors import InferenceError, WeightsError
+from odcr_cli.engine.tiling import guided_upsample
+from odcr_cli.engine.torch_backend import TorchBackend, resolve_torch_device
 
 
 @pytest.fixture(scope="module")
@@ -21,7 +21,7 @@ def dh(tiny_weights):
 
 
 def test_inference_module_does_not_import_torch():
-    code = "import sys, odcr_cli.inference, odcr_cli.dehazing, odcr_cli.imageio; assert 'torch' not in sys.modules"
+    code = "import sys, odcr_cli.engine.dehazer, odcr_cli.tasks.dehazing, odcr_cli.files.imageio; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
 
 

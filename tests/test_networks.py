@@ -13,7 +13,7 @@ from odcr_cli.core.networks import (
     count_parameters,
 )
 from odcr_cli.core.stiefel import orthogonality_error
-from odcr_cli.weights_io import infer_generator_config, load_generator
+from odcr_cli.files.weights_io import infer_generator_config, load_generator
 
 
 def test_parameter_counts_match_the_papers() -> None:
@@ -86,7 +86,8 @@ def test_channel_classifiers_shapes() -> None:
 def test_checkpoint_average_is_the_mean_of_the_weights(tmp_path) -> None:
     import pytest
 
-    from odcr_cli.weights_io import WeightsError, average_generators, save_generator
+    from odcr_cli.errors import WeightsError
+    from odcr_cli.files.weights_io import average_generators, save_generator
 
     paths = []
     for seed in (0, 1, 2):

@@ -19,8 +19,8 @@ from typer.testing import CliRunner
 ray = pytest.importorskip("ray", reason="Ray is not installed: pip install '.[ray]' runs this test")
 pytest.importorskip("ray.data", reason="Ray Data is not installed: pip install '.[ray]' runs this test")
 
-from odcr_cli.cli import app  # noqa: E402
-from odcr_cli.inference import Dehazer  # noqa: E402
+from odcr_cli.cli.app import app  # noqa: E402
+from odcr_cli.engine.dehazer import Dehazer  # noqa: E402
 
 REAL_HAZY = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "dev" / "real_hazy"
 # small photos of different sizes and formats, 8-bit RGB without an EXIF orientation

@@ -20,8 +20,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from odcr_cli.evaluation import evaluate
-from odcr_cli.report import write_training_report
+from odcr_cli.tasks.evaluation import evaluate
+from odcr_cli.tasks.report import write_training_report
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "images"
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome")
@@ -168,7 +168,7 @@ def test_training_page_in_a_browser(tmp_path):
 def test_no_reference_evaluation_from_the_cli(photo_pairs, tmp_path):
     from typer.testing import CliRunner
 
-    from odcr_cli.cli import app
+    from odcr_cli.cli.app import app
 
     res = CliRunner().invoke(app, ["evaluate", "--hazy", str(photo_pairs / "hazy"), "-m", "input", "-m", "dcp",
                                    "--report", str(tmp_path / "rep"), "--json", str(tmp_path / "r.json"),
@@ -195,7 +195,7 @@ def test_no_reference_evaluation_from_the_cli(photo_pairs, tmp_path):
 def test_report_folder_that_is_a_file_is_a_one_line_error(photo_pairs, tmp_path):
     from typer.testing import CliRunner
 
-    from odcr_cli.cli import app
+    from odcr_cli.cli.app import app
 
     (tmp_path / "f").write_text("x")
     res = CliRunner().invoke(app, ["evaluate", "--pairs", str(photo_pairs), "-m", "input",

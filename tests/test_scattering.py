@@ -12,8 +12,8 @@ from odcr_cli.core import haze, losses
 from odcr_cli.core.methods import ContrastiveModel, method_config, prior_weight
 from odcr_cli.core.networks import GeneratorConfig, ResnetGenerator
 from odcr_cli.core.scattering import add_haze, remove_haze
-from odcr_cli.dcp import atmospheric_light, dark_channel, dcp_transmission, dehaze_dcp
-from odcr_cli.readout import ImageReadout, ScatteringReadout, readout_for, upsample_transmission
+from odcr_cli.imaging.dcp import atmospheric_light, dark_channel, dcp_transmission, dehaze_dcp
+from odcr_cli.engine.readout import ImageReadout, ScatteringReadout, readout_for, upsample_transmission
 from tests.conftest import make_photo
 
 
@@ -179,7 +179,7 @@ def test_warm_start_gradient_moves_t_towards_the_dcp_transmission() -> None:
 
 
 def test_saved_scattering_generator_rebuilds_with_its_config(tmp_path) -> None:
-    from odcr_cli.weights_io import infer_generator_config, load_generator, save_generator
+    from odcr_cli.files.weights_io import infer_generator_config, load_generator, save_generator
 
     g = ResnetGenerator(_scattering(t_min=0.05, learned_airlight=True))
     save_generator(tmp_path / "s.safetensors", g)
@@ -228,7 +228,7 @@ def test_dcp_on_a_reduced_copy_keeps_full_resolution() -> None:
 
 @pytest.fixture(scope="module")
 def scattering_weights(tmp_path_factory):
-    from odcr_cli.weights_io import save_generator
+    from odcr_cli.files.weights_io import save_generator
 
     torch.manual_seed(0)
     g = ResnetGenerator(_scattering(learned_airlight=True, t_prior="dcp"))
@@ -240,7 +240,7 @@ def scattering_weights(tmp_path_factory):
 
 
 def test_scattering_dehazer_runs_the_network_on_a_reduced_copy(scattering_weights) -> None:
-    from odcr_cli.inference import Dehazer
+    from odcr_cli.engine.dehazer import Dehazer
 
     d = Dehazer(weights=str(scattering_weights), backend="torch", device="cpu", max_side=64, tile=32)
     photo = make_photo(150, 200)
@@ -253,15 +253,15 @@ def test_scattering_dehazer_runs_the_network_on_a_reduced_copy(scattering_weight
     small = make_photo(48, 60)
     assert d.dehaze(small).shape == small.shape and d.last_plan.mode == "whole"
     # the default side is the scattering one, on every device
-    from odcr_cli.inference import SCATTERING_MAX_SIDE
+    from odcr_cli.engine.dehazer import SCATTERING_MAX_SIDE
     assert Dehazer(weights=str(scattering_weights), backend="torch", device="cpu").max_side == SCATTERING_MAX_SIDE
 
 
 def test_scattering_output_keeps_the_photos_detail(tmp_path) -> None:
     """J = (I - A)/t + A: where the photo is flat fog at the airlight nothing can be painted in,
     whatever the network's t; elsewhere J is an affine map of the photo with a smooth gain."""
-    from odcr_cli.inference import Dehazer
-    from odcr_cli.weights_io import save_generator
+    from odcr_cli.engine.dehazer import Dehazer
+    from odcr_cli.files.weights_io import save_generator
 
     torch.manual_seed(1)
     g = ResnetGenerator(_scattering(t_prior="dcp"))
@@ -276,8 +276,8 @@ def test_scattering_output_keeps_the_photos_detail(tmp_path) -> None:
 def test_scattering_export_and_onnx_backend_match_torch(scattering_weights, tmp_path) -> None:
     import onnx
 
-    from odcr_cli.export import export_onnx
-    from odcr_cli.inference import Dehazer
+    from odcr_cli.tasks.export import export_onnx
+    from odcr_cli.engine.dehazer import Dehazer
 
     out = tmp_path / "s.onnx"
     report = export_onnx(scattering_weights, out, check_sizes=[(64, 80), (61, 77)])

@@ -10,8 +10,8 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from odcr_cli.cli import app
-from odcr_cli.synthesis import (HazeParams, SynthConfig, choose_sources, make_synthetic_set, plausible_depth,
+from odcr_cli.cli.app import app
+from odcr_cli.tasks.synthesis import (HazeParams, SynthConfig, choose_sources, make_synthetic_set, plausible_depth,
                                 scatter, synthesize)
 
 

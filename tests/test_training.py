@@ -15,12 +15,13 @@ from PIL import Image
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
-from odcr_cli.cli import app
+from odcr_cli.cli.app import app
 from odcr_cli.core import methods as methods_module
 from odcr_cli.core.methods import method_config
 from odcr_cli.core.networks import GeneratorConfig
-from odcr_cli.training import TrainConfig, TrainingDiverged, TrainingError, WeightAverage, lr_factor, train
-from odcr_cli.weights_io import load_generator
+from odcr_cli.errors import TrainingDiverged, TrainingError
+from odcr_cli.tasks.training import TrainConfig, WeightAverage, lr_factor, train
+from odcr_cli.files.weights_io import load_generator
 
 TINY = ["--ngf", "4", "--n-blocks", "1", "--crop", "32", "--num-patches", "16", "--num-clear-patches", "16"]
 
@@ -273,7 +274,7 @@ def test_max_minutes_stops_with_a_resumable_checkpoint(pools, tmp_path) -> None:
 
 
 def test_deferred_finite_check_names_the_first_bad_iteration(pools, tmp_path, monkeypatch) -> None:
-    from odcr_cli.training import Trainer
+    from odcr_cli.tasks.training import Trainer
 
     cfg = TrainConfig(hazy="", clear="", out=str(tmp_path), iters=10, crop=32)
     trainer = Trainer(cfg, method_config("cut", num_patches=16), GeneratorConfig(ngf=4, n_blocks=1),

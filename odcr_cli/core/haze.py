@@ -1,7 +1,7 @@
 """Haze estimation in torch: transmission from a logit, the dark channel, the atmospheric-light
 rule and the dark-channel-prior transmission with guided-filter refinement (He, Sun, Tang 2009,
 2010). Pure functions of batched tensors (B, C, H, W) in [0, 1]; they mirror the numpy versions
-in ``odcr_cli.dcp`` (same windows, same reflect borders, same top fraction), so that a model's
+in ``odcr_cli.imaging.dcp`` (same windows, same reflect borders, same top fraction), so that a model's
 training (here) and its inference (numpy) estimate the same airlight.
 """
 
@@ -13,7 +13,7 @@ from torch import Tensor
 
 from odcr_cli.core.scattering import PRIOR_CLAMP
 
-AIRLIGHT_FLOOR = 0.05  # as odcr_cli.dcp.atmospheric_light: a black photo must not divide by ~0
+AIRLIGHT_FLOOR = 0.05  # as odcr_cli.imaging.dcp.atmospheric_light: a black photo must not divide by ~0
 
 
 def transmission_from_logit(logit: Tensor, t_min: float) -> Tensor:
@@ -83,7 +83,7 @@ def grey(rgb: Tensor) -> Tensor:
 
 def dcp_transmission(rgb: Tensor, airlight: Tensor, patch: int = 15, omega: float = 0.95,
                      radius: int | None = None, eps: float = 1e-3) -> Tensor:
-    """Dark-channel-prior transmission, guided-filter refined, as ``odcr_cli.dcp``:
+    """Dark-channel-prior transmission, guided-filter refined, as ``odcr_cli.imaging.dcp``:
     rgb (B, 3, H, W) in [0, 1], airlight (B, 3) -> t (B, 1, H, W), clamped to [0, 1].
     No gradient: a target for the warm start, not part of the model."""
     with torch.no_grad():

@@ -42,19 +42,12 @@ from odcr_cli import __version__
 from odcr_cli.core.methods import ContrastiveModel, MethodConfig
 from odcr_cli.core.networks import GeneratorConfig
 from odcr_cli.core.stiefel import StiefelSGD
-from odcr_cli.data import PREPROCESS, CropSpec, ImageFolder, UnpairedSampler, gather_images, to_tensor
-from odcr_cli.fsutil import atomic_output
-from odcr_cli.weights_io import save_generator
+from odcr_cli.tasks.training_data import PREPROCESS, CropSpec, ImageFolder, UnpairedSampler, gather_images, to_tensor
+from odcr_cli.files.fsutil import atomic_output
+from odcr_cli.files.weights_io import save_generator
+from odcr_cli.errors import InferenceError, TrainingDiverged, TrainingError
 
 CKPT_RE = re.compile(r"ckpt_(\d{8})\.pt$")
-
-
-class TrainingError(Exception):
-    """A training run that cannot start or go on; the message is one line for the user."""
-
-
-class TrainingDiverged(TrainingError):
-    pass
 
 
 @dataclass(frozen=True)
@@ -118,8 +111,7 @@ def lr_factor(iteration: int, total: int, decay_fraction: float) -> float:
 
 def resolve_device(spec: str) -> torch.device:
     """``auto|cpu|cuda[:i]|mps`` (dehaze's rules); under torchrun ``auto``/``cuda`` mean this rank's GPU."""
-    from odcr_cli.inference import InferenceError
-    from odcr_cli.torch_backend import resolve_torch_device
+    from odcr_cli.engine.torch_backend import resolve_torch_device
 
     local_rank = os.environ.get("LOCAL_RANK")
     if local_rank is not None and spec in ("auto", "cuda") and torch.cuda.is_available():
@@ -569,7 +561,7 @@ def _train(config: TrainConfig, method: MethodConfig, generator: GeneratorConfig
 
 def _update_report(run_dir: Path, say: Callable[[str], None]) -> None:
     """Rewrite RUN/report.html; a page that cannot be written is reported and never stops training."""
-    from odcr_cli.report import write_training_report
+    from odcr_cli.tasks.report import write_training_report
 
     try:
         write_training_report(run_dir)
@@ -585,7 +577,7 @@ def _center_crop(im: Image.Image, size: int) -> torch.Tensor:
 
 def _validate(trainer: Trainer, config: TrainConfig) -> dict[str, float]:
     """Mean PSNR/SSIM of the current generator on a paired folder (evaluate's conventions)."""
-    from odcr_cli.evaluation import evaluate_generator_on_pairs
+    from odcr_cli.tasks.evaluation import evaluate_generator_on_pairs
 
     g = trainer.output_generator
     was_training = g.training

@@ -25,7 +25,8 @@ import cv2
 import numpy as np
 from PIL import Image, ImageOps
 
-from odcr_cli.fsutil import atomic_output
+from odcr_cli.files.fsutil import atomic_output
+from odcr_cli.errors import ImageReadError, ImageWriteError
 
 DEFAULT_MAX_PIXELS = 2 * int(Image.MAX_IMAGE_PIXELS or 89_478_485)  # Pillow's error threshold
 FORMAT_EXT = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp", "TIFF": "tif"}
@@ -34,20 +35,6 @@ READABLE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp", 
 ORIENTATION = 0x0112
 
 _PIL_LOCK = threading.Lock()
-
-
-class ImageReadError(Exception):
-    """A file that cannot be read as an image; the message is one line, ``"name: reason"``.
-    ``reason`` alone is kept for reports that already name the file."""
-
-    def __init__(self, name: str, reason: str | None = None) -> None:
-        # one argument (a finished message) still works: unpickling passes the message alone
-        super().__init__(name if reason is None else f"{name}: {reason}")
-        self.name, self.reason = (None, name) if reason is None else (name, reason)
-
-
-class ImageWriteError(Exception):
-    """An image that cannot be written in the requested format."""
 
 
 @dataclass

@@ -3,12 +3,12 @@
 The model
     input ``input``: float32 (N, 3, H, W), RGB in [-1, 1]; output ``output``: the same.
     N, H and W are dynamic (H and W must be multiples of ``size_multiple`` = 4; callers pad,
-    see ``odcr_cli.inference``) unless ``static_hw`` fixes H and W. Exported with the legacy
+    see ``odcr_cli.engine.dehazer``) unless ``static_hw`` fixes H and W. Exported with the legacy
     TorchScript exporter (``torch.onnx.export(..., dynamo=False)``), which exports
     ReflectionPad2d and InstanceNorm2d cleanly with dynamic H/W and honours the requested opset
     (the dynamo exporter turns 17 into 18). ``metadata_props`` hold the odcr version, weights
     sha256, method, training data, input range, channel order, layout, size multiple, opset,
-    precision and parameter count; ``odcr_cli.onnx_backend`` reads them back.
+    precision and parameter count; ``odcr_cli.engine.onnx_backend`` reads them back.
 
 fp16 (``fp16=True``)
     :func:`convert_to_fp16` is a small onnxconverter-common-style pass written with onnx
@@ -45,7 +45,8 @@ from typing import Sequence
 import numpy as np
 
 from odcr_cli import __version__
-from odcr_cli.readout import readout_for
+from odcr_cli.engine.readout import readout_for
+from odcr_cli.errors import ExportCheckError, ExportError
 
 DEFAULT_OPSET = 17
 SIZE_MULTIPLE = 4
@@ -64,18 +65,6 @@ FP32_OPS = frozenset({
 })
 _SHAPE_ONLY_OPS = frozenset({"Shape", "Size"})
 _FLOAT_PARAM_INPUTS = {"Resize": {1, 2}, "Upsample": {1}}  # inputs that must stay float32
-
-
-class ExportError(Exception):
-    """Export failed; the message is one line for the user."""
-
-
-class ExportCheckError(ExportError):
-    """The exported model disagrees with PyTorch; ``report`` holds the failed checks."""
-
-    def __init__(self, message: str, report: "ExportReport") -> None:
-        super().__init__(message)
-        self.report = report
 
 
 @dataclass
@@ -285,7 +274,7 @@ def run_parity(weights: Path, onnx_path: Path, fp16: bool, static_hw: tuple[int,
                check_images: Sequence[Path] = (), check_max_side: int = 512) -> list[ParityCheck]:
     """Dehaze the same uint8 images with PyTorch fp32 and the ONNX model (both CPU, through
     ``Dehazer``) and compare the uint8 outputs."""
-    from odcr_cli.inference import Dehazer
+    from odcr_cli.engine.dehazer import Dehazer
 
     # max_side=0: full resolution (no fast mode); the images are small enough not to tile
     torch_d = Dehazer(weights=str(weights), backend="torch", device="cpu", max_side=0)
@@ -355,8 +344,9 @@ def export_onnx(weights: str | Path | None, output: Path, opset: int = DEFAULT_O
     import torch
 
     from odcr_cli.core.networks import count_parameters
-    from odcr_cli.fsutil import atomic_path
-    from odcr_cli.weights_io import bundled_weights_path, load_generator
+    from odcr_cli.files.fsutil import atomic_path
+    from odcr_cli.files.bundled import bundled_model
+    from odcr_cli.files.weights_io import load_generator
 
     t0 = time.perf_counter()
     if opset < 13:
@@ -365,7 +355,7 @@ def export_onnx(weights: str | Path | None, output: Path, opset: int = DEFAULT_O
         h, w = static_hw
         if h <= 0 or w <= 0 or h % SIZE_MULTIPLE or w % SIZE_MULTIPLE:
             raise ExportError(f"--static {h}x{w}: height and width must be positive multiples of {SIZE_MULTIPLE}")
-    weights_path = Path(weights) if weights is not None else bundled_weights_path()
+    weights_path = Path(weights) if weights is not None else bundled_model().weights_path()
     loaded = load_generator(weights_path)
     generator = loaded.generator.float().eval()
     params = count_parameters(generator)
@@ -428,7 +418,7 @@ def export_onnx(weights: str | Path | None, output: Path, opset: int = DEFAULT_O
         model.doc_string = ("odcr dehazing generator: input 'input' float32 NCHW RGB in [-1,1], H and W multiples "
                             f"of {SIZE_MULTIPLE}; " + ("output 'output' the same." if readout.kind == "image" else
                                                        "outputs 't' (N,1,H,W) and 'airlight_correction' (N,3); "
-                                                       "odcr_cli.readout turns them into the clear image."))
+                                                       "odcr_cli.engine.readout turns them into the clear image."))
         del model.metadata_props[:]
         onnx.helper.set_model_props(model, metadata)
         onnx.checker.check_model(model, full_check=True)

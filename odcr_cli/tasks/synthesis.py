@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from odcr_cli.filters import guided_filter
+from odcr_cli.imaging.filters import guided_filter
 
 
 @dataclass(frozen=True)
@@ -163,8 +163,8 @@ def make_synthetic_set(clear: list[Path], out_dir: Path, *, fraction: float = 1.
     clear pool). Existing outputs are refused before any work unless ``overwrite``, and even then
     hazy images that this run would not write are refused (their sources would go unlisted);
     a bad source is reported and skipped."""
-    from odcr_cli.data import list_images, load_rgb
-    from odcr_cli.fsutil import atomic_output, atomic_path
+    from odcr_cli.tasks.training_data import list_images, load_rgb
+    from odcr_cli.files.fsutil import atomic_output, atomic_path
 
     if variants < 1:
         raise ValueError(f"variants: expected at least 1, got {variants}")
@@ -234,7 +234,7 @@ def make_synthetic_set(clear: list[Path], out_dir: Path, *, fraction: float = 1.
 
     manifest = out_dir / "manifest.json"
     with atomic_output(manifest, "w") as fh:
-        json.dump({"model": "I = J t + A (1 - t), t = exp(-beta d), plausible depth (odcr_cli.synthesis)",
+        json.dump({"model": "I = J t + A (1 - t), t = exp(-beta d), plausible depth (odcr_cli.tasks.synthesis)",
                    "seed": seed, "fraction": fraction, "variants": variants, "config": asdict(cfg),
                    "clear_folders": [str(r) for r in roots], "images": records,
                    "failed": [{"source": str(p), "error": e} for p, e in failed]}, fh, indent=1)

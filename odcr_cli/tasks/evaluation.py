@@ -28,7 +28,7 @@ Conventions (what the numbers mean exactly)
   defaults: 7x7 uniform window (``gaussian_weights=False``), K1=0.01, K2=0.03, sample covariance,
   computed per RGB channel and averaged; the mean SSIM map over the valid (unpadded) region.
   (Papers differ: D4's script uses grey-scale SSIM with a 51x51 window. Ours is the above.)
-* FADE (``odcr_cli.fade``; Choi, You and Bovik 2015, lower = less fog) of every output at full
+* FADE (``odcr_cli.imaging.fade``; Choi, You and Bovik 2015, lower = less fog) of every output at full
   resolution, uint8 RGB; in paired runs also of each GT (``gt_fade``). Without ``--gt`` every image
   under the hazy folder is scored, FADE only.
 * Means are plain means of per-image values, over all images and per subset; medians likewise. The subset is the
@@ -52,14 +52,11 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
+from odcr_cli.errors import EvaluationError, FadeError
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm"})
 PSNR_CAP = 100.0
 _RESIDE_SUFFIX = re.compile(r"_\d+(?:\.\d+)?(?:_\d+(?:\.\d+)?)?$")
-
-
-class EvaluationError(Exception):
-    """A problem with the evaluation's inputs; the message is one line for the user."""
 
 
 # --- pairing -----------------------------------------------------------------------------------
@@ -220,13 +217,13 @@ def make_method(spec: str, weights: str | None = None, device: str = "auto", max
         return method
     if spec == "input":
         return Method("input", "input", lambda img: img, description="the hazy image itself")
-    from odcr_cli.inference import Dehazer
+    from odcr_cli.engine.dehazer import Dehazer
 
     if spec == "dcp":
         import importlib.util
 
-        if importlib.util.find_spec("odcr_cli.dcp") is None:
-            raise EvaluationError("--method dcp: the dark-channel-prior module (odcr_cli.dcp) is not installed")
+        if importlib.util.find_spec("odcr_cli.imaging.dcp") is None:
+            raise EvaluationError("--method dcp: the dark-channel-prior module (odcr_cli.imaging.dcp) is not installed")
         d = Dehazer(method="dcp")
         return Method("dcp", "dcp", d.dehaze, d, None, "dark channel prior (numpy)")
     if spec.startswith("dcp@") and spec[4:].isdigit() and int(spec[4:]) >= 16:
@@ -243,12 +240,9 @@ def make_method(spec: str, weights: str | None = None, device: str = "auto", max
         if str(meta.get("parameters", "")).isdigit():
             params = int(meta["parameters"])
         return Method(spec, "onnx", d.dehaze, d, params, f"onnxruntime {d.device}")
-    from odcr_cli.bundled import BundledModelError, bundled_models
+    from odcr_cli.files.bundled import bundled_models
 
-    try:
-        named = {m.name for m in bundled_models()}
-    except BundledModelError as exc:
-        raise EvaluationError(str(exc)) from None
+    named = {m.name for m in bundled_models()}
     if spec in named or (spec == "odcr" and weights is None):
         d = Dehazer(model=None if spec == "odcr" else spec, backend="torch", device=device,
                     max_side=_dehazer_side(max_side))
@@ -381,7 +375,7 @@ class EvaluationReport:
             "conventions": {"psnr": "RGB uint8, peak 255, capped at 100 dB",
                             "ssim": "skimage structural_similarity defaults: 7x7 uniform window, per RGB "
                                     "channel averaged (channel_axis=2), data_range=255",
-                            "fade": ("FADE (Choi, You, Bovik, IEEE TIP 2015; lower = less fog), odcr_cli.fade "
+                            "fade": ("FADE (Choi, You, Bovik, IEEE TIP 2015; lower = less fog), odcr_cli.imaging.fade "
                                      "after the authors' MATLAB release, uint8 RGB at full resolution"
                                      if self.fade else "not measured (--no-fade)"),
                             "resolution": "outputs scored at full resolution, never resized",
@@ -392,7 +386,7 @@ class EvaluationReport:
         }
 
     def write_json(self, path: str | Path) -> None:
-        from odcr_cli.fsutil import atomic_output
+        from odcr_cli.files.fsutil import atomic_output
 
         with atomic_output(path, "w") as fh:
             json.dump(self.to_dict(), fh, indent=2)
@@ -402,7 +396,7 @@ class EvaluationReport:
         """One row per (method, image), then per-subset and overall means (stem ``(mean)``) and the
         overall median (stem ``(median)``); an empty cell is a score not measured. The GTs' FADE,
         in paired runs, follows as method ``(gt)``."""
-        from odcr_cli.fsutil import atomic_output
+        from odcr_cli.files.fsutil import atomic_output
 
         def cells(d: dict) -> list[str]:
             return [_fmt(d.get("psnr"), ".4f"), _fmt(d.get("ssim"), ".5f"), _fmt(d.get("fade"), ".4f")]
@@ -479,12 +473,12 @@ def evaluate(*, hazy_dir: str | Path | None = None, gt_dir: str | Path | None = 
     out_root = Path(save_outputs) if save_outputs is not None else None
     page = None
     if report_dir is not None:
-        from odcr_cli.report import EvaluationPage
+        from odcr_cli.tasks.report import EvaluationPage
 
         page = EvaluationPage(report_dir, [(m.name, m.kind) for m in loaded])
 
     def fade_of(img: np.ndarray, stem: str, method: str) -> float | None:
-        from odcr_cli.fade import FadeError, fade as fade_score
+        from odcr_cli.imaging.fade import fade as fade_score
 
         try:
             v = fade_score(img)
@@ -524,7 +518,7 @@ def evaluate(*, hazy_dir: str | Path | None = None, gt_dir: str | Path | None = 
             if out_root is not None and m.kind != "input":
                 from PIL import Image
 
-                from odcr_cli.fsutil import atomic_path
+                from odcr_cli.files.fsutil import atomic_path
                 target = out_root / _safe_name(m.name) / f"{pair.stem}.png"
                 with atomic_path(target) as tmp:
                     Image.fromarray(out).save(tmp, format="PNG")
@@ -547,8 +541,8 @@ def evaluate_generator_on_pairs(generator: object, hazy_dir: str | Path, gt_dir:
 
     Same pairing, GT cropping, full-resolution inference and metrics as ``odcr evaluate``.
     """
-    from odcr_cli.inference import Dehazer
-    from odcr_cli.torch_backend import TorchBackend
+    from odcr_cli.engine.dehazer import Dehazer
+    from odcr_cli.engine.torch_backend import TorchBackend
 
     if device is None:
         device = str(next(generator.parameters()).device)  # type: ignore[attr-defined]

@@ -14,7 +14,7 @@ from typing import Callable
 import cv2
 import numpy as np
 
-from odcr_cli.filters import box
+from odcr_cli.imaging.filters import box
 
 SIZE_MULTIPLE = 4
 MIN_SIDE = 16  # the generator's reflection pads need a few pixels at 1/4 resolution

@@ -1,7 +1,7 @@
 """The PyTorch backend, with frozen InstanceNorm statistics for tiled inference.
 
 Torch is imported lazily (inside the functions that need it), so importing this module, or
-:mod:`odcr_cli.inference`, costs nothing on the ONNX path.
+:mod:`odcr_cli.engine.dehazer`, costs nothing on the ONNX path.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from odcr_cli.inference import InferenceError
+from odcr_cli.errors import InferenceError
 
 
 def resolve_torch_device(device: str) -> str:

@@ -24,14 +24,11 @@ from pathlib import Path
 from typing import Any, BinaryIO, Callable
 
 from odcr_cli import __version__
-from odcr_cli.imageio import (EXT_FORMAT, READABLE_SUFFIXES, ImageData, ImageReadError, encode_image,
+from odcr_cli.files.imageio import (EXT_FORMAT, READABLE_SUFFIXES, ImageData, encode_image,
                               format_for_ext, read_image)
+from odcr_cli.errors import ImageReadError, UsageError
 
 STDIO = "-"
-
-
-class UsageError(Exception):
-    """Bad arguments or an unsafe plan; nothing has been processed. Exit code 2."""
 
 
 class Interrupted(Exception):
@@ -379,7 +376,7 @@ FORMAT_TO_WRITE = {"JPEG", "PNG", "WEBP", "TIFF"}
 
 def _check_writable(jobs: list[Job], opts: DehazeOptions) -> None:
     """Every folder that will receive a file can be written: found now, not after the work."""
-    from odcr_cli.fsutil import writable_dir_problem
+    from odcr_cli.files.fsutil import writable_dir_problem
 
     folders = {str(Path(j.output).parent) for j in jobs if j.output != STDIO}
     if opts.json_report not in (None, STDIO):
@@ -464,7 +461,7 @@ def run_dehaze(opts: DehazeOptions, dehazer: Any = None,
     engine: dict = {"method": opts.method, "strength": opts.strength}
     try:
         if dehazer is None:
-            from odcr_cli.inference import Dehazer
+            from odcr_cli.engine.dehazer import Dehazer
             dehazer = Dehazer(weights=opts.weights, method=opts.method, device=opts.device,
                               backend=opts.backend, onnx_path=opts.onnx, tile=opts.tile,
                               max_side=opts.max_side, half=opts.half, model=opts.model, strength=opts.strength)
@@ -503,7 +500,7 @@ def _process(jobs: list[Job], todo: list[int], opts: DehazeOptions, dehazer: Any
             out.write(data)
             out.flush()
         else:
-            from odcr_cli.fsutil import atomic_output
+            from odcr_cli.files.fsutil import atomic_output
             with atomic_output(job.output) as fh:
                 fh.write(data)
         return notes
@@ -577,6 +574,6 @@ def write_report(report: BatchReport, target: str, stdout: BinaryIO | None = Non
         (stdout or sys.stdout.buffer).write(text.encode())
         (stdout or sys.stdout.buffer).flush()
     else:
-        from odcr_cli.fsutil import atomic_output
+        from odcr_cli.files.fsutil import atomic_output
         with atomic_output(target, "w") as fh:
             fh.write(text)

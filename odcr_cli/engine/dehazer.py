@@ -1,11 +1,11 @@
 """The dehazing engine shared by every backend: the ``Backend`` protocol and the ``Dehazer`` API.
 
-Padding, tiling and fast mode's guided upsampling are in :mod:`odcr_cli.tiling`; the PyTorch
-backend is :mod:`odcr_cli.torch_backend`, imported (with torch) only when the torch backend is
+Padding, tiling and fast mode's guided upsampling are in :mod:`odcr_cli.engine.tiling`; the PyTorch
+backend is :mod:`odcr_cli.engine.torch_backend`, imported (with torch) only when the torch backend is
 chosen, so the ONNX path never pays for it.
 
 Scattering models (the default) never take the paths below: the network runs on a copy whose
-longer side is at most :data:`SCATTERING_MAX_SIDE`, and ``odcr_cli.readout`` carries t to full
+longer side is at most :data:`SCATTERING_MAX_SIDE`, and ``odcr_cli.engine.readout`` carries t to full
 resolution and inverts the scattering model there (``Dehazer._dehaze_scattering``).
 
 Pipeline for one image of a direct model (``Dehazer.dehaze``)::
@@ -49,10 +49,11 @@ from typing import Any, Callable, Protocol, Sequence, runtime_checkable
 import cv2
 import numpy as np
 
-from odcr_cli.bundled import BundledModel, BundledModelError, bundled_model
-from odcr_cli.readout import Readout, readout_for
-from odcr_cli.tiling import (DEFAULT_HALO, MIN_SIDE, SIZE_MULTIPLE, from_net, padded_size, run_padded,
+from odcr_cli.files.bundled import bundled_model
+from odcr_cli.engine.readout import Readout, readout_for
+from odcr_cli.engine.tiling import (DEFAULT_HALO, MIN_SIDE, SIZE_MULTIPLE, from_net, padded_size, run_padded,
                              to_net, guided_upsample, pad_to_multiple, run_tiled)
+from odcr_cli.errors import InferenceError
 
 CPU_AUTO_MAX_SIDE = 1600
 # Scattering models run the network on a copy whose longer side is at most this, on every device
@@ -64,10 +65,6 @@ DEFAULT_MEMORY_BUDGET_GB = 4.0
 # inference_mode (platform notes: 1.3 GB at 1024^2 for torch, 3 GB for ORT), plus a margin.
 BYTES_PER_PIXEL_NGF64 = {"torch": 1500.0, "onnx": 3000.0}
 FIXED_OVERHEAD_BYTES = 300e6
-
-
-class InferenceError(RuntimeError):
-    """A problem the user can act on (device, backend, option); one-line message."""
 
 
 @runtime_checkable
@@ -90,14 +87,14 @@ def run_outputs(backend: Backend, x: np.ndarray) -> dict[str, np.ndarray]:
 def make_backend(backend: str, *, generator: Any = None, onnx_path: str | None = None,
                  device: str = "auto", half: bool = False) -> Backend:
     if backend == "torch":
-        from odcr_cli.torch_backend import TorchBackend
+        from odcr_cli.engine.torch_backend import TorchBackend
 
         return TorchBackend(generator, device=device, half=half)
     if backend == "onnx":
         if half:
             raise InferenceError("--half applies to the torch backend; export an fp16 ONNX model instead")
         try:
-            from odcr_cli.onnx_backend import OnnxBackend  # written by the export issue
+            from odcr_cli.engine.onnx_backend import OnnxBackend  # written by the export issue
         except ImportError as exc:
             raise InferenceError(f"the ONNX backend is not available yet ({exc})") from None
         return OnnxBackend(onnx_path, device=device)
@@ -128,19 +125,12 @@ def _auto_backend(weights: str | None, onnx_path: str | None, device: str, half:
         return "onnx"
     if weights is not None or half or device not in ("auto", "cpu"):
         return "torch"
-    from odcr_cli.bundled import bundled_onnx_available
-    from odcr_cli.onnx_backend import nvidia_driver_present
+    from odcr_cli.files.bundled import bundled_onnx_available
+    from odcr_cli.engine.onnx_backend import nvidia_driver_present
 
     if device == "auto" and nvidia_driver_present():
         return "torch"
     return "onnx" if bundled_onnx_available(model) else "torch"
-
-
-def _bundled(model: str | None) -> BundledModel:
-    try:
-        return bundled_model(model)
-    except BundledModelError as exc:
-        raise InferenceError(str(exc)) from None
 
 
 def _ngf_from_metadata(meta: dict) -> int:
@@ -209,26 +199,23 @@ class Dehazer:
             return
         bundled = None
         if weights is None and onnx_path is None:
-            bundled = _bundled(model)
+            bundled = bundled_model(model)
             self.model_name = bundled.name
         if backend == "auto":
             backend = _auto_backend(weights, onnx_path, device, half, model)
         if bundled is not None:
-            try:
-                if backend == "onnx":
-                    found = bundled.onnx_path()
-                    if found is None:
-                        raise InferenceError(f"bundled model {bundled.name} has no ONNX export; use --backend torch")
-                    onnx_path = str(found)
-                else:
-                    weights = str(bundled.weights_path())
-            except BundledModelError as exc:
-                raise InferenceError(str(exc)) from None
+            if backend == "onnx":
+                found = bundled.onnx_path()
+                if found is None:
+                    raise InferenceError(f"bundled model {bundled.name} has no ONNX export; use --backend torch")
+                onnx_path = str(found)
+            else:
+                weights = str(bundled.weights_path())
         if backend == "onnx":
             path = onnx_path or (weights if weights and str(weights).endswith(".onnx") else None)
             if path is None:
                 raise InferenceError("--backend onnx needs --onnx FILE (an exported model)")
-            from odcr_cli.fsutil import sha256_file
+            from odcr_cli.files.fsutil import sha256_file
             self.backend = make_backend("onnx", onnx_path=str(path), device=device)
             self.weights_path, self.weights_sha256 = str(path), sha256_file(path)
             meta = getattr(self.backend, "metadata", {})
@@ -236,7 +223,7 @@ class Dehazer:
             self._ngf = _ngf_from_metadata(meta)
             self.readout = readout_for(meta.get("generator_config"))
         elif backend == "torch":
-            from odcr_cli import weights_io
+            from odcr_cli.files import weights_io
             loaded = weights_io.load_generator(weights)
             self.backend = make_backend("torch", generator=loaded.generator, device=device, half=half)
             self.weights_path, self.weights_sha256 = str(loaded.path), loaded.sha256
@@ -328,9 +315,9 @@ class Dehazer:
             if self.model_name is None:
                 raise InferenceError("this image needs tiling and ONNX Runtime cannot freeze InstanceNorm statistics "
                                      "across tiles; use --backend torch --weights FILE, or --max-side to run it smaller")
-            from odcr_cli import weights_io
+            from odcr_cli.files import weights_io
 
-            loaded = weights_io.load_generator(weights_io.bundled_weights_path(self.model_name))
+            loaded = weights_io.load_generator(bundled_model(self.model_name).weights_path())
             self._frozen_twin = make_backend("torch", generator=loaded.generator, device="cpu")
         plan.notes.append("tiled on the PyTorch backend, whose tiles share the whole image's InstanceNorm statistics")
         return self._frozen_twin
@@ -378,7 +365,7 @@ class Dehazer:
             plan.mode = "identity"
             out = rgb.copy()
         elif self.method == "dcp":
-            from odcr_cli.dcp import dehaze_dcp
+            from odcr_cli.imaging.dcp import dehaze_dcp
             plan.mode = "dcp"
             out = dehaze_dcp(rgb, max_side=self._max_side, strength=self.strength)
         elif not self.readout.tiles:

@@ -1,8 +1,8 @@
 """ONNX Runtime backend for the generator: numpy in, numpy out, no torch.
 
-Implements the ``Backend`` protocol of :mod:`odcr_cli.inference`: ``run`` maps a float32
+Implements the ``Backend`` protocol of :mod:`odcr_cli.engine.dehazer`: ``run`` maps a float32
 (N, 3, H, W) array, RGB in [-1, 1] with H and W multiples of the model's size multiple, to
-an array of the same shape. Padding and tiling live in ``odcr_cli.tiling``, image I/O in ``odcr_cli.imageio``.
+an array of the same shape. Padding and tiling live in ``odcr_cli.engine.tiling``, image I/O in ``odcr_cli.files.imageio``.
 
 Providers are tried in the order TensorRT, CUDA, CPU, filtered by
 ``onnxruntime.get_available_providers()``. onnxruntime-gpu lists CUDA and TensorRT even where
@@ -20,16 +20,11 @@ from pathlib import Path
 
 import numpy as np
 
-from odcr_cli.inference import InferenceError  # numpy/cv2 only; torch stays unimported
+from odcr_cli.errors import OnnxBackendError
 
 PREFERRED_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
 _SHORT_NAMES = {"TensorrtExecutionProvider": "tensorrt", "CUDAExecutionProvider": "cuda",
                 "CPUExecutionProvider": "cpu"}
-
-
-class OnnxBackendError(InferenceError):
-    """An ONNX model or provider that cannot be used; the message is one line for the user
-    (an :class:`~odcr_cli.inference.InferenceError`, so ``odcr dehaze`` reports it as one)."""
 
 
 def nvidia_driver_present() -> bool:

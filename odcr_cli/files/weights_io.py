@@ -15,14 +15,11 @@ from safetensors.torch import save as safetensors_save
 
 from odcr_cli import __version__
 from odcr_cli.core.networks import GeneratorConfig, ResnetGenerator
-from odcr_cli.bundled import BundledModelError, bundled_model
-from odcr_cli.fsutil import atomic_output, sha256_file
+from odcr_cli.files.bundled import bundled_model
+from odcr_cli.files.fsutil import atomic_output, sha256_file
+from odcr_cli.errors import WeightsError
 
 FORMAT_TAG = "odcr-generator"
-
-
-class WeightsError(Exception):
-    """A weights file that cannot be used; the message is one line for the user."""
 
 
 @dataclass(frozen=True)
@@ -141,11 +138,3 @@ def average_generators(paths: list[str | os.PathLike]) -> tuple[ResnetGenerator,
     meta["averaged_from"] = ", ".join(f"{x.path.name} (sha256 {x.sha256[:12]})" for x in loaded)
     return generator, meta
 
-
-def bundled_weights_path(model: str | None = None) -> Path:
-    """Path of the verified weights of the bundled model ``model`` (None: the default), or
-    WeightsError saying what is wrong."""
-    try:
-        return bundled_model(model).weights_path()
-    except BundledModelError as exc:
-        raise WeightsError(str(exc)) from None

@@ -27,10 +27,12 @@ from urllib.parse import quote
 
 import numpy as np
 
+from odcr_cli.errors import EvaluationError
+
 if TYPE_CHECKING:
     from PIL import Image
 
-    from odcr_cli.evaluation import EvaluationReport
+    from odcr_cli.tasks.evaluation import EvaluationReport
 
 THUMB_SIDE = 240       # px, longer side of a thumbnail
 THUMB_QUALITY = 80
@@ -120,7 +122,7 @@ def _page(title: str, body: str, head_extra: str = "") -> str:
 
 
 def _write_text(path: Path, text: str) -> Path:
-    from odcr_cli.fsutil import atomic_output
+    from odcr_cli.files.fsutil import atomic_output
 
     with atomic_output(path, "w") as fh:
         fh.write(text)
@@ -157,8 +159,7 @@ class EvaluationPage:
     def _save(self, column: str, stem: str, img: np.ndarray) -> None:
         from PIL import Image
 
-        from odcr_cli.evaluation import EvaluationError
-        from odcr_cli.fsutil import atomic_path
+        from odcr_cli.files.fsutil import atomic_path
 
         folder = self.folders[column]
         im = Image.fromarray(img)

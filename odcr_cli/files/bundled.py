@@ -11,14 +11,11 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from odcr_cli.fsutil import sha256_file
+from odcr_cli.files.fsutil import sha256_file
+from odcr_cli.errors import BundledModelError
 
 MANIFEST_NAME = "SHA256SUMS"
 REGISTRY_NAME = "models.json"
-
-
-class BundledModelError(Exception):
-    """A bundled model that is unknown, missing or fails its checksum; one-line message."""
 
 
 @dataclass(frozen=True)
@@ -52,7 +49,7 @@ def bundled_dir() -> Path:
             return installed
     except ModuleNotFoundError:
         pass
-    return Path(__file__).resolve().parent.parent / "weights"
+    return Path(__file__).resolve().parents[2] / "weights"
 
 
 def read_manifest(folder: Path) -> dict[str, str]:

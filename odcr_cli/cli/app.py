@@ -1,7 +1,7 @@
 """The ``odcr`` command line: argument parsing and reporting only.
 
-Each command hands its arguments to a task function (``odcr_cli.training.train``,
-``odcr_cli.dehazing.run_dehaze``, ``odcr_cli.evaluation.evaluate``, ``odcr_cli.export.export_onnx``).
+Each command hands its arguments to a task function (``odcr_cli.tasks.training.train``,
+``odcr_cli.tasks.dehazing.run_dehaze``, ``odcr_cli.tasks.evaluation.evaluate``, ``odcr_cli.tasks.export.export_onnx``).
 Heavy modules (torch above all, ~1.5 s to import) are imported inside the commands, so that
 ``odcr --help`` and the ONNX path stay fast.
 """
@@ -19,7 +19,7 @@ from typer.core import TyperCommand, TyperGroup
 from odcr_cli import __version__
 
 if TYPE_CHECKING:  # annotations only: dehazing is imported inside the command
-    from odcr_cli.dehazing import BatchReport, FileResult
+    from odcr_cli.tasks.dehazing import BatchReport, FileResult
 
 
 def _no_type_label(ctx: object = None) -> None:
@@ -147,7 +147,8 @@ def train(
 ) -> None:
     from odcr_cli.core.methods import method_config
     from odcr_cli.core.networks import GeneratorConfig
-    from odcr_cli.training import TrainCallbacks, TrainConfig, TrainingError, train as run_training
+    from odcr_cli.errors import TrainingError
+    from odcr_cli.tasks.training import TrainCallbacks, TrainConfig, train as run_training
 
     try:
         layers = tuple(int(v) for v in nce_layers.split(",")) if nce_layers else None
@@ -186,7 +187,7 @@ def train(
     except TrainingError as exc:
         # refused before the first iteration (bad option, no data, a run already there): a usage
         # error, 2, as in every command; a run that started and then failed: 1
-        from odcr_cli.training import TrainingDiverged
+        from odcr_cli.errors import TrainingDiverged
         _fail(str(exc), code=1 if reporter.started or isinstance(exc, TrainingDiverged) else 2)
     if os.environ.get("RANK", "0") == "0":
         typer.echo(f"done: iteration {result.iteration} of {cfg.iters}, {result.seconds_per_iter:.3f} s/iter; "
@@ -401,8 +402,8 @@ def dehaze_command(
     """Dehaze images: files, folders, globs or stdin.
 
     Exit code 0 all done, 1 some failed, 2 usage error or no input, 130 interrupted (rerun with --skip-existing to resume)."""
-    from odcr_cli.dehazing import DehazeOptions, Interrupted, UsageError, run_dehaze, write_report
-    from odcr_cli.inference import InferenceError
+    from odcr_cli.errors import InferenceError, UsageError
+    from odcr_cli.tasks.dehazing import DehazeOptions, Interrupted, run_dehaze, write_report
 
     if not inputs and not input_list:
         _fail("no input given: pass files, folders, globs, '-' or --input-list FILE")
@@ -445,7 +446,7 @@ def dehaze_command(
         raise typer.Exit(130)
     except Exception as exc:
         rep.close()
-        from odcr_cli.weights_io import WeightsError  # imports torch: only on this path
+        from odcr_cli.errors import WeightsError
         if isinstance(exc, WeightsError):
             _fail(str(exc))
         raise
@@ -475,7 +476,7 @@ def synth_command(
     Train with them as extra hazy data and keep their sources out of the clear pool:
     odcr train --hazy REAL --hazy OUT/hazy --clear CLEAR --exclude-clear OUT/sources.txt
     """
-    from odcr_cli.synthesis import SynthConfig, make_synthetic_set
+    from odcr_cli.tasks.synthesis import SynthConfig, make_synthetic_set
 
     def span(text: str, name: str) -> tuple[float, float]:
         try:
@@ -530,10 +531,9 @@ def evaluate_command(
     from rich.console import Console
     from rich.table import Table
 
-    from odcr_cli.evaluation import EvaluationError, evaluate
-    from odcr_cli.export import ExportError, parse_hw
-    from odcr_cli.inference import InferenceError
-    from odcr_cli.weights_io import WeightsError
+    from odcr_cli.errors import EvaluationError, ExportError, InferenceError, WeightsError
+    from odcr_cli.tasks.evaluation import evaluate
+    from odcr_cli.tasks.export import parse_hw
 
     if pairs is None and hazy is None:
         _fail("give --pairs DIR, --hazy DIR --gt DIR, or --hazy DIR alone (real photos, FADE)")
@@ -626,7 +626,8 @@ def models_command(
     """List the bundled models (the default first): name, kind, size, dev-pair score."""
     import json as _json
 
-    from odcr_cli.bundled import BundledModelError, bundled_models
+    from odcr_cli.errors import BundledModelError
+    from odcr_cli.files.bundled import bundled_models
 
     try:
         models = bundled_models()
@@ -663,9 +664,10 @@ def export_command(
     from rich.console import Console
     from rich.table import Table
 
-    from odcr_cli.export import ExportCheckError, ExportError, export_onnx, parse_hw
-    from odcr_cli.inference import InferenceError
-    from odcr_cli.weights_io import WeightsError, bundled_weights_path
+    from odcr_cli.errors import ExportCheckError, ExportError, InferenceError
+    from odcr_cli.tasks.export import export_onnx, parse_hw
+    from odcr_cli.files.bundled import bundled_model
+    from odcr_cli.errors import WeightsError
 
     if not onnx_flag:
         _fail("choose a format: --onnx")
@@ -682,7 +684,7 @@ def export_command(
         _fail("--model picks a bundled model; --weights picks a file: give one of them")
     try:
         if model is not None:
-            weights = str(bundled_weights_path(model))
+            weights = str(bundled_model(model).weights_path())
         with con.status("exporting and checking…"):
             report = export_onnx(weights, output, opset=opset, fp16=fp16, static_hw=static_hw,
                                  check=not no_check, check_images=check_image or (), training_data=training_data)

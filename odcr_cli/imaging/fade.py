@@ -45,6 +45,7 @@ from __future__ import annotations
 from functools import lru_cache
 
 import numpy as np
+from odcr_cli.errors import FadeError
 
 PATCH = 8
 MIN_SIDE = 16   # after trimming to whole patches the contrast-energy padding copies 10 rows/cols
@@ -52,14 +53,10 @@ _CE_BORDER = 10
 _FLAT_RESIDUE = 1e-100
 
 
-class FadeError(ValueError):
-    """The image cannot be scored (one line for the user)."""
-
-
 @lru_cache(maxsize=1)
 def _models() -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], ...]:
     """(mu, inverse of cov/2, its row sums) for the fog-free and the foggy corpus."""
-    from odcr_cli import fade_reference as ref
+    from odcr_cli.imaging import fade_reference as ref
 
     out = []
     for mu, cov in ((ref.FOGFREE_MU, ref.FOGFREE_COV), (ref.FOGGY_MU, ref.FOGGY_COV)):

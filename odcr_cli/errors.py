@@ -1,0 +1,87 @@
+"""Every error odcr reports to the user as one line, under one base class (no torch, no imports).
+
+The CLI catches :class:`OdcrError` alone, prints ``error: <message>`` and exits with the
+error's ``exit_code``: 2 for what was refused before any work started (a usage error), 1 for a
+run that started and failed. Python callers catch the same classes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class OdcrError(Exception):
+    """A problem the user can act on; ``str()`` is one line."""
+
+    exit_code: int = 2
+
+
+class UsageError(OdcrError):
+    """Bad arguments or an unsafe plan; nothing has been processed."""
+
+
+class InferenceError(OdcrError):
+    """A device, backend or option of the dehazing engine that cannot be used."""
+
+
+class OnnxBackendError(InferenceError):
+    """An ONNX model or onnxruntime provider that cannot be used."""
+
+
+class WeightsError(OdcrError):
+    """A weights file that cannot be used."""
+
+
+class BundledModelError(WeightsError):
+    """A bundled model that is unknown, missing or fails its checksum."""
+
+
+class ImageReadError(OdcrError):
+    """A file that cannot be read as an image: ``"name: reason"``; ``reason`` alone is kept for
+    reports that already name the file."""
+
+    def __init__(self, name: str, reason: str | None = None) -> None:
+        # one argument (a finished message) still works: unpickling passes the message alone
+        super().__init__(name if reason is None else f"{name}: {reason}")
+        self.name, self.reason = (None, name) if reason is None else (name, reason)
+
+
+class ImageWriteError(OdcrError):
+    """An image that cannot be written in the requested format."""
+
+
+class TrainingError(OdcrError):
+    """A training run that cannot start or go on."""
+
+
+class TrainingDiverged(TrainingError):
+    """A loss became NaN or infinite; the message names the last good checkpoint."""
+
+    exit_code = 1
+
+
+class EvaluationError(OdcrError):
+    """A problem with the inputs of an evaluation."""
+
+
+class ExportError(OdcrError):
+    """An export that failed."""
+
+
+class ExportCheckError(ExportError):
+    """The exported model disagrees with PyTorch; ``report`` (an ``ExportReport``) holds the checks."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, report: Any) -> None:
+        super().__init__(message)
+        self.report = report
+
+
+class FadeError(OdcrError, ValueError):
+    """An image FADE cannot score (too small, wrong layout)."""
+
+
+__all__ = ("OdcrError", "UsageError", "InferenceError", "OnnxBackendError", "WeightsError", "BundledModelError",
+           "ImageReadError", "ImageWriteError", "TrainingError", "TrainingDiverged", "EvaluationError",
+           "ExportError", "ExportCheckError", "FadeError")
