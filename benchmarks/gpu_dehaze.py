@@ -26,7 +26,8 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.inference import timed  # noqa: E402  (median ms after one warm-up run)
-from odcr_cli.engine.dehazer import Dehazer, psnr  # noqa: E402
+from odcr_cli.engine.dehazer import Dehazer  # noqa: E402
+from odcr_cli.imaging.metrics import psnr  # noqa: E402
 
 DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "dev" / "real_hazy"
 

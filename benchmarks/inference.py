@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from odcr_cli.core.network_input import to_uint8  # noqa: E402
 
 
 def cpu_info() -> dict:
@@ -55,7 +56,7 @@ def timed(fn, repeats: int, sync=lambda: None) -> tuple[float, np.ndarray]:
 
 
 def to_u8(y: np.ndarray) -> np.ndarray:
-    return np.clip(np.rint((np.asarray(y, np.float32) + 1) * 127.5), 0, 255).astype(np.int16)
+    return to_uint8(y).astype(np.int16)
 
 
 def main(argv: list[str] | None = None) -> int:

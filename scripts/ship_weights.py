@@ -27,7 +27,8 @@ from odcr_cli.files.fsutil import atomic_output, sha256_file
 from odcr_cli.files.bundled import MANIFEST_NAME, REGISTRY_NAME
 from odcr_cli.core.networks import count_parameters
 from odcr_cli.tasks.export import export_onnx
-from odcr_cli.engine.dehazer import psnr
+from odcr_cli.core.network_input import to_signed, to_uint8
+from odcr_cli.imaging.metrics import psnr
 from odcr_cli.files.weights_io import average_generators, load_generator, save_generator
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -40,10 +41,10 @@ def _outputs(generator: torch.nn.Module, photos: list[Path]) -> list[np.ndarray]
         im.thumbnail((512, 512))
         w, h = im.size
         im = im.crop((0, 0, w - w % 4, h - h % 4))
-        x = torch.from_numpy(np.asarray(im, np.float32).transpose(2, 0, 1)[None] / 127.5 - 1)
+        x = torch.from_numpy(to_signed(np.asarray(im, np.float32).transpose(2, 0, 1)[None] / 255.0))
         with torch.inference_mode():
             y = generator(x)[0].clamp(-1, 1)
-        outs.append(((y + 1) * 127.5).round().byte().permute(1, 2, 0).numpy())
+        outs.append(to_uint8(y.permute(1, 2, 0).numpy()))
     return outs
 
 

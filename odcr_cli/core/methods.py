@@ -9,11 +9,13 @@ discriminator loss and the generator-side objective for one batch. The training 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields, replace
+
 import numpy as np
 import torch
 from torch import nn
 
 from odcr_cli.core import haze, losses
+from odcr_cli.core.network_input import to_unit
 from odcr_cli.core.networks import (
     NCE_LAYERS_DEFAULT,
     ChannelClassifiers,
@@ -241,7 +243,7 @@ class ContrastiveModel(nn.Module):
     def _priors(self, hazy: torch.Tensor, state: dict, iteration: int, terms: dict[str, torch.Tensor]) -> torch.Tensor | float:
         """Weighted sum of the scattering priors that are switched on (their terms are logged)."""
         m, total = self.method, 0.0
-        hazy01 = (hazy + 1.0) * 0.5
+        hazy01 = to_unit(hazy)
         w_dcp = prior_weight(m, iteration)
         if w_dcp > 0:
             target = state.get("t_dcp")  # the output's own DCP prior when it has one: no second estimate
@@ -251,7 +253,7 @@ class ContrastiveModel(nn.Module):
             terms["dcp"] = losses.transmission_fit_loss(state["t"], target)
             total = total + w_dcp * terms["dcp"]
         if m.lambda_dark > 0:
-            terms["dark"] = losses.dark_channel_loss((state["fake"] + 1.0) * 0.5)
+            terms["dark"] = losses.dark_channel_loss(to_unit(state["fake"]))
             total = total + m.lambda_dark * terms["dark"]
         if m.lambda_tv > 0:
             terms["tv"] = losses.edge_aware_smoothness(state["t"], hazy01)

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from odcr_cli.core import haze
+from odcr_cli.core.network_input import SIZE_MULTIPLE, to_signed, to_unit
 from odcr_cli.core.scattering import output_names, remove_haze
 
 NCE_LAYERS_DEFAULT: tuple[int, ...] = (0, 4, 8, 12, 16)
@@ -136,7 +137,7 @@ class ResnetGenerator(nn.Module):
     itself predicts (see :func:`raw_output_names`).
     """
 
-    size_multiple: int = 4
+    size_multiple: int = SIZE_MULTIPLE
 
     def __init__(self, config: GeneratorConfig = GeneratorConfig()) -> None:
         super().__init__()
@@ -212,7 +213,7 @@ class ResnetGenerator(nn.Module):
         computed once: ``t`` (B, 1, H, W) in [t_min, 1], ``airlight`` (B, 3) (the dark-channel rule
         plus the correction) and, with the DCP prior, ``t_dcp`` (B, 1, H, W), the prior itself."""
         c = self.config
-        x01 = (x + 1.0) * 0.5
+        x01 = to_unit(x)
         rule = haze.estimate_airlight(x01, c.airlight_patch, c.airlight_top)
         est = {"airlight": (rule + raw["airlight_correction"]).clamp(haze.AIRLIGHT_FLOOR, 1.0)}
         if "t" in raw:
@@ -230,8 +231,8 @@ class ResnetGenerator(nn.Module):
         if self.config.output == "image":
             return raw["image"], {}
         est = self.haze_estimate(x, raw)
-        clear = remove_haze((x + 1.0) * 0.5, est["t"], est["airlight"][:, :, None, None])
-        return clear.clamp(0.0, 1.0) * 2.0 - 1.0, est
+        clear = remove_haze(to_unit(x), est["t"], est["airlight"][:, :, None, None])
+        return to_signed(clear.clamp(0.0, 1.0)), est
 
     def compose(self, x: torch.Tensor, raw: dict[str, torch.Tensor]) -> torch.Tensor:
         """Raw outputs of input ``x`` -> the clear image (B, 3, H, W) in [-1, 1]."""

@@ -51,8 +51,8 @@ import numpy as np
 
 from odcr_cli.files.bundled import bundled_model
 from odcr_cli.engine.readout import Readout, readout_for
-from odcr_cli.engine.tiling import (DEFAULT_HALO, MIN_SIDE, SIZE_MULTIPLE, from_net, padded_size, run_padded,
-                             to_net, guided_upsample, pad_to_multiple, run_tiled)
+from odcr_cli.core.network_input import MIN_SIDE, SIZE_MULTIPLE, from_net, padded_size, to_net
+from odcr_cli.engine.tiling import DEFAULT_HALO, guided_upsample, pad_to_multiple, run_padded, run_tiled
 from odcr_cli.errors import InferenceError
 
 CPU_AUTO_MAX_SIDE = 1600
@@ -455,10 +455,5 @@ def to_float_rgb(arr: np.ndarray) -> tuple[np.ndarray, Callable[[np.ndarray], np
     return rgb, restore
 
 
-def psnr(a: np.ndarray, b: np.ndarray, peak: float = 1.0) -> float:
-    mse = float(np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2))
-    return float("inf") if mse == 0 else 10.0 * math.log10(peak * peak / mse)
-
-
-__all__: Sequence[str] = ("Backend", "Dehazer", "InferenceError", "PlanInfo", "make_backend", "psnr",
+__all__: Sequence[str] = ("Backend", "Dehazer", "InferenceError", "PlanInfo", "make_backend",
                           "to_float_rgb", "CPU_AUTO_MAX_SIDE")

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from odcr_cli.core.network_input import SIZE_MULTIPLE
+
 from odcr_cli.errors import OnnxBackendError
 
 PREFERRED_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
@@ -129,9 +131,9 @@ class OnnxBackend:
         meta = self.session.get_modelmeta()
         self.metadata: dict[str, str] = dict(meta.custom_metadata_map or {})
         try:
-            self.size_multiple = int(self.metadata.get("size_multiple", 4))
+            self.size_multiple = int(self.metadata.get("size_multiple", SIZE_MULTIPLE))
         except ValueError:
-            self.size_multiple = 4
+            self.size_multiple = SIZE_MULTIPLE
         input_range = self.metadata.get("input_range", "[-1,1]").replace(" ", "")
         if input_range != "[-1,1]":
             raise OnnxBackendError(f"{self.path}: input range {input_range} is not supported (expected [-1,1])")

@@ -21,7 +21,8 @@ import numpy as np
 from odcr_cli.core.scattering import PRIOR_CLAMP, output_names, remove_haze
 from odcr_cli.imaging.dcp import atmospheric_light, dark_channel, dcp_transmission
 from odcr_cli.imaging.filters import guided_filter
-from odcr_cli.engine.tiling import from_net, guided_upsample
+from odcr_cli.core.network_input import from_net
+from odcr_cli.engine.tiling import guided_upsample
 
 Outputs = Mapping[str, np.ndarray]
 

@@ -14,15 +14,10 @@ from typing import Callable
 import cv2
 import numpy as np
 
+from odcr_cli.core.network_input import SIZE_MULTIPLE, from_net, padded_size, to_net
 from odcr_cli.imaging.filters import box
 
-SIZE_MULTIPLE = 4
-MIN_SIDE = 16  # the generator's reflection pads need a few pixels at 1/4 resolution
 DEFAULT_HALO = 64
-
-
-def padded_size(n: int) -> int:
-    return max(MIN_SIDE, int(math.ceil(n / SIZE_MULTIPLE)) * SIZE_MULTIPLE)
 
 
 def pad_to_multiple(chw: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
@@ -33,14 +28,6 @@ def pad_to_multiple(chw: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
         return chw, (h, w)
     mode = "reflect" if min(h, w) > 1 else "edge"  # numpy's reflect repeats for large pads
     return np.pad(chw, ((0, 0), (0, ph), (0, pw)), mode=mode), (h, w)
-
-
-def to_net(rgb: np.ndarray) -> np.ndarray:
-    return (rgb.transpose(2, 0, 1)[None] * 2.0 - 1.0).astype(np.float32)
-
-
-def from_net(y: np.ndarray) -> np.ndarray:
-    return np.clip((y[0].transpose(1, 2, 0) + 1.0) * 0.5, 0.0, 1.0).astype(np.float32)
 
 
 def run_padded(run: Callable[[np.ndarray], np.ndarray], rgb: np.ndarray) -> np.ndarray:
@@ -129,4 +116,4 @@ def guided_upsample(low_in: np.ndarray, low_out: np.ndarray, full_in: np.ndarray
     return np.clip(out, 0.0, 1.0, out=out)
 
 
-__all__ = ("pad_to_multiple", "run_tiled", "guided_upsample", "SIZE_MULTIPLE", "MIN_SIDE", "DEFAULT_HALO")
+__all__ = ("pad_to_multiple", "run_padded", "run_tiled", "guided_upsample", "DEFAULT_HALO")

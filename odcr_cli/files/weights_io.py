@@ -1,5 +1,5 @@
 """Generator weights on disk: our safetensors files, our training checkpoints, CUT's ``.pth``,
-and the bundled default model with its sha256 manifest."""
+(the bundled models and their manifest are odcr_cli.files.bundled)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,6 @@ from safetensors.torch import save as safetensors_save
 
 from odcr_cli import __version__
 from odcr_cli.core.networks import GeneratorConfig, ResnetGenerator
-from odcr_cli.files.bundled import bundled_model
 from odcr_cli.files.fsutil import atomic_output, sha256_file
 from odcr_cli.errors import WeightsError
 

@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import Any, BinaryIO, Callable
 
 from odcr_cli import __version__
-from odcr_cli.files.imageio import (EXT_FORMAT, READABLE_SUFFIXES, ImageData, encode_image,
+from odcr_cli.files.folders import is_image_name, walk_folder
+from odcr_cli.files.imageio import (EXT_FORMAT, ImageData, encode_image,
                               format_for_ext, read_image)
 from odcr_cli.errors import ImageReadError, UsageError
 
@@ -158,10 +159,6 @@ class BatchReport:
 # input expansion and output planning
 # --------------------------------------------------------------------------------------------
 
-def _is_image_name(p: Path) -> bool:
-    return p.suffix.lower() in READABLE_SUFFIXES and not p.name.startswith(".")
-
-
 def _glob_root(pattern: str) -> Path:
     parts = Path(pattern).parts
     root: list[str] = []
@@ -186,7 +183,7 @@ def gather_inputs(inputs: list[str], recursive: bool = False, input_list: str | 
     items = found.items
 
     def add_found(f: Path, rel: Path) -> None:
-        if not _is_image_name(f):
+        if not is_image_name(f):
             found.not_images.append(str(f))
         elif _carries_suffix(f, own_suffix):
             found.own_outputs.append(str(f))
@@ -199,14 +196,10 @@ def gather_inputs(inputs: list[str], recursive: bool = False, input_list: str | 
             continue
         p = Path(raw)
         if p.is_dir():
-            entries = sorted(p.rglob("*") if recursive else p.iterdir())
-            for f in entries:
-                if any(part.startswith(".") for part in f.relative_to(p).parts):
-                    continue
-                if f.is_file():
-                    add_found(f, f.relative_to(p))
-                elif f.is_dir() and not recursive:
-                    found.subfolders.append(str(f))
+            listing = walk_folder(p, recursive)
+            for f in listing.images + listing.not_images:
+                add_found(f, f.relative_to(p))
+            found.subfolders += [str(f) for f in listing.subfolders]
         elif p.is_file():
             items.append(InputItem(str(p), Path(p.name)))
         elif any(ch in raw for ch in "*?["):

@@ -52,9 +52,11 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
+
+from odcr_cli.files.folders import walk_folder
+from odcr_cli.imaging.metrics import psnr, ssim_uint8
 from odcr_cli.errors import EvaluationError, FadeError
 
-IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm"})
 PSNR_CAP = 100.0
 _RESIDE_SUFFIX = re.compile(r"_\d+(?:\.\d+)?(?:_\d+(?:\.\d+)?)?$")
 
@@ -74,11 +76,6 @@ class Pairing:
     pairs: list[Pair]
     unmatched_hazy: list[str] = field(default_factory=list)   # "path (reason)"
     unmatched_gt: list[str] = field(default_factory=list)
-
-
-def _list_images(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-                  and not any(part.startswith(".") for part in p.relative_to(folder).parts))
 
 
 def gt_candidates(stem: str) -> list[str]:
@@ -109,12 +106,12 @@ def pair_images(hazy_dir: str | Path, gt_dir: str | Path) -> Pairing:
         if not d.is_dir():
             raise EvaluationError(f"{what} folder not found: {d}")
     index: dict[tuple[str, str], list[Path]] = {}
-    for p in _list_images(gt_dir):
+    for p in walk_folder(gt_dir).images:
         rel = p.relative_to(gt_dir)
         index.setdefault((str(rel.parent).lower(), rel.stem.lower()), []).append(p)
     used: set[Path] = set()
     pairing = Pairing(pairs=[])
-    for p in _list_images(hazy_dir):
+    for p in walk_folder(hazy_dir).images:
         rel = p.relative_to(hazy_dir)
         folder = str(rel.parent).lower()
         match, reason = None, "no GT with a matching name"
@@ -142,7 +139,7 @@ def hazy_only(hazy_dir: str | Path) -> Pairing:
     if not hazy_dir.is_dir():
         raise EvaluationError(f"hazy folder not found: {hazy_dir}")
     stems: dict[str, Path] = {}
-    for p in _list_images(hazy_dir):
+    for p in walk_folder(hazy_dir).images:
         rel = p.relative_to(hazy_dir)
         stem = str(rel.with_suffix(""))
         if stem in stems:  # a.jpg and a.png would share a row and an output name
@@ -177,17 +174,6 @@ def match_gt(hazy: np.ndarray, gt: np.ndarray) -> tuple[np.ndarray, int]:
         b = dh // 2
         return gt[b:b + h, b:b + w], b
     raise EvaluationError(f"GT is {gw}x{gh} but the hazy image is {w}x{h} (not a uniform border)")
-
-
-def psnr_uint8(out: np.ndarray, gt: np.ndarray) -> float:
-    mse = float(np.mean((out.astype(np.float64) - gt.astype(np.float64)) ** 2))
-    return PSNR_CAP if mse == 0 else min(PSNR_CAP, 10.0 * math.log10(255.0 ** 2 / mse))
-
-
-def ssim_uint8(out: np.ndarray, gt: np.ndarray) -> float:
-    from skimage.metrics import structural_similarity
-
-    return float(structural_similarity(out, gt, channel_axis=2, data_range=255))
 
 
 # --- methods -----------------------------------------------------------------------------------
@@ -510,9 +496,9 @@ def evaluate(*, hazy_dir: str | Path | None = None, gt_dir: str | Path | None = 
             except Exception as exc:
                 report.failures.append({"stem": pair.stem, "method": m.name, "error": f"{type(exc).__name__}: {exc}"})
                 continue
-            psnr, ssim = (psnr_uint8(out, gt), ssim_uint8(out, gt)) if gt is not None else (None, None)
+            scores = (psnr(out, gt, cap=PSNR_CAP), ssim_uint8(out, gt)) if gt is not None else (None, None)
             report.methods[m.name].images.append(
-                ImageScore(pair.stem, pair.subset, psnr, ssim, fade_of(out, pair.stem, m.name) if fade else None))
+                ImageScore(pair.stem, pair.subset, *scores, fade_of(out, pair.stem, m.name) if fade else None))
             if page is not None and m.kind != "input":
                 page.add_output(pair.stem, m.name, out)
             if out_root is not None and m.kind != "input":
@@ -555,6 +541,6 @@ def evaluate_generator_on_pairs(generator: object, hazy_dir: str | Path, gt_dir:
         hazy = load_rgb8(pair.hazy)
         gt, _ = match_gt(hazy, load_rgb8(pair.gt))
         out = dehazer.dehaze(hazy)
-        psnrs.append(psnr_uint8(out, gt))
+        psnrs.append(psnr(out, gt, cap=PSNR_CAP))
         ssims.append(ssim_uint8(out, gt))
     return {"psnr": float(np.mean(psnrs)), "ssim": float(np.mean(ssims)), "n": len(psnrs)}

@@ -45,11 +45,12 @@ from typing import Sequence
 import numpy as np
 
 from odcr_cli import __version__
+from odcr_cli.core.network_input import SIZE_MULTIPLE
+from odcr_cli.imaging.metrics import psnr as psnr_of
 from odcr_cli.engine.readout import readout_for
 from odcr_cli.errors import ExportCheckError, ExportError
 
 DEFAULT_OPSET = 17
-SIZE_MULTIPLE = 4
 FP32_PSNR_MIN = 50.0
 FP32_MAX_LEVEL_DIFF = 1
 FP16_PSNR_MIN = 40.0
@@ -240,11 +241,6 @@ def store_weights_fp16(model, min_elements: int = 64):
 
 # --- parity ------------------------------------------------------------------------------------
 
-def _psnr_uint8(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return math.inf if mse == 0 else 10.0 * math.log10(255.0 ** 2 / mse)
-
-
 def synthetic_photo(height: int, width: int, seed: int = 0) -> np.ndarray:
     """A deterministic photo-like uint8 RGB image: smooth gradients, edges, texture, noise."""
     rng = np.random.default_rng(seed)
@@ -302,7 +298,7 @@ def run_parity(weights: Path, onnx_path: Path, fp16: bool, static_hw: tuple[int,
             checks.append(ParityCheck(name, img.shape[0], img.shape[1], 255, 0.0, False))
             continue
         diff = int(np.abs(ref.astype(np.int16) - out.astype(np.int16)).max())
-        psnr = _psnr_uint8(ref, out)
+        psnr = psnr_of(ref, out)
         ok = psnr >= FP16_PSNR_MIN if fp16 else (diff <= FP32_MAX_LEVEL_DIFF and psnr >= FP32_PSNR_MIN)
         checks.append(ParityCheck(name, img.shape[0], img.shape[1], diff, psnr, bool(ok)))
     return checks

@@ -163,7 +163,8 @@ def make_synthetic_set(clear: list[Path], out_dir: Path, *, fraction: float = 1.
     clear pool). Existing outputs are refused before any work unless ``overwrite``, and even then
     hazy images that this run would not write are refused (their sources would go unlisted);
     a bad source is reported and skipped."""
-    from odcr_cli.tasks.training_data import list_images, load_rgb
+    from odcr_cli.files.folders import list_images
+    from odcr_cli.tasks.training_data import load_rgb
     from odcr_cli.files.fsutil import atomic_output, atomic_path
 
     if variants < 1:

@@ -40,6 +40,7 @@ from torch import nn
 
 from odcr_cli import __version__
 from odcr_cli.core.methods import ContrastiveModel, MethodConfig
+from odcr_cli.core.network_input import to_unit
 from odcr_cli.core.networks import GeneratorConfig
 from odcr_cli.core.stiefel import StiefelSGD
 from odcr_cli.tasks.training_data import PREPROCESS, CropSpec, ImageFolder, UnpairedSampler, gather_images, to_tensor
@@ -388,7 +389,7 @@ def _save_samples(trainer: Trainer, fixed: torch.Tensor, path: Path) -> None:
         out = g(trainer._to_device(fixed)).float().cpu()
     rows = torch.cat([fixed, out], dim=3)  # (N, 3, H, 2W): input | output
     grid = torch.cat(list(rows), dim=1)    # (3, N*H, 2W)
-    arr = ((grid.clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).numpy()
+    arr = (to_unit(grid.clamp(-1, 1)) * 255.0).round().byte().permute(1, 2, 0).numpy()
     with atomic_output(path) as fh:
         Image.fromarray(arr).save(fh, format="JPEG", quality=90)
 

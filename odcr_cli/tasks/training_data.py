@@ -16,18 +16,10 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
+from odcr_cli.core.network_input import to_signed
+from odcr_cli.files.folders import list_images
+
 PREPROCESS = ("scale_shortside_crop", "resize_crop", "crop")
-
-
-def list_images(path: str | Path) -> list[Path]:
-    """A single image file, or every image under a folder (recursively, sorted)."""
-    p = Path(path)
-    if p.is_file():
-        return [p]
-    if not p.is_dir():
-        raise FileNotFoundError(f"no such file or folder: {p}")
-    return sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
 
 
 def gather_images(paths: Sequence[str | Path], exclude_lists: Sequence[str | Path] = ()) -> tuple[list[Path], int]:
@@ -73,7 +65,7 @@ def load_rgb(path: Path) -> Image.Image:
 
 def to_tensor(im: Image.Image) -> torch.Tensor:
     """PIL RGB -> (3, H, W) float32 in [-1, 1]."""
-    arr = np.asarray(im, dtype=np.float32) / 127.5 - 1.0
+    arr = to_signed(np.asarray(im, dtype=np.float32) / 255.0)
     return torch.from_numpy(arr.transpose(2, 0, 1).copy())
 
 
