@@ -109,9 +109,9 @@ def test_tiling_a_direct_model_on_onnx_freezes_statistics(name: str, recwarn) ->
     tiled runs its tiles on the PyTorch twin: the same pixels as torch, no Python warning."""
     img = (np.random.default_rng(1).random((40, 56, 3)) * 255).astype(np.uint8)
     onnx = Dehazer(model=name, backend="onnx", device="cpu", max_side=0, tile=16)
-    out = onnx.dehaze(img)
+    out, plan = onnx.dehaze_with_plan(img)
     torch_tiled = Dehazer(model=name, backend="torch", device="cpu", max_side=0, tile=16).dehaze(img)
-    assert onnx.last_plan.mode == "tiled" and "PyTorch" in onnx.last_plan.notes[0]
+    assert plan.mode == "tiled" and "PyTorch" in plan.notes[0]
     assert np.array_equal(out, torch_tiled)
     assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]
 

@@ -13,7 +13,9 @@ from odcr_cli.engine.dehazer import Dehazer
 from odcr_cli.imaging.metrics import psnr
 from odcr_cli.errors import InferenceError, WeightsError
 from odcr_cli.engine.tiling import guided_upsample
-from odcr_cli.engine.torch_backend import TorchBackend, resolve_torch_device
+from odcr_cli.engine.backends import BaseBackend
+from odcr_cli.engine.options import Device, Method, parse_max_side
+from odcr_cli.engine.torch_backend import finite_or_fp32, resolve_torch_device
 
 
 @pytest.fixture(scope="module")
@@ -42,29 +44,28 @@ def test_tiled_matches_whole_image(tiny_weights):
     img = make_photo(200, 232)
     whole = Dehazer(weights=str(tiny_weights), device="cpu", max_side=0).dehaze(img.astype(np.float32) / 255)
     tiled_d = Dehazer(weights=str(tiny_weights), device="cpu", max_side=0, tile=64, halo=32)
-    tiled = tiled_d.dehaze(img.astype(np.float32) / 255)
-    assert tiled_d.last_plan.mode == "tiled" and tiled_d.last_plan.stats_scale == 1.0
+    tiled, plan = tiled_d.dehaze_with_plan(img.astype(np.float32) / 255)
+    assert plan.mode == "tiled" and plan.stats_scale == 1.0
     assert psnr(whole, tiled, peak=1.0) >= 40.0
     # above the memory budget the statistics come from a downscaled copy (an approximation)
     approx_d = Dehazer(weights=str(tiny_weights), device="cpu", max_side=0, tile=64, halo=32,
                        stats_max_pixels=200 * 232 // 4)
-    approx = approx_d.dehaze(img.astype(np.float32) / 255)
-    assert approx_d.last_plan.stats_scale == 0.5 and np.isfinite(approx).all()
+    approx, plan = approx_d.dehaze_with_plan(img.astype(np.float32) / 255)
+    assert plan.stats_scale == 0.5 and np.isfinite(approx).all()
 
 
 def test_auto_tiling_above_memory_budget(tiny_weights):
     d = Dehazer(weights=str(tiny_weights), device="cpu", max_side=0, memory_budget_gb=0.3004)
     assert d.estimate_bytes(160, 160) > d.memory_budget
-    out = d.dehaze(make_photo(160, 160))
-    assert out.shape == (160, 160, 3) and d.last_plan.mode == "tiled"
+    out, plan = d.dehaze_with_plan(make_photo(160, 160))
+    assert out.shape == (160, 160, 3) and plan.mode == "tiled"
     d2 = Dehazer(weights=str(tiny_weights), device="cpu", max_side=0)
-    d2.dehaze(make_photo(160, 160))
-    assert d2.last_plan.mode == "whole"
+    assert d2.dehaze_with_plan(make_photo(160, 160))[1].mode == "whole"
 
 
-class SmoothBackend:
+class SmoothBackend(BaseBackend):
     """A stand-in network whose correction varies slowly across the image, as haze does."""
-    name, device = "smooth", "cpu"
+    name = "smooth"
 
     def run(self, x):
         h, w = x.shape[2:]
@@ -77,12 +78,13 @@ def test_fast_mode_carries_correction_to_full_resolution(tiny_weights):
     img = make_photo(240, 320).astype(np.float32) / 255
     full = Dehazer.from_backend(SmoothBackend(), max_side=0).dehaze(img)
     fast_d = Dehazer.from_backend(SmoothBackend(), max_side=160)
-    fast = fast_d.dehaze(img)
-    assert fast_d.last_plan.mode == "fast" and fast_d.last_plan.net_size == (120, 160)
+    fast, plan = fast_d.dehaze_with_plan(img)
+    assert plan.mode == "fast" and plan.net_size == (120, 160)
     assert fast.shape == img.shape and psnr(full, fast, peak=1.0) > 32
     # with a real (tiny, random) generator too: runs and keeps the size
     d = Dehazer(weights=str(tiny_weights), device="cpu", max_side=100)
-    assert d.dehaze(make_photo(150, 201)).shape == (150, 201, 3) and d.last_plan.mode == "fast"
+    out, plan = d.dehaze_with_plan(make_photo(150, 201))
+    assert out.shape == (150, 201, 3) and plan.mode == "fast"
     # auto: fast mode on CPU only above the threshold side
     assert Dehazer(weights=str(tiny_weights), device="cpu").max_side is not None
 
@@ -97,37 +99,71 @@ def test_guided_upsample_reproduces_affine_mapping():
     assert psnr(guided_upsample(low, f(low), full), f(full), peak=1.0) > 40
 
 
-def test_devices_are_honest(tiny_weights):
-    assert resolve_torch_device("cpu") == "cpu"
-    with pytest.raises(InferenceError):
-        resolve_torch_device("tpu")
-    if not torch.cuda.is_available():
-        with pytest.raises(InferenceError, match="CUDA is not available"):
-            resolve_torch_device("cuda:0")
-        with pytest.raises(InferenceError, match="--half needs a CUDA device"):
-            Dehazer(weights=str(tiny_weights), device="cpu", half=True)
-    mps = getattr(torch.backends, "mps", None)
-    if mps is None or not mps.is_available():
-        with pytest.raises(InferenceError, match="MPS"):
-            resolve_torch_device("mps")
+def test_devices_are_parsed_once_and_checked_honestly():
+    assert resolve_torch_device(Device.parse("cpu")) == "cpu"
+    assert Device.parse("CUDA:1") == Device("cuda", 1) and Device.parse("trt") == Device("tensorrt")
+    with pytest.raises(InferenceError, match="unknown device 'tpu'"):
+        Device.parse("tpu")
+    with pytest.raises(InferenceError, match="cuda:N"):
+        Device.parse("cuda:x")
+    with pytest.raises(InferenceError, match="ONNX Runtime"):
+        resolve_torch_device(Device("tensorrt"))
 
 
-def test_non_finite_half_output_is_redone_in_fp32():
-    torch.manual_seed(0)
-    b = TorchBackend(ResnetGenerator(GeneratorConfig(ngf=4, n_blocks=1)), "cpu")
+@pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is available: a CUDA request succeeds here")
+def test_an_unusable_cuda_request_is_an_error(tiny_weights):
+    with pytest.raises(InferenceError, match="CUDA is not available"):
+        resolve_torch_device(Device.parse("cuda:0"))
+    with pytest.raises(InferenceError, match="--half needs a CUDA device"):
+        Dehazer(weights=str(tiny_weights), device="cpu", half=True)
+
+
+@pytest.mark.skipif(getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available(),
+                    reason="MPS is available: an MPS request succeeds here")
+def test_an_unusable_mps_request_is_an_error():
+    with pytest.raises(InferenceError, match="MPS"):
+        resolve_torch_device(Device("mps"))
+
+
+def test_options_are_typed_at_the_boundary(tiny_weights):
+    d = Dehazer(weights=str(tiny_weights), method="odcr", backend="torch", device="cpu", max_side="0")
+    assert d.method is Method.ODCR and d.max_side is None and d.describe()["method"] == "odcr"
+    assert parse_max_side("auto") == "auto" and parse_max_side(0) is None and parse_max_side("640") == 640
+    with pytest.raises(InferenceError, match="at least 16"):
+        parse_max_side(8)
+    with pytest.raises(InferenceError, match="use odcr or dcp"):
+        Dehazer(method="cut")
+    with pytest.raises(InferenceError, match="use auto, torch or onnx"):
+        Dehazer(weights=str(tiny_weights), backend="tensorflow")
+
+
+def test_non_finite_fp16_output_is_redone_in_fp32():
     calls = []
-    real = b._forward
 
-    def fake(x, half, stats=None):
+    def run(half: bool):
         calls.append(half)
-        return np.full_like(x, np.nan) if half else real(x, False, stats)
+        return np.full((1, 3, 4, 4), np.nan if half else 0.5, np.float32)
 
-    b._forward, b.half = fake, True
-    y = b.run(np.zeros((1, 3, 16, 16), np.float32))
-    assert calls == [True, False] and np.isfinite(y).all() and b.fp32_retries == 1
-    d = Dehazer.from_backend(b, max_side=0)  # the retry is a note of the image's plan, not a Python warning
-    d.dehaze(np.zeros((16, 16, 3), np.uint8))
-    assert d.last_plan.notes == ["fp16 output was not finite; redone in fp32"]
+    y, retried = finite_or_fp32(lambda: run(True), lambda: run(False))
+    assert calls == [True, False] and retried and np.isfinite(y).all()
+    calls.clear()
+    y, retried = finite_or_fp32(lambda: run(False), lambda: run(True))
+    assert calls == [False] and not retried
+
+
+class RetryingBackend(BaseBackend):
+    """A runtime whose fp16 pass fails once per call, as TorchBackend(half=True) reports it."""
+    name = "retrying"
+
+    def run(self, x):
+        self.fp32_retries += 1
+        return x
+
+
+def test_an_fp32_retry_is_a_note_of_the_image_plan():
+    d = Dehazer.from_backend(RetryingBackend(), max_side=0)  # a note of the plan, not a Python warning
+    out, plan = d.dehaze_with_plan(np.zeros((16, 16, 3), np.uint8))
+    assert plan.notes == ["fp16 output was not finite; redone in fp32"] and out.shape == (16, 16, 3)
 
 
 def test_thread_safe_reuse_and_ray_batch(dh):
@@ -156,5 +192,5 @@ def test_describe_and_weights_errors(tiny_weights, dh, tmp_path):
         Dehazer(weights=str(tmp_path / "missing.safetensors"))
     with pytest.raises(InferenceError, match="--onnx"):
         Dehazer(weights=str(tiny_weights), backend="onnx")
-    with pytest.raises(InferenceError):
+    with pytest.raises(InferenceError, match="use auto, torch or onnx"):
         Dehazer(weights=str(tiny_weights), backend="tensorflow")

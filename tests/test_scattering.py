@@ -13,7 +13,8 @@ from odcr_cli.core.methods import ContrastiveModel, method_config, prior_weight
 from odcr_cli.core.networks import GeneratorConfig, ResnetGenerator
 from odcr_cli.core.scattering import add_haze, remove_haze
 from odcr_cli.imaging.dcp import atmospheric_light, dark_channel, dcp_transmission, dehaze_dcp
-from odcr_cli.engine.readout import ImageReadout, ScatteringReadout, readout_for, upsample_transmission
+from odcr_cli.engine.readout import ImageReadout, ScatteringReadout, readout_for
+from odcr_cli.imaging.filters import upsample_transmission
 from tests.conftest import make_photo
 
 
@@ -244,14 +245,14 @@ def test_scattering_dehazer_runs_the_network_on_a_reduced_copy(scattering_weight
 
     d = Dehazer(weights=str(scattering_weights), backend="torch", device="cpu", max_side=64, tile=32)
     photo = make_photo(150, 200)
-    out = d.dehaze(photo)
+    out, plan = d.dehaze_with_plan(photo)
     assert out.shape == photo.shape and out.dtype == np.uint8
-    plan = d.last_plan
     assert plan.mode == "fast" and max(plan.net_size) == 64 and plan.tile is None  # never tiled
     assert d.describe()["output"] == "scattering"
     # a photo no larger than max_side is inverted with the network's own t, at full resolution
     small = make_photo(48, 60)
-    assert d.dehaze(small).shape == small.shape and d.last_plan.mode == "whole"
+    out, plan = d.dehaze_with_plan(small)
+    assert out.shape == small.shape and plan.mode == "whole"
     # the default side is the scattering one, on every device
     from odcr_cli.engine.dehazer import SCATTERING_MAX_SIDE
     assert Dehazer(weights=str(scattering_weights), backend="torch", device="cpu").max_side == SCATTERING_MAX_SIDE

@@ -1,4 +1,5 @@
-"""The dehazing engine shared by every backend: the ``Backend`` protocol and the ``Dehazer`` API.
+"""The ``Dehazer`` API: one loaded model, reusable across calls and threads, on any backend
+(the protocol and the choice of backend are in :mod:`odcr_cli.engine.backends`).
 
 Padding, tiling and fast mode's guided upsampling are in :mod:`odcr_cli.engine.tiling`; the PyTorch
 backend is :mod:`odcr_cli.engine.torch_backend`, imported (with torch) only when the torch backend is
@@ -44,16 +45,18 @@ import math
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol, Sequence, runtime_checkable
+from typing import Callable, Sequence
 
 import cv2
 import numpy as np
 
-from odcr_cli.files.bundled import bundled_model
-from odcr_cli.engine.readout import Readout, readout_for
 from odcr_cli.core.network_input import MIN_SIDE, SIZE_MULTIPLE, from_net, padded_size, to_net
+from odcr_cli.engine.backends import Backend, choose_backend, make_backend
+from odcr_cli.engine.options import AUTO, BackendChoice, Device, MaxSide, Method, parse_choice, parse_max_side
+from odcr_cli.engine.readout import Readout, readout_for
 from odcr_cli.engine.tiling import DEFAULT_HALO, guided_upsample, pad_to_multiple, run_padded, run_tiled
 from odcr_cli.errors import InferenceError
+from odcr_cli.files.bundled import bundled_model
 
 CPU_AUTO_MAX_SIDE = 1600
 # Scattering models run the network on a copy whose longer side is at most this, on every device
@@ -67,79 +70,15 @@ BYTES_PER_PIXEL_NGF64 = {"torch": 1500.0, "onnx": 3000.0}
 FIXED_OVERHEAD_BYTES = 300e6
 
 
-@runtime_checkable
-class Backend(Protocol):
-    """What every backend provides. ``run`` takes (1, 3, H, W) float32 in [-1, 1] with H and W
-    multiples of 4 and returns the same shape; ``device`` names what really runs."""
-
-    name: str
-    device: str
-
-    def run(self, x: np.ndarray) -> np.ndarray: ...
-
-
-def run_outputs(backend: Backend, x: np.ndarray) -> dict[str, np.ndarray]:
-    """The backend's named outputs for ``x``; a backend with only ``run`` is a direct-output model."""
-    named = getattr(backend, "run_outputs", None)
-    return named(x) if named is not None else {"image": backend.run(x)}
-
-
-def make_backend(backend: str, *, generator: Any = None, onnx_path: str | None = None,
-                 device: str = "auto", half: bool = False) -> Backend:
-    if backend == "torch":
-        from odcr_cli.engine.torch_backend import TorchBackend
-
-        return TorchBackend(generator, device=device, half=half)
-    if backend == "onnx":
-        if half:
-            raise InferenceError("--half applies to the torch backend; export an fp16 ONNX model instead")
-        try:
-            from odcr_cli.engine.onnx_backend import OnnxBackend  # written by the export issue
-        except ImportError as exc:
-            raise InferenceError(f"the ONNX backend is not available yet ({exc})") from None
-        return OnnxBackend(onnx_path, device=device)
-    raise InferenceError(f"unknown backend {backend!r}: use torch or onnx")
-
-
-# --------------------------------------------------------------------------------------------
-# Dehazer
-# --------------------------------------------------------------------------------------------
-
 @dataclass
 class PlanInfo:
-    """How the last image was processed (for reports and tests)."""
-    mode: str = "whole"          # whole | tiled | fast | dcp
+    """How one image was processed (returned with it by ``Dehazer.dehaze_with_plan``)."""
+    mode: str = "whole"          # whole | tiled | fast | dcp | identity
     tile: int | None = None
     stats_scale: float | None = None
     net_size: tuple[int, int] | None = None
     notes: list[str] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)  # where the time went, by stage
-
-
-def _auto_backend(weights: str | None, onnx_path: str | None, device: str, half: bool,
-                  model: str | None = None) -> str:
-    """ONNX Runtime for a bundled model on the CPU (1.4-3x faster than torch eager there, and no
-    1.5 s ``import torch``: ``benchmarks/inference.py``); torch everywhere else (GPU, --half,
-    user weights, which have no exported graph)."""
-    if onnx_path is not None or (weights is not None and str(weights).endswith(".onnx")):
-        return "onnx"
-    if weights is not None or half or device not in ("auto", "cpu"):
-        return "torch"
-    from odcr_cli.files.bundled import bundled_onnx_available
-    from odcr_cli.engine.onnx_backend import nvidia_driver_present
-
-    if device == "auto" and nvidia_driver_present():
-        return "torch"
-    return "onnx" if bundled_onnx_available(model) else "torch"
-
-
-def _ngf_from_metadata(meta: dict) -> int:
-    import json
-
-    try:
-        return int(json.loads(meta.get("generator_config", "{}")).get("ngf", 64))
-    except (ValueError, AttributeError):
-        return 64
 
 
 class Dehazer:
@@ -162,96 +101,91 @@ class Dehazer:
     * ``__call__(batch)``: a Ray Data ``map_batches`` callable on ``batch["image"]``.
     """
 
-    def __init__(self, weights: str | None = None, method: str = "odcr", device: str = "auto",
-                 backend: str = "auto", onnx_path: str | None = None, tile: int | None = None,
-                 max_side: int | str | None = "auto", half: bool = False,
+    def __init__(self, weights: str | None = None, method: Method | str = Method.ODCR, device: Device | str = "auto",
+                 backend: BackendChoice | str = BackendChoice.AUTO, onnx_path: str | None = None,
+                 tile: int | None = None, max_side: int | str | None = AUTO, half: bool = False,
                  memory_budget_gb: float = DEFAULT_MEMORY_BUDGET_GB, halo: int = DEFAULT_HALO,
                  stats_max_pixels: int | None = None, model: str | None = None, strength: float = 1.0) -> None:
-        if method not in ("odcr", "dcp"):
-            raise InferenceError(f"unknown method {method!r}: use odcr or dcp")
-        if not 0.0 <= strength <= 1.0:
-            raise InferenceError(f"--strength {strength}: use a value from 0 (the input) to 1 (full dehazing)")
-        self.strength = float(strength)
+        method = parse_choice(Method, method, "method")
+        choice = parse_choice(BackendChoice, backend, "backend")
+        requested, side = Device.parse(device), parse_max_side(max_side)
         if model is not None and (weights is not None or onnx_path is not None):
             raise InferenceError("--model picks a bundled model; --weights/--onnx pick a file: give one of them")
+        self._configure(method, tile, halo, memory_budget_gb, stats_max_pixels, strength)
+        if method is Method.DCP:  # full resolution unless a side is given: the classical algorithm
+            self._max_side = side if isinstance(side, int) else None
+            return
+        choice = choose_backend(choice, weights=weights, onnx_path=onnx_path, device=requested, half=half, model=model)
+        self._attach(self._load(choice, weights, onnx_path, requested, half, model), side)
+
+    def _configure(self, method: Method, tile: int | None, halo: int, memory_budget_gb: float,
+                   stats_max_pixels: int | None, strength: float) -> None:
+        """What every Dehazer has, whatever runs it (``dcp`` runs numpy on the CPU)."""
+        if not 0.0 <= strength <= 1.0:
+            raise InferenceError(f"--strength {strength}: use a value from 0 (the input) to 1 (full dehazing)")
         if tile is not None and tile < 16:
             raise InferenceError("--tile must be at least 16 pixels")
-        if isinstance(max_side, str) and max_side != "auto":
-            raise InferenceError("max_side must be a positive integer, 0 or 'auto'")
-        if isinstance(max_side, int) and 0 < max_side < 16:
-            raise InferenceError("--max-side must be at least 16 pixels (0 = full resolution)")
-        self.method = method
+        self.method, self.strength = method, float(strength)
         self.tile, self.halo = tile, halo
         self.memory_budget = memory_budget_gb * 1e9
         self.stats_max_pixels = stats_max_pixels
         self.weights_path: str | None = None
         self.weights_sha256: str | None = None
         self.model_name: str | None = None
-        self._frozen_twin: Backend | None = None
         self.parameters: int | None = None
         self.backend: Backend | None = None
-        self._lock = threading.Lock()
-        self.last_plan = PlanInfo()
+        self.backend_name, self.device = "numpy", "cpu"
         self.readout: Readout = readout_for(None)
-        if method == "dcp":  # full resolution unless a side is given: the classical algorithm
-            self._max_side = int(max_side) if isinstance(max_side, int) and max_side > 0 else None
-            self.backend_name, self.device = "numpy", "cpu"
-            return
-        bundled = None
+        self._frozen_twin: Backend | None = None
+        self._ngf = 64
+        self._lock = threading.Lock()
+
+    def _load(self, choice: BackendChoice, weights: str | None, onnx_path: str | None, device: Device,
+              half: bool, model: str | None) -> Backend:
+        """The backend running ``weights``/``onnx_path``, or the bundled ``model`` (None: the default)."""
         if weights is None and onnx_path is None:
             bundled = bundled_model(model)
             self.model_name = bundled.name
-        if backend == "auto":
-            backend = _auto_backend(weights, onnx_path, device, half, model)
-        if bundled is not None:
-            if backend == "onnx":
+            if choice is BackendChoice.ONNX:
                 found = bundled.onnx_path()
                 if found is None:
                     raise InferenceError(f"bundled model {bundled.name} has no ONNX export; use --backend torch")
                 onnx_path = str(found)
             else:
                 weights = str(bundled.weights_path())
-        if backend == "onnx":
+        if choice is BackendChoice.ONNX:
             path = onnx_path or (weights if weights and str(weights).endswith(".onnx") else None)
             if path is None:
                 raise InferenceError("--backend onnx needs --onnx FILE (an exported model)")
             from odcr_cli.files.fsutil import sha256_file
-            self.backend = make_backend("onnx", onnx_path=str(path), device=device)
-            self.weights_path, self.weights_sha256 = str(path), sha256_file(path)
-            meta = getattr(self.backend, "metadata", {})
-            self.parameters = int(meta["parameters"]) if str(meta.get("parameters", "")).isdigit() else None
-            self._ngf = _ngf_from_metadata(meta)
-            self.readout = readout_for(meta.get("generator_config"))
-        elif backend == "torch":
-            from odcr_cli.files import weights_io
-            loaded = weights_io.load_generator(weights)
-            self.backend = make_backend("torch", generator=loaded.generator, device=device, half=half)
-            self.weights_path, self.weights_sha256 = str(loaded.path), loaded.sha256
-            self.parameters = self.backend.parameters
-            self._ngf = self.backend.ngf
-            self.readout = readout_for(loaded.generator.config.to_dict())
-        else:
-            raise InferenceError(f"unknown backend {backend!r}: use auto, torch or onnx")
-        self.backend_name, self.device = self.backend.name, self.backend.device
-        on_gpu = self.device.startswith("cuda") or "CUDA" in self.device or "Tensorrt" in self.device \
-            or "TensorRT" in self.device or self.device == "mps"
-        self._max_side = self._resolve_max_side(max_side, on_gpu)
 
-    def _resolve_max_side(self, max_side: int | str | None, on_gpu: bool) -> int | None:
-        if max_side == "auto":
-            if not self.readout.tiles:
-                return SCATTERING_MAX_SIDE
-            return None if on_gpu else CPU_AUTO_MAX_SIDE
-        return int(max_side) if max_side else None
+            self.weights_path, self.weights_sha256 = str(path), sha256_file(path)
+            return make_backend(choice, onnx_path=str(path), device=device)
+        from odcr_cli.files import weights_io  # imports torch: only on this path
+
+        loaded = weights_io.load_generator(weights)
+        self.weights_path, self.weights_sha256 = str(loaded.path), loaded.sha256
+        return make_backend(choice, generator=loaded.generator, device=device, half=half)
+
+    def _attach(self, backend: Backend, max_side: MaxSide) -> None:
+        """Run on ``backend``; fast mode's default follows from what it is (one rule for every backend)."""
+        self.backend, self.backend_name, self.device = backend, backend.name, backend.device
+        self.parameters = backend.parameters
+        self._ngf = int(backend.generator_config.get("ngf", 64))
+        self.readout = readout_for(backend.generator_config)
+        if max_side == AUTO:
+            max_side = SCATTERING_MAX_SIDE if not self.readout.tiles else None if backend.on_gpu else CPU_AUTO_MAX_SIDE
+        self._max_side = max_side
 
     @classmethod
-    def from_backend(cls, backend: Backend, ngf: int = 64, **kwargs: Any) -> "Dehazer":
-        """A Dehazer around any object implementing :class:`Backend` (custom runtimes, tests)."""
-        self = cls(method="dcp", **kwargs)
-        self.method, self.backend = "odcr", backend
-        self.backend_name, self.device, self._ngf = backend.name, backend.device, ngf
-        self.readout = readout_for(getattr(backend, "generator_config", None))
-        self._max_side = self._resolve_max_side(kwargs.get("max_side", "auto"), backend.device != "cpu")
+    def from_backend(cls, backend: Backend, *, tile: int | None = None, max_side: int | str | None = AUTO,
+                     memory_budget_gb: float = DEFAULT_MEMORY_BUDGET_GB, halo: int = DEFAULT_HALO,
+                     stats_max_pixels: int | None = None, strength: float = 1.0) -> "Dehazer":
+        """A Dehazer around any object implementing :class:`~odcr_cli.engine.backends.Backend`
+        (custom runtimes, tests, training's validation)."""
+        self = cls.__new__(cls)
+        self._configure(Method.ODCR, tile, halo, memory_budget_gb, stats_max_pixels, strength)
+        self._attach(backend, parse_max_side(max_side))
         return self
 
     # -- description ------------------------------------------------------------------------
@@ -260,8 +194,8 @@ class Dehazer:
         return self._max_side
 
     def describe(self) -> dict:
-        return {"method": self.method, "model": self.model_name, "backend": self.backend_name, "device": self.device,
-                "output": self.readout.kind if self.method != "dcp" else None,
+        return {"method": self.method.value, "model": self.model_name, "backend": self.backend_name, "device": self.device,
+                "output": self.readout.kind if self.method is Method.ODCR else None,
                 "weights": self.weights_path, "weights_sha256": self.weights_sha256,
                 "parameters": self.parameters, "tile": self.tile, "max_side": self._max_side,
                 "memory_budget_gb": self.memory_budget / 1e9, "strength": self.strength}
@@ -288,7 +222,7 @@ class Dehazer:
             tile = self._auto_tile()
         if tile is None or (padded_size(h) <= tile and padded_size(w) <= tile):
             plan.mode = "whole"
-            return run_padded(self.backend.run, rgb)
+            return run_padded(self._run_image, rgb)
         plan.mode, plan.tile = "tiled", tile
         x, (h0, w0) = pad_to_multiple(to_net(rgb)[0])
         x = x[None]
@@ -306,10 +240,13 @@ class Dehazer:
         y = run_tiled(lambda t: backend.run_frozen(t, stats), x, tile, self.halo)
         return from_net(y[:, :, :h0, :w0])
 
-    def _frozen_stats_backend(self, plan: PlanInfo) -> Any:
+    def _run_image(self, x: np.ndarray) -> np.ndarray:
+        return self.backend.run_outputs(x)["image"]
+
+    def _frozen_stats_backend(self, plan: PlanInfo) -> Backend:
         """A backend that can freeze InstanceNorm statistics for tiling: this one, or for a bundled
         model on ONNX Runtime its PyTorch twin (tiles with their own statistics would drift in colour)."""
-        if getattr(self.backend, "supports_frozen_stats", False):
+        if self.backend.supports_frozen_stats:
             return self.backend
         if self._frozen_twin is None:
             if self.model_name is None:
@@ -318,7 +255,7 @@ class Dehazer:
             from odcr_cli.files import weights_io
 
             loaded = weights_io.load_generator(bundled_model(self.model_name).weights_path())
-            self._frozen_twin = make_backend("torch", generator=loaded.generator, device="cpu")
+            self._frozen_twin = make_backend(BackendChoice.TORCH, generator=loaded.generator, device=Device("cpu"))
         plan.notes.append("tiled on the PyTorch backend, whose tiles share the whole image's InstanceNorm statistics")
         return self._frozen_twin
 
@@ -334,7 +271,7 @@ class Dehazer:
             small = cv2.resize(rgb, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
         x, _ = pad_to_multiple(to_net(small)[0])
         t1 = time.perf_counter()
-        outputs = self._scale_haze(run_outputs(self.backend, x[None]), small)
+        outputs = self._scale_haze(self.backend.run_outputs(x[None]), small)
         t2 = time.perf_counter()
         plan.net_size = small.shape[:2]
         if small is rgb:
@@ -350,7 +287,7 @@ class Dehazer:
         """``--strength s`` for scattering models: remove the fraction s of the haze, t -> 1 - s (1 - t)
         (s = 0: t = 1, the input; s = 1: the network's t). t is taken from the readout, whatever
         form the network writes it in, and handed back as a plain ``t`` output."""
-        if self.strength == 1.0 or not hasattr(self.readout, "transmission"):
+        if self.strength == 1.0:
             return outputs
         t = self.readout.transmission(net_in, outputs)
         kept = {k: v for k, v in outputs.items() if k not in ("t", "t_residual")}
@@ -358,43 +295,53 @@ class Dehazer:
 
     def dehaze_float(self, rgb: np.ndarray) -> np.ndarray:
         """HxWx3 float32 in [0,1] -> HxWx3 float32 in [0,1]."""
+        return self._dehaze_float(rgb)[0]
+
+    def _dehaze_float(self, rgb: np.ndarray) -> tuple[np.ndarray, PlanInfo]:
         plan = PlanInfo()
-        retries = getattr(self.backend, "fp32_retries", 0)
-        h, w, _ = rgb.shape
         if self.strength == 0.0:  # --strength 0 is the input itself: no need to run anything
             plan.mode = "identity"
-            out = rgb.copy()
-        elif self.method == "dcp":
+            return rgb.copy(), plan
+        if self.method is Method.DCP:
             from odcr_cli.imaging.dcp import dehaze_dcp
             plan.mode = "dcp"
-            out = dehaze_dcp(rgb, max_side=self._max_side, strength=self.strength)
-        elif not self.readout.tiles:
-            with self._lock:
+            return dehaze_dcp(rgb, max_side=self._max_side, strength=self.strength), plan
+        with self._lock:  # one network pass at a time; the plan and the retry count are this call's
+            retries = self.backend.fp32_retries
+            if not self.readout.tiles:
                 out = self._dehaze_scattering(rgb, plan)
+            else:
+                out = self._dehaze_direct(rgb, plan)
+            if self.backend.fp32_retries > retries:
+                plan.notes.append("fp16 output was not finite; redone in fp32")
+        return out, plan
+
+    def _dehaze_direct(self, rgb: np.ndarray, plan: PlanInfo) -> np.ndarray:
+        """A direct model: whole, tiled or in fast mode; ``--strength`` blends with the input."""
+        h, w, _ = rgb.shape
+        ms = self._max_side
+        if ms and max(h, w) > ms:
+            s = ms / max(h, w)
+            sh, sw = max(1, round(h * s)), max(1, round(w * s))
+            small = cv2.resize(rgb, (sw, sh), interpolation=cv2.INTER_AREA)
+            small_out = self._net_full(small, plan)
+            plan.mode, plan.net_size = "fast", (sh, sw)
+            out = guided_upsample(small, small_out, rgb)
         else:
-            with self._lock:
-                ms = self._max_side
-                if ms and max(h, w) > ms:
-                    s = ms / max(h, w)
-                    sh, sw = max(1, round(h * s)), max(1, round(w * s))
-                    small = cv2.resize(rgb, (sw, sh), interpolation=cv2.INTER_AREA)
-                    small_out = self._net_full(small, plan)
-                    plan.mode, plan.net_size = "fast", (sh, sw)
-                    out = guided_upsample(small, small_out, rgb)
-                else:
-                    out = self._net_full(rgb, plan)
-            if self.strength < 1.0:  # a direct model has no haze to scale: blend with the input
-                out = rgb + self.strength * (out - rgb)
-        if getattr(self.backend, "fp32_retries", 0) > retries:
-            plan.notes.append("fp16 output was not finite; redone in fp32")
-        self.last_plan = plan
+            out = self._net_full(rgb, plan)
+        if self.strength < 1.0:  # a direct model has no haze to scale: blend with the input
+            out = rgb + self.strength * (out - rgb)
         return out
+
+    def dehaze_with_plan(self, image: np.ndarray) -> tuple[np.ndarray, PlanInfo]:
+        """Dehaze one image; (same shape and dtype out as in, how it was processed)."""
+        rgb, restore = to_float_rgb(np.asarray(image))
+        out, plan = self._dehaze_float(rgb)
+        return restore(out), plan
 
     def dehaze(self, image: np.ndarray) -> np.ndarray:
         """Dehaze one image; same shape and dtype out as in (see class doc)."""
-        arr = np.asarray(image)
-        rgb, restore = to_float_rgb(arr)
-        return restore(self.dehaze_float(rgb))
+        return self.dehaze_with_plan(image)[0]
 
     def __call__(self, batch: dict) -> dict:
         images = batch["image"]
@@ -455,5 +402,5 @@ def to_float_rgb(arr: np.ndarray) -> tuple[np.ndarray, Callable[[np.ndarray], np
     return rgb, restore
 
 
-__all__: Sequence[str] = ("Backend", "Dehazer", "InferenceError", "PlanInfo", "make_backend",
+__all__: Sequence[str] = ("Dehazer", "PlanInfo",
                           "to_float_rgb", "CPU_AUTO_MAX_SIDE")

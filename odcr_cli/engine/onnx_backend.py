@@ -15,12 +15,14 @@ This module must not import torch (``import torch`` costs ~1.5 s); a test checks
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
 import numpy as np
 
 from odcr_cli.core.network_input import SIZE_MULTIPLE
+from odcr_cli.engine.options import Device
 
 from odcr_cli.errors import OnnxBackendError
 
@@ -52,9 +54,8 @@ def _tensorrt_present() -> bool:
     return ctypes.util.find_library("nvinfer") is not None
 
 
-def _provider_list(device: str, available: list[str], cache_dir: Path | None) -> list:
-    device = device.lower()
-    if device == "auto":
+def _provider_list(device: Device, available: list[str], cache_dir: Path | None) -> list:
+    if device.kind == "auto":
         # onnxruntime-gpu lists the GPU providers even on machines without a GPU, then logs
         # errors while failing to load them; under "auto" skip them when they cannot work.
         available = [p for p in available
@@ -62,16 +63,10 @@ def _provider_list(device: str, available: list[str], cache_dir: Path | None) ->
                      or (p == "CUDAExecutionProvider" and nvidia_driver_present())
                      or (p == "TensorrtExecutionProvider" and nvidia_driver_present() and _tensorrt_present())
                      or p not in PREFERRED_PROVIDERS]
-    if device == "cpu":
-        wanted = ["CPUExecutionProvider"]
-    elif device in ("cuda", "gpu") or device.startswith("cuda:"):
-        wanted = ["CUDAExecutionProvider", "CPUExecutionProvider"]
-    elif device in ("tensorrt", "trt"):
-        wanted = list(PREFERRED_PROVIDERS)
-    elif device == "auto":
-        wanted = list(PREFERRED_PROVIDERS)
-    else:
-        raise OnnxBackendError(f"unknown device {device!r} for the ONNX backend (auto, cpu, cuda, tensorrt)")
+    wanted = {"cpu": ["CPUExecutionProvider"], "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
+              "tensorrt": list(PREFERRED_PROVIDERS), "auto": list(PREFERRED_PROVIDERS)}.get(device.kind)
+    if wanted is None:
+        raise OnnxBackendError(f"device {device} is not one of ONNX Runtime's (auto, cpu, cuda, tensorrt)")
     chosen: list = []
     for name in wanted:
         if name not in available:
@@ -79,12 +74,12 @@ def _provider_list(device: str, available: list[str], cache_dir: Path | None) ->
         if name == "TensorrtExecutionProvider" and cache_dir is not None:
             chosen.append((name, {"trt_engine_cache_enable": "True", "trt_timing_cache_enable": "True",
                                   "trt_engine_cache_path": str(cache_dir)}))
-        elif name == "CUDAExecutionProvider" and device.startswith("cuda:"):
-            chosen.append((name, {"device_id": device.split(":", 1)[1]}))
+        elif name == "CUDAExecutionProvider" and device.index is not None:
+            chosen.append((name, {"device_id": str(device.index)}))
         else:
             chosen.append(name)
     if not chosen:
-        raise OnnxBackendError(f"no usable onnxruntime provider for device {device!r} "
+        raise OnnxBackendError(f"no usable onnxruntime provider for device {device} "
                                f"(available: {', '.join(available)})")
     return chosen
 
@@ -99,8 +94,11 @@ class OnnxBackend:
     """
 
     name = "onnx"
+    supports_frozen_stats = False  # a graph's InstanceNorm always uses its input's statistics
+    fp32_retries = 0               # an fp16 export runs as exported
 
-    def __init__(self, path: str | os.PathLike, device: str = "auto", threads: int | None = None) -> None:
+    def __init__(self, path: str | os.PathLike, device: Device | str = "auto", threads: int | None = None) -> None:
+        device = Device.parse(device)
         import onnxruntime as ort
 
         self.path = Path(path)
@@ -120,12 +118,12 @@ class OnnxBackend:
             raise OnnxBackendError(f"{self.path}: onnxruntime cannot load it: {msg}") from None
         self.providers: list[str] = list(self.session.get_providers())
         self.device: str = self.providers[0]
-        if (device.lower() in ("cuda", "gpu") or device.lower().startswith("cuda:")) \
-                and "CUDAExecutionProvider" not in self.providers:
+        self.on_gpu = self.device != "CPUExecutionProvider"
+        if device.kind == "cuda" and "CUDAExecutionProvider" not in self.providers:
             raise OnnxBackendError(
                 "--device cuda was asked for, but onnxruntime could not activate the CUDA provider "
                 f"(active: {', '.join(self.providers)}); check the CUDA/cuDNN libraries or use --device cpu")
-        if device.lower() in ("tensorrt", "trt") and "TensorrtExecutionProvider" not in self.providers:
+        if device.kind == "tensorrt" and "TensorrtExecutionProvider" not in self.providers:
             raise OnnxBackendError(f"TensorRT was asked for, but it is not active (active: {', '.join(self.providers)})")
 
         meta = self.session.get_modelmeta()
@@ -143,7 +141,9 @@ class OnnxBackend:
         self.input_name = inputs[0].name
         self.output_names = [o.name for o in outputs]
         self.output_name = self.output_names[0]
-        self.generator_config: str = self.metadata.get("generator_config", "{}")
+        self.generator_config: dict = _json_object(self.metadata.get("generator_config"))
+        count = self.metadata.get("parameters", "")
+        self.parameters: int | None = int(count) if count.isdigit() else None
         shape = list(inputs[0].shape)
         if len(shape) != 4 or shape[1] not in (3, "3"):
             raise OnnxBackendError(f"{self.path}: input shape {shape} is not (N, 3, H, W)")
@@ -183,5 +183,20 @@ class OnnxBackend:
             feed = feed.astype(np.float16)
         return [np.asarray(o, dtype=np.float32) for o in self.session.run(names, {self.input_name: feed})]
 
+    def instance_norm_stats(self, x: np.ndarray) -> list:
+        raise OnnxBackendError("ONNX Runtime cannot freeze InstanceNorm statistics across tiles")
+
+    def run_frozen(self, x: np.ndarray, stats: list) -> np.ndarray:
+        raise OnnxBackendError("ONNX Runtime cannot freeze InstanceNorm statistics across tiles")
+
     def describe(self) -> str:
         return f"onnxruntime {self.short_device} ({', '.join(self.providers)})"
+
+
+def _json_object(text: str | None) -> dict:
+    """A metadata entry holding a JSON object; {} when absent or damaged (a direct model's config)."""
+    try:
+        value = json.loads(text or "{}")
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}

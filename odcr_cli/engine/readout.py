@@ -15,12 +15,11 @@ import json
 from dataclasses import dataclass
 from typing import Mapping
 
-import cv2
 import numpy as np
 
 from odcr_cli.core.scattering import PRIOR_CLAMP, output_names, remove_haze
 from odcr_cli.imaging.dcp import atmospheric_light, dark_channel, dcp_transmission
-from odcr_cli.imaging.filters import guided_filter
+from odcr_cli.imaging.filters import upsample_transmission
 from odcr_cli.core.network_input import from_net
 from odcr_cli.engine.tiling import guided_upsample
 
@@ -89,17 +88,6 @@ class ScatteringReadout:
         t = np.maximum(t, self.t_min, out=t)[..., None]
         out = remove_haze(full_in, t, self.airlight(small_in, outputs))
         return np.clip(out, 0.0, 1.0, out=out)
-
-
-def upsample_transmission(t_small: np.ndarray, full_rgb: np.ndarray, eps: float = 1e-3) -> np.ndarray:
-    """hxw transmission -> HxW: bilinear, then a guided filter whose guide is the full-resolution
-    grey photo, so that t follows the photo's edges (radius: half of ``dehaze_dcp``'s, as the
-    design note measured for the dark channel prior on a reduced copy)."""
-    H, W, _ = full_rgb.shape
-    up = cv2.resize(t_small, (W, H), interpolation=cv2.INTER_LINEAR)
-    radius = max(2, round(30 * min(H, W) / 600))
-    grey = cv2.cvtColor(full_rgb, cv2.COLOR_RGB2GRAY)
-    return guided_filter(grey, up, radius, eps)
 
 
 Readout = ImageReadout | ScatteringReadout

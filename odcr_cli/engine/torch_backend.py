@@ -10,45 +10,44 @@ from typing import Any, Callable
 
 import numpy as np
 
+from odcr_cli.engine.options import Device
 from odcr_cli.errors import InferenceError
 
 
-def resolve_torch_device(device: str) -> str:
-    """``auto|cpu|cuda[:i]|mps`` -> a usable torch device string, or InferenceError.
+def resolve_torch_device(device: Device) -> str:
+    """A requested device -> a usable torch device string, or InferenceError.
 
     A requested GPU that is not usable is an error, never a silent CPU fallback."""
     import torch
 
-    d = (device or "auto").strip().lower()
-    if d == "auto":
-        if torch.cuda.is_available():
-            return "cuda:0"
-        mps = getattr(torch.backends, "mps", None)
-        if mps is not None and mps.is_available():
-            return "mps"
+    mps = getattr(torch.backends, "mps", None)
+    mps_ok = mps is not None and mps.is_available()
+    if device.kind == "auto":
+        return "cuda:0" if torch.cuda.is_available() else "mps" if mps_ok else "cpu"
+    if device.kind == "cpu":
         return "cpu"
-    if d == "cpu":
-        return "cpu"
-    if d == "mps":
-        mps = getattr(torch.backends, "mps", None)
-        if mps is None or not mps.is_available():
+    if device.kind == "mps":
+        if not mps_ok:
             raise InferenceError("--device mps requested but MPS is not available on this machine")
         return "mps"
-    if d == "cuda" or d.startswith("cuda:"):
-        if not torch.cuda.is_available():
-            raise InferenceError(f"--device {device} requested but CUDA is not available "
-                                 f"(torch {torch.__version__}, built for CUDA {torch.version.cuda})")
-        index = 0
-        if d.startswith("cuda:"):
-            try:
-                index = int(d.split(":", 1)[1])
-            except ValueError:
-                raise InferenceError(f"bad device {device!r}: expected cuda:N") from None
-        count = torch.cuda.device_count()
-        if not 0 <= index < count:
-            raise InferenceError(f"--device {device} requested but only {count} CUDA device(s) exist")
-        return f"cuda:{index}"
-    raise InferenceError(f"unknown device {device!r}: use auto, cpu, cuda, cuda:N or mps")
+    if device.kind == "tensorrt":
+        raise InferenceError("--device tensorrt runs on ONNX Runtime: add --backend onnx")
+    if not torch.cuda.is_available():
+        raise InferenceError(f"--device {device} requested but CUDA is not available "
+                             f"(torch {torch.__version__}, built for CUDA {torch.version.cuda})")
+    index, count = device.index or 0, torch.cuda.device_count()
+    if not 0 <= index < count:
+        raise InferenceError(f"--device {device} requested but only {count} CUDA device(s) exist")
+    return f"cuda:{index}"
+
+
+def finite_or_fp32(run_half: Callable[[], np.ndarray], run_fp32: Callable[[], np.ndarray]) -> tuple[np.ndarray, bool]:
+    """fp16 output, or the fp32 one when fp16 was not finite (a NaN must never become a black
+    image); the flag says whether fp32 was needed."""
+    y = run_half()
+    if np.isfinite(y).all():
+        return y, False
+    return run_fp32(), True
 
 
 class TorchBackend:
@@ -58,19 +57,19 @@ class TorchBackend:
     name = "torch"
     supports_frozen_stats = True
 
-    def __init__(self, generator: Any, device: str = "auto", half: bool = False) -> None:
+    def __init__(self, generator: Any, device: Device | str = "auto", half: bool = False) -> None:
         import copy
 
         import torch
 
-        self.device = resolve_torch_device(device)
+        self.device = resolve_torch_device(Device.parse(device))
         if half and not self.device.startswith("cuda"):
             raise InferenceError(f"--half needs a CUDA device (running on {self.device}); fp32 is used on CPU/MPS")
         self.half = half
         self.generator = generator.to(self.device).float().eval()
         self._half_generator = copy.deepcopy(self.generator).half().eval() if half else None
-        self.ngf = int(getattr(getattr(generator, "config", None), "ngf", 64))
-        self.parameters = int(sum(p.numel() for p in self.generator.parameters()))
+        self.on_gpu = self.device.startswith("cuda") or self.device == "mps"
+        self.parameters: int | None = int(sum(p.numel() for p in self.generator.parameters()))
         self.fp32_retries = 0
         self._torch = torch
 
@@ -89,12 +88,11 @@ class TorchBackend:
             return y.float().cpu().numpy()
 
     def _checked(self, x: np.ndarray, stats: list | None = None) -> np.ndarray:
-        if self.half:
-            y = self._forward(x, True, stats)
-            if np.isfinite(y).all():
-                return y
-            self.fp32_retries += 1  # Dehazer reports it as a note of the image's plan
-        return self._forward(x, False, stats)
+        if not self.half:
+            return self._forward(x, False, stats)
+        y, retried = finite_or_fp32(lambda: self._forward(x, True, stats), lambda: self._forward(x, False, stats))
+        self.fp32_retries += retried  # Dehazer reports it as a note of the image's plan
+        return y
 
     def run(self, x: np.ndarray) -> np.ndarray:
         return self._checked(x)
@@ -165,4 +163,4 @@ def _walk(module: Any, x: Any, norm: Callable) -> Any:
     return module(x)
 
 
-__all__ = ("TorchBackend", "resolve_torch_device")
+__all__ = ("TorchBackend", "finite_or_fp32", "resolve_torch_device")

@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 
 from odcr_cli.core.scattering import remove_haze
-from odcr_cli.imaging.filters import guided_filter
+from odcr_cli.imaging.filters import guided_filter, upsample_transmission
 
 
 def dark_channel(rgb: np.ndarray, patch: int) -> np.ndarray:
@@ -54,15 +54,13 @@ def dehaze_dcp(rgb: np.ndarray, patch: int = 15, omega: float = 0.95, t0: float 
     (0: the input, 1: the classical result).
 
     ``max_side``: estimate t and A on a copy whose longer side is at most this (then t is carried
-    up by ``odcr_cli.engine.readout.upsample_transmission``, as for scattering models); None: at full
+    up by ``odcr_cli.imaging.filters.upsample_transmission``, as for scattering models); None: at full
     resolution, the classical algorithm."""
     rgb = np.clip(np.asarray(rgb, dtype=np.float32), 0.0, 1.0)
     if rgb.ndim != 3 or rgb.shape[2] != 3:
         raise ValueError(f"expected HxWx3 RGB, got shape {rgb.shape}")
     h, w, _ = rgb.shape
     if max_side and max(h, w) > max_side:
-        from odcr_cli.engine.readout import upsample_transmission
-
         s = max_side / max(h, w)
         small = cv2.resize(rgb, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
         t_small, A = dcp_transmission(small, patch, omega, top, radius, eps)

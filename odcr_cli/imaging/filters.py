@@ -1,5 +1,6 @@
-"""Edge-aware smoothing shared by the dark channel prior, synthetic haze and fast mode:
-a reflect-bordered box filter and the grey-guide guided filter (He, Sun, Tang, ECCV 2010).
+"""Edge-aware smoothing shared by the dark channel prior, synthetic haze, fast mode and the
+scattering readout: a reflect-bordered box filter, the grey-guide guided filter (He, Sun, Tang,
+ECCV 2010) and the guided upsampling of a transmission map.
 numpy + OpenCV only (``cv2.boxFilter``; no ``cv2.ximgproc``)."""
 
 from __future__ import annotations
@@ -21,3 +22,15 @@ def guided_filter(guide: np.ndarray, src: np.ndarray, r: int, eps: float) -> np.
     a = cov / (var + eps)
     b = mp - a * mI
     return box(a, r) * guide + box(b, r)
+
+
+def upsample_transmission(t_small: np.ndarray, full_rgb: np.ndarray, eps: float = 1e-3) -> np.ndarray:
+    """hxw transmission -> HxW: bilinear, then a guided filter whose guide is the full-resolution
+    grey photo, so that t follows the photo's edges (radius: half of ``dehaze_dcp``'s, as the
+    design note measured for the dark channel prior on a reduced copy). Shared by scattering models
+    and ``dcp@N``."""
+    H, W, _ = full_rgb.shape
+    up = cv2.resize(t_small, (W, H), interpolation=cv2.INTER_LINEAR)
+    radius = max(2, round(30 * min(H, W) / 600))
+    grey = cv2.cvtColor(full_rgb, cv2.COLOR_RGB2GRAY)
+    return guided_filter(grey, up, radius, eps)

@@ -1,0 +1,92 @@
+"""The engine's options as types, parsed once at the boundary (the CLI and the ``Dehazer``
+constructor) so that inner code never checks a string again."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+from typing import Literal, TypeVar, Union
+
+from odcr_cli.errors import InferenceError
+
+
+class _Choice(str, Enum):
+    def __str__(self) -> str:  # f-strings and messages show the word the user typed
+        return self.value
+
+
+class Method(_Choice):
+    """``odcr``: a learned generator; ``dcp``: the dark channel prior (no weights)."""
+
+    ODCR = "odcr"
+    DCP = "dcp"
+
+
+class BackendChoice(_Choice):
+    """``auto``: ONNX Runtime for a bundled model on the CPU, PyTorch everywhere else."""
+
+    AUTO = "auto"
+    TORCH = "torch"
+    ONNX = "onnx"
+
+
+E = TypeVar("E", bound=_Choice)
+
+
+def parse_choice(kind: type[E], value: str | E, option: str) -> E:
+    """``"odcr"`` -> ``Method.ODCR``; an unknown word is an InferenceError naming the choices."""
+    try:
+        return kind(value)
+    except ValueError:
+        words = [m.value for m in kind]
+        raise InferenceError(f"unknown {option} {value!r}: use {', '.join(words[:-1])} or {words[-1]}") from None
+
+
+DeviceKind = Literal["auto", "cpu", "cuda", "mps", "tensorrt"]
+_ALIASES: dict[str, DeviceKind] = {"auto": "auto", "cpu": "cpu", "cuda": "cuda", "gpu": "cuda", "mps": "mps",
+                                   "tensorrt": "tensorrt", "trt": "tensorrt"}
+
+
+@dataclass(frozen=True)
+class Device:
+    """A requested device: ``auto``, ``cpu``, ``cuda`` (``index`` None: the first), ``mps`` or
+    ``tensorrt`` (ONNX Runtime only). What it resolves to is the backend's business."""
+
+    kind: DeviceKind = "auto"
+    index: int | None = None
+
+    @classmethod
+    def parse(cls, text: "str | Device") -> "Device":
+        """``auto|cpu|cuda|cuda:N|gpu|mps|tensorrt|trt`` (any case) -> Device, or InferenceError."""
+        if isinstance(text, Device):
+            return text
+        word = (text or "auto").strip().lower()
+        if word.startswith("cuda:"):
+            index = word.split(":", 1)[1]
+            if not index.isdigit():
+                raise InferenceError(f"bad device {text!r}: expected cuda:N")
+            return cls("cuda", int(index))
+        if word not in _ALIASES:
+            raise InferenceError(f"unknown device {text!r}: use auto, cpu, cuda, cuda:N, mps or tensorrt")
+        return cls(_ALIASES[word])
+
+    def __str__(self) -> str:
+        return f"cuda:{self.index}" if self.index is not None else self.kind
+
+
+AUTO = "auto"
+# ``"auto"`` (each model's default), None (the network at full resolution) or a side in pixels
+MaxSide = Union[int, None, Literal["auto"]]
+
+
+def parse_max_side(value: "int | str | None") -> MaxSide:
+    """``"auto"``, 0 / None (full resolution) or a side of at least 16 px (an int or its digits)."""
+    if value is None or value == AUTO:
+        return AUTO if value == AUTO else None
+    if isinstance(value, str):
+        if not value.strip().isdigit():
+            raise InferenceError(f"--max-side {value}: expected a number of pixels, 0 or auto")
+        value = int(value)
+    if value < 0 or 0 < value < 16:
+        raise InferenceError("--max-side must be at least 16 pixels (0 = full resolution)")
+    return int(value) or None
