@@ -1,0 +1,52 @@
+"""What every command shares: help without type labels, the one error boundary (an
+:class:`~odcr_cli.errors.OdcrError` becomes ``error: <message>`` and its exit code), and
+Python warnings as one line."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, NoReturn
+
+import typer
+from typer.core import TyperCommand, TyperGroup
+
+from odcr_cli.errors import OdcrError
+
+
+def _no_type_label(ctx: object = None) -> None:
+    return None
+
+
+class _NoTypeLabels:
+    """Help without Typer's ``<bool>``/``<str>``/``<int>`` type labels: every option's help text
+    says what it takes, and the labels only crowd the table."""
+
+    def format_help(self, ctx, formatter) -> None:  # noqa: ANN001 - Typer's signature
+        for param in self.get_params(ctx):
+            param.display_type_rich = _no_type_label  # what the rich help table asks for
+        super().format_help(ctx, formatter)
+
+
+class Command(_NoTypeLabels, TyperCommand):
+    """Every odcr command: a problem the user can act on is one red line and the error's exit code."""
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except OdcrError as exc:
+            fail(str(exc), exc.exit_code)
+
+
+class Group(_NoTypeLabels, TyperGroup):
+    pass
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    """One clear line on stderr and a non-zero exit."""
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(code)
+
+
+def one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
+    # A library's Python warning reaches the user as one line from the tool, without source lines.
+    print(f"odcr: warning: {str(message).splitlines()[0] if str(message) else category.__name__}", file=sys.stderr)

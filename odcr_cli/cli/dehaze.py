@@ -1,0 +1,88 @@
+"""``odcr dehaze``: options -> :func:`odcr_cli.tasks.dehazing.run_dehaze`, reported per file."""
+
+from __future__ import annotations
+
+import sys
+from typing import Optional
+
+import typer
+
+from odcr_cli.cli.common import fail
+from odcr_cli.cli.dehaze_reporter import DehazeReporter
+from odcr_cli.engine.options import BackendChoice, Device, Method, parse_max_side
+
+
+def dehaze_command(
+    inputs: list[str] = typer.Argument(None, metavar="INPUT...",
+                                       help="Image files, folders, globs, or '-' for stdin."),
+    output: Optional[str] = typer.Option(None, "-o", "--output",
+                                         help="Output file (one input), folder (mirrors the input tree), or '-' for stdout. "
+                                              "Default: <stem>_dehazed.<ext> beside each input."),
+    recursive: bool = typer.Option(False, "--recursive", "-r", help="Descend into sub-folders."),
+    input_list: Optional[str] = typer.Option(None, "--input-list", help="File with one input path per line ('-' = stdin)."),
+    suffix: Optional[str] = typer.Option(None, "--suffix", help="Added to output names (default: '_dehazed' beside the input, '' in an -o folder)."),
+    ext: str = typer.Option("auto", "--ext", help="Output format: auto (as the input), png, jpg, webp or tif."),
+    quality: Optional[int] = typer.Option(None, "--quality", min=1, max=100, help="JPEG/WebP quality (default 95)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs (never the inputs)."),
+    skip_existing: bool = typer.Option(False, "--skip-existing", help="Keep existing outputs and process the rest (resume)."),
+    json_report: Optional[str] = typer.Option(None, "--json", help="Write a JSON report to FILE ('-' = stdout)."),
+    shard: Optional[str] = typer.Option(None, "--shard", help="Process slice i of N (i/N, i from 0), e.g. one per machine."),
+    model: Optional[str] = typer.Option(None, "--model", help="A bundled model by name (`odcr models` lists them; default: the default model)."),
+    weights: Optional[str] = typer.Option(None, "--weights", help="Generator .safetensors, odcr checkpoint .pt or CUT net_G.pth (default: the bundled model)."),
+    method: Method = typer.Option(Method.ODCR, "--method", help="odcr (the network) or dcp (dark channel prior, no weights)."),
+    device: str = typer.Option("auto", "--device",
+                               help="auto, cpu, cuda, cuda:N, mps or tensorrt (ONNX); a requested GPU that is unusable is an error."),
+    half: bool = typer.Option(False, "--half", help="fp16 on CUDA (non-finite outputs are redone in fp32)."),
+    backend: BackendChoice = typer.Option(BackendChoice.AUTO, "--backend",
+                                          help="auto (ONNX Runtime for the bundled model on CPU, else torch), torch or onnx."),
+    onnx: Optional[str] = typer.Option(None, "--onnx", help="Exported ONNX model for --backend onnx."),
+    tile: Optional[int] = typer.Option(None, "--tile", help="Force tiling with N-px tiles (default: automatic above a 4 GB memory estimate); InstanceNorm statistics stay whole-image."),
+    max_side: Optional[str] = typer.Option("auto", "--max-side",
+                                           help="Run the network on a copy whose longer side is at most N px and carry the result to full "
+                                                "resolution. auto: scattering models (the default) at 512 px; direct models at full resolution "
+                                                "on GPU, 1600 px on CPU. 0 = the network at full resolution."),
+    max_pixels: Optional[int] = typer.Option(None, "--max-pixels", help="Decompression-bomb limit in pixels (default: Pillow's, ~179 MP); 0 = no limit."),
+    strip_metadata: bool = typer.Option(False, "--strip-metadata", help="Do not copy ICC profile and EXIF to the outputs."),
+    strength: float = typer.Option(1.0, "--strength", min=0.0, max=1.0,
+                                   help="How much haze to remove: 0 = the input, 1 = full dehazing. Scattering models and dcp "
+                                        "remove that fraction of the haze; direct models blend with the input."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan (input -> output, what would be skipped) on stdout; "
+                                                          "load no model and write no image."),
+    quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress and no summary (errors still go to stderr)."),
+) -> None:
+    """Dehaze images: files, folders, globs or stdin.
+
+    Exit code 0 all done, 1 some failed, 2 usage error or no input, 130 interrupted (rerun with --skip-existing to resume)."""
+    from odcr_cli.tasks.dehazing import DehazeOptions, Interrupted, run_dehaze, write_report
+
+    if not inputs and not input_list:
+        fail("no input given: pass files, folders, globs, '-' or --input-list FILE")
+    if output == "-" and json_report == "-":
+        fail("-o - and --json - both want stdout; write the report to a file")
+    if (output == "-" or (output is None and inputs == ["-"])) and sys.stdout.isatty() and not dry_run:
+        fail("refusing to write image bytes to a terminal; redirect stdout or pass -o FILE")
+    opts = DehazeOptions(inputs=list(inputs or []), output=output, recursive=recursive, input_list=input_list,
+                         suffix=suffix, ext=ext, quality=quality, overwrite=overwrite, skip_existing=skip_existing,
+                         shard=shard, weights=weights, model=model, method=method, device=Device.parse(device), half=half,
+                         backend=backend, onnx=onnx, tile=tile, max_side=parse_max_side(max_side), max_pixels=max_pixels, strip_metadata=strip_metadata,
+                         strength=strength, dry_run=dry_run, json_report=json_report)
+    rep = DehazeReporter(quiet, plan_to_stdout=dry_run and json_report != "-")
+    try:
+        report = run_dehaze(opts, progress=rep.file, on_start=rep.start, on_begin=rep.begin)
+    except Interrupted as exc:
+        rep.close()
+        if json_report:
+            write_report(exc.report, json_report)
+        rep.interrupted(exc.report)
+        raise typer.Exit(130)
+    except KeyboardInterrupt:
+        rep.close()
+        rep.say("interrupted before any file was processed", "red")
+        raise typer.Exit(130)
+    finally:
+        rep.close()  # before any error line: a live progress bar would overwrite it
+    if json_report:
+        write_report(report, json_report)
+    rep.summary(report)
+    raise typer.Exit(report.exit_code)
+

@@ -1,0 +1,135 @@
+"""How ``odcr dehaze`` reports progress and results (rich on a terminal, plain lines otherwise)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import typer
+
+if TYPE_CHECKING:  # annotations only: the task module is imported inside the command
+    from odcr_cli.tasks.dehazing import BatchReport, FileResult
+
+
+class DehazeReporter:
+    """How ``dehaze`` reports, each file exactly once. On a terminal: a rich progress bar on stderr
+    for a batch (files done, ETA) and a status line for a single photo, failures printed above
+    them; otherwise one plain line per file, counted in order. ``-q``: only failures, one line
+    each. ``--dry-run``: the plan on stdout instead."""
+
+    def __init__(self, quiet: bool, plan_to_stdout: bool = False) -> None:
+        from rich.console import Console
+
+        self.console = Console(stderr=True, highlight=False)
+        self.quiet = quiet
+        self.plan_to_stdout = plan_to_stdout
+        self.live = not quiet and self.console.is_terminal
+        self.bar = self.task = self.status = None
+        self.first_processed = 1   # results before this one needed no model (missing, skipped)
+        self.todo = self.total = 0
+
+    def say(self, text: str, style: str | None = None) -> None:
+        # markup off: paths may hold [brackets]
+        self.console.print(text, style=style, markup=False, highlight=False, soft_wrap=True)
+
+    def start(self, engine: dict, total: int, todo: int) -> None:
+        self.first_processed, self.todo, self.total = total - todo + 1, todo, total
+        if self.quiet:
+            return
+        sha = (engine.get("weights_sha256") or "")[:12]
+        params = engine.get("parameters")
+        desc = f"odcr dehaze: {total} image(s), method {engine['method']}, backend {engine['backend']} on {engine['device']}"
+        if engine.get("model"):
+            desc += f", model {engine['model']} ({engine.get('output')} output)"
+        if sha:
+            desc += f", weights {engine.get('weights')} (sha256 {sha}…" + (f", {params:,} parameters)" if params else ")")
+        if engine.get("strength", 1.0) != 1.0:
+            desc += f", strength {engine['strength']:g}"
+        self.say(desc)
+        if engine["method"] == "odcr" and engine["device"] == "cpu":
+            self.say(f"note: running on the CPU (slow); fast mode max-side={engine.get('max_side') or 'off'}")
+        if self.live and todo > 1:
+            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                                       TimeRemainingColumn)
+
+            self.bar = Progress(TextColumn("dehazing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                                TextColumn("eta"), TimeRemainingColumn(), TextColumn("{task.fields[name]}"),
+                                console=self.console)
+            self.task = self.bar.add_task("dehazing", total=todo, name="")
+            self.bar.start()
+
+    def begin(self, res: FileResult) -> None:
+        """A file's network pass starts."""
+        if self.bar is not None:
+            self.bar.update(self.task, name=Path(res.input).name)
+        elif self.live and self.todo == 1:
+            # the name only: a long path would wrap the one-line status
+            self.status = self.console.status(f"dehazing {Path(res.input).name} ({res.width}x{res.height})…")
+            self.status.start()
+
+    def file(self, res: FileResult, done: int, total: int) -> None:
+        if self.status is not None:
+            self.status.stop()
+            self.status = None
+        if self.bar is not None and done >= self.first_processed:
+            self.bar.advance(self.task)
+        if self.plan_to_stdout:
+            typer.echo(_plan_line(res))
+            return
+        failed = res.status == "failed"
+        if self.quiet or (self.live and not failed):
+            if failed:
+                self.say(f"failed: {res.input}: {res.error}", "red")
+            return
+        line = f"[{done}/{total}] {res.status}: {res.input}"
+        if failed:
+            line += f": {res.error}"
+        else:
+            line += f" -> {res.output}" + (f" ({res.error})" if res.error else "")
+        self.say(line, "red" if failed else None)
+
+    def close(self) -> None:
+        for live in (self.status, self.bar):
+            if live is not None:
+                live.stop()
+        self.status = self.bar = None
+
+    def summary(self, report: BatchReport) -> None:
+        if self.quiet:
+            return
+        if report.dry_run:
+            self.say(f"dry run: {report.planned} to dehaze, {report.skipped} skipped, {report.failed} failed; "
+                     "no model loaded, nothing written")
+        else:
+            self.say(f"done: {report.ok} ok, {report.failed} failed, {report.skipped} skipped "
+                     f"in {report.seconds:.1f} s (network {report.net_seconds:.1f} s)")
+        found = report.inputs
+        if found.own_outputs:
+            self.say(f"note: left out {len(found.own_outputs)} file(s) that carry the output suffix "
+                     "(outputs of an earlier run, not inputs)")
+        if found.subfolders:
+            self.say(f"note: {len(found.subfolders)} subfolder(s) not read (add --recursive): {_some(found.subfolders)}")
+        if found.not_images:
+            self.say(f"note: {len(found.not_images)} file(s) are not images and were not read: {_some(found.not_images)}")
+
+    def interrupted(self, report: BatchReport) -> None:
+        of = f" of {self.total}" if self.total else ""
+        self.say(f"interrupted: {len(report.files)}{of} file(s) finished ({report.ok} written, {report.skipped} "
+                 f"skipped, {report.failed} failed); every output written is complete. Resume with the same "
+                 "command and --skip-existing", "red")
+
+
+def _some(paths: list[str], n: int = 5) -> str:
+    """The first few names, and how many more."""
+    shown = ", ".join(Path(p).name for p in paths[:n])
+    return shown + (f" and {len(paths) - n} more" if len(paths) > n else "")
+
+
+def _plan_line(res: FileResult) -> str:
+    if res.status == "planned":
+        return f"{res.input} -> {res.output}"
+    if res.status == "skipped":
+        return f"{res.input} -> {res.output} (skipped: {res.error})"
+    return f"{res.input}: failed: {res.error}"
+
+

@@ -1,0 +1,179 @@
+"""``odcr train``: options -> :func:`odcr_cli.tasks.training.train`, with a progress bar."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from odcr_cli.cli.common import fail
+from odcr_cli.errors import OdcrError
+
+
+def train_command(
+    hazy: list[Path] = typer.Option(..., "--hazy", help="Folder (or one file) of hazy photos; repeatable."),
+    clear: list[Path] = typer.Option(..., "--clear", help="Folder of clear (haze-free) photos, unpaired; repeatable."),
+    exclude_clear: Optional[list[Path]] = typer.Option(None, "--exclude-clear",
+                                                       help="Text file of clear photos to leave out (e.g. odcr synth's sources.txt); repeatable."),
+    out: Path = typer.Option(..., "--out", help="Run folder: checkpoints, generator, log, samples."),
+    method: str = typer.Option("odcr", "--method", help="odcr | cut | fastcut."),
+    iters: int = typer.Option(1000, "--iters", help="Total iteration budget (the LR schedule spans it)."),
+    crop: int = typer.Option(256, "--crop", help="Training crop size (multiple of 4)."),
+    batch: int = typer.Option(1, "--batch", help="Images per iteration and per GPU (CUT: 1 works best)."),
+    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda[:i] | mps."),
+    seed: int = typer.Option(0, "--seed"),
+    resume: bool = typer.Option(False, "--resume", help="Continue from the newest valid checkpoint in --out."),
+    until: Optional[int] = typer.Option(None, "--until", help="Stop after this iteration (schedule still spans --iters)."),
+    load_size: Optional[int] = typer.Option(None, "--load-size", help="Scale before cropping (default crop*286/256)."),
+    preprocess: str = typer.Option("scale_shortside_crop", "--preprocess",
+                                   help="scale_shortside_crop | resize_crop (CUT, square) | crop (native)."),
+    lr: float = typer.Option(2e-4, "--lr"),
+    beta1: float = typer.Option(0.5, "--beta1"),
+    beta2: float = typer.Option(0.999, "--beta2"),
+    decay_fraction: float = typer.Option(0.5, "--decay-fraction", help="Final fraction of iterations with linear LR decay."),
+    stiefel_lr: Optional[float] = typer.Option(None, "--stiefel-lr", help="Stiefel step size gamma (default: --lr)."),
+    amp: str = typer.Option("auto", "--amp", help="auto (bf16 on CUDA) | bf16 | off."),
+    ngf: int = typer.Option(64, "--ngf", help="Generator width."),
+    n_blocks: int = typer.Option(9, "--n-blocks", help="Generator residual blocks."),
+    antialias: bool = typer.Option(True, "--antialias/--no-antialias", help="Blur down/upsampling (CUT default)."),
+    output: str = typer.Option("image", "--output",
+                               help="image (the paper's generator writes J) | scattering (it predicts t; J = (I - A)/t + A)."),
+    t_min: float = typer.Option(0.1, "--t-min", help="Scattering output: floor of the transmission (bounds 1/t noise gain)."),
+    t_prior: str = typer.Option("dcp", "--t-prior",
+                                help="Scattering output: dcp (the network refines the dark-channel-prior t, default) | none (it predicts t alone)."),
+    learned_airlight: bool = typer.Option(False, "--learned-airlight/--rule-airlight",
+                                          help="Scattering output: learn a small correction of the dark-channel airlight."),
+    lambda_dcp: Optional[float] = typer.Option(None, "--lambda-dcp", help="Warm start: weight of |t - t_dcp| (scattering)."),
+    dcp_warm_iters: Optional[int] = typer.Option(None, "--dcp-warm-iters",
+                                                 help="--lambda-dcp decays linearly to 0 over this many iterations (0: constant)."),
+    lambda_dark: Optional[float] = typer.Option(None, "--lambda-dark", help="Weight of the dark channel energy of J."),
+    lambda_tv: Optional[float] = typer.Option(None, "--lambda-tv", help="Weight of the edge-aware smoothness of t (scattering)."),
+    weight_scale: Optional[str] = typer.Option(None, "--weight-scale",
+                                               help="WPNCE channel weights: std (default) | max | printed (the paper's, flat)."),
+    weight_temperature: Optional[float] = typer.Option(None, "--weight-temperature", help="Softmax temperature of the channel weights."),
+    lambda_gan: Optional[float] = typer.Option(None, "--lambda-gan"),
+    lambda_nce: Optional[float] = typer.Option(None, "--lambda-nce"),
+    lambda_ce: Optional[float] = typer.Option(None, "--lambda-ce"),
+    lambda_idt: Optional[float] = typer.Option(None, "--lambda-idt"),
+    nce_idt: Optional[bool] = typer.Option(None, "--nce-idt/--no-nce-idt", help="Identity term on the clear image."),
+    nce_layers: Optional[str] = typer.Option(None, "--nce-layers", help="Generator layer indices, e.g. 0,4,8,12,16."),
+    num_patches: Optional[int] = typer.Option(None, "--num-patches", help="Sampled locations per layer (S)."),
+    num_clear_patches: Optional[int] = typer.Option(None, "--num-clear-patches", help="Clear negatives per query (ODCR)."),
+    nce_t: Optional[float] = typer.Option(None, "--nce-t", help="Temperature tau."),
+    head: Optional[str] = typer.Option(None, "--head", help="mlp | linear (orthogonal head shape)."),
+    orthogonal_head: Optional[bool] = typer.Option(None, "--orthogonal-head/--no-orthogonal-head"),
+    wpnce_hazy_pair: Optional[str] = typer.Option(None, "--wpnce-hazy-pair", help="swapped (default) | literal."),
+    idt: Optional[str] = typer.Option(None, "--idt", help="nce (default) | l1."),
+    ce_trains_head: Optional[bool] = typer.Option(None, "--ce-trains-head/--no-ce-trains-head"),
+    flip_equivariance: Optional[bool] = typer.Option(None, "--flip-equivariance/--no-flip-equivariance"),
+    checkpoint_every: int = typer.Option(500, "--checkpoint-every"),
+    keep_checkpoints: int = typer.Option(3, "--keep-checkpoints"),
+    log_every: int = typer.Option(10, "--log-every"),
+    sample_every: int = typer.Option(500, "--sample-every"),
+    val_hazy: Optional[Path] = typer.Option(None, "--val-hazy", help="Paired validation: hazy folder."),
+    val_gt: Optional[Path] = typer.Option(None, "--val-gt", help="Paired validation: ground-truth folder."),
+    val_every: int = typer.Option(1000, "--val-every"),
+    training_data: str = typer.Option("", "--training-data", help="Description stored in the weights' metadata."),
+    ema_decay: float = typer.Option(0.999, "--ema-decay", min=0.0, max=0.99999,
+                                    help="Save an EMA of the generator's weights (0 = the raw weights)."),
+    max_minutes: Optional[float] = typer.Option(None, "--max-minutes", min=0.0,
+                                                help="Stop, with a checkpoint, after this much wall-clock time (resumable)."),
+) -> None:
+    from odcr_cli.core.methods import method_config
+    from odcr_cli.core.networks import GeneratorConfig
+    from odcr_cli.engine.options import Device
+    from odcr_cli.tasks.training import TrainCallbacks, TrainConfig, train as run_training
+
+    try:
+        layers = tuple(int(v) for v in nce_layers.split(",")) if nce_layers else None
+        mcfg = method_config(method, lambda_gan=lambda_gan, lambda_nce=lambda_nce, lambda_ce=lambda_ce,
+                             lambda_idt=lambda_idt, nce_idt=nce_idt, nce_layers=layers, num_patches=num_patches,
+                             num_clear_patches=num_clear_patches, nce_t=nce_t, head=head,
+                             orthogonal_head=orthogonal_head, wpnce_hazy_pair=wpnce_hazy_pair, idt=idt,
+                             ce_trains_head=ce_trains_head, flip_equivariance=flip_equivariance,
+                             lambda_dcp=lambda_dcp, dcp_warm_iters=dcp_warm_iters, lambda_dark=lambda_dark,
+                             lambda_tv=lambda_tv, weight_scale=weight_scale, weight_temperature=weight_temperature)
+        gcfg = GeneratorConfig(ngf=ngf, n_blocks=n_blocks, antialias=antialias, output=output, t_min=t_min,
+                               learned_airlight=learned_airlight, t_prior=t_prior if output == "scattering" else "none")
+    except ValueError as exc:
+        fail(str(exc))
+    if (val_hazy is None) != (val_gt is None):
+        fail("--val-hazy and --val-gt go together")
+    cfg = TrainConfig(hazy=tuple(map(str, hazy)), clear=tuple(map(str, clear)),
+                      exclude_clear=tuple(map(str, exclude_clear or ())), out=str(out), iters=iters, crop=crop, batch=batch,
+                      device=str(Device.parse(device)), seed=seed, until=until, load_size=load_size, preprocess=preprocess, lr=lr,
+                      beta1=beta1, beta2=beta2, decay_fraction=decay_fraction, stiefel_lr=stiefel_lr, amp=amp,
+                      checkpoint_every=checkpoint_every, keep_checkpoints=keep_checkpoints, log_every=log_every,
+                      sample_every=sample_every, val_hazy=str(val_hazy) if val_hazy else None,
+                      val_gt=str(val_gt) if val_gt else None, val_every=val_every, training_data=training_data,
+                      ema_decay=ema_decay, max_minutes=max_minutes)
+    reporter = TrainReporter(log_every)
+
+    def on_start(start: int, total: int) -> None:
+        # plain echo, not rich: a long path must stay on one line (the progress bar starts after it)
+        typer.echo(f"report: {out / 'report.html'} (rewritten at every checkpoint)", err=True)
+        reporter.start(start, total)
+
+    try:
+        with reporter:
+            result = run_training(cfg, mcfg, gcfg,
+                                  resume=resume, callbacks=TrainCallbacks(on_start, reporter.update, reporter.say))
+    except OdcrError as exc:
+        # refused before the first iteration (bad option, no data, a run already there): a usage
+        # error, 2, as in every command; a run that started and then failed: 1
+        if reporter.started:
+            exc.exit_code = 1
+        raise
+    if os.environ.get("RANK", "0") == "0":
+        typer.echo(f"done: iteration {result.iteration} of {cfg.iters}, {result.seconds_per_iter:.3f} s/iter; "
+                   f"generator: {result.run_dir / 'generator.safetensors'}", err=True)
+
+
+class TrainReporter:
+    """A rich progress bar (it/s, ETA) on a terminal; plain log lines otherwise."""
+
+    def __init__(self, every: int) -> None:
+        from rich.console import Console
+
+        self.console = Console(stderr=True)
+        self.every = every
+        self.progress = None
+        self.task = None
+        self.started = False  # the loop has begun (errors after this are not usage errors)
+
+    def __enter__(self) -> "TrainReporter":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+    def start(self, start: int, total: int) -> None:
+        self.started = True
+        if not self.console.is_terminal:
+            return
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.progress = Progress(TextColumn("train"), BarColumn(), MofNCompleteColumn(),
+                                 TextColumn("{task.fields[rate]}"),
+                                 TimeRemainingColumn(), TextColumn("{task.fields[losses]}"), console=self.console)
+        self.task = self.progress.add_task("train", total=total, completed=start, rate="", losses="")
+        self.progress.start()
+
+    def update(self, iteration: int, terms: dict[str, float]) -> None:
+        if self.progress is not None:
+            speed = self.progress.tasks[0].speed
+            fields = {"rate": f"{speed:.2f} it/s" if speed else ""}
+            if terms:
+                fields["losses"] = " ".join(f"{k}={v:.3f}" for k, v in terms.items() if k in ("G_total", "D", "G_nce"))
+            self.progress.update(self.task, completed=iteration, **fields)
+        elif terms:
+            text = " ".join(f"{k}={v:.4f}" for k, v in terms.items())
+            print(f"iter {iteration}: {text}", file=sys.stderr, flush=True)
+
+    def say(self, message: str) -> None:
+        self.console.print(message, highlight=False)
+
