@@ -14,6 +14,8 @@ from typer.testing import CliRunner
 
 from conftest import make_photo
 from odcr_cli.cli.app import app
+from odcr_cli.engine.dehazer import PlanInfo
+from odcr_cli.tasks.dehazing import DehazeOptions, Interrupted, run_dehaze, write_report
 
 runner = CliRunner()
 
@@ -114,11 +116,16 @@ def test_unwritable_output_folder_stops_before_computing(tmp_path, tiny_weights)
     r = runner.invoke(app, ["dehaze", str(src), "-o", str(tmp_path / "o.png"), "--json", f"{blocker}/r.json",
                             "--method", "dcp"])
     assert r.exit_code == 2 and "cannot be written" in r.output and not (tmp_path / "o.png").exists()
-    if os.geteuid() != 0:  # root writes anywhere: a read-only folder only stops other users
-        ro = tmp_path / "ro"
-        ro.mkdir(mode=0o555)
-        r = dcp(src, "-o", f"{ro}/")
-        assert r.exit_code == 2 and "cannot be written" in r.output
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0,
+                    reason="root writes anywhere: a read-only folder only stops other users (and needs POSIX ids)")
+def test_read_only_output_folder_stops_before_computing(tmp_path):
+    src = _img(tmp_path / "a.png")
+    ro = tmp_path / "ro"
+    ro.mkdir(mode=0o555)
+    r = dcp(src, "-o", f"{ro}/")
+    assert r.exit_code == 2 and "cannot be written" in r.output
 
 
 # --- 5. -o with an image extension is a file -------------------------------------------------------
@@ -153,30 +160,62 @@ def test_log_has_one_line_per_file_counted_in_order(tmp_path):
 
 
 # --- 7. Ctrl-C ----------------------------------------------------------------------------------------
-def test_ctrl_c_says_what_was_finished_and_how_to_resume(tmp_path, monkeypatch):
-    import odcr_cli.imaging.dcp as dcp_module
+class InterruptOnSecond:
+    """A dehazer (run_dehaze's protocol) whose second image is met by a Ctrl-C."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def describe(self) -> dict:
+        return {"method": "test", "strength": 1.0}
+
+    def dehaze_with_plan(self, image: np.ndarray) -> tuple[np.ndarray, PlanInfo]:
+        self.calls += 1
+        if self.calls == 2:
+            raise KeyboardInterrupt
+        return 255 - image, PlanInfo(mode="whole")
+
+
+def test_ctrl_c_reports_what_was_finished_and_a_rerun_resumes(tmp_path):
+    for k in range(3):
+        _img(tmp_path / "in" / f"{k}.png", seed=k)
+    opts = DehazeOptions(inputs=[str(tmp_path / "in")], output=str(tmp_path / "out"))
+    seen: list[tuple[str, int, int]] = []
+    with pytest.raises(Interrupted) as caught:
+        run_dehaze(opts, dehazer=InterruptOnSecond(), progress=lambda res, done, total: seen.append(
+            (Path(res.input).name, done, total)))
+    report = caught.value.report
+    assert report.interrupted and report.exit_code == 130
+    assert (len(report.files), report.ok, report.skipped, report.failed) == (1, 1, 0, 0)
+    assert seen == [("0.png", 1, 3)]  # the write queued before the Ctrl-C was finished and reported
+    write_report(report, str(tmp_path / "r.json"))
+    assert json.loads((tmp_path / "r.json").read_text())["summary"]["interrupted"] is True
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["0.png"]  # complete, no temp file
+    written = np.asarray(Image.open(tmp_path / "out" / "0.png"))
+    assert np.array_equal(written, 255 - make_photo(40, 56, 0))
+    r = dcp(tmp_path / "in", "-o", tmp_path / "out", "--skip-existing")
+    assert r.exit_code == 0 and "done: 2 ok, 0 failed, 1 skipped" in r.output
+
+
+def test_ctrl_c_message_says_how_to_resume(tmp_path, monkeypatch):
+    from odcr_cli.engine.dehazer import Dehazer
 
     for k in range(3):
         _img(tmp_path / "in" / f"{k}.png", seed=k)
-    real = dcp_module.dehaze_dcp
-    calls = []
+    real, calls = Dehazer.dehaze_with_plan, []
 
-    def interrupt_second(*args, **kwargs):
+    def interrupt_second(self: Dehazer, image: np.ndarray) -> tuple[np.ndarray, PlanInfo]:
         calls.append(1)
         if len(calls) == 2:
             raise KeyboardInterrupt
-        return real(*args, **kwargs)
+        return real(self, image)
 
-    monkeypatch.setattr(dcp_module, "dehaze_dcp", interrupt_second)
+    monkeypatch.setattr(Dehazer, "dehaze_with_plan", interrupt_second)  # the CLI builds its own Dehazer
     r = dcp(tmp_path / "in", "-o", tmp_path / "out", "--json", tmp_path / "r.json")
     assert r.exit_code == 130, r.output
     assert "interrupted: 1 of 3 file(s) finished (1 written" in r.output and "--skip-existing" in r.output
     assert json.loads((tmp_path / "r.json").read_text())["summary"]["interrupted"] is True
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["0.png"]  # complete, no temp file
-    Image.open(tmp_path / "out" / "0.png").load()
-    monkeypatch.setattr(dcp_module, "dehaze_dcp", real)
-    r = dcp(tmp_path / "in", "-o", tmp_path / "out", "--skip-existing")
-    assert r.exit_code == 0 and "done: 2 ok, 0 failed, 1 skipped" in r.output
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["0.png"]
 
 
 # --- 8. the same conventions in every subcommand ------------------------------------------------------
@@ -278,7 +317,8 @@ def test_strength_scattering_model_scales_t():
     from odcr_cli.engine.dehazer import Dehazer
 
     class ConstantT:  # a scattering "network" that says t = 0.5 everywhere
-        name, device = "fake", "cpu"
+        name, device, on_gpu, parameters = "fake", "cpu", False, None
+        supports_frozen_stats, fp32_retries = False, 0
         generator_config = {"output": "scattering", "t_min": 0.1}
 
         def run_outputs(self, x):

@@ -7,9 +7,16 @@ from typer.testing import CliRunner
 
 from conftest import make_photo
 from odcr_cli.cli.app import app
+from odcr_cli.errors import UsageError
 from odcr_cli.tasks.dehazing import DehazeOptions, expand_inputs, parse_shard, shard_items
 
 runner = CliRunner()
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def _img(path, h=40, w=56, seed=0, **kw):
@@ -114,15 +121,17 @@ def test_model_and_device_errors_exit_2(tmp_path, tiny_weights):
     r = runner.invoke(app, ["dehaze", str(src), "-o", str(tmp_path / "nope.png"), "--model", "nope"])
     assert r.exit_code == 2 and "no bundled model called 'nope'" in r.output
     assert not (tmp_path / "nope.png").exists()
-    import torch
-    if not torch.cuda.is_available():
-        r = dehaze(src, "--device", "cuda", weights=tiny_weights)
-        assert r.exit_code == 2 and "CUDA is not available" in r.output
-        r = dehaze(src, "--half", "--device", "cpu", weights=tiny_weights)
-        assert r.exit_code == 2 and "--half" in r.output
+    r = dehaze(src, "--half", "--device", "cpu", weights=tiny_weights)
+    assert r.exit_code == 2 and "--half" in r.output
     r = dehaze(src, "--backend", "onnx", weights=tiny_weights)  # weights with no exported graph
     assert r.exit_code == 2 and "--onnx" in r.output
     assert dehaze(tmp_path / "missing.png", weights=tiny_weights).exit_code == 2
+
+
+@pytest.mark.skipif(_cuda_available(), reason="needs a machine without CUDA: asking for it must be an error")
+def test_cuda_requested_without_cuda_exits_2(tmp_path, tiny_weights):
+    r = dehaze(_img(tmp_path / "a.png"), "--device", "cuda", weights=tiny_weights)
+    assert r.exit_code == 2 and "CUDA is not available" in r.output
 
 
 def test_tile_fast_mode_metadata_and_bomb_guard(tmp_path, tiny_weights):
@@ -145,5 +154,5 @@ def test_tile_fast_mode_metadata_and_bomb_guard(tmp_path, tiny_weights):
 def test_options_dataclass_defaults():
     o = DehazeOptions()
     assert o.ext == "auto" and o.max_side == "auto" and o.suffix is None
-    with pytest.raises(Exception):
+    with pytest.raises(UsageError, match="--shard 1/0"):
         parse_shard("1/0")

@@ -21,7 +21,7 @@ import pytest
 from PIL import Image
 
 from odcr_cli.tasks.evaluation import evaluate
-from odcr_cli.tasks.report import write_training_report
+from odcr_cli.tasks.training_report import write_training_report
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "images"
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome")

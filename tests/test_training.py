@@ -16,11 +16,11 @@ from safetensors.torch import load_file
 from typer.testing import CliRunner
 
 from odcr_cli.cli.app import app
-from odcr_cli.core import methods as methods_module
 from odcr_cli.core.methods import method_config
 from odcr_cli.core.networks import GeneratorConfig
 from odcr_cli.errors import TrainingDiverged, TrainingError
-from odcr_cli.tasks.training import TrainConfig, WeightAverage, lr_factor, train
+from odcr_cli.tasks.run_folder import RunFolder
+from odcr_cli.tasks.training import TrainConfig, Trainer, TrainingLoop, WeightAverage, lr_factor, train
 from odcr_cli.files.weights_io import load_generator
 
 TINY = ["--ngf", "4", "--n-blocks", "1", "--crop", "32", "--num-patches", "16", "--num-clear-patches", "16"]
@@ -142,25 +142,38 @@ def test_bad_arguments_are_one_line_errors(pools, tmp_path) -> None:
     assert res.exit_code == 2 and "no such file" in res.output
 
 
-def test_non_finite_loss_stops_with_iteration_and_checkpoint(pools, tmp_path, monkeypatch) -> None:
-    hazy, clear = pools
-    cfg = TrainConfig(hazy=str(hazy), clear=str(clear), out=str(tmp_path / "nan"), iters=4, crop=32,
-                      checkpoint_every=1, sample_every=100)
-    calls = {"n": 0}
-    real = methods_module.losses.lsgan_g_loss
+def _tiny_trainer(out: Path, **config: object) -> Trainer:
+    """A CPU trainer of the tiny CUT network on 32x32 crops (no data: the test hands it batches)."""
+    cfg = TrainConfig(hazy="", clear="", out=str(out), crop=32, **config)
+    return Trainer(cfg, method_config("cut", num_patches=16), GeneratorConfig(ngf=4, n_blocks=1), torch.device("cpu"))
 
-    def poisoned(pred: torch.Tensor) -> torch.Tensor:
-        calls["n"] += 1
-        return real(pred) * (float("nan") if calls["n"] == 3 else 1.0)
 
-    monkeypatch.setattr(methods_module.losses, "lsgan_g_loss", poisoned)
+def _crops(value: float | None = None) -> torch.Tensor:
+    """A (1, 3, 32, 32) batch in [-1, 1], or filled with ``value`` (NaN: data that poisons the losses)."""
+    x = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    return x if value is None else torch.full_like(x, value)
+
+
+def test_non_finite_loss_stops_with_iteration_and_checkpoint(tmp_path) -> None:
+    trainer = _tiny_trainer(tmp_path, iters=4, checkpoint_every=1, sample_every=100)
+    folder = RunFolder(tmp_path)
+
+    def batches(iteration: int) -> tuple[torch.Tensor, torch.Tensor]:
+        # the third iteration (index 2) gets a NaN hazy batch: its losses are NaN
+        return (_crops(float("nan")) if iteration == 2 else _crops()), _crops()
+
     with pytest.raises(TrainingDiverged, match=r"iteration 3.*ckpt_00000002\.pt"):
-        train(cfg, method_config("cut", num_patches=16), GeneratorConfig(ngf=4, n_blocks=1))
+        TrainingLoop(trainer, folder, batches, fixed=_crops()).run()
+    # the run stopped before writing anything of the bad iteration: checkpoint 2 is the last, and finite
+    assert [it for it, _ in folder.checkpoints()] == [1, 2]
+    saved = load_file(tmp_path / "generator.safetensors")
+    state = torch.load(tmp_path / "checkpoints" / "ckpt_00000002.pt", weights_only=True)
+    assert all(torch.isfinite(v).all() for v in state["generator"].values())
+    assert all(torch.equal(saved[k], v) for k, v in state["generator_ema"]["module"].items())
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is present: --device cuda is usable here")
 def test_unusable_gpu_is_an_error(pools, tmp_path) -> None:
-    if torch.cuda.is_available():
-        pytest.skip("a GPU is present")
     hazy, clear = pools
     cfg = TrainConfig(hazy=str(hazy), clear=str(clear), out=str(tmp_path / "gpu"), iters=1, crop=32, device="cuda")
     with pytest.raises(TrainingError, match="CUDA"):
@@ -273,25 +286,12 @@ def test_max_minutes_stops_with_a_resumable_checkpoint(pools, tmp_path) -> None:
     assert "iteration 3 of 50" in res.output
 
 
-def test_deferred_finite_check_names_the_first_bad_iteration(pools, tmp_path, monkeypatch) -> None:
-    from odcr_cli.tasks.training import Trainer
-
-    cfg = TrainConfig(hazy="", clear="", out=str(tmp_path), iters=10, crop=32)
-    trainer = Trainer(cfg, method_config("cut", num_patches=16), GeneratorConfig(ngf=4, n_blocks=1),
-                      torch.device("cpu"))
+def test_deferred_finite_check_names_the_first_bad_iteration(tmp_path) -> None:
+    trainer = _tiny_trainer(tmp_path, iters=10)
     trainer.defer_finite_checks = True  # the GPU behaviour: no read-back inside a step
-    calls = {"n": 0}
-    real = methods_module.losses.lsgan_g_loss
-
-    def poisoned(pred: torch.Tensor) -> torch.Tensor:
-        calls["n"] += 1
-        return real(pred) * (float("inf") if calls["n"] >= 2 else 1.0)
-
-    monkeypatch.setattr(methods_module.losses, "lsgan_g_loss", poisoned)
-    x = torch.rand(1, 3, 32, 32) * 2 - 1
-    trainer.step(x, x)
+    trainer.step(_crops(), _crops())
     trainer.check_finite()
     for _ in range(3):
-        trainer.step(x, x)  # no exception inside the steps
+        trainer.step(_crops(float("inf")), _crops())  # iterations 2 to 4: no exception inside the steps
     with pytest.raises(TrainingDiverged, match="iteration 2$"):
         trainer.check_finite()

@@ -1,5 +1,6 @@
-"""The ``dehaze`` task: expand inputs, plan outputs safely, run a Dehazer over them with
-reading/encoding overlapped with the network, and report per file.
+"""The ``dehaze`` task: read each planned input, run a dehazer over it, write the result, with
+reading and encoding overlapped with the network, and report per file. What to do (inputs,
+shards, output paths, the safety checks) is decided first, in :mod:`odcr_cli.tasks.dehaze_plan`.
 
 No Typer / rich here: the CLI passes progress callbacks. Usage problems (detected before
 any work starts: bad options, an unsafe plan, an output folder that cannot be written, no input
@@ -10,26 +11,30 @@ report of what was finished.
 
 from __future__ import annotations
 
-import glob
-import hashlib
 import io
 import json
-import os
 import sys
 import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, Callable
+from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Iterator, Protocol
 
 from odcr_cli import __version__
-from odcr_cli.files.folders import is_image_name, walk_folder
-from odcr_cli.files.imageio import (EXT_FORMAT, ImageData, encode_image,
-                              format_for_ext, read_image)
 from odcr_cli.errors import ImageReadError, UsageError
+from odcr_cli.files.fsutil import atomic_output
+from odcr_cli.files.imageio import ImageData, encode_image, format_for_ext, read_image
+# the options and the planning names, importable from here as they always were
+from odcr_cli.tasks.dehaze_options import DehazeOptions
+from odcr_cli.tasks.dehaze_plan import (STDIO, InputItem, InputSet, Job, Plan, expand_inputs, gather_inputs,
+                                        is_file_target, output_suffix, parse_shard, plan_outputs, plan_run,
+                                        shard_items)
 
-STDIO = "-"
+if TYPE_CHECKING:  # annotations only: the engine (numpy, OpenCV) loads when a model is needed
+    import numpy as np
+
+    from odcr_cli.engine.dehazer import PlanInfo
 
 
 class Interrupted(Exception):
@@ -39,62 +44,6 @@ class Interrupted(Exception):
     def __init__(self, report: "BatchReport") -> None:
         super().__init__("interrupted")
         self.report = report
-
-
-@dataclass
-class DehazeOptions:
-    inputs: list[str] = field(default_factory=list)
-    output: str | None = None
-    recursive: bool = False
-    input_list: str | None = None
-    suffix: str | None = None          # default: "_dehazed" beside the input, "" in an -o folder
-    ext: str = "auto"
-    quality: int | None = None
-    overwrite: bool = False
-    skip_existing: bool = False
-    shard: str | None = None           # "i/N", 0 <= i < N
-    weights: str | None = None
-    model: str | None = None          # a bundled model by name (None: the default)
-    method: str = "odcr"
-    device: str = "auto"
-    half: bool = False
-    backend: str = "auto"
-    onnx: str | None = None
-    tile: int | None = None
-    max_side: int | str | None = "auto"
-    max_pixels: int | None = None
-    strip_metadata: bool = False
-    workers: int = 2
-    strength: float = 1.0              # 0 = the input, 1 = full dehazing
-    dry_run: bool = False              # plan and report only: no model, nothing written
-    json_report: str | None = None     # only checked up front (its folder must be writable)
-
-
-@dataclass
-class InputItem:
-    source: str            # a path, or "-" for stdin
-    rel: Path              # path used to mirror the tree under an -o folder
-
-
-@dataclass
-class InputSet:
-    """What the inputs expanded to, and what was left out of them (for the summary)."""
-    items: list[InputItem] = field(default_factory=list)
-    missing: list[tuple[str, str]] = field(default_factory=list)   # (named input, why): per-file failures
-    own_outputs: list[str] = field(default_factory=list)           # carry this run's output suffix
-    subfolders: list[str] = field(default_factory=list)            # not read (no --recursive)
-    not_images: list[str] = field(default_factory=list)            # in folders/globs, not image files
-
-    def left_out(self) -> dict[str, Any]:
-        return {"own_outputs": len(self.own_outputs), "subfolders_not_read": self.subfolders,
-                "not_images": self.not_images}
-
-
-@dataclass
-class Job:
-    item: InputItem
-    output: str            # a path, or "-" for stdout
-    fmt: str | None        # output format; None = decided from the input (ext auto)
 
 
 @dataclass
@@ -155,208 +104,65 @@ class BatchReport:
         return json.dumps(self.to_dict(), indent=2)
 
 
-# --------------------------------------------------------------------------------------------
-# input expansion and output planning
-# --------------------------------------------------------------------------------------------
-
-def _glob_root(pattern: str) -> Path:
-    parts = Path(pattern).parts
-    root: list[str] = []
-    for part in parts:
-        if any(ch in part for ch in "*?["):
-            break
-        root.append(part)
-    return Path(*root) if root else Path(".")
+ProgressFn = Callable[[FileResult, int, int], None]
+StartFn = Callable[[dict, int, int], None]
+BeginFn = Callable[[FileResult], None]
 
 
-def _carries_suffix(p: Path, suffix: str) -> bool:
-    return bool(suffix) and p.stem.endswith(suffix) and p.suffix.lower().lstrip(".") in EXT_FORMAT
+class DehazerLike(Protocol):
+    """What :func:`run_dehaze` needs of a dehazer: :class:`odcr_cli.engine.dehazer.Dehazer`, or a
+    caller's own object."""
 
+    def dehaze_with_plan(self, image: np.ndarray) -> tuple[np.ndarray, PlanInfo]: ...
 
-def gather_inputs(inputs: list[str], recursive: bool = False, input_list: str | None = None,
-                  own_suffix: str = "") -> InputSet:
-    """Files, folders, globs, "-" and the lines of an input list -> sorted unique items, plus what
-    was left out. Files found in folders and globs whose name carries ``own_suffix`` (the run's
-    output suffix, e.g. "_dehazed") are outputs of an earlier run, not inputs: leaving them out is
-    what makes a beside-the-input run rerunnable. Files named one by one are always inputs."""
-    found = InputSet()
-    items = found.items
-
-    def add_found(f: Path, rel: Path) -> None:
-        if not is_image_name(f):
-            found.not_images.append(str(f))
-        elif _carries_suffix(f, own_suffix):
-            found.own_outputs.append(str(f))
-        else:
-            items.append(InputItem(str(f), rel))
-
-    for raw in inputs:
-        if raw == STDIO:
-            items.append(InputItem(STDIO, Path("stdin.png")))
-            continue
-        p = Path(raw)
-        if p.is_dir():
-            listing = walk_folder(p, recursive)
-            for f in listing.images + listing.not_images:
-                add_found(f, f.relative_to(p))
-            found.subfolders += [str(f) for f in listing.subfolders]
-        elif p.is_file():
-            items.append(InputItem(str(p), Path(p.name)))
-        elif any(ch in raw for ch in "*?["):
-            root = _glob_root(raw)
-            matches = sorted(m for m in glob.glob(raw, recursive=True) if Path(m).is_file())
-            if not matches:
-                found.missing.append((raw, "no files match"))
-            for m in matches:
-                add_found(Path(m), Path(os.path.relpath(m, root)))
-        else:
-            found.missing.append((raw, "not found"))
-    if input_list is not None:
-        try:
-            text = sys.stdin.read() if input_list == STDIO else Path(input_list).read_text()
-        except OSError as exc:
-            raise UsageError(f"cannot read --input-list {input_list}: {exc.strerror or exc}") from None
-        lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.strip().startswith("#")]
-        if lines:
-            absolute = [os.path.abspath(ln) for ln in lines]
-            root = os.path.commonpath([os.path.dirname(a) for a in absolute])
-            items += [InputItem(ln, Path(os.path.relpath(a, root))) for ln, a in zip(lines, absolute)]
-    seen: set[str] = set()
-    unique = []
-    for it in items:
-        key = it.source if it.source == STDIO else os.path.realpath(it.source)
-        if key not in seen:
-            seen.add(key)
-            unique.append(it)
-    found.items = unique
-    return found
-
-
-def expand_inputs(inputs: list[str], recursive: bool = False, input_list: str | None = None) -> list[InputItem]:
-    """The items of :func:`gather_inputs` (what was left out is dropped)."""
-    return gather_inputs(inputs, recursive, input_list).items
-
-
-def parse_shard(shard: str | None) -> tuple[int, int] | None:
-    if shard is None:
-        return None
-    try:
-        i, n = (int(v) for v in shard.split("/"))
-    except ValueError:
-        raise UsageError(f"--shard expects i/N (e.g. 0/4), got {shard!r}") from None
-    if n < 1 or not 0 <= i < n:
-        raise UsageError(f"--shard {shard}: need N >= 1 and 0 <= i < N (i counts from 0)")
-    return i, n
-
-
-def shard_items(items: list[InputItem], shard: tuple[int, int] | None) -> list[InputItem]:
-    """Deterministic slice by a hash of the relative path: the same file always lands in the same
-    shard, whatever the machine and whatever else is in the folder."""
-    if shard is None:
-        return items
-    return [it for it in items if _in_shard(it.rel, shard)]
-
-
-def _in_shard(rel: Path, shard: tuple[int, int]) -> bool:
-    i, n = shard
-    return int(hashlib.sha1(rel.as_posix().encode()).hexdigest(), 16) % n == i
-
-
-def is_file_target(out: str) -> bool:
-    """An -o that names one image file: an image extension, not an existing folder, no trailing '/'."""
-    return (not Path(out).is_dir() and not out.endswith(("/", os.sep))
-            and Path(out).suffix.lower().lstrip(".") in EXT_FORMAT)
-
-
-def output_suffix(opts: DehazeOptions) -> str:
-    """The suffix this run adds to output names ("" when it writes one file or stdout)."""
-    if opts.output == STDIO or (opts.output is not None and is_file_target(opts.output)):
-        return ""
-    if opts.output is None:
-        return opts.suffix if opts.suffix is not None else "_dehazed"
-    return opts.suffix or ""
-
-
-def plan_outputs(items: list[InputItem], opts: DehazeOptions, n_given: int | None = None) -> list[Job]:
-    """Decide every output path; refuse unsafe plans before any work starts. ``n_given``: the
-    inputs named before sharding, missing ones included (default: ``len(items)``)."""
-    ext = (opts.ext or "auto").lower().lstrip(".")
-    if ext != "auto" and ext not in EXT_FORMAT:
-        raise UsageError(f"--ext {opts.ext}: use auto, png, jpg, webp or tif")
-    if opts.overwrite and opts.skip_existing:
-        raise UsageError("--overwrite and --skip-existing exclude each other")
-    out = opts.output
-    stdin_items = [it for it in items if it.source == STDIO]
-    if len(stdin_items) and len(items) > 1:
-        raise UsageError("'-' (stdin) cannot be combined with other inputs")
-    if out == STDIO or (out is None and stdin_items):
-        if len(items) != 1:
-            raise UsageError("-o - (stdout) takes exactly one input")
-        fmt = None if ext == "auto" else EXT_FORMAT[ext]
-        return [Job(items[0], STDIO, fmt)]
-
-    folder_mode = False
-    n_given = max(len(items), n_given or 0)
-    if out is not None:
-        op = Path(out)
-        if is_file_target(out):
-            # an image extension names a file, never a folder to create
-            if n_given > 1:
-                raise UsageError(f"-o {out} names one file but {n_given} inputs were given; "
-                                 f"write several into a folder: -o {op.with_suffix('')}/")
-        else:
-            folder_mode = (op.is_dir() or out.endswith(("/", os.sep)) or n_given > 1
-                           or any(Path(i).is_dir() or any(ch in i for ch in "*?[") for i in opts.inputs)
-                           or opts.input_list is not None)
-            if not folder_mode:
-                raise UsageError(f"-o {out}: a single output file needs a png, jpg, webp or tif suffix "
-                                 "(or end the folder name with '/')")
-    suffix = output_suffix(opts)
-    jobs: list[Job] = []
-    for it in items:
-        if out is not None and not folder_mode:
-            target = Path(out)
-            fmt = format_for_ext(target.suffix)
-        else:
-            src = Path(it.source)
-            e = ext if ext != "auto" else _auto_ext(src)
-            name = f"{it.rel.stem}{suffix}.{e}"
-            target = (Path(out) / it.rel.parent / name) if out is not None else src.with_name(name)
-            fmt = None if ext == "auto" else EXT_FORMAT[ext]
-        jobs.append(Job(it, str(target), fmt))
-    _check_safety(jobs, opts)
-    return jobs
-
-
-def _auto_ext(src: Path) -> str:
-    s = src.suffix.lower().lstrip(".")
-    return src.suffix.lstrip(".") if s in EXT_FORMAT else "png"
-
-
-def _check_safety(jobs: list[Job], opts: DehazeOptions) -> None:
-    inputs = {os.path.realpath(j.item.source): j.item.source for j in jobs}
-    seen: dict[str, str] = {}
-    for j in jobs:
-        real = os.path.realpath(j.output)
-        if real in inputs:
-            raise UsageError(f"refusing to overwrite the input {inputs[real]} (output {j.output}); "
-                             "choose another -o, --suffix or --ext")
-        if real in seen:
-            raise UsageError(f"{seen[real]} and {j.item.source} would both be written to {j.output}; "
-                             "nothing was processed")
-        seen[real] = j.item.source
-    if not opts.overwrite and not opts.skip_existing:
-        existing = [j.output for j in jobs if os.path.exists(j.output)]
-        if existing:
-            raise UsageError(f"{len(existing)} output(s) already exist (first: {existing[0]}); "
-                             "pass --overwrite to replace them or --skip-existing to keep them")
+    def describe(self) -> dict[str, Any]: ...
 
 
 # --------------------------------------------------------------------------------------------
-# processing
+# results
 # --------------------------------------------------------------------------------------------
 
-def _finish_auto_format(job: Job, img: ImageData) -> str:
+class ResultLog:
+    """Every file's result, recorded once: ``progress`` hears of each as it finishes, the report
+    lists them in input order."""
+
+    def __init__(self, plan: Plan, opts: DehazeOptions, started: float, progress: ProgressFn | None) -> None:
+        self._plan, self._opts, self._started, self._progress = plan, opts, started, progress
+        self._order = plan.input_order()
+        self._results: list[FileResult] = []
+
+    def finish(self, result: FileResult) -> None:
+        self._results.append(result)
+        if self._progress is not None:
+            self._progress(result, len(self._results), self._plan.total)
+
+    def report(self, engine: dict[str, Any], interrupted: bool = False) -> BatchReport:
+        files = sorted(self._results, key=lambda r: self._order.get(r.input, self._plan.total))
+        network = sum(r.net_seconds for r in self._results)
+        return BatchReport(files, engine, time.perf_counter() - self._started, network, self._opts.shard,
+                           self._plan.found, interrupted, self._opts.dry_run)
+
+
+def _record_unprocessed(plan: Plan, log: ResultLog, dry_run: bool) -> None:
+    """Missing inputs, kept outputs and (dry run) the planned files: all that needs no model."""
+    for raw, why in plan.missing:
+        log.finish(FileResult(raw, None, "failed", why))
+    for job in plan.jobs:
+        if not plan.runs(job):
+            log.finish(FileResult(job.item.source, job.output, "skipped", "output exists"))
+        elif dry_run:
+            log.finish(FileResult(job.item.source, job.output, "planned"))
+
+
+# --------------------------------------------------------------------------------------------
+# reading and writing
+# --------------------------------------------------------------------------------------------
+
+FORMAT_TO_WRITE = {"JPEG", "PNG", "WEBP", "TIFF"}
+
+
+def _output_format(job: Job, img: ImageData) -> str:
+    """The planned format, else the input's (stdout) or the output suffix's."""
     if job.fmt is not None:
         return job.fmt
     if job.output == STDIO:
@@ -364,42 +170,156 @@ def _finish_auto_format(job: Job, img: ImageData) -> str:
     return format_for_ext(Path(job.output).suffix)
 
 
-FORMAT_TO_WRITE = {"JPEG", "PNG", "WEBP", "TIFF"}
+@dataclass(frozen=True)
+class _ImageFiles:
+    """One run's image reading and writing: files, or stdin/stdout for "-"."""
+    opts: DehazeOptions
+    stdin: BinaryIO | None
+    stdout: BinaryIO | None
+
+    def read(self, job: Job) -> ImageData:
+        if job.item.source == STDIO:
+            return read_image(io.BytesIO((self.stdin or sys.stdin.buffer).read()), self.opts.max_pixels)
+        return read_image(job.item.source, self.opts.max_pixels)
+
+    def write(self, job: Job, img: ImageData) -> list[str]:
+        """Encode and write; returns the encoder's notes. A file is written atomically: an
+        interrupted run leaves it complete or absent."""
+        data, notes = encode_image(img, _output_format(job, img), self.opts.quality, self.opts.strip_metadata)
+        if job.output == STDIO:
+            out = self.stdout or sys.stdout.buffer
+            out.write(data)
+            out.flush()
+        else:
+            with atomic_output(job.output) as fh:
+                fh.write(data)
+        return notes
 
 
-def _check_writable(jobs: list[Job], opts: DehazeOptions) -> None:
-    """Every folder that will receive a file can be written: found now, not after the work."""
-    from odcr_cli.files.fsutil import writable_dir_problem
+class _ReadAhead:
+    """Reads on the pool, up to ``depth`` files ahead of the network; yields (job, read, start time)."""
 
-    folders = {str(Path(j.output).parent) for j in jobs if j.output != STDIO}
-    if opts.json_report not in (None, STDIO):
-        folders.add(str(Path(opts.json_report).parent))
-    for folder in sorted(folders):
-        problem = writable_dir_problem(folder)
-        if problem:
-            raise UsageError(f"output folder {folder} cannot be written ({problem}); nothing was processed")
+    def __init__(self, pool: ThreadPoolExecutor, read: Callable[[Job], ImageData], jobs: list[Job],
+                 depth: int) -> None:
+        self._pool, self._read, self._depth = pool, read, depth
+        self._queue = deque(jobs)
+        self._pending: deque[tuple[Job, Future[ImageData], float]] = deque()
+
+    def __iter__(self) -> Iterator[tuple[Job, Future[ImageData], float]]:
+        self._fill()
+        while self._pending:
+            entry = self._pending.popleft()
+            self._fill()  # the next read starts before this one is waited for
+            yield entry
+
+    def _fill(self) -> None:
+        while self._queue and len(self._pending) < self._depth:
+            job = self._queue.popleft()
+            self._pending.append((job, self._pool.submit(self._read, job), time.perf_counter()))
+
+    def cancel(self) -> None:
+        """Drop the reads not started yet (running ones end on their own)."""
+        for _, fut, _ in self._pending:
+            fut.cancel()
 
 
-def _no_input_message(found: InputSet) -> str:
-    if found.missing:
-        raw, why = found.missing[0]
-        more = f" (and {len(found.missing) - 1} more)" if len(found.missing) > 1 else ""
-        return f"input {why}: {raw}{more}"
-    notes = []
-    if found.own_outputs:
-        notes.append(f"{len(found.own_outputs)} file(s) carry the output suffix and were left out")
-    if found.subfolders:
-        notes.append(f"{len(found.subfolders)} subfolder(s) not read: add --recursive")
-    if found.not_images:
-        notes.append(f"{len(found.not_images)} file(s) are not images")
-    return "no input images found" + (f" ({'; '.join(notes)})" if notes else "")
+class _Writes:
+    """Writes queued on the pool; a file is finished, and logged, when its write is."""
+
+    def __init__(self, pool: ThreadPoolExecutor, write: Callable[[Job, ImageData], list[str]],
+                 log: ResultLog) -> None:
+        self._pool, self._write, self._log = pool, write, log
+        self._pending: list[tuple[Future[list[str]], FileResult, float]] = []
+
+    def submit(self, job: Job, img: ImageData, res: FileResult, started: float) -> None:
+        self._pending.append((self._pool.submit(self._write, job, img), res, started))
+
+    def collect(self, block: bool) -> None:
+        """Log the finished writes in the order they were queued; ``block``: wait for all."""
+        for entry in list(self._pending):
+            fut, res, started = entry
+            if not block and not fut.done():
+                continue
+            try:
+                res.warnings += fut.result()
+                res.status = "ok"
+            except Exception as exc:  # noqa: BLE001 - per-file isolation
+                res.status, res.error = "failed", f"cannot write {res.output}: {exc}"
+            res.seconds = time.perf_counter() - started
+            # dropped before it is logged: a Ctrl-C in the progress callback must not log it twice
+            self._pending.remove(entry)
+            self._log.finish(res)
 
 
-def run_dehaze(opts: DehazeOptions, dehazer: Any = None,
-               progress: Callable[[FileResult, int, int], None] | None = None,
-               on_start: Callable[[dict, int, int], None] | None = None,
-               stdin: BinaryIO | None = None, stdout: BinaryIO | None = None,
-               on_begin: Callable[[FileResult], None] | None = None) -> BatchReport:
+# --------------------------------------------------------------------------------------------
+# the network pass
+# --------------------------------------------------------------------------------------------
+
+class _Batch:
+    """Read -> dehaze -> write for each job, reads and writes on a thread pool around the network."""
+
+    def __init__(self, dehazer: DehazerLike, files: _ImageFiles, log: ResultLog, on_begin: BeginFn | None) -> None:
+        self._dehazer, self._files, self._log, self._on_begin = dehazer, files, log, on_begin
+
+    def run(self, jobs: list[Job], workers: int) -> None:
+        """On Ctrl-C, writes already queued are finished (and logged) before the interrupt goes
+        on: their network pass is done and each write is atomic."""
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="odcr-io") as pool:
+            reads = _ReadAhead(pool, self._files.read, jobs, depth=workers + 1)
+            writes = _Writes(pool, self._files.write, self._log)
+            try:
+                for job, image, started in reads:
+                    self._one(job, image, started, writes)
+                    writes.collect(block=False)
+                writes.collect(block=True)
+            except KeyboardInterrupt:
+                reads.cancel()
+                writes.collect(block=True)
+                raise
+
+    def _one(self, job: Job, image: Future[ImageData], started: float, writes: _Writes) -> None:
+        """One file; any error is this file's alone."""
+        res = FileResult(job.item.source, job.output, "failed")
+        try:
+            writes.submit(job, self._dehaze(image.result(), res), res, started)
+        except ImageReadError as exc:  # the report names the file already: the reason alone
+            self._failed(res, exc.reason, started)
+        except Exception as exc:  # noqa: BLE001 - one bad file never stops the batch
+            self._failed(res, f"{type(exc).__name__}: {exc}".splitlines()[0], started)
+
+    def _dehaze(self, img: ImageData, res: FileResult) -> ImageData:
+        """The network step; ``res`` gets the size, the network time and how it was processed."""
+        res.width, res.height = img.size
+        if self._on_begin is not None:
+            self._on_begin(res)
+        t0 = time.perf_counter()
+        pixels, plan = self._dehazer.dehaze_with_plan(img.pixels)
+        res.net_seconds = time.perf_counter() - t0
+        res.mode = plan.mode
+        res.warnings += plan.notes
+        return img.with_pixels(pixels)
+
+    def _failed(self, res: FileResult, error: str, started: float) -> None:
+        res.error = error
+        res.seconds = time.perf_counter() - started
+        self._log.finish(res)
+
+
+# --------------------------------------------------------------------------------------------
+# the task
+# --------------------------------------------------------------------------------------------
+
+def _load_dehazer(opts: DehazeOptions) -> DehazerLike:
+    from odcr_cli.engine.dehazer import Dehazer  # the engine only when a model is needed (not --dry-run)
+
+    return Dehazer(weights=opts.weights, method=opts.method, device=opts.device, backend=opts.backend,
+                   onnx_path=opts.onnx, tile=opts.tile, max_side=opts.max_side, half=opts.half,
+                   model=opts.model, strength=opts.strength)
+
+
+def run_dehaze(opts: DehazeOptions, dehazer: DehazerLike | None = None, progress: ProgressFn | None = None,
+               on_start: StartFn | None = None, stdin: BinaryIO | None = None, stdout: BinaryIO | None = None,
+               on_begin: BeginFn | None = None) -> BatchReport:
     """Process every input; returns the report (``report.exit_code`` is 0 or 1).
 
     ``on_start(engine, total, to_process)`` once the model is loaded; ``progress(result, done,
@@ -408,165 +328,41 @@ def run_dehaze(opts: DehazeOptions, dehazer: Any = None,
     before a file's network pass (its size known). Raises :class:`UsageError` for problems found
     before any work starts and :class:`Interrupted` on Ctrl-C; model loading errors
     (``WeightsError``, ``InferenceError``) propagate to the caller too."""
-    t_start = time.perf_counter()
+    started = time.perf_counter()
     shard = parse_shard(opts.shard)
     if not 0.0 <= opts.strength <= 1.0:
         raise UsageError(f"--strength {opts.strength}: use a value from 0 (the input) to 1 (full dehazing)")
-    found = gather_inputs(opts.inputs, opts.recursive, opts.input_list, output_suffix(opts))
-    if not found.items:
-        raise UsageError(_no_input_message(found))
-    n_given = len(found.items) + len(found.missing)
-    items = shard_items(found.items, shard)
-    missing = [(raw, why) for raw, why in found.missing
-               if shard is None or _in_shard(Path(Path(raw).name), shard)]
-    jobs = plan_outputs(items, opts, n_given) if items else []
-    todo = [k for k, job in enumerate(jobs)
-            if not (opts.skip_existing and job.output != STDIO and os.path.exists(job.output))]
-    _check_writable([jobs[k] for k in todo], opts)
-
-    total = len(missing) + len(jobs)
-    results: list[FileResult] = []
-    timing = {"network": 0.0}
-    # the report lists files in input order whatever order they finish in
-    order = {raw: i for i, (raw, _) in enumerate(missing)}
-    order.update({job.item.source: len(missing) + k for k, job in enumerate(jobs)})
-
-    def finish(res: FileResult) -> None:
-        results.append(res)
-        if progress:
-            progress(res, len(results), total)
-
-    def report(engine: dict, interrupted: bool = False) -> BatchReport:
-        files = sorted(results, key=lambda r: order.get(r.input, total))
-        return BatchReport(files, engine, time.perf_counter() - t_start, timing["network"], opts.shard,
-                           found, interrupted, opts.dry_run)
-
-    todo_set = set(todo)
+    plan = plan_run(opts, shard)
+    log = ResultLog(plan, opts, started, progress)
     if opts.dry_run:  # the plan, as a real run would carry it out: no model, nothing written
-        for raw, why in missing:
-            finish(FileResult(raw, None, "failed", why))
-        for k, job in enumerate(jobs):
-            status = "planned" if k in todo_set else "skipped"
-            finish(FileResult(job.item.source, job.output, status, None if k in todo_set else "output exists"))
-        return report({"method": opts.method, "model": opts.model, "weights": opts.weights,
-                       "strength": opts.strength})
-
-    engine: dict = {"method": opts.method, "strength": opts.strength}
+        _record_unprocessed(plan, log, dry_run=True)
+        return log.report({"method": opts.method, "model": opts.model, "weights": opts.weights,
+                           "strength": opts.strength})
+    engine: dict[str, Any] = {"method": opts.method, "strength": opts.strength}  # if Ctrl-C comes first
     try:
         if dehazer is None:
-            from odcr_cli.engine.dehazer import Dehazer
-            dehazer = Dehazer(weights=opts.weights, method=opts.method, device=opts.device,
-                              backend=opts.backend, onnx_path=opts.onnx, tile=opts.tile,
-                              max_side=opts.max_side, half=opts.half, model=opts.model, strength=opts.strength)
+            dehazer = _load_dehazer(opts)
         engine = dehazer.describe()
         if on_start is not None:
-            on_start(engine, total, len(todo))
-        # what needs no model first, so that the counter runs in order
-        for raw, why in missing:
-            finish(FileResult(raw, None, "failed", why))
-        for k, job in enumerate(jobs):
-            if k not in todo_set:
-                finish(FileResult(job.item.source, job.output, "skipped", "output exists"))
-        _process(jobs, todo, opts, dehazer, finish, on_begin, timing, stdin, stdout)
+            on_start(engine, plan.total, len(plan.todo))
+        _record_unprocessed(plan, log, dry_run=False)  # first, so that the counter runs in order
+        _Batch(dehazer, _ImageFiles(opts, stdin, stdout), log, on_begin).run(plan.todo, max(1, opts.workers))
     except KeyboardInterrupt:
-        raise Interrupted(report(engine, interrupted=True)) from None
-    return report(engine)
-
-
-def _process(jobs: list[Job], todo: list[int], opts: DehazeOptions, dehazer: Any,
-             finish: Callable[[FileResult], None], on_begin: Callable[[FileResult], None] | None,
-             timing: dict[str, float], stdin: BinaryIO | None, stdout: BinaryIO | None) -> None:
-    """Run the dehazer over ``jobs[todo]``, reads and writes overlapped with the network on a
-    thread pool; adds the network seconds to ``timing["network"]``. On Ctrl-C, writes already queued are finished (and
-    reported) before the interrupt goes on: their network pass is done and each write is atomic."""
-
-    def read(job: Job) -> ImageData:
-        if job.item.source == STDIO:
-            return read_image(io.BytesIO((stdin or sys.stdin.buffer).read()), opts.max_pixels)
-        return read_image(job.item.source, opts.max_pixels)
-
-    def write(job: Job, img: ImageData) -> list[str]:
-        fmt = _finish_auto_format(job, img)
-        data, notes = encode_image(img, fmt, opts.quality, opts.strip_metadata)
-        if job.output == STDIO:
-            out = stdout or sys.stdout.buffer
-            out.write(data)
-            out.flush()
-        else:
-            from odcr_cli.files.fsutil import atomic_output
-            with atomic_output(job.output) as fh:
-                fh.write(data)
-        return notes
-
-    workers = max(1, opts.workers)
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="odcr-io") as pool:
-        reads: deque[tuple[int, Future, float]] = deque()
-        writes: list[tuple[Future, FileResult, float]] = []
-        queue = list(todo)
-        prefetch = workers + 1
-
-        def fill() -> None:
-            while queue and len(reads) < prefetch:
-                k = queue.pop(0)
-                reads.append((k, pool.submit(read, jobs[k]), time.perf_counter()))
-
-        def collect(block: bool) -> None:
-            for entry in list(writes):
-                fut, res, t0 = entry
-                if not block and not fut.done():
-                    continue
-                try:
-                    res.warnings += fut.result()
-                    res.status = "ok"
-                except Exception as exc:  # noqa: BLE001 - per-file isolation
-                    res.status, res.error = "failed", f"cannot write {res.output}: {exc}"
-                res.seconds = time.perf_counter() - t0
-                writes.remove(entry)
-                finish(res)
-
-        try:
-            fill()
-            while reads:
-                k, fut, t0 = reads.popleft()
-                fill()
-                job = jobs[k]
-                res = FileResult(job.item.source, job.output, "failed")
-                try:
-                    img = fut.result()
-                    res.width, res.height = img.size
-                    if on_begin:
-                        on_begin(res)
-                    tn = time.perf_counter()
-                    out_pixels = dehazer.dehaze(img.pixels)
-                    res.net_seconds = time.perf_counter() - tn
-                    timing["network"] += res.net_seconds
-                    plan = getattr(dehazer, "last_plan", None)
-                    res.mode = getattr(plan, "mode", None)
-                    res.warnings += list(getattr(plan, "notes", []) or [])
-                    writes.append((pool.submit(write, job, img.with_pixels(out_pixels)), res, t0))
-                except ImageReadError as exc:
-                    res.error = exc.reason
-                    res.seconds = time.perf_counter() - t0
-                    finish(res)
-                except Exception as exc:  # noqa: BLE001 - one bad file never stops the batch
-                    res.error = f"{type(exc).__name__}: {exc}".splitlines()[0]
-                    res.seconds = time.perf_counter() - t0
-                    finish(res)
-                collect(block=False)
-            collect(block=True)
-        except KeyboardInterrupt:
-            for _, fut, _ in reads:
-                fut.cancel()
-            collect(block=True)
-            raise
+        raise Interrupted(log.report(engine, interrupted=True)) from None
+    return log.report(engine)
 
 
 def write_report(report: BatchReport, target: str, stdout: BinaryIO | None = None) -> None:
+    """The report as JSON, to a file (atomically) or to stdout for "-"."""
     text = report.to_json() + "\n"
     if target == STDIO:
         (stdout or sys.stdout.buffer).write(text.encode())
         (stdout or sys.stdout.buffer).flush()
     else:
-        from odcr_cli.files.fsutil import atomic_output
         with atomic_output(target, "w") as fh:
             fh.write(text)
+
+
+__all__ = ("STDIO", "BatchReport", "DehazeOptions", "DehazerLike", "FileResult", "InputItem", "InputSet",
+           "Interrupted", "Job", "ResultLog", "expand_inputs", "gather_inputs", "is_file_target",
+           "output_suffix", "parse_shard", "plan_outputs", "run_dehaze", "shard_items", "write_report")

@@ -10,18 +10,11 @@ The model
     sha256, method, training data, input range, channel order, layout, size multiple, opset,
     precision and parameter count; ``odcr_cli.engine.onnx_backend`` reads them back.
 
-fp16 (``fp16=True``)
-    :func:`convert_to_fp16` is a small onnxconverter-common-style pass written with onnx
-    helpers (no extra dependency): weights and activations become float16, but
-    InstanceNormalization, reductions and other range-sensitive ops stay float32 with Cast
-    nodes around them, and the model's input and output stay float32.
-
-Weights stored in fp16 (an fp32 model, half the file)
-    Weights that came from fp16 storage (``ship_weights.py --fp16``) are exactly representable in
-    float16, so :func:`store_weights_fp16` keeps them as float16 initializers, each followed by a
-    Cast to float32: the graph computes in float32 with bit-identical weights (onnxruntime folds
-    the casts when the session is built) and the file is half the size. Weights that are not
-    fp16-exact stay float32.
+fp16 and fp16 weight storage
+    ``fp16=True`` converts the graph with :func:`odcr_cli.tasks.onnx_fp16.convert_to_fp16`
+    (float16 compute, InstanceNorm and reductions in float32, float32 I/O); an fp32 export whose
+    weights are all fp16-exact stores them as float16 with :func:`~odcr_cli.tasks.onnx_fp16.store_weights_fp16`
+    (bit-identical float32 compute, half the file).
 
 Parity check
     After export, the same uint8 images are dehazed by PyTorch (fp32, CPU) and by the ONNX model
@@ -40,7 +33,7 @@ import time
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
@@ -49,6 +42,13 @@ from odcr_cli.core.network_input import SIZE_MULTIPLE
 from odcr_cli.imaging.metrics import psnr as psnr_of
 from odcr_cli.engine.readout import readout_for
 from odcr_cli.errors import ExportCheckError, ExportError
+from odcr_cli.tasks.onnx_fp16 import convert_to_fp16, store_weights_fp16
+
+if TYPE_CHECKING:
+    import torch
+
+    from odcr_cli.engine.readout import Readout
+    from odcr_cli.files.weights_io import LoadedGenerator
 
 DEFAULT_OPSET = 17
 FP32_PSNR_MIN = 50.0
@@ -56,16 +56,6 @@ FP32_MAX_LEVEL_DIFF = 1
 FP16_PSNR_MIN = 40.0
 # odd and non-square sizes on purpose: they go through the reflect-padding path
 DEFAULT_CHECK_SIZES: tuple[tuple[int, int], ...] = ((64, 64), (67, 93), (101, 60), (128, 96))
-
-# ops kept in float32 by the fp16 conversion (onnxruntime#10079: InstanceNorm in fp16 is wrong)
-FP32_OPS = frozenset({
-    "InstanceNormalization", "BatchNormalization", "LayerNormalization", "GroupNormalization",
-    "ReduceMean", "ReduceSum", "ReduceSumSquare", "ReduceL1", "ReduceL2", "ReduceLogSum",
-    "ReduceLogSumExp", "ReduceProd", "Softmax", "LogSoftmax", "Exp", "Log", "Pow", "Sqrt",
-    "Reciprocal", "Range", "RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike",
-})
-_SHAPE_ONLY_OPS = frozenset({"Shape", "Size"})
-_FLOAT_PARAM_INPUTS = {"Resize": {1, 2}, "Upsample": {1}}  # inputs that must stay float32
 
 
 @dataclass
@@ -113,136 +103,11 @@ def parse_hw(text: str) -> tuple[int, int]:
     return int(parts[0]), int(parts[1])
 
 
-# --- fp16 conversion ---------------------------------------------------------------------------
-
-def convert_to_fp16(model, keep_fp32_ops: frozenset[str] = FP32_OPS):
-    """Return a float16 copy of ``model`` with ``keep_fp32_ops`` and the graph I/O in float32."""
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-
-    FLOAT, HALF = TensorProto.FLOAT, TensorProto.FLOAT16
-    model = onnx.shape_inference.infer_shapes(model)
-    g = model.graph
-    orig: dict[str, int] = {}
-    for vi in list(g.input) + list(g.value_info) + list(g.output):
-        orig[vi.name] = vi.type.tensor_type.elem_type
-    inits = {t.name: t for t in g.initializer}
-    for t in g.initializer:
-        orig[t.name] = t.data_type
-    for n in g.node:
-        if n.op_type == "Constant":
-            for a in n.attribute:
-                if a.name == "value":
-                    orig[n.output[0]] = a.t.data_type
-
-    cur: dict[str, int] = {vi.name: vi.type.tensor_type.elem_type for vi in g.input}
-    cur.update({name: t.data_type for name, t in inits.items()})
-    new_nodes: list = []
-    new_inits: dict[str, object] = {}
-    casts: dict[tuple[str, int], str] = {}
-
-    def to_half(arr: np.ndarray) -> np.ndarray:
-        return np.clip(arr, -65504.0, 65504.0).astype(np.float16)
-
-    def get_as(name: str, dtype: int) -> str:
-        if not name or cur.get(name, orig.get(name)) not in (FLOAT, HALF) or cur.get(name) == dtype:
-            return name
-        key = (name, dtype)
-        if key in casts:
-            return casts[key]
-        if name in inits and dtype == HALF:
-            new_name = f"{name}__fp16"
-            new_inits[new_name] = numpy_helper.from_array(to_half(numpy_helper.to_array(inits[name])), new_name)
-        else:
-            new_name = f"{name}__as_{'fp16' if dtype == HALF else 'fp32'}"
-            new_nodes.append(helper.make_node("Cast", [name], [new_name], to=dtype,
-                                              name=f"cast_{len(casts)}_{new_name}"))
-        cur[new_name] = dtype
-        casts[key] = new_name
-        return new_name
-
-    for node in g.node:
-        op = node.op_type
-        if op in keep_fp32_ops:
-            node.input[:] = [get_as(i, FLOAT) for i in node.input]
-            for o in node.output:
-                cur[o] = orig.get(o, FLOAT)
-        elif op in ("Constant", "ConstantOfShape"):
-            for a in node.attribute:
-                if a.name == "value" and a.t.data_type == FLOAT:
-                    a.t.CopyFrom(numpy_helper.from_array(to_half(numpy_helper.to_array(a.t)), a.t.name))
-            for o in node.output:
-                cur[o] = HALF if orig.get(o) == FLOAT else orig.get(o, 0)
-        elif op == "Cast":
-            for a in node.attribute:
-                if a.name == "to" and a.i == FLOAT:
-                    a.i = HALF
-            for o in node.output:
-                cur[o] = HALF if orig.get(o) == FLOAT else orig.get(o, 0)
-        elif op in _SHAPE_ONLY_OPS:
-            for o in node.output:
-                cur[o] = orig.get(o, TensorProto.INT64)
-        else:
-            keep = _FLOAT_PARAM_INPUTS.get(op, set())
-            node.input[:] = [i if k in keep else get_as(i, HALF) for k, i in enumerate(node.input)]
-            for o in node.output:
-                cur[o] = HALF if orig.get(o) == FLOAT else orig.get(o, 0)
-        new_nodes.append(node)
-
-    # float32 graph outputs: rename the fp16 tensor and cast it back
-    for out in g.output:
-        if out.type.tensor_type.elem_type == FLOAT and cur.get(out.name) == HALF:
-            inner = f"{out.name}__fp16"
-            for n in new_nodes:
-                n.input[:] = [inner if i == out.name else i for i in n.input]
-                n.output[:] = [inner if o == out.name else o for o in n.output]
-            new_nodes.append(helper.make_node("Cast", [inner], [out.name], to=FLOAT, name=f"cast_out_{out.name}"))
-
-    used = {i for n in new_nodes for i in n.input}
-    all_inits = [t for t in g.initializer if t.name in used] + [t for n, t in new_inits.items() if n in used]
-    del g.node[:]
-    g.node.extend(new_nodes)
-    del g.initializer[:]
-    g.initializer.extend(all_inits)
-    del g.value_info[:]
-    model = onnx.shape_inference.infer_shapes(model)
-    return model
-
-
-def store_weights_fp16(model, min_elements: int = 64):
-    """If float16 represents every float32 initializer (of ``min_elements`` or more) exactly,
-    store them as float16, each followed by a Cast to float32 (see the module docstring); else
-    leave the model alone. Returns (model, number of initializers converted)."""
-    from onnx import TensorProto, helper, numpy_helper
-
-    g = model.graph
-    arrays = {t.name: numpy_helper.to_array(t) for t in g.initializer
-              if t.data_type == TensorProto.FLOAT and np.prod(t.dims) >= min_elements}
-    if not arrays or not all(np.array_equal(a.astype(np.float16).astype(np.float32), a) for a in arrays.values()):
-        return model, 0
-    kept, casts, converted = [], [], 0
-    for t in g.initializer:
-        arr = arrays.get(t.name)
-        if arr is None:
-            kept.append(t)
-            continue
-        half = f"{t.name}__fp16_storage"
-        kept.append(numpy_helper.from_array(arr.astype(np.float16), half))
-        casts.append(helper.make_node("Cast", [half], [t.name], to=TensorProto.FLOAT, name=f"{half}_cast"))
-        converted += 1
-    if converted:
-        nodes = casts + list(g.node)
-        del g.node[:]
-        g.node.extend(nodes)
-        del g.initializer[:]
-        g.initializer.extend(kept)
-    return model, converted
-
-
 # --- parity ------------------------------------------------------------------------------------
 
 def synthetic_photo(height: int, width: int, seed: int = 0) -> np.ndarray:
-    """A deterministic photo-like uint8 RGB image: smooth gradients, edges, texture, noise."""
+    """A deterministic photo-like (height, width, 3) uint8 RGB image: smooth gradients, edges,
+    texture, noise."""
     rng = np.random.default_rng(seed)
     y, x = np.mgrid[0:height, 0:width].astype(np.float32)
     y /= max(height - 1, 1)
@@ -255,6 +120,7 @@ def synthetic_photo(height: int, width: int, seed: int = 0) -> np.ndarray:
 
 
 def _load_check_image(path: Path, max_side: int) -> np.ndarray:
+    """``path`` as (H, W, 3) uint8 RGB, downscaled so that its longer side is at most ``max_side``."""
     from PIL import Image
 
     with Image.open(path) as im:
@@ -263,6 +129,38 @@ def _load_check_image(path: Path, max_side: int) -> np.ndarray:
         if scale < 1:
             im = im.resize((max(1, round(im.width * scale)), max(1, round(im.height * scale))), Image.LANCZOS)
         return np.asarray(im, dtype=np.uint8).copy()
+
+
+def _parity_images(static_hw: tuple[int, int] | None, check_sizes: Sequence[tuple[int, int]] | None,
+                   check_images: Sequence[Path], check_max_side: int) -> list[tuple[str, np.ndarray]]:
+    """(name, (H, W, 3) uint8 image) to compare: synthetic photos at the check sizes, then the
+    real ``check_images`` (cropped to ``static_hw`` for a static model; smaller ones skipped)."""
+    if static_hw is not None:
+        h, w = static_hw
+        sizes = [(h, w)] + ([(h - 3, w - 1)] if h > 8 and w > 8 else [])  # the odd one pads to (h, w)
+    else:
+        sizes = list(check_sizes or DEFAULT_CHECK_SIZES)
+    images = [(f"synthetic {h}x{w}", synthetic_photo(h, w, seed=k)) for k, (h, w) in enumerate(sizes)]
+    for p in check_images:
+        img = _load_check_image(Path(p), check_max_side)
+        if static_hw is not None:
+            img = img[: static_hw[0], : static_hw[1]]
+            if img.shape[:2] != static_hw:
+                continue
+        images.append((Path(p).name, img))
+    return images
+
+
+def _compare(name: str, hw: tuple[int, int], ref: np.ndarray, out: np.ndarray, fp16: bool) -> ParityCheck:
+    """The parity verdict on the (H, W, 3) uint8 outputs for an ``hw`` input: PyTorch's ``ref``
+    and ONNX's ``out``."""
+    h, w = hw
+    if out.shape != ref.shape:
+        return ParityCheck(name, h, w, 255, 0.0, False)
+    diff = int(np.abs(ref.astype(np.int16) - out.astype(np.int16)).max())
+    psnr = psnr_of(ref, out)
+    ok = psnr >= FP16_PSNR_MIN if fp16 else (diff <= FP32_MAX_LEVEL_DIFF and psnr >= FP32_PSNR_MIN)
+    return ParityCheck(name, h, w, diff, psnr, bool(ok))
 
 
 def run_parity(weights: Path, onnx_path: Path, fp16: bool, static_hw: tuple[int, int] | None,
@@ -275,38 +173,32 @@ def run_parity(weights: Path, onnx_path: Path, fp16: bool, static_hw: tuple[int,
     # max_side=0: full resolution (no fast mode); the images are small enough not to tile
     torch_d = Dehazer(weights=str(weights), backend="torch", device="cpu", max_side=0)
     onnx_d = Dehazer(backend="onnx", onnx_path=str(onnx_path), device="cpu", max_side=0)
-    images: list[tuple[str, np.ndarray]] = []
-    if static_hw is not None:
-        h, w = static_hw
-        sizes = [(h, w)] + ([(h - 3, w - 1)] if h > 8 and w > 8 else [])  # the odd one pads to (h, w)
-    else:
-        sizes = list(check_sizes or DEFAULT_CHECK_SIZES)
-    for k, (h, w) in enumerate(sizes):
-        images.append((f"synthetic {h}x{w}", synthetic_photo(h, w, seed=k)))
-    for p in check_images:
-        img = _load_check_image(Path(p), check_max_side)
-        if static_hw is not None:
-            img = img[: static_hw[0], : static_hw[1]]
-            if img.shape[:2] != static_hw:
-                continue
-        images.append((Path(p).name, img))
-    checks = []
-    for name, img in images:
-        ref = torch_d.dehaze(img)
-        out = onnx_d.dehaze(img)
-        if out.shape != ref.shape:
-            checks.append(ParityCheck(name, img.shape[0], img.shape[1], 255, 0.0, False))
-            continue
-        diff = int(np.abs(ref.astype(np.int16) - out.astype(np.int16)).max())
-        psnr = psnr_of(ref, out)
-        ok = psnr >= FP16_PSNR_MIN if fp16 else (diff <= FP32_MAX_LEVEL_DIFF and psnr >= FP32_PSNR_MIN)
-        checks.append(ParityCheck(name, img.shape[0], img.shape[1], diff, psnr, bool(ok)))
-    return checks
+    return [_compare(name, img.shape[:2], torch_d.dehaze(img), onnx_d.dehaze(img), fp16)
+            for name, img in _parity_images(static_hw, check_sizes, check_images, check_max_side)]
+
+
+def _parity_error(report: ExportReport) -> ExportCheckError:
+    """The error for a failed parity check: the bound and every check that missed it."""
+    bound = f"PSNR >= {FP16_PSNR_MIN:g} dB" if report.fp16 else \
+        f"max diff <= {FP32_MAX_LEVEL_DIFF} level and PSNR >= {FP32_PSNR_MIN:g} dB"
+    bad = [c for c in report.checks if not c.passed]
+    desc = ", ".join(f"{c.name}: max diff {c.max_abs_diff}, PSNR {c.psnr:.1f} dB" for c in bad)
+    return ExportCheckError(f"ONNX output disagrees with PyTorch ({bound} required): {desc}; "
+                            f"{report.output} was not written", report)
 
 
 # --- export ------------------------------------------------------------------------------------
 
-def _graph_module(generator, names: tuple[str, ...]):
+def _validate(opset: int, static_hw: tuple[int, int] | None) -> None:
+    if opset < 13:
+        raise ExportError(f"opset {opset} is too old; use 13 or newer (17 recommended)")
+    if static_hw is not None:
+        h, w = static_hw
+        if h <= 0 or w <= 0 or h % SIZE_MULTIPLE or w % SIZE_MULTIPLE:
+            raise ExportError(f"--static {h}x{w}: height and width must be positive multiples of {SIZE_MULTIPLE}")
+
+
+def _graph_module(generator: "torch.nn.Module", names: tuple[str, ...]) -> tuple["torch.nn.Module", tuple[str, ...]]:
     """The module to trace and its graph output names: the generator itself for a direct model
     (one output, named ``output`` as in every earlier export), else its raw named outputs."""
     from torch import nn
@@ -319,53 +211,27 @@ def _graph_module(generator, names: tuple[str, ...]):
             super().__init__()
             self.generator = generator
 
-        def forward(self, x):
+        def forward(self, x: "torch.Tensor") -> tuple["torch.Tensor", ...]:
             raw = self.generator.raw_outputs(x)
             return tuple(raw[n] for n in names)
 
     return RawOutputs().eval(), tuple(names)
 
 
-def export_onnx(weights: str | Path | None, output: Path, opset: int = DEFAULT_OPSET, fp16: bool = False,
-                static_hw: tuple[int, int] | None = None, *, check: bool = True,
-                check_sizes: Sequence[tuple[int, int]] | None = None, check_images: Sequence[Path] = (),
-                check_max_side: int = 512, training_data: str | None = None) -> ExportReport:
-    """Export the generator in ``weights`` (None: the bundled model) to ``output``.
-
-    Raises :class:`ExportError` on bad arguments or exporter failure and
-    :class:`ExportCheckError` when the parity check fails; ``output`` is only written (atomically)
-    when everything passed.
-    """
-    import onnx
-    import torch
-
-    from odcr_cli.core.networks import count_parameters
-    from odcr_cli.files.fsutil import atomic_path
-    from odcr_cli.files.bundled import bundled_model
-    from odcr_cli.files.weights_io import load_generator
-
-    t0 = time.perf_counter()
-    if opset < 13:
-        raise ExportError(f"opset {opset} is too old; use 13 or newer (17 recommended)")
-    if static_hw is not None:
-        h, w = static_hw
-        if h <= 0 or w <= 0 or h % SIZE_MULTIPLE or w % SIZE_MULTIPLE:
-            raise ExportError(f"--static {h}x{w}: height and width must be positive multiples of {SIZE_MULTIPLE}")
-    weights_path = Path(weights) if weights is not None else bundled_model().weights_path()
-    loaded = load_generator(weights_path)
-    generator = loaded.generator.float().eval()
-    params = count_parameters(generator)
-    wmeta = loaded.metadata
-    output = Path(output)
-
-    dummy_hw = static_hw or (64, 64)
-    dummy = torch.zeros(1, 3, *dummy_hw)
-    readout = readout_for(generator.config.to_dict())
-    graph, output_names = _graph_module(generator, readout.output_names)
+def _dynamic_axes(output_names: Sequence[str], static_hw: tuple[int, int] | None) -> dict[str, dict[int, str]]:
+    """Dynamic batch everywhere; dynamic height and width on images unless ``static_hw``."""
     spatial = {} if static_hw is not None else {2: "height", 3: "width"}
-    dynamic_axes = {"input": {0: "batch", **spatial}}
+    axes = {"input": {0: "batch", **spatial}}
     for name in output_names:  # per-image globals (the airlight correction) have no spatial axes
-        dynamic_axes[name] = {0: "batch", **(spatial if name in ("image", "output", "t") else {})}
+        axes[name] = {0: "batch", **(spatial if name in ("image", "output", "t") else {})}
+    return axes
+
+
+def _metadata(loaded: "LoadedGenerator", weights_path: Path, readout: "Readout", params: int, opset: int,
+              fp16: bool, static_hw: tuple[int, int] | None, training_data: str | None) -> dict[str, str]:
+    """The model's ``metadata_props`` (key order kept: it is the file's order)."""
+    wmeta = loaded.metadata
+    config = loaded.generator.config.to_dict()
     metadata = {
         "odcr_version": __version__,
         "model_name": "odcr-generator",
@@ -383,51 +249,94 @@ def export_onnx(weights: str | Path | None, output: Path, opset: int = DEFAULT_O
         "precision": "fp16" if fp16 else "fp32",
         "io_dtype": "float32",
         "parameters": str(params),
-        "generator_config": json.dumps(generator.config.to_dict()),
+        "generator_config": json.dumps(config),
         "exporter": "torch.onnx.export(dynamo=False)",
     }
     if static_hw is not None:
         metadata["static_hw"] = f"{static_hw[0]}x{static_hw[1]}"
     if wmeta.get("license"):
         metadata["license"] = wmeta["license"]
+    return metadata
 
+
+def _doc_string(readout_kind: str) -> str:
+    return ("odcr dehazing generator: input 'input' float32 NCHW RGB in [-1,1], H and W multiples "
+            f"of {SIZE_MULTIPLE}; " + ("output 'output' the same." if readout_kind == "image" else
+                                       "outputs 't' (N,1,H,W) and 'airlight_correction' (N,3); "
+                                       "odcr_cli.engine.readout turns them into the clear image."))
+
+
+def _trace(graph: "torch.nn.Module", path: Path, opset: int, output_names: Sequence[str],
+           static_hw: tuple[int, int] | None) -> None:
+    """Trace ``graph`` on a zero (1, 3, H, W) input into the ONNX file ``path``."""
+    import torch
+
+    dummy = torch.zeros(1, 3, *(static_hw or (64, 64)))
+    try:
+        with warnings.catch_warnings(), torch.inference_mode():
+            warnings.simplefilter("ignore")  # the TorchScript exporter's tracer warnings are noise here
+            torch.onnx.export(graph, (dummy,), str(path), dynamo=False, opset_version=opset,
+                              input_names=["input"], output_names=list(output_names),
+                              dynamic_axes=_dynamic_axes(output_names, static_hw), do_constant_folding=True)
+    except Exception as exc:
+        raise ExportError(f"torch.onnx.export failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from exc
+
+
+def _finalise(path: Path, fp16: bool, metadata: dict[str, str], readout_kind: str) -> None:
+    """Post-process the traced file in place: fp16 conversion (or fp16 weight storage, noted in
+    ``metadata``), producer, doc string and metadata, then a full ONNX check."""
+    import onnx
+
+    model = onnx.load(str(path))
+    if fp16:
+        model = convert_to_fp16(model)
+    else:
+        model, stored_half = store_weights_fp16(model)
+        metadata["weights_storage"] = "float16 (exact), cast to float32 in the graph" if stored_half else "float32"
+    model.producer_name = "odcr"
+    model.producer_version = __version__
+    model.doc_string = _doc_string(readout_kind)
+    del model.metadata_props[:]
+    onnx.helper.set_model_props(model, metadata)
+    onnx.checker.check_model(model, full_check=True)
+    onnx.save(model, str(path))
+
+
+def export_onnx(weights: str | Path | None, output: Path, opset: int = DEFAULT_OPSET, fp16: bool = False,
+                static_hw: tuple[int, int] | None = None, *, check: bool = True,
+                check_sizes: Sequence[tuple[int, int]] | None = None, check_images: Sequence[Path] = (),
+                check_max_side: int = 512, training_data: str | None = None) -> ExportReport:
+    """Export the generator in ``weights`` (None: the bundled model) to ``output``.
+
+    Raises :class:`ExportError` on bad arguments or exporter failure and
+    :class:`ExportCheckError` when the parity check fails; ``output`` is only written (atomically)
+    when everything passed.
+    """
+    from odcr_cli.core.networks import count_parameters
+    from odcr_cli.files.fsutil import atomic_path
+    from odcr_cli.files.bundled import bundled_model
+    from odcr_cli.files.weights_io import load_generator
+
+    t0 = time.perf_counter()
+    _validate(opset, static_hw)
+    weights_path = Path(weights) if weights is not None else bundled_model().weights_path()
+    loaded = load_generator(weights_path)
+    generator = loaded.generator.float().eval()
+    params = count_parameters(generator)
+    output = Path(output)
+    readout = readout_for(generator.config.to_dict())
+    graph, output_names = _graph_module(generator, readout.output_names)
+    metadata = _metadata(loaded, weights_path, readout, params, opset, fp16, static_hw, training_data)
     report = ExportReport(output=output, weights=weights_path, weights_sha256=loaded.sha256, opset=opset,
                           fp16=fp16, static_hw=static_hw, exporter=metadata["exporter"], parameters=params,
-                          metadata=metadata)
+                          metadata=metadata)  # the same dict: _finalise adds weights_storage to both
     with atomic_path(output) as tmp:
-        try:
-            with warnings.catch_warnings(), torch.inference_mode():
-                warnings.simplefilter("ignore")
-                torch.onnx.export(graph, (dummy,), str(tmp), dynamo=False, opset_version=opset,
-                                  input_names=["input"], output_names=list(output_names),
-                                  dynamic_axes=dynamic_axes, do_constant_folding=True)
-        except Exception as exc:
-            raise ExportError(f"torch.onnx.export failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from exc
-        model = onnx.load(str(tmp))
-        if fp16:
-            model = convert_to_fp16(model)
-        else:
-            model, stored_half = store_weights_fp16(model)
-            metadata["weights_storage"] = "float16 (exact), cast to float32 in the graph" if stored_half else "float32"
-        model.producer_name = "odcr"
-        model.producer_version = __version__
-        model.doc_string = ("odcr dehazing generator: input 'input' float32 NCHW RGB in [-1,1], H and W multiples "
-                            f"of {SIZE_MULTIPLE}; " + ("output 'output' the same." if readout.kind == "image" else
-                                                       "outputs 't' (N,1,H,W) and 'airlight_correction' (N,3); "
-                                                       "odcr_cli.engine.readout turns them into the clear image."))
-        del model.metadata_props[:]
-        onnx.helper.set_model_props(model, metadata)
-        onnx.checker.check_model(model, full_check=True)
-        onnx.save(model, str(tmp))
+        _trace(graph, tmp, opset, output_names, static_hw)
+        _finalise(tmp, fp16, metadata, readout.kind)
         if check:
             report.checks = run_parity(weights_path, tmp, fp16, static_hw, check_sizes, check_images, check_max_side)
             if not report.passed:
-                bad = [c for c in report.checks if not c.passed]
-                bound = f"PSNR >= {FP16_PSNR_MIN:g} dB" if fp16 else \
-                    f"max diff <= {FP32_MAX_LEVEL_DIFF} level and PSNR >= {FP32_PSNR_MIN:g} dB"
-                desc = ", ".join(f"{c.name}: max diff {c.max_abs_diff}, PSNR {c.psnr:.1f} dB" for c in bad)
-                raise ExportCheckError(f"ONNX output disagrees with PyTorch ({bound} required): {desc}; "
-                                       f"{output} was not written", report)
+                raise _parity_error(report)
     report.bytes = output.stat().st_size
     report.seconds = time.perf_counter() - t0
     return report

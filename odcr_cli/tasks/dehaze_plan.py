@@ -1,0 +1,360 @@
+"""What a ``dehaze`` run will do, decided before any work starts: the inputs (files, folders,
+globs, stdin, an input list), this machine's shard of them, every output path, and the checks
+that refuse an unsafe plan or an output folder that cannot be written.
+
+Everything here raises :class:`UsageError` (exit code 2): nothing has been processed yet.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from odcr_cli.errors import UsageError
+from odcr_cli.files.folders import is_image_name, walk_folder
+from odcr_cli.files.fsutil import writable_dir_problem
+from odcr_cli.files.imageio import EXT_FORMAT, format_for_ext
+from odcr_cli.tasks.dehaze_options import DehazeOptions
+
+
+STDIO = "-"
+_GLOB_CHARS = "*?["
+
+
+@dataclass
+class InputItem:
+    source: str            # a path, or "-" for stdin
+    rel: Path              # path used to mirror the tree under an -o folder
+
+
+@dataclass
+class InputSet:
+    """What the inputs expanded to, and what was left out of them (for the summary)."""
+    items: list[InputItem] = field(default_factory=list)
+    missing: list[tuple[str, str]] = field(default_factory=list)   # (named input, why): per-file failures
+    own_outputs: list[str] = field(default_factory=list)           # carry this run's output suffix
+    subfolders: list[str] = field(default_factory=list)            # not read (no --recursive)
+    not_images: list[str] = field(default_factory=list)            # in folders/globs, not image files
+
+    def left_out(self) -> dict[str, Any]:
+        return {"own_outputs": len(self.own_outputs), "subfolders_not_read": self.subfolders,
+                "not_images": self.not_images}
+
+
+@dataclass
+class Job:
+    item: InputItem
+    output: str            # a path, or "-" for stdout
+    fmt: str | None        # output format; None = decided from the input (ext auto)
+
+
+@dataclass
+class Plan:
+    """One run's work: the jobs in input order, and what needs no model (missing inputs, kept outputs)."""
+    found: InputSet
+    missing: list[tuple[str, str]]     # this shard's named inputs that do not exist: failed files
+    jobs: list[Job]
+    kept: set[str] = field(default_factory=set)   # outputs that exist and --skip-existing keeps
+
+    def runs(self, job: Job) -> bool:
+        return job.output not in self.kept
+
+    @property
+    def todo(self) -> list[Job]:
+        return [job for job in self.jobs if self.runs(job)]
+
+    @property
+    def total(self) -> int:
+        return len(self.missing) + len(self.jobs)
+
+    def input_order(self) -> dict[str, int]:
+        """Position of each input in the report: missing ones first, then the jobs."""
+        order = {raw: i for i, (raw, _) in enumerate(self.missing)}
+        order.update({job.item.source: len(self.missing) + k for k, job in enumerate(self.jobs)})
+        return order
+
+
+# --------------------------------------------------------------------------------------------
+# input expansion
+# --------------------------------------------------------------------------------------------
+
+def _is_glob(text: str) -> bool:
+    return any(ch in text for ch in _GLOB_CHARS)
+
+
+def _glob_root(pattern: str) -> Path:
+    root: list[str] = []
+    for part in Path(pattern).parts:
+        if _is_glob(part):
+            break
+        root.append(part)
+    return Path(*root) if root else Path(".")
+
+
+def _carries_suffix(p: Path, suffix: str) -> bool:
+    return bool(suffix) and p.stem.endswith(suffix) and p.suffix.lower().lstrip(".") in EXT_FORMAT
+
+
+def _add_found(found: InputSet, f: Path, rel: Path, own_suffix: str) -> None:
+    """A file met in a folder or a glob: an input, an earlier run's output or not an image."""
+    if not is_image_name(f):
+        found.not_images.append(str(f))
+    elif _carries_suffix(f, own_suffix):
+        found.own_outputs.append(str(f))
+    else:
+        found.items.append(InputItem(str(f), rel))
+
+
+def _add_named(found: InputSet, raw: str, recursive: bool, own_suffix: str) -> None:
+    """One input as given: stdin, a folder, a file, a glob, or a missing name."""
+    p = Path(raw)
+    if raw == STDIO:
+        found.items.append(InputItem(STDIO, Path("stdin.png")))
+    elif p.is_dir():
+        listing = walk_folder(p, recursive)
+        for f in listing.images + listing.not_images:
+            _add_found(found, f, f.relative_to(p), own_suffix)
+        found.subfolders += [str(f) for f in listing.subfolders]
+    elif p.is_file():  # named one by one: always an input, whatever its suffix
+        found.items.append(InputItem(str(p), Path(p.name)))
+    elif _is_glob(raw):
+        root = _glob_root(raw)
+        matches = sorted(m for m in glob.glob(raw, recursive=True) if Path(m).is_file())
+        if not matches:
+            found.missing.append((raw, "no files match"))
+        for m in matches:
+            _add_found(found, Path(m), Path(os.path.relpath(m, root)), own_suffix)
+    else:
+        found.missing.append((raw, "not found"))
+
+
+def _list_items(input_list: str) -> list[InputItem]:
+    """The lines of an --input-list (comments and blank lines dropped), mirrored from their common folder."""
+    try:
+        text = sys.stdin.read() if input_list == STDIO else Path(input_list).read_text()
+    except OSError as exc:
+        raise UsageError(f"cannot read --input-list {input_list}: {exc.strerror or exc}") from None
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.strip().startswith("#")]
+    if not lines:
+        return []
+    absolute = [os.path.abspath(ln) for ln in lines]
+    root = os.path.commonpath([os.path.dirname(a) for a in absolute])
+    return [InputItem(ln, Path(os.path.relpath(a, root))) for ln, a in zip(lines, absolute)]
+
+
+def _unique(items: list[InputItem]) -> list[InputItem]:
+    """First occurrence of each file (by real path), in order."""
+    seen: set[str] = set()
+    unique = []
+    for it in items:
+        key = it.source if it.source == STDIO else os.path.realpath(it.source)
+        if key not in seen:
+            seen.add(key)
+            unique.append(it)
+    return unique
+
+
+def gather_inputs(inputs: list[str], recursive: bool = False, input_list: str | None = None,
+                  own_suffix: str = "") -> InputSet:
+    """Files, folders, globs, "-" and the lines of an input list -> sorted unique items, plus what
+    was left out. Files found in folders and globs whose name carries ``own_suffix`` (the run's
+    output suffix, e.g. "_dehazed") are outputs of an earlier run, not inputs: leaving them out is
+    what makes a beside-the-input run rerunnable. Files named one by one are always inputs."""
+    found = InputSet()
+    for raw in inputs:
+        _add_named(found, raw, recursive, own_suffix)
+    if input_list is not None:
+        found.items += _list_items(input_list)
+    found.items = _unique(found.items)
+    return found
+
+
+def expand_inputs(inputs: list[str], recursive: bool = False, input_list: str | None = None) -> list[InputItem]:
+    """The items of :func:`gather_inputs` (what was left out is dropped)."""
+    return gather_inputs(inputs, recursive, input_list).items
+
+
+def no_input_message(found: InputSet) -> str:
+    """Why a run found nothing to do: the first missing input, or what was left out."""
+    if found.missing:
+        raw, why = found.missing[0]
+        more = f" (and {len(found.missing) - 1} more)" if len(found.missing) > 1 else ""
+        return f"input {why}: {raw}{more}"
+    notes = []
+    if found.own_outputs:
+        notes.append(f"{len(found.own_outputs)} file(s) carry the output suffix and were left out")
+    if found.subfolders:
+        notes.append(f"{len(found.subfolders)} subfolder(s) not read: add --recursive")
+    if found.not_images:
+        notes.append(f"{len(found.not_images)} file(s) are not images")
+    return "no input images found" + (f" ({'; '.join(notes)})" if notes else "")
+
+
+# --------------------------------------------------------------------------------------------
+# shards
+# --------------------------------------------------------------------------------------------
+
+def parse_shard(shard: str | None) -> tuple[int, int] | None:
+    if shard is None:
+        return None
+    try:
+        i, n = (int(v) for v in shard.split("/"))
+    except ValueError:
+        raise UsageError(f"--shard expects i/N (e.g. 0/4), got {shard!r}") from None
+    if n < 1 or not 0 <= i < n:
+        raise UsageError(f"--shard {shard}: need N >= 1 and 0 <= i < N (i counts from 0)")
+    return i, n
+
+
+def in_shard(rel: Path, shard: tuple[int, int]) -> bool:
+    i, n = shard
+    return int(hashlib.sha1(rel.as_posix().encode()).hexdigest(), 16) % n == i
+
+
+def shard_items(items: list[InputItem], shard: tuple[int, int] | None) -> list[InputItem]:
+    """Deterministic slice by a hash of the relative path: the same file always lands in the same
+    shard, whatever the machine and whatever else is in the folder."""
+    if shard is None:
+        return items
+    return [it for it in items if in_shard(it.rel, shard)]
+
+
+# --------------------------------------------------------------------------------------------
+# output planning
+# --------------------------------------------------------------------------------------------
+
+def is_file_target(out: str) -> bool:
+    """An -o that names one image file: an image extension, not an existing folder, no trailing '/'."""
+    return (not Path(out).is_dir() and not out.endswith(("/", os.sep))
+            and Path(out).suffix.lower().lstrip(".") in EXT_FORMAT)
+
+
+def output_suffix(opts: DehazeOptions) -> str:
+    """The suffix this run adds to output names ("" when it writes one file or stdout)."""
+    if opts.output == STDIO or (opts.output is not None and is_file_target(opts.output)):
+        return ""
+    if opts.output is None:
+        return opts.suffix if opts.suffix is not None else "_dehazed"
+    return opts.suffix or ""
+
+
+def _requested_ext(opts: DehazeOptions) -> str:
+    ext = (opts.ext or "auto").lower().lstrip(".")
+    if ext != "auto" and ext not in EXT_FORMAT:
+        raise UsageError(f"--ext {opts.ext}: use auto, png, jpg, webp or tif")
+    if opts.overwrite and opts.skip_existing:
+        raise UsageError("--overwrite and --skip-existing exclude each other")
+    return ext
+
+
+def _stdio_job(items: list[InputItem], opts: DehazeOptions, ext: str) -> Job | None:
+    """The one job of a stdin/stdout run, or None for a run on files."""
+    has_stdin = any(it.source == STDIO for it in items)
+    if has_stdin and len(items) > 1:
+        raise UsageError("'-' (stdin) cannot be combined with other inputs")
+    if opts.output != STDIO and not (opts.output is None and has_stdin):
+        return None
+    if len(items) != 1:
+        raise UsageError("-o - (stdout) takes exactly one input")
+    return Job(items[0], STDIO, None if ext == "auto" else EXT_FORMAT[ext])
+
+
+def _writes_a_folder(out: str, opts: DehazeOptions, n_given: int) -> bool:
+    """Whether -o is a folder (False: one file); refuses an -o that is neither clearly."""
+    op = Path(out)
+    if is_file_target(out):  # an image extension names a file, never a folder to create
+        if n_given > 1:
+            raise UsageError(f"-o {out} names one file but {n_given} inputs were given; "
+                             f"write several into a folder: -o {op.with_suffix('')}/")
+        return False
+    folder = (op.is_dir() or out.endswith(("/", os.sep)) or n_given > 1
+              or any(Path(i).is_dir() or _is_glob(i) for i in opts.inputs)
+              or opts.input_list is not None)
+    if not folder:
+        raise UsageError(f"-o {out}: a single output file needs a png, jpg, webp or tif suffix "
+                         "(or end the folder name with '/')")
+    return True
+
+
+def _auto_ext(src: Path) -> str:
+    s = src.suffix.lower().lstrip(".")
+    return src.suffix.lstrip(".") if s in EXT_FORMAT else "png"
+
+
+def _named_job(it: InputItem, out: str | None, ext: str, suffix: str) -> Job:
+    """An output beside the input (no -o) or mirrored under an -o folder."""
+    src = Path(it.source)
+    name = f"{it.rel.stem}{suffix}.{ext if ext != 'auto' else _auto_ext(src)}"
+    target = (Path(out) / it.rel.parent / name) if out is not None else src.with_name(name)
+    return Job(it, str(target), None if ext == "auto" else EXT_FORMAT[ext])
+
+
+def plan_outputs(items: list[InputItem], opts: DehazeOptions, n_given: int | None = None) -> list[Job]:
+    """Decide every output path; refuse unsafe plans before any work starts. ``n_given``: the
+    inputs named before sharding, missing ones included (default: ``len(items)``)."""
+    ext = _requested_ext(opts)
+    stdio = _stdio_job(items, opts, ext)
+    if stdio is not None:
+        return [stdio]
+    out = opts.output
+    n_given = max(len(items), n_given or 0)
+    if out is not None and not _writes_a_folder(out, opts, n_given):
+        target = Path(out)
+        jobs = [Job(it, str(target), format_for_ext(target.suffix)) for it in items]
+    else:
+        suffix = output_suffix(opts)
+        jobs = [_named_job(it, out, ext, suffix) for it in items]
+    check_safety(jobs, opts)
+    return jobs
+
+
+def check_safety(jobs: list[Job], opts: DehazeOptions) -> None:
+    """No output replaces an input or another output; existing outputs need --overwrite or --skip-existing."""
+    inputs = {os.path.realpath(j.item.source): j.item.source for j in jobs}
+    seen: dict[str, str] = {}
+    for j in jobs:
+        real = os.path.realpath(j.output)
+        if real in inputs:
+            raise UsageError(f"refusing to overwrite the input {inputs[real]} (output {j.output}); "
+                             "choose another -o, --suffix or --ext")
+        if real in seen:
+            raise UsageError(f"{seen[real]} and {j.item.source} would both be written to {j.output}; "
+                             "nothing was processed")
+        seen[real] = j.item.source
+    if not opts.overwrite and not opts.skip_existing:
+        existing = [j.output for j in jobs if os.path.exists(j.output)]
+        if existing:
+            raise UsageError(f"{len(existing)} output(s) already exist (first: {existing[0]}); "
+                             "pass --overwrite to replace them or --skip-existing to keep them")
+
+
+def check_writable(jobs: list[Job], opts: DehazeOptions) -> None:
+    """Every folder that will receive a file can be written: found now, not after the work."""
+    folders = {str(Path(j.output).parent) for j in jobs if j.output != STDIO}
+    if opts.json_report not in (None, STDIO):
+        folders.add(str(Path(opts.json_report).parent))
+    for folder in sorted(folders):
+        problem = writable_dir_problem(folder)
+        if problem:
+            raise UsageError(f"output folder {folder} cannot be written ({problem}); nothing was processed")
+
+
+def plan_run(opts: DehazeOptions, shard: tuple[int, int] | None) -> Plan:
+    """Inputs -> this shard's jobs, every check done; raises :class:`UsageError` when nothing can start."""
+    found = gather_inputs(opts.inputs, opts.recursive, opts.input_list, output_suffix(opts))
+    if not found.items:
+        raise UsageError(no_input_message(found))
+    items = shard_items(found.items, shard)
+    # a missing input has no relative path: its name decides its shard
+    missing = [(raw, why) for raw, why in found.missing
+               if shard is None or in_shard(Path(Path(raw).name), shard)]
+    jobs = plan_outputs(items, opts, len(found.items) + len(found.missing)) if items else []
+    kept = {j.output for j in jobs if opts.skip_existing and j.output != STDIO and os.path.exists(j.output)}
+    plan = Plan(found, missing, jobs, kept)
+    check_writable(plan.todo, opts)
+    return plan

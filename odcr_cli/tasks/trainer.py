@@ -1,0 +1,364 @@
+"""One training run's models, optimisers, schedule and weight average, without any files.
+
+The generator files, samples and validation use an exponential moving average (EMA) of the
+generator's weights when ``ema_decay > 0`` (the default): a GAN's raw weights swing from one
+checkpoint to the next, the average does not. The EMA only reads the weights, so training
+itself is the same with or without it; checkpoints hold both.
+
+Multi-GPU: under ``torchrun`` (WORLD_SIZE > 1) every rank trains on its own deterministic
+slice of samples and gradients are averaged across ranks before each optimiser step
+(synchronous data parallelism, like DDP); rank 0 writes the files.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, fields
+from typing import Iterable
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from odcr_cli import __version__
+from odcr_cli.core.methods import ContrastiveModel, MethodConfig
+from odcr_cli.core.network_input import to_unit
+from odcr_cli.core.networks import GeneratorConfig
+from odcr_cli.core.stiefel import StiefelSGD
+from odcr_cli.errors import InferenceError, TrainingDiverged, TrainingError
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything of a run except the method's loss settings (see MethodConfig)."""
+
+    hazy: tuple[str, ...]              # files/folders; a single str is accepted
+    clear: tuple[str, ...]
+    out: str
+    iters: int = 1000
+    decay_fraction: float = 0.5        # CUT's shape: constant LR, then linear decay to zero
+    crop: int = 256
+    load_size: int | None = None       # default: crop * 286 / 256 (CUT's 286 for 256)
+    preprocess: str = "scale_shortside_crop"
+    batch: int = 1
+    lr: float = 2e-4
+    beta1: float = 0.5
+    beta2: float = 0.999
+    stiefel_lr: float | None = None    # step size gamma of the Stiefel update; default = lr
+    seed: int = 0
+    device: str = "auto"
+    amp: str = "auto"                  # auto (bf16 on CUDA) | bf16 | off
+    checkpoint_every: int = 500
+    keep_checkpoints: int = 3
+    log_every: int = 10
+    sample_every: int = 500
+    num_samples: int = 4
+    val_hazy: str | None = None
+    val_gt: str | None = None
+    val_every: int = 1000
+    until: int | None = None           # stop after this iteration (the schedule still spans iters)
+    training_data: str = ""            # free text recorded in the generator's metadata
+    exclude_clear: tuple[str, ...] = ()  # lists of clear files to leave out (odcr synth's sources.txt)
+    ema_decay: float = 0.999           # EMA of the generator's weights for the saved model; 0 = raw weights
+    max_minutes: float | None = None   # wall-clock limit of this invocation; stops with a checkpoint
+
+    def __post_init__(self) -> None:
+        for name in ("hazy", "clear", "exclude_clear"):
+            value = getattr(self, name)
+            object.__setattr__(self, name, (value,) if isinstance(value, str) else tuple(str(v) for v in value))
+
+    @property
+    def effective_load_size(self) -> int:
+        return self.load_size or round(self.crop * 286 / 256)
+
+    @property
+    def stop(self) -> int:
+        """The last iteration of this invocation: ``until`` when given, never past ``iters``."""
+        return min(self.until or self.iters, self.iters)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "TrainConfig":
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in names})
+
+
+def lr_factor(iteration: int, total: int, decay_fraction: float) -> float:
+    """CUT's linear policy over iterations: 1 for the first part, then linear decay towards 0."""
+    n_decay = max(1, round(total * decay_fraction))
+    n_const = total - n_decay
+    return 1.0 - max(0, iteration + 1 - n_const) / (n_decay + 1)
+
+
+def resolve_device(spec: str) -> torch.device:
+    """``auto|cpu|cuda[:i]|mps`` (dehaze's words and rules); under torchrun ``auto``/``cuda`` mean this rank's GPU."""
+    from odcr_cli.engine.options import Device
+    from odcr_cli.engine.torch_backend import resolve_torch_device
+
+    try:
+        device = Device.parse(spec)
+        local_rank = os.environ.get("LOCAL_RANK")
+        if local_rank is not None and device in (Device("auto"), Device("cuda")) and torch.cuda.is_available():
+            device = Device("cuda", int(local_rank))
+        if device.kind == "tensorrt":
+            raise TrainingError("training runs on PyTorch: --device tensorrt is for odcr dehaze --backend onnx")
+        return torch.device(resolve_torch_device(device))
+    except InferenceError as exc:
+        raise TrainingError(str(exc)) from None
+
+
+@dataclass(frozen=True)
+class Distributed:
+    """This process's place among the ranks of a run (rank 0 of 1 without torchrun)."""
+
+    rank: int = 0
+    world: int = 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def average_gradients(self, params: Iterable[nn.Parameter]) -> None:
+        if self.world == 1:
+            return
+        grads = [p.grad for p in params if p.grad is not None]
+        if not grads:
+            return
+        flat = torch.cat([g.reshape(-1) for g in grads])  # one all-reduce, not one per tensor
+        dist.all_reduce(flat)
+        flat /= self.world
+        offset = 0
+        for g in grads:
+            g.copy_(flat[offset: offset + g.numel()].view_as(g))
+            offset += g.numel()
+
+    def any_rank(self, flag: bool, device: torch.device) -> bool:
+        """True on every rank if ``flag`` is true on any (so that all ranks stop together)."""
+        if self.world == 1:
+            return flag
+        t = torch.tensor([int(flag)], device=device)
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        return bool(t.item())
+
+    def broadcast_(self, module: nn.Module) -> None:
+        if self.world == 1:
+            return
+        for t in list(module.parameters()) + list(module.buffers()):
+            dist.broadcast(t.data, src=0)
+
+    def in_sync(self, module: nn.Module) -> bool:
+        """Do all ranks hold identical weights? (a cheap checksum gathered from every rank)"""
+        if self.world == 1:
+            return True
+        with torch.no_grad():
+            s = torch.stack([torch.cat([p.detach().double().reshape(-1) for p in module.parameters()]).sum(),
+                             torch.cat([p.detach().double().reshape(-1).abs() for p in module.parameters()]).sum()])
+        gathered = [torch.zeros_like(s) for _ in range(self.world)]
+        dist.all_gather(gathered, s)
+        return all(torch.equal(g, gathered[0]) for g in gathered)
+
+
+def init_distributed() -> Distributed:
+    """This rank under torchrun (the process group is created here), else a single rank."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Distributed()
+    if not dist.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        dist.init_process_group(backend=backend)
+    return Distributed(rank=dist.get_rank(), world=dist.get_world_size())
+
+
+class WeightAverage:
+    """Exponential moving average of a module's parameters (buffers are copied).
+
+    The decay ramps up as min(decay, (1 + n) / (10 + n)) after n updates, so that early
+    weights, far from the current ones, do not linger."""
+
+    def __init__(self, module: nn.Module, decay: float) -> None:
+        if not 0 < decay < 1:
+            raise ValueError(f"EMA decay: expected a number in (0, 1), got {decay}")
+        self.decay = decay
+        self.module = copy.deepcopy(module).requires_grad_(False).eval()
+        self.updates = 0
+
+    @torch.no_grad()
+    def update(self, source: nn.Module) -> None:
+        d = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        for avg, p in zip(self.module.parameters(), source.parameters()):
+            avg.lerp_(p.detach().to(avg.dtype), 1.0 - d)
+        for avg, b in zip(self.module.buffers(), source.buffers()):
+            avg.copy_(b)
+        self.updates += 1
+
+    def state_dict(self) -> dict:
+        return {"module": self.module.state_dict(), "updates": self.updates, "decay": self.decay}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.module.load_state_dict(state["module"])
+        self.updates = int(state["updates"])
+
+
+class Trainer:
+    """Models, optimisers and schedules of one run; ``step`` performs one training iteration."""
+
+    def __init__(self, config: TrainConfig, method: MethodConfig, generator: GeneratorConfig,
+                 device: torch.device, dist_ctx: Distributed | None = None) -> None:
+        self.config, self.method, self.device = config, method, device
+        self.dist = dist_ctx or Distributed()
+        torch.manual_seed(config.seed)
+        self.model = ContrastiveModel(method, generator).to(device)
+        self.dist.broadcast_(self.model)
+        if device.type == "cuda":
+            self.model.generator.to(memory_format=torch.channels_last)
+            self.model.discriminator.to(memory_format=torch.channels_last)
+        betas = (config.beta1, config.beta2)
+        m = self.model
+        self.opt_g = torch.optim.Adam(m.generator.parameters(), lr=config.lr, betas=betas)
+        self.opt_d = torch.optim.Adam(m.discriminator.parameters(), lr=config.lr, betas=betas)
+        self.opt_f = torch.optim.Adam(m.head_euclidean_parameters(), lr=config.lr, betas=betas)
+        stiefel = m.head.stiefel_parameters()
+        self.opt_s = StiefelSGD(stiefel, lr=config.stiefel_lr or config.lr) if stiefel else None
+        factor = lambda it: lr_factor(it, config.iters, config.decay_fraction)  # noqa: E731
+        self.schedulers = [torch.optim.lr_scheduler.LambdaLR(o, factor) for o in self.optimizers]
+        self.ema = WeightAverage(m.generator, config.ema_decay) if config.ema_decay > 0 else None
+        self.iteration = 0
+        self.last_lr = config.lr
+        # On a GPU, reading a loss back every step stalls the queue of kernels; there the losses
+        # are checked on the device and read at the loop's sync points (check_finite).
+        self.defer_finite_checks = device.type == "cuda"
+        self._first_bad = torch.zeros((), dtype=torch.long, device=device)  # 0: all finite so far
+        amp = config.amp if config.amp != "auto" else ("bf16" if device.type == "cuda" else "off")
+        self.autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if amp == "bf16"
+                         else nullcontext())
+
+    @property
+    def output_generator(self) -> nn.Module:
+        """The generator to save, sample and validate: the EMA when there is one."""
+        return self.ema.module if self.ema is not None else self.model.generator
+
+    @property
+    def optimizers(self) -> list[torch.optim.Optimizer]:
+        return [o for o in (self.opt_g, self.opt_d, self.opt_f, self.opt_s) if o is not None]
+
+    def _to_device(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.to(self.device, non_blocking=True)
+        return x.contiguous(memory_format=torch.channels_last) if self.device.type == "cuda" else x
+
+    def step(self, hazy: torch.Tensor, clear: torch.Tensor) -> dict[str, torch.Tensor]:
+        """One iteration on (B, 3, H, W) batches in [-1, 1]: D step, then G + head (+ classifiers,
+        + Stiefel) step. Returns the losses as 0-d tensors, still on the device."""
+        m, it = self.model, self.iteration
+        rng = np.random.default_rng([self.config.seed, 3, it, self.dist.rank])
+        hazy, clear = self._to_device(hazy), self._to_device(clear)
+        flip = m.method.flip_equivariance and bool(rng.random() < 0.5)
+
+        with self.autocast:
+            state = m.translate(hazy, clear, flip)
+        # discriminator
+        m.discriminator.requires_grad_(True)
+        self.opt_d.zero_grad(set_to_none=True)
+        with self.autocast:
+            loss_d = m.discriminator_loss(clear, state["fake"])
+        self._note_finite(loss_d, it)
+        loss_d.backward()
+        self.dist.average_gradients(m.discriminator.parameters())
+        self.opt_d.step()
+        # generator, head, classifiers
+        m.discriminator.requires_grad_(False)
+        for o in (self.opt_g, self.opt_f, self.opt_s):
+            if o is not None:
+                o.zero_grad(set_to_none=True)
+        with self.autocast:
+            out = m.generator_objective(hazy, clear, state, rng, flip, it)
+        self._note_finite(out.total, it)
+        out.total.backward()
+        self.dist.average_gradients(list(m.generator.parameters()) + list(m.head.parameters())
+                                    + (list(m.classifiers.parameters()) if m.classifiers is not None else []))
+        self.opt_g.step()
+        if self.ema is not None:
+            self.ema.update(m.generator)
+        self.opt_f.step()
+        if self.opt_s is not None:
+            self.opt_s.step()  # float64 polar retraction, outside autocast
+        self.last_lr = self.opt_g.param_groups[0]["lr"]  # the rate this iteration used
+        for s in self.schedulers:
+            s.step()
+        self.iteration += 1
+        terms = {f"G_{k}": v.detach() for k, v in out.terms.items()}
+        terms["G_total"] = out.total.detach()
+        terms["D"] = loss_d.detach()
+        return terms
+
+    def _note_finite(self, loss: torch.Tensor, iteration: int) -> None:
+        bad = ~torch.isfinite(loss.detach())
+        self._first_bad = torch.where(bad & (self._first_bad == 0), iteration + 1, self._first_bad)
+        if not self.defer_finite_checks:
+            self.check_finite()
+
+    def check_finite(self) -> None:
+        """Raise TrainingDiverged if any loss since the start was NaN or infinite."""
+        first = int(self._first_bad)
+        if first:
+            raise TrainingDiverged(f"non-finite loss at iteration {first}")
+
+    def sample_grid(self, fixed: torch.Tensor) -> np.ndarray:
+        """The output generator on ``fixed`` (N, 3, H, W) hazy crops in [-1, 1] -> an
+        (N*H, 2W, 3) uint8 image whose rows are input | output."""
+        with torch.no_grad():
+            out = self.output_generator(self._to_device(fixed)).float().cpu()
+        rows = torch.cat([fixed, out], dim=3)  # (N, 3, H, 2W): input | output
+        grid = torch.cat(list(rows), dim=1)    # (3, N*H, 2W)
+        return (to_unit(grid.clamp(-1, 1)) * 255.0).round().byte().permute(1, 2, 0).numpy()
+
+    def generator_metadata(self) -> dict[str, str]:
+        """What a saved generator file says about itself (safetensors metadata are strings)."""
+        c, ema = self.config, self.ema
+        return {"method": self.method.name, "iteration": str(self.iteration),
+                "weights": f"EMA of the generator's weights, decay {ema.decay}" if ema else "raw generator weights",
+                "training_data": c.training_data or f"hazy={','.join(c.hazy)}; clear={','.join(c.clear)}"}
+
+    def state_dict(self) -> dict:
+        m = self.model
+        state = {
+            "format": "odcr-checkpoint", "odcr_version": __version__, "iteration": self.iteration,
+            "method": m.method.to_dict(), "generator_config": m.generator.config.to_dict(),
+            "train_config": self.config.to_dict(),
+            "generator": m.generator.state_dict(), "discriminator": m.discriminator.state_dict(),
+            "head": m.head.state_dict(),
+            "classifiers": m.classifiers.state_dict() if m.classifiers is not None else {},
+            "optimizers": [o.state_dict() for o in self.optimizers],
+            "schedulers": [s.state_dict() for s in self.schedulers],
+            "rng": {"torch": torch.get_rng_state()},
+        }
+        if self.ema is not None:
+            state["generator_ema"] = self.ema.state_dict()
+        if torch.cuda.is_available():
+            state["rng"]["cuda"] = torch.cuda.get_rng_state_all()
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        m = self.model
+        m.generator.load_state_dict(state["generator"])
+        m.discriminator.load_state_dict(state["discriminator"])
+        m.head.load_state_dict(state["head"])
+        if m.classifiers is not None:
+            m.classifiers.load_state_dict(state["classifiers"])
+        for o, s in zip(self.optimizers, state["optimizers"]):
+            o.load_state_dict(s)
+        for sch, s in zip(self.schedulers, state["schedulers"]):
+            sch.load_state_dict(s)
+        self.iteration = int(state["iteration"])
+        if self.ema is not None:
+            if "generator_ema" in state:
+                self.ema.load_state_dict(state["generator_ema"])
+            else:  # a run started without EMA: the average starts from the current weights
+                self.ema.module.load_state_dict(state["generator"])
+        torch.set_rng_state(state["rng"]["torch"])
+        if "cuda" in state["rng"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
