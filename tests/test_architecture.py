@@ -128,3 +128,19 @@ def test_the_checks_see_the_whole_package() -> None:
     assert {"odcr_cli.cli.app", "odcr_cli.engine.dehazer", "odcr_cli.core.networks"} <= set(GRAPH)
     assert "odcr_cli.engine.backends" in GRAPH["odcr_cli.engine.dehazer"]
     assert "odcr_cli.engine.torch_backend" in GRAPH["odcr_cli.engine.backends"]  # a function-level import
+
+
+def test_the_readme_architecture_names_every_module() -> None:
+    """The README's architecture section is the map of the package: every module is on it, under
+    its folder, and every folder on it exists."""
+    import re
+
+    readme = (PACKAGE.parent / "README.md").read_text()
+    section = readme[readme.index("## Architecture"):]
+    section = section[: section.index("```", section.index("```") + 3)]
+    blocks = dict(re.findall(r"^odcr_cli/(\w+)/\s+(.*?)(?=^\S|\Z)", section, flags=re.M | re.S))
+    assert set(blocks) == {p.name for p in PACKAGE.iterdir() if (p / "__init__.py").is_file()}
+    missing = [f"{layer}/{path.stem}" for layer, text in blocks.items()
+               for path in sorted((PACKAGE / layer).glob("*.py"))
+               if path.stem != "__init__" and not re.search(rf"\b{path.stem}\b", text)]
+    assert not missing, f"not on the README's map: {', '.join(missing)}"

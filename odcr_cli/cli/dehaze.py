@@ -9,7 +9,7 @@ import typer
 
 from odcr_cli.cli.common import fail
 from odcr_cli.cli.dehaze_reporter import DehazeReporter
-from odcr_cli.engine.options import BackendChoice, Device, Method, parse_max_side
+from odcr_cli.engine.options import BackendChoice, Device, Method, parse_choice, parse_max_side
 
 
 def dehaze_command(
@@ -29,11 +29,11 @@ def dehaze_command(
     shard: Optional[str] = typer.Option(None, "--shard", help="Process slice i of N (i/N, i from 0), e.g. one per machine."),
     model: Optional[str] = typer.Option(None, "--model", help="A bundled model by name (`odcr models` lists them; default: the default model)."),
     weights: Optional[str] = typer.Option(None, "--weights", help="Generator .safetensors, odcr checkpoint .pt or CUT net_G.pth (default: the bundled model)."),
-    method: Method = typer.Option(Method.ODCR, "--method", help="odcr (the network) or dcp (dark channel prior, no weights)."),
+    method: str = typer.Option("odcr", "--method", help="odcr (the network) or dcp (dark channel prior, no weights)."),
     device: str = typer.Option("auto", "--device",
                                help="auto, cpu, cuda, cuda:N, mps or tensorrt (ONNX); a requested GPU that is unusable is an error."),
     half: bool = typer.Option(False, "--half", help="fp16 on CUDA (non-finite outputs are redone in fp32)."),
-    backend: BackendChoice = typer.Option(BackendChoice.AUTO, "--backend",
+    backend: str = typer.Option("auto", "--backend",
                                           help="auto (ONNX Runtime for the bundled model on CPU, else torch), torch or onnx."),
     onnx: Optional[str] = typer.Option(None, "--onnx", help="Exported ONNX model for --backend onnx."),
     tile: Optional[int] = typer.Option(None, "--tile", help="Force tiling with N-px tiles (default: automatic above a 4 GB memory estimate); InstanceNorm statistics stay whole-image."),
@@ -63,9 +63,10 @@ def dehaze_command(
         fail("refusing to write image bytes to a terminal; redirect stdout or pass -o FILE")
     opts = DehazeOptions(inputs=list(inputs or []), output=output, recursive=recursive, input_list=input_list,
                          suffix=suffix, ext=ext, quality=quality, overwrite=overwrite, skip_existing=skip_existing,
-                         shard=shard, weights=weights, model=model, method=method, device=Device.parse(device), half=half,
-                         backend=backend, onnx=onnx, tile=tile, max_side=parse_max_side(max_side), max_pixels=max_pixels, strip_metadata=strip_metadata,
-                         strength=strength, dry_run=dry_run, json_report=json_report)
+                         shard=shard, weights=weights, model=model, method=parse_choice(Method, method, "--method"),
+                         device=Device.parse(device), half=half, backend=parse_choice(BackendChoice, backend, "--backend"),
+                         onnx=onnx, tile=tile, max_side=parse_max_side(max_side), max_pixels=max_pixels,
+                         strip_metadata=strip_metadata, strength=strength, dry_run=dry_run, json_report=json_report)
     rep = DehazeReporter(quiet, plan_to_stdout=dry_run and json_report != "-")
     try:
         report = run_dehaze(opts, progress=rep.file, on_start=rep.start, on_begin=rep.begin)
