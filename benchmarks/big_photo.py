@@ -15,7 +15,6 @@
 from __future__ import annotations
 
 import argparse
-import glob
 import os
 import shutil
 import statistics
@@ -95,7 +94,9 @@ def part_c(count: int, model: list[str], model_name: str | None, out_dir: str) -
     from odcr_cli.engine.dehazer import Dehazer
 
     folder = tempfile.mkdtemp(dir=out_dir)
-    srcs = sorted(p for p in glob.glob(os.path.join(DATA, "*")) if not p.endswith(".md"))
+    from odcr_cli.files.folders import list_images
+
+    srcs = [str(p) for p in list_images(DATA)]
     arrays = []
     for k in range(count):
         a = cv2.resize(np.asarray(Image.open(srcs[k % len(srcs)]).convert("RGB")), (640, 480),

@@ -12,7 +12,6 @@ the 640x480 JPEGs are the real photos of the dev set resized (cycled to reach --
 from __future__ import annotations
 
 import argparse
-import glob
 import os
 import sys
 import tempfile
@@ -24,6 +23,7 @@ from PIL import Image
 
 from odcr_cli.tasks.dehazing import DehazeOptions, run_dehaze
 from odcr_cli.engine.dehazer import Dehazer
+from odcr_cli.files.folders import list_images
 from odcr_cli.imaging.metrics import psnr
 
 # the shared data folder sits beside the checkout (../shared), as in CI
@@ -84,7 +84,7 @@ def main() -> None:
                       flush=True)
 
     if "c" in args.parts:
-        srcs = sorted(glob.glob(os.path.join(DATA, "*")))
+        srcs = [str(p) for p in list_images(DATA)]
         folder = tempfile.mkdtemp()
         arrays = []
         for k in range(args.count):

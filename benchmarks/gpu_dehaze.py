@@ -27,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.inference import timed  # noqa: E402  (median ms after one warm-up run)
 from odcr_cli.engine.dehazer import Dehazer  # noqa: E402
+from odcr_cli.files.folders import list_images  # noqa: E402
 from odcr_cli.imaging.metrics import psnr  # noqa: E402
 
 DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "dev" / "real_hazy"
@@ -49,7 +50,7 @@ def main() -> None:
     import torch
 
     sync = torch.cuda.synchronize if args.device.startswith("cuda") else (lambda: None)
-    photos = sorted(p for p in args.photos.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    photos = list_images(args.photos)
     images = {p.name: np.asarray(Image.open(p).convert("RGB")) for p in photos}
     fp32 = Dehazer(args.weights, device=args.device, backend="torch", max_side=0)
     # --half exists on CUDA only; elsewhere (a dry run of this script) the fp16 rows repeat fp32

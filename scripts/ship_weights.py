@@ -27,7 +27,8 @@ from odcr_cli.files.fsutil import atomic_output, sha256_file
 from odcr_cli.files.bundled import MANIFEST_NAME, REGISTRY_NAME
 from odcr_cli.core.networks import count_parameters
 from odcr_cli.tasks.export import export_onnx
-from odcr_cli.core.network_input import to_signed, to_uint8
+from odcr_cli.core.network_input import SIZE_MULTIPLE, to_signed, to_uint8
+from odcr_cli.files.folders import list_images
 from odcr_cli.imaging.metrics import psnr
 from odcr_cli.files.weights_io import average_generators, load_generator, save_generator
 
@@ -40,7 +41,7 @@ def _outputs(generator: torch.nn.Module, photos: list[Path]) -> list[np.ndarray]
         im = Image.open(p).convert("RGB")
         im.thumbnail((512, 512))
         w, h = im.size
-        im = im.crop((0, 0, w - w % 4, h - h % 4))
+        im = im.crop((0, 0, w - w % SIZE_MULTIPLE, h - h % SIZE_MULTIPLE))
         x = torch.from_numpy(to_signed(np.asarray(im, np.float32).transpose(2, 0, 1)[None] / 255.0))
         with torch.inference_mode():
             y = generator(x)[0].clamp(-1, 1)
@@ -70,7 +71,7 @@ def main() -> None:
     target = folder / f"{args.name}.safetensors"
     save_generator(target, generator, meta, dtype=torch.float16 if args.fp16 else None)
     if args.fp16:
-        photos = sorted(p for p in args.check_dir.iterdir() if p.is_file())[:6]
+        photos = list_images(args.check_dir)[:6]
         shipped = load_generator(target).generator
         worst = min(psnr(a, b, 255.0) for a, b in zip(_outputs(generator, photos), _outputs(shipped, photos)))
         print(f"fp16 storage vs fp32: worst PSNR {worst:.2f} dB over {len(photos)} photos")
@@ -78,7 +79,7 @@ def main() -> None:
             target.unlink()
             raise SystemExit("fp16 storage changes outputs by more than 45 dB allows; ship fp32 instead")
     onnx_target = folder / f"{args.name}.onnx"
-    photos = sorted(p for p in args.check_dir.iterdir() if p.is_file())[:3] if args.check_dir.is_dir() else []
+    photos = list_images(args.check_dir)[:3] if args.check_dir.is_dir() else []
     export_onnx(target, onnx_target, check_images=photos)
     registry_path = folder / REGISTRY_NAME
     registry = json.loads(registry_path.read_text()) if registry_path.is_file() else {"default": args.name, "models": []}

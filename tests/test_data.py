@@ -41,10 +41,10 @@ def test_sampling_is_a_function_of_seed_and_index(tmp_path: Path) -> None:
     a, b = UnpairedSampler(folder, folder, seed=1), UnpairedSampler(folder, folder, seed=1)
     assert all(torch.equal(x, y) for x, y in zip(a.batch(7, 2), b.batch(7, 2)))
     # every epoch visits each hazy image once, in a new order
-    first_epoch = sorted(a._hazy_index(i) for i in range(3))
+    first_epoch = sorted(a.hazy_index(i) for i in range(3))
     assert first_epoch == [0, 1, 2]
     other = UnpairedSampler(folder, folder, seed=2)
-    assert [a._hazy_index(i) for i in range(30)] != [other._hazy_index(i) for i in range(30)]
+    assert [a.hazy_index(i) for i in range(30)] != [other.hazy_index(i) for i in range(30)]
 
 
 def test_several_folders_are_pooled_once_and_listed_files_excluded(tmp_path: Path) -> None:

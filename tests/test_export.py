@@ -16,6 +16,7 @@ pytest.importorskip("onnxruntime")
 from odcr_cli.errors import ExportCheckError, ExportError, OnnxBackendError  # noqa: E402
 from odcr_cli.tasks.export import export_onnx, parse_hw  # noqa: E402
 from odcr_cli.engine.onnx_backend import OnnxBackend, nvidia_driver_present  # noqa: E402
+from odcr_cli.files.folders import list_images  # noqa: E402
 
 REAL_HAZY = Path(__file__).resolve().parents[2] / "shared" / "data" / "dev" / "real_hazy"
 ODD_SIZES = [(33, 45), (20, 28), (37, 37)]  # odd and non-square: they go through the padding path
@@ -118,7 +119,7 @@ def test_failed_parity_is_an_error_and_leaves_no_file(tmp_path):
 def _real_photo() -> Path | None:
     if not REAL_HAZY.is_dir():
         return None
-    files = sorted(p for p in REAL_HAZY.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    files = list_images(REAL_HAZY)
     return files[0] if files else None
 
 

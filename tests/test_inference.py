@@ -118,7 +118,7 @@ def test_an_unusable_cuda_request_is_an_error(tiny_weights):
         Dehazer(weights=str(tiny_weights), device="cpu", half=True)
 
 
-@pytest.mark.skipif(getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available(),
+@pytest.mark.skipif(torch.backends.mps.is_available(),
                     reason="MPS is available: an MPS request succeeds here")
 def test_an_unusable_mps_request_is_an_error():
     with pytest.raises(InferenceError, match="MPS"):

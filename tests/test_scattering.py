@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from odcr_cli.core import haze, losses
+from odcr_cli.core.network_input import to_signed
 from odcr_cli.core.methods import ContrastiveModel, method_config, prior_weight
 from odcr_cli.core.networks import GeneratorConfig, ResnetGenerator
 from odcr_cli.core.scattering import add_haze, remove_haze
@@ -163,7 +164,7 @@ def test_warm_start_gradient_moves_t_towards_the_dcp_transmission() -> None:
     method = method_config("odcr", lambda_gan=0.0, lambda_nce=0.0, lambda_idt=0.0, lambda_ce=0.0,
                            lambda_dcp=1.0, num_patches=16, num_clear_patches=16)
     model = ContrastiveModel(method, _scattering())
-    hazy = torch.from_numpy(make_photo(32, 32).astype(np.float32) / 127.5 - 1).permute(2, 0, 1)[None]
+    hazy = torch.from_numpy(to_signed(make_photo(32, 32).astype(np.float32) / 255.0)).permute(2, 0, 1)[None]
     clear = torch.rand(1, 3, 32, 32) * 2 - 1
     opt = torch.optim.Adam(model.generator.parameters(), lr=2e-3)
     rng = np.random.default_rng(0)

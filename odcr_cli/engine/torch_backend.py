@@ -20,8 +20,7 @@ def resolve_torch_device(device: Device) -> str:
     A requested GPU that is not usable is an error, never a silent CPU fallback."""
     import torch
 
-    mps = getattr(torch.backends, "mps", None)
-    mps_ok = mps is not None and mps.is_available()
+    mps_ok = torch.backends.mps.is_available()
     if device.kind == "auto":
         return "cuda:0" if torch.cuda.is_available() else "mps" if mps_ok else "cpu"
     if device.kind == "cpu":

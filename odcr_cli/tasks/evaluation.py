@@ -107,17 +107,14 @@ def _dcp_side(spec: str) -> int | None:
 
 
 def _dcp_method(spec: str) -> Contender:
-    import importlib.util
-
+    """``dcp`` (the classical algorithm, at full resolution) or ``dcp@N``."""
     from odcr_cli.engine.dehazer import Dehazer
 
     side = _dcp_side(spec)
     if side is not None:
         d = Dehazer(method="dcp", max_side=side)
         return Contender(spec, "dcp", d.dehaze, d, None,
-                      f"dark channel prior, t estimated on a copy of at most {side} px and guided-upsampled")
-    if importlib.util.find_spec("odcr_cli.imaging.dcp") is None:
-        raise EvaluationError("--method dcp: the dark-channel-prior module (odcr_cli.imaging.dcp) is not installed")
+                         f"dark channel prior, t estimated on a copy of at most {side} px and guided-upsampled")
     d = Dehazer(method="dcp")
     return Contender("dcp", "dcp", d.dehaze, d, None, "dark channel prior (numpy)")
 

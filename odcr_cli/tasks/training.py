@@ -20,6 +20,7 @@ from PIL import Image
 
 from odcr_cli import __version__
 from odcr_cli.core.methods import MethodConfig
+from odcr_cli.core.network_input import MIN_SIDE, SIZE_MULTIPLE
 from odcr_cli.core.networks import GeneratorConfig
 from odcr_cli.errors import TrainingDiverged, TrainingError
 from odcr_cli.tasks.run_folder import RunFolder, list_checkpoints, load_latest_checkpoint
@@ -232,8 +233,9 @@ def _train(config: TrainConfig, method: MethodConfig, generator: GeneratorConfig
 def _check_options(config: TrainConfig) -> None:
     if config.preprocess not in PREPROCESS:
         raise TrainingError(f"unknown --preprocess {config.preprocess!r}")
-    if config.iters < 1 or config.batch < 1 or config.crop < 16 or config.crop % 4:
-        raise TrainingError("--iters and --batch must be >= 1 and --crop a multiple of 4, at least 16")
+    if config.iters < 1 or config.batch < 1 or config.crop < MIN_SIDE or config.crop % SIZE_MULTIPLE:
+        raise TrainingError(f"--iters and --batch must be >= 1 and --crop a multiple of {SIZE_MULTIPLE}, "
+                            f"at least {MIN_SIDE}")
 
 
 def _checkpoint_to_resume(folder: RunFolder, resume: bool, say: Callable[[str], None]) -> dict | None:

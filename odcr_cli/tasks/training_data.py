@@ -133,14 +133,15 @@ class UnpairedSampler:
             raise ValueError("both the hazy and the clear pool need at least one readable image")
         self.hazy, self.clear, self.seed = hazy, clear, seed
 
-    def _hazy_index(self, sample: int) -> int:
+    def hazy_index(self, sample: int) -> int:
+        """Which hazy image sample ``sample`` crops: each epoch visits every one once, in its own order."""
         epoch, pos = divmod(sample, len(self.hazy))
         order = np.random.default_rng([self.seed, 1, epoch]).permutation(len(self.hazy))
         return int(order[pos])
 
     def item(self, sample: int) -> tuple[torch.Tensor, torch.Tensor]:
         rng = np.random.default_rng([self.seed, 2, sample])
-        hazy = self.hazy.sample(self._hazy_index(sample), rng)
+        hazy = self.hazy.sample(self.hazy_index(sample), rng)
         clear = self.clear.sample(int(rng.integers(0, len(self.clear))), rng)
         return hazy, clear
 
