@@ -144,3 +144,12 @@ def test_the_readme_architecture_names_every_module() -> None:
                for path in sorted((PACKAGE / layer).glob("*.py"))
                if path.stem != "__init__" and not re.search(rf"\b{path.stem}\b", text)]
     assert not missing, f"not on the README's map: {', '.join(missing)}"
+
+
+def test_every_subpackage_is_installed() -> None:
+    """``pip install .`` ships the packages pyproject.toml lists: every folder of the package must be there."""
+    tomllib = pytest.importorskip("tomllib", reason="tomllib is in the standard library from Python 3.11")
+    listed = set(tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {_module_name(p / "__init__.py") for p in [PACKAGE, *PACKAGE.rglob("*")]
+             if p.is_dir() and (p / "__init__.py").is_file()}
+    assert found <= listed, f"missing from pyproject.toml: {sorted(found - listed)}"

@@ -96,8 +96,11 @@ class Dehazer:
       at :data:`CPU_AUTO_MAX_SIDE` on CPU for larger images; 0/None: always full resolution.
     * ``strength``: 0 = the input, 1 = full dehazing; scattering models and ``dcp`` remove that
       fraction of the haze (t -> 1 - s (1 - t)), direct models blend with the input.
+    * ``method``, ``backend``, ``device``, ``max_side``: strings or the types of
+      :mod:`odcr_cli.engine.options`, parsed here once (a bad value is an InferenceError).
     * ``dehaze(image)``: HxWx3, HxWx4 (alpha passed through) or HxW; uint8, uint16 or float
-      in [0, 1]; returns the same shape and dtype.
+      in [0, 1]; returns the same shape and dtype. ``dehaze_with_plan(image)`` also returns
+      the :class:`PlanInfo` of that image (how it was processed, notes, seconds by stage).
     * ``__call__(batch)``: a Ray Data ``map_batches`` callable on ``batch["image"]``.
     """
 
