@@ -1,4 +1,5 @@
-"""The PyTorch backend, with frozen InstanceNorm statistics for tiled inference.
+"""The PyTorch backend, with frozen InstanceNorm statistics for tiled inference (forward hooks
+on the generator's InstanceNorm layers, so the engine does not repeat the network's structure).
 
 Torch is imported lazily (inside the functions that need it), so importing this module, or
 :mod:`odcr_cli.engine.dehazer`, costs nothing on the ONNX path.
@@ -6,7 +7,8 @@ Torch is imported lazily (inside the functions that need it), so importing this 
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -83,7 +85,8 @@ class TorchBackend:
             if stats is None:
                 y = net(t)
             else:
-                y = _walk(net.model, t, _FrozenNorm(stats, t.dtype))
+                with _instance_norms_replaced(net, _FrozenNorm(stats, t.dtype)):
+                    y = net(t)
             return y.float().cpu().numpy()
 
     def _checked(self, x: np.ndarray, stats: list | None = None) -> np.ndarray:
@@ -117,7 +120,8 @@ class TorchBackend:
         with torch.inference_mode():
             t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(self.device)
             rec = _RecordNorm()
-            _walk(self.generator.model, t, rec)
+            with _instance_norms_replaced(self.generator, rec):
+                self.generator(t)
             return rec.stats
 
     def run_frozen(self, x: np.ndarray, stats: list) -> np.ndarray:
@@ -145,21 +149,19 @@ class _FrozenNorm:
         return ((x.float() - mean) / (var + module.eps).sqrt()).to(self.dtype)
 
 
-def _walk(module: Any, x: Any, norm: Callable) -> Any:
-    """Run a generator's ``model`` Sequential with InstanceNorm replaced by ``norm``."""
+@contextmanager
+def _instance_norms_replaced(generator: Any, norm: Callable[[Any, Any], Any]) -> Iterator[None]:
+    """Inside the block, every InstanceNorm2d of ``generator`` outputs ``norm(module, its input)``
+    instead, in the order the network runs them (forward hooks: whatever the architecture)."""
     from torch import nn
 
-    from odcr_cli.core.networks import ResnetBlock
-
-    if isinstance(module, nn.InstanceNorm2d):
-        return norm(module, x)
-    if isinstance(module, nn.Sequential):
-        for m in module:
-            x = _walk(m, x, norm)
-        return x
-    if isinstance(module, ResnetBlock):
-        return x + _walk(module.conv_block, x, norm)
-    return module(x)
+    handles = [m.register_forward_hook(lambda module, args, _out: norm(module, args[0]))
+               for m in generator.modules() if isinstance(m, nn.InstanceNorm2d)]
+    try:
+        yield
+    finally:
+        for h in handles:
+            h.remove()
 
 
 __all__ = ("TorchBackend", "finite_or_fp32", "resolve_torch_device")
