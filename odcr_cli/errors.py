@@ -60,6 +60,10 @@ class TrainingDiverged(TrainingError):
     exit_code = 1
 
 
+class SynthesisError(UsageError):
+    """An ``odcr synth`` run refused before any work (options, folders, outputs that exist)."""
+
+
 class EvaluationError(OdcrError):
     """A problem with the inputs of an evaluation."""
 
@@ -83,5 +87,5 @@ class FadeError(OdcrError, ValueError):
 
 
 __all__ = ("OdcrError", "UsageError", "InferenceError", "OnnxBackendError", "WeightsError", "BundledModelError",
-           "ImageReadError", "ImageWriteError", "TrainingError", "TrainingDiverged", "EvaluationError",
+           "ImageReadError", "ImageWriteError", "SynthesisError", "TrainingError", "TrainingDiverged", "EvaluationError",
            "ExportError", "ExportCheckError", "FadeError")

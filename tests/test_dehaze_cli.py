@@ -156,3 +156,14 @@ def test_options_dataclass_defaults():
     assert o.ext == "auto" and o.max_side == "auto" and o.suffix is None
     with pytest.raises(UsageError, match="--shard 1/0"):
         parse_shard("1/0")
+
+
+def test_onnx_model_problems_are_one_line_errors(tmp_path, tiny_weights):
+    photo = _img(tmp_path / "a.png")
+    for onnx in (tmp_path / "missing.onnx", tmp_path):  # absent, and a folder
+        r = runner.invoke(app, ["dehaze", str(photo), "-o", str(tmp_path / "o.png"), "--onnx", str(onnx)])
+        assert r.exit_code == 2 and r.output.startswith("error: ") and "Traceback" not in r.output, r.output
+    r = runner.invoke(app, ["dehaze", str(photo), "-o", str(tmp_path / "o.png"), "--backend", "torch",
+                            "--onnx", str(tmp_path / "m.onnx")])
+    assert r.exit_code == 2 and "use --backend onnx" in r.output
+    assert not (tmp_path / "o.png").exists()

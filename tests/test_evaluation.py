@@ -82,10 +82,10 @@ def test_metric_conventions():
 
     a, b = _img(32, 40, 2), _img(32, 40, 3)
     mse = np.mean((a.astype(float) - b) ** 2)
-    assert psnr(a, b, cap=PSNR_CAP) == pytest.approx(10 * np.log10(255 ** 2 / mse))
+    assert psnr(a, b, peak=255.0, cap=PSNR_CAP) == pytest.approx(10 * np.log10(255 ** 2 / mse))
     per_channel = np.mean([structural_similarity(a[..., c], b[..., c], data_range=255, win_size=7) for c in range(3)])
     assert ssim_uint8(a, b) == pytest.approx(per_channel)
-    assert psnr(a, a, cap=PSNR_CAP) == 100.0
+    assert psnr(a, a, peak=255.0, cap=PSNR_CAP) == 100.0
 
 
 @pytest.fixture(scope="module")

@@ -116,6 +116,20 @@ def test_failed_parity_is_an_error_and_leaves_no_file(tmp_path):
     assert os.listdir(out) == []  # no temporary file left behind either
 
 
+def test_parity_check_holds_fp32_to_one_level(exported, tmp_path):
+    """The fp32 rule (<= 1 level, >= 50 dB) fails for a graph that is not the weights' generator."""
+    import torch
+
+    from odcr_cli.core.networks import GeneratorConfig, ResnetGenerator
+    from odcr_cli.files.weights_io import save_generator
+    from odcr_cli.tasks.export import run_parity
+
+    torch.manual_seed(1)  # same shape, other weights
+    other = save_generator(tmp_path / "other.safetensors", ResnetGenerator(GeneratorConfig(ngf=4, n_blocks=1)))
+    checks = run_parity(other, exported.output, fp16=False, static_hw=None, check_sizes=[(20, 28)])
+    assert checks and not any(c.passed for c in checks) and all(c.max_abs_diff > 1 for c in checks)
+
+
 def _real_photo() -> Path | None:
     if not REAL_HAZY.is_dir():
         return None

@@ -15,7 +15,7 @@ from odcr_cli.errors import InferenceError, WeightsError
 from odcr_cli.engine.tiling import guided_upsample
 from odcr_cli.engine.backends import BaseBackend
 from odcr_cli.engine.options import Device, Method, parse_max_side
-from odcr_cli.engine.torch_backend import finite_or_fp32, resolve_torch_device
+from odcr_cli.engine.torch_backend import TorchBackend, finite_or_fp32, resolve_torch_device
 
 
 @pytest.fixture(scope="module")
@@ -111,11 +111,26 @@ def test_devices_are_parsed_once_and_checked_honestly():
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is available: a CUDA request succeeds here")
-def test_an_unusable_cuda_request_is_an_error(tiny_weights):
+def test_an_unusable_cuda_request_is_an_error():
     with pytest.raises(InferenceError, match="CUDA is not available"):
         resolve_torch_device(Device.parse("cuda:0"))
+
+
+def test_half_needs_cuda(tiny_weights):
     with pytest.raises(InferenceError, match="--half needs a CUDA device"):
         Dehazer(weights=str(tiny_weights), device="cpu", half=True)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="fp16 inference needs a CUDA device")
+def test_an_overflowing_fp16_pass_is_redone_in_fp32():
+    """Weights far past float16's range: the fp16 pass is not finite, the image comes from fp32."""
+    torch.manual_seed(0)
+    generator = ResnetGenerator(GeneratorConfig(ngf=4, n_blocks=1))
+    with torch.no_grad():
+        generator.model[1].weight.mul_(1e8)
+    d = Dehazer.from_backend(TorchBackend(generator, "cuda", half=True), max_side=0)
+    out, plan = d.dehaze_with_plan(make_photo(32, 32))
+    assert plan.notes == ["fp16 output was not finite; redone in fp32"] and out.shape == (32, 32, 3)
 
 
 @pytest.mark.skipif(torch.backends.mps.is_available(),

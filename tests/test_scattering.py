@@ -197,7 +197,7 @@ def test_saved_scattering_generator_rebuilds_with_its_config(tmp_path) -> None:
 
 def test_readout_for_config() -> None:
     assert isinstance(readout_for(None), ImageReadout)
-    assert isinstance(readout_for('{"ngf": 64}'), ImageReadout)  # saved before output kinds existed
+    assert isinstance(readout_for({"ngf": 64}), ImageReadout)  # saved before output kinds existed
     r = readout_for({"output": "scattering", "t_min": 0.05})
     assert isinstance(r, ScatteringReadout) and r.t_min == 0.05 and not r.tiles
     assert r.output_names == ("t", "airlight_correction")

@@ -11,6 +11,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from odcr_cli.cli.app import app
+from odcr_cli.errors import SynthesisError
 from odcr_cli.tasks.synthesis import (HazeParams, SynthConfig, choose_sources, make_synthetic_set, plausible_depth,
                                 scatter, synthesize)
 
@@ -68,7 +69,7 @@ def test_synthesized_haze_has_the_haze_signature() -> None:
 
 @pytest.mark.parametrize("kwargs", [{"beta": (2.0, 1.0)}, {"airlight": (0.5, 1.2)}, {"horizon": (0.2, 1.0)}])
 def test_config_ranges_are_checked(kwargs: dict) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(SynthesisError, match=next(iter(kwargs))):
         SynthConfig(**kwargs)
 
 
@@ -79,7 +80,7 @@ def test_choose_sources_is_a_seeded_subset() -> None:
     assert a != choose_sources(files, 0.4, seed=4)
     assert choose_sources(files, 1.0, seed=0) == files
     assert len(choose_sources(files, 0.01, seed=0)) == 1
-    with pytest.raises(ValueError):
+    with pytest.raises(SynthesisError, match="fraction"):
         choose_sources(files, 0.0, seed=0)
 
 
@@ -120,14 +121,14 @@ def test_existing_outputs_are_never_overwritten_unless_asked(clear_dir: Path, tm
     out = tmp_path / "synth"
     first = make_synthetic_set([clear_dir], out, seed=0)
     before = {p: p.read_bytes() for p in first.written}
-    with pytest.raises(FileExistsError, match="--overwrite"):
+    with pytest.raises(SynthesisError, match="--overwrite"):
         make_synthetic_set([clear_dir], out, seed=1)
     assert {p: p.read_bytes() for p in first.written} == before
     second = make_synthetic_set([clear_dir], out, seed=1, overwrite=True)
     assert any(p.read_bytes() != before[p] for p in second.written)
     # images of another plan would stay behind with their sources unlisted: refused, not deleted
     (out / "hazy" / "elsewhere_haze0.jpg").write_bytes(b"earlier output")
-    with pytest.raises(FileExistsError, match="would not write"):
+    with pytest.raises(SynthesisError, match="would not write"):
         make_synthetic_set([clear_dir], out, seed=1, overwrite=True)
     assert (out / "hazy" / "elsewhere_haze0.jpg").read_bytes() == b"earlier output"
 
@@ -136,7 +137,7 @@ def test_existing_outputs_are_never_overwritten_unless_asked(clear_dir: Path, tm
 def test_output_folder_may_not_overlap_a_clear_folder(clear_dir: Path, where: str) -> None:
     out = {"same": clear_dir, "inside": clear_dir / "synth", "around": clear_dir.parent}[where]
     before = sorted(clear_dir.rglob("*"))
-    with pytest.raises(ValueError, match="overlaps the clear folder"):
+    with pytest.raises(SynthesisError, match="overlaps the clear folder"):
         make_synthetic_set([clear_dir], out)
     assert sorted(clear_dir.rglob("*")) == before
 

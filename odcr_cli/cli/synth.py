@@ -36,21 +36,15 @@ def synth_command(
             fail(f"--{name} {text}: expected LOW:HIGH, e.g. 0.5:3.0")
         return lo, hi
 
-    try:
-        cfg = SynthConfig(beta=span(beta, "beta"), airlight=span(airlight, "airlight"))
-    except ValueError as exc:
-        fail(str(exc))
+    cfg = SynthConfig(beta=span(beta, "beta"), airlight=span(airlight, "airlight"))  # SynthesisError: one line
 
     def report(path: Path, error: str | None) -> None:
         if error:
             typer.echo(f"skipped {path}: {error}", err=True)
 
-    try:
-        result = make_synthetic_set(clear, out, fraction=fraction, variants=variants, seed=seed, cfg=cfg, ext=ext,
-                                    max_side=max_side, save_transmission=save_transmission, overwrite=overwrite,
-                                    on_file=report)
-    except (ValueError, FileExistsError, FileNotFoundError) as exc:
-        fail(str(exc))
+    result = make_synthetic_set(clear, out, fraction=fraction, variants=variants, seed=seed, cfg=cfg, ext=ext,
+                                max_side=max_side, save_transmission=save_transmission, overwrite=overwrite,
+                                on_file=report)
     typer.echo(f"wrote {len(result.written)} hazy image(s) from {len(result.sources)} clear photo(s) to "
                f"{out / 'hazy'}; {len(result.failed)} failed; manifest {result.manifest}", err=True)
     raise typer.Exit(1 if result.failed else 0)

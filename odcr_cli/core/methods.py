@@ -2,8 +2,9 @@
 
 A :class:`MethodConfig` says which losses and heads a method uses (method spec 1.6, 2.8);
 :class:`ContrastiveModel` holds the trainable networks of one method and computes the
-discriminator loss and the generator-side objective for one batch. The training loop
-(``odcr_cli.tasks.training``) owns optimisers, schedules, data and files.
+discriminator loss and the generator-side objective for one batch. The trainer
+(``odcr_cli.tasks.trainer``) owns optimisers and schedules; the training loop
+(``odcr_cli.tasks.training``) data and files.
 """
 
 from __future__ import annotations

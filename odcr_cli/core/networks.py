@@ -131,7 +131,7 @@ class ResnetGenerator(nn.Module):
     """CUT's ResNet generator, one flat ``nn.Sequential`` named ``model``.
 
     Input and output are RGB in [-1, 1], shape (B, 3, H, W) with H, W multiples of 4
-    (otherwise the output has 4*ceil(H/4) rows; callers pad, see ``odcr_cli.engine.dehazer``).
+    (otherwise the output has 4*ceil(H/4) rows; callers pad: ``odcr_cli.engine.tiling.pad_to_multiple``).
     ``forward`` always returns the clear image, whatever ``config.output`` is, so that every loss
     and every caller sees one kind of generator; :meth:`raw_outputs` gives what the network
     itself predicts (see :func:`raw_output_names`).

@@ -8,7 +8,7 @@ from typing import Any, Mapping, Protocol, runtime_checkable
 
 import numpy as np
 
-from odcr_cli.engine.options import BackendChoice, Device
+from odcr_cli.engine.options import BackendChoice, Device, parse_choice
 from odcr_cli.errors import InferenceError
 from odcr_cli.files.bundled import bundled_onnx_available
 
@@ -41,15 +41,19 @@ class Backend(Protocol):
 
 class BaseBackend:
     """A custom runtime's starting point: override ``run`` (a direct model) or ``run_outputs``;
-    the rest says "CPU, no frozen statistics, no fp16, parameters unknown"."""
+    the rest says "on ``device`` (a GPU unless it is ``cpu``), no frozen statistics, no fp16,
+    parameters unknown"."""
 
     name = "custom"
     device = "cpu"
-    on_gpu = False
     parameters: int | None = None
     generator_config: Mapping[str, Any] = {}
     supports_frozen_stats = False
     fp32_retries = 0
+
+    @property
+    def on_gpu(self) -> bool:
+        return not self.device.lower().startswith("cpu")
 
     def run(self, x: np.ndarray) -> np.ndarray:
         raise NotImplementedError(f"{type(self).__name__} implements neither run nor run_outputs")
@@ -64,11 +68,12 @@ class BaseBackend:
         raise InferenceError(f"the {self.name} backend cannot freeze InstanceNorm statistics")
 
 
-def choose_backend(choice: BackendChoice, *, weights: str | None, onnx_path: str | None, device: Device,
+def choose_backend(choice: BackendChoice | str, *, weights: str | None, onnx_path: str | None, device: Device,
                    half: bool, model: str | None) -> BackendChoice:
     """``auto``: ONNX Runtime for a bundled model on the CPU (1.4-3x faster than torch eager there,
     and no 1.5 s ``import torch``: ``benchmarks/inference.py``); torch everywhere else (GPU,
     --half, user weights, which have no exported graph)."""
+    choice = parse_choice(BackendChoice, choice, "backend")
     if choice is not BackendChoice.AUTO:
         return choice
     if onnx_path is not None or (weights is not None and str(weights).endswith(".onnx")):
@@ -82,9 +87,12 @@ def choose_backend(choice: BackendChoice, *, weights: str | None, onnx_path: str
     return BackendChoice.ONNX if bundled_onnx_available(model) else BackendChoice.TORCH
 
 
-def make_backend(choice: BackendChoice, *, generator: Any = None, onnx_path: str | None = None,
-                 device: Device = Device(), half: bool = False) -> Backend:
+def make_backend(choice: BackendChoice | str, *, generator: Any = None, onnx_path: str | None = None,
+                 device: Device | str = "auto", half: bool = False) -> Backend:
     """Build the chosen backend (``auto`` resolved already, see :func:`choose_backend`)."""
+    choice = parse_choice(BackendChoice, choice, "backend")
+    if choice is BackendChoice.AUTO:
+        raise InferenceError("make_backend builds torch or onnx; choose_backend resolves auto")
     if choice is BackendChoice.TORCH:
         from odcr_cli.engine.torch_backend import TorchBackend
 

@@ -52,7 +52,8 @@ import numpy as np
 
 from odcr_cli.core.network_input import MIN_SIDE, SIZE_MULTIPLE, from_net, padded_size, to_net
 from odcr_cli.engine.backends import Backend, choose_backend, make_backend
-from odcr_cli.engine.options import AUTO, BackendChoice, Device, MaxSide, Method, parse_choice, parse_max_side
+from odcr_cli.engine.options import (AUTO, BackendChoice, Device, MaxSide, Method, check_strength, parse_choice,
+                                     parse_max_side)
 from odcr_cli.engine.readout import Readout, readout_for
 from odcr_cli.engine.tiling import DEFAULT_HALO, guided_upsample, pad_to_multiple, run_padded, run_tiled
 from odcr_cli.errors import InferenceError
@@ -124,10 +125,9 @@ class Dehazer:
     def _configure(self, method: Method, tile: int | None, halo: int, memory_budget_gb: float,
                    stats_max_pixels: int | None, strength: float) -> None:
         """What every Dehazer has, whatever runs it (``dcp`` runs numpy on the CPU)."""
-        if not 0.0 <= strength <= 1.0:
-            raise InferenceError(f"--strength {strength}: use a value from 0 (the input) to 1 (full dehazing)")
-        if tile is not None and tile < 16:
-            raise InferenceError("--tile must be at least 16 pixels")
+        check_strength(strength)
+        if tile is not None and tile < MIN_SIDE:
+            raise InferenceError(f"--tile must be at least {MIN_SIDE} pixels")
         self.method, self.strength = method, float(strength)
         self.tile, self.halo = tile, halo
         self.memory_budget = memory_budget_gb * 1e9
@@ -162,8 +162,11 @@ class Dehazer:
                 raise InferenceError("--backend onnx needs --onnx FILE (an exported model)")
             from odcr_cli.files.fsutil import sha256_file
 
+            backend = make_backend(choice, onnx_path=str(path), device=device)  # a missing file is its error
             self.weights_path, self.weights_sha256 = str(path), sha256_file(path)
-            return make_backend(choice, onnx_path=str(path), device=device)
+            return backend
+        if onnx_path is not None or (weights is not None and str(weights).endswith(".onnx")):
+            raise InferenceError("an ONNX model runs on ONNX Runtime: use --backend onnx (or auto)")
         from odcr_cli.files import weights_io  # imports torch: only on this path
 
         loaded = weights_io.load_generator(weights)
@@ -174,7 +177,8 @@ class Dehazer:
         """Run on ``backend``; fast mode's default follows from what it is (one rule for every backend)."""
         self.backend, self.backend_name, self.device = backend, backend.name, backend.device
         self.parameters = backend.parameters
-        self._ngf = int(backend.generator_config.get("ngf", 64))
+        ngf = backend.generator_config.get("ngf", 64)
+        self._ngf = ngf if isinstance(ngf, int) and ngf > 0 else 64  # memory estimates only: damaged metadata is no error
         self.readout = readout_for(backend.generator_config)
         if max_side == AUTO:
             max_side = SCATTERING_MAX_SIDE if not self.readout.tiles else None if backend.on_gpu else CPU_AUTO_MAX_SIDE

@@ -1,8 +1,9 @@
 """ONNX Runtime backend for the generator: numpy in, numpy out, no torch.
 
-Implements the ``Backend`` protocol of :mod:`odcr_cli.engine.dehazer`: ``run`` maps a float32
-(N, 3, H, W) array, RGB in [-1, 1] with H and W multiples of the model's size multiple, to
-an array of the same shape. Padding and tiling live in ``odcr_cli.engine.tiling``, image I/O in ``odcr_cli.files.imageio``.
+Implements the ``Backend`` protocol of :mod:`odcr_cli.engine.backends`: ``run_outputs`` maps a
+float32 (N, 3, H, W) array, RGB in [-1, 1] with H and W multiples of the model's size multiple,
+to the graph's named outputs. Padding and tiling live in ``odcr_cli.engine.tiling``, image I/O in
+``odcr_cli.files.imageio``.
 
 Providers are tried in the order TensorRT, CUDA, CPU, filtered by
 ``onnxruntime.get_available_providers()``. onnxruntime-gpu lists CUDA and TensorRT even where
@@ -27,8 +28,6 @@ from odcr_cli.engine.options import Device
 from odcr_cli.errors import OnnxBackendError
 
 PREFERRED_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
-_SHORT_NAMES = {"TensorrtExecutionProvider": "tensorrt", "CUDAExecutionProvider": "cuda",
-                "CPUExecutionProvider": "cpu"}
 
 
 def nvidia_driver_present() -> bool:
@@ -151,11 +150,6 @@ class OnnxBackend:
         self.static_hw: tuple[int, int] | None = (int(h), int(w)) if isinstance(h, int) and isinstance(w, int) else None
         self.input_type = inputs[0].type  # 'tensor(float)' for our exports, fp16 included
 
-    @property
-    def short_device(self) -> str:
-        """``cpu``, ``cuda`` or ``tensorrt``: the active provider in the words of ``--device``."""
-        return _SHORT_NAMES.get(self.device, self.device)
-
     def run(self, x: np.ndarray) -> np.ndarray:
         """(N, 3, H, W) float32 in [-1, 1] -> the same shape, float32 (direct-output models)."""
         return self._session_run(x, [self.output_name])[0]
@@ -189,8 +183,6 @@ class OnnxBackend:
     def run_frozen(self, x: np.ndarray, stats: list) -> np.ndarray:
         raise OnnxBackendError("ONNX Runtime cannot freeze InstanceNorm statistics across tiles")
 
-    def describe(self) -> str:
-        return f"onnxruntime {self.short_device} ({', '.join(self.providers)})"
 
 
 def _json_object(text: str | None) -> dict:

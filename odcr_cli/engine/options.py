@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Literal, TypeVar, Union
 
+from odcr_cli.core.network_input import MIN_SIDE
 from odcr_cli.errors import InferenceError
 
 
@@ -80,13 +81,20 @@ MaxSide = Union[int, None, Literal["auto"]]
 
 
 def parse_max_side(value: "int | str | None") -> MaxSide:
-    """``"auto"``, 0 / None (full resolution) or a side of at least 16 px (an int or its digits)."""
+    """``"auto"``, 0 / None (full resolution) or a side of at least MIN_SIDE px (an int or its digits)."""
     if value is None or value == AUTO:
         return AUTO if value == AUTO else None
     if isinstance(value, str):
         if not value.strip().isdigit():
             raise InferenceError(f"--max-side {value}: expected a number of pixels, 0 or auto")
         value = int(value)
-    if value < 0 or 0 < value < 16:
-        raise InferenceError("--max-side must be at least 16 pixels (0 = full resolution)")
+    if value < 0 or 0 < value < MIN_SIDE:
+        raise InferenceError(f"--max-side must be at least {MIN_SIDE} pixels (0 = full resolution)")
     return int(value) or None
+
+
+def check_strength(strength: float) -> float:
+    """``--strength``: 0 (the input) to 1 (full dehazing), or InferenceError."""
+    if not 0.0 <= strength <= 1.0:
+        raise InferenceError(f"--strength {strength}: use a value from 0 (the input) to 1 (full dehazing)")
+    return float(strength)

@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Mapping
 
@@ -93,14 +92,9 @@ class ScatteringReadout:
 Readout = ImageReadout | ScatteringReadout
 
 
-def readout_for(generator_config: Mapping | str | None) -> Readout:
-    """The readout of a generator config (a dict, its JSON as stored in weights and ONNX metadata,
-    or None for a model without one: a CUT ``.pth`` is a direct model)."""
-    if isinstance(generator_config, str):
-        try:
-            generator_config = json.loads(generator_config or "{}")
-        except ValueError:
-            generator_config = {}
+def readout_for(generator_config: Mapping | None) -> Readout:
+    """The readout of a generator config (``GeneratorConfig.to_dict()``, as backends report it), or
+    None / {} for a model without one: a CUT ``.pth`` is a direct model."""
     config = dict(generator_config or {})
     if config.get("output", "image") != "scattering":
         return ImageReadout()

@@ -32,7 +32,8 @@ def resolve_torch_device(device: Device) -> str:
             raise InferenceError("--device mps requested but MPS is not available on this machine")
         return "mps"
     if device.kind == "tensorrt":
-        raise InferenceError("--device tensorrt runs on ONNX Runtime: add --backend onnx")
+        raise InferenceError("--device tensorrt runs on ONNX Runtime: odcr dehaze --backend onnx, "
+                             "odcr evaluate -m onnx:FILE")
     if not torch.cuda.is_available():
         raise InferenceError(f"--device {device} requested but CUDA is not available "
                              f"(torch {torch.__version__}, built for CUDA {torch.version.cuda})")

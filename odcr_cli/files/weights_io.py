@@ -1,5 +1,5 @@
-"""Generator weights on disk: our safetensors files, our training checkpoints, CUT's ``.pth``,
-(the bundled models and their manifest are odcr_cli.files.bundled)."""
+"""Generator weights on disk: our safetensors files, our training checkpoints and CUT's ``.pth``
+(the bundled models and their manifest are :mod:`odcr_cli.files.bundled`)."""
 
 from __future__ import annotations
 

@@ -7,8 +7,9 @@ import math
 import numpy as np
 
 
-def psnr(a: np.ndarray, b: np.ndarray, peak: float = 255.0, cap: float | None = None) -> float:
-    """``10 log10(peak^2 / MSE)`` with the MSE over every pixel and channel, in float64.
+def psnr(a: np.ndarray, b: np.ndarray, peak: float, cap: float | None = None) -> float:
+    """``10 log10(peak^2 / MSE)`` with the MSE over every pixel and channel, in float64; ``peak``
+    has no default on purpose (255 for uint8 levels, 1.0 for floats in [0, 1]).
 
     Identical images score ``inf``, or ``cap`` when given (so that means stay finite)."""
     mse = float(np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2))

@@ -22,9 +22,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Iterator, Protocol
 
 from odcr_cli import __version__
-from odcr_cli.errors import ImageReadError, UsageError
+from odcr_cli.engine.options import check_strength
+from odcr_cli.errors import ImageReadError
 from odcr_cli.files.fsutil import atomic_output
-from odcr_cli.files.imageio import ImageData, encode_image, format_for_ext, read_image
+from odcr_cli.files.imageio import FORMAT_EXT, ImageData, encode_image, format_for_ext, read_image
 # the options and the planning names, importable from here as they always were
 from odcr_cli.tasks.dehaze_options import DehazeOptions
 from odcr_cli.tasks.dehaze_plan import (STDIO, InputItem, InputSet, Job, Plan, expand_inputs, gather_inputs,
@@ -158,7 +159,6 @@ def _record_unprocessed(plan: Plan, log: ResultLog, dry_run: bool) -> None:
 # reading and writing
 # --------------------------------------------------------------------------------------------
 
-FORMAT_TO_WRITE = {"JPEG", "PNG", "WEBP", "TIFF"}
 
 
 def _output_format(job: Job, img: ImageData) -> str:
@@ -166,7 +166,7 @@ def _output_format(job: Job, img: ImageData) -> str:
     if job.fmt is not None:
         return job.fmt
     if job.output == STDIO:
-        return img.format if img.format in FORMAT_TO_WRITE else "PNG"
+        return img.format if img.format in FORMAT_EXT else "PNG"  # the input's format when we write it
     return format_for_ext(Path(job.output).suffix)
 
 
@@ -330,8 +330,7 @@ def run_dehaze(opts: DehazeOptions, dehazer: DehazerLike | None = None, progress
     (``WeightsError``, ``InferenceError``) propagate to the caller too."""
     started = time.perf_counter()
     shard = parse_shard(opts.shard)
-    if not 0.0 <= opts.strength <= 1.0:
-        raise UsageError(f"--strength {opts.strength}: use a value from 0 (the input) to 1 (full dehazing)")
+    check_strength(opts.strength)  # before the plan: a dry run loads no Dehazer to check it
     plan = plan_run(opts, shard)
     log = ResultLog(plan, opts, started, progress)
     if opts.dry_run:  # the plan, as a real run would carry it out: no model, nothing written

@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 
+from odcr_cli.core.network_input import MIN_SIDE
 from odcr_cli.engine.options import Device
 from odcr_cli.errors import EvaluationError, FadeError
 from odcr_cli.imaging.metrics import psnr, ssim_uint8
@@ -100,8 +101,8 @@ def make_method(spec: str, weights: str | None = None, device: Device | str = "a
 
 
 def _dcp_side(spec: str) -> int | None:
-    """N for ``dcp@N`` (N >= 16), else None."""
-    if spec.startswith("dcp@") and spec[4:].isdigit() and int(spec[4:]) >= 16:
+    """N for ``dcp@N`` (N >= MIN_SIDE), else None."""
+    if spec.startswith("dcp@") and spec[4:].isdigit() and int(spec[4:]) >= MIN_SIDE:
         return int(spec[4:])
     return None
 
@@ -261,7 +262,7 @@ class _PairScorer:
         except Exception as exc:  # per-method isolation: one broken method does not stop the others
             self._fail(pair.stem, m.name, f"{type(exc).__name__}: {exc}")
             return
-        scores = (psnr(out, gt, cap=PSNR_CAP), ssim_uint8(out, gt)) if gt is not None else (None, None)
+        scores = (psnr(out, gt, peak=255.0, cap=PSNR_CAP), ssim_uint8(out, gt)) if gt is not None else (None, None)
         fade = self.fade_of(out, pair.stem, m.name) if self.report.fade else None
         self.report.methods[m.name].images.append(ImageScore(pair.stem, pair.subset, *scores, fade))
         if m.kind == "input":
@@ -342,6 +343,6 @@ def evaluate_generator_on_pairs(generator: object, hazy_dir: str | Path, gt_dir:
         hazy = load_rgb8(pair.hazy)
         gt, _ = match_gt(hazy, load_rgb8(pair.gt))
         out = dehazer.dehaze(hazy)
-        psnrs.append(psnr(out, gt, cap=PSNR_CAP))
+        psnrs.append(psnr(out, gt, peak=255.0, cap=PSNR_CAP))
         ssims.append(ssim_uint8(out, gt))
     return {"psnr": float(np.mean(psnrs)), "ssim": float(np.mean(ssims)), "n": len(psnrs)}

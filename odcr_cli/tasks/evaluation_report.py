@@ -20,7 +20,6 @@ import numpy as np
 from odcr_cli.tasks.pairing import Pairing
 
 METRICS = ("psnr", "ssim", "fade")
-HIGHER_IS_BETTER = {"psnr": True, "ssim": True, "fade": False}
 
 
 @dataclass

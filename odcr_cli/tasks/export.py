@@ -1,9 +1,10 @@
 """``odcr export --onnx``: the generator as an ONNX model, checked against PyTorch.
 
 The model
-    input ``input``: float32 (N, 3, H, W), RGB in [-1, 1]; output ``output``: the same.
-    N, H and W are dynamic (H and W must be multiples of ``size_multiple`` = 4; callers pad,
-    see ``odcr_cli.engine.dehazer``) unless ``static_hw`` fixes H and W. Exported with the legacy
+    input ``input``: float32 (N, 3, H, W), RGB in [-1, 1]; outputs: ``output`` (the same shape) for
+    a direct model, ``t_residual``/``t`` and ``airlight_correction`` for a scattering one. N, H and W
+    are dynamic (H and W must be multiples of ``size_multiple`` = 4; callers pad, see
+    ``odcr_cli.engine.tiling.pad_to_multiple``) unless ``static_hw`` fixes H and W. Exported with the legacy
     TorchScript exporter (``torch.onnx.export(..., dynamo=False)``), which exports
     ReflectionPad2d and InstanceNorm2d cleanly with dynamic H/W and honours the requested opset
     (the dynamo exporter turns 17 into 18). ``metadata_props`` hold the odcr version, weights
@@ -158,7 +159,7 @@ def _compare(name: str, hw: tuple[int, int], ref: np.ndarray, out: np.ndarray, f
     if out.shape != ref.shape:
         return ParityCheck(name, h, w, 255, 0.0, False)
     diff = int(np.abs(ref.astype(np.int16) - out.astype(np.int16)).max())
-    psnr = psnr_of(ref, out)
+    psnr = psnr_of(ref, out, peak=255.0)
     ok = psnr >= FP16_PSNR_MIN if fp16 else (diff <= FP32_MAX_LEVEL_DIFF and psnr >= FP32_PSNR_MIN)
     return ParityCheck(name, h, w, diff, psnr, bool(ok))
 
