@@ -167,3 +167,13 @@ def test_onnx_model_problems_are_one_line_errors(tmp_path, tiny_weights):
                             "--onnx", str(tmp_path / "m.onnx")])
     assert r.exit_code == 2 and "use --backend onnx" in r.output
     assert not (tmp_path / "o.png").exists()
+
+
+def test_unusable_report_and_input_list_are_refused_before_any_work(tmp_path, tiny_weights):
+    photo = _img(tmp_path / "a.png")
+    (tmp_path / "paths.bin").write_bytes(bytes(range(256)))
+    r = runner.invoke(app, ["dehaze", "--input-list", str(tmp_path / "paths.bin"), "-o", str(tmp_path / "o") + "/"])
+    assert r.exit_code == 2 and r.output.startswith("error: ") and "not a text file" in r.output
+    r = runner.invoke(app, ["dehaze", str(photo), "-o", str(tmp_path / "o.png"), "--json", str(tmp_path),
+                            "--weights", str(tiny_weights)])
+    assert r.exit_code == 2 and "is a folder" in r.output and not (tmp_path / "o.png").exists()

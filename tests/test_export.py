@@ -130,6 +130,14 @@ def test_parity_check_holds_fp32_to_one_level(exported, tmp_path):
     assert checks and not any(c.passed for c in checks) and all(c.max_abs_diff > 1 for c in checks)
 
 
+def test_an_unreadable_check_image_is_an_error_before_anything_is_written(tiny_weights, tmp_path):
+    (tmp_path / "notes.png").write_text("not an image")
+    for bad in (tmp_path / "notes.png", tmp_path / "missing.png"):
+        with pytest.raises(ExportError, match="--check-image"):
+            export_onnx(tiny_weights, tmp_path / "m.onnx", check_sizes=[(20, 28)], check_images=[bad])
+    assert not (tmp_path / "m.onnx").exists()
+
+
 def _real_photo() -> Path | None:
     if not REAL_HAZY.is_dir():
         return None

@@ -139,6 +139,8 @@ def _list_items(input_list: str) -> list[InputItem]:
         text = sys.stdin.read() if input_list == STDIO else Path(input_list).read_text()
     except OSError as exc:
         raise UsageError(f"cannot read --input-list {input_list}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"--input-list {input_list} is not a text file of paths") from None
     lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.strip().startswith("#")]
     if not lines:
         return []
@@ -337,6 +339,8 @@ def check_writable(jobs: list[Job], opts: DehazeOptions) -> None:
     """Every folder that will receive a file can be written: found now, not after the work."""
     folders = {str(Path(j.output).parent) for j in jobs if j.output != STDIO}
     if opts.json_report not in (None, STDIO):
+        if Path(opts.json_report).is_dir():
+            raise UsageError(f"--json {opts.json_report} is a folder; name the report file to write")
         folders.add(str(Path(opts.json_report).parent))
     for folder in sorted(folders):
         problem = writable_dir_problem(folder)

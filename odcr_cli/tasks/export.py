@@ -122,14 +122,17 @@ def synthetic_photo(height: int, width: int, seed: int = 0) -> np.ndarray:
 
 def _load_check_image(path: Path, max_side: int) -> np.ndarray:
     """``path`` as (H, W, 3) uint8 RGB, downscaled so that its longer side is at most ``max_side``."""
-    from PIL import Image
+    from PIL import Image, UnidentifiedImageError
 
-    with Image.open(path) as im:
-        im = im.convert("RGB")
-        scale = max_side / max(im.size)
-        if scale < 1:
-            im = im.resize((max(1, round(im.width * scale)), max(1, round(im.height * scale))), Image.LANCZOS)
-        return np.asarray(im, dtype=np.uint8).copy()
+    try:
+        with Image.open(path) as im:
+            im = im.convert("RGB")
+            scale = max_side / max(im.size)
+            if scale < 1:
+                im = im.resize((max(1, round(im.width * scale)), max(1, round(im.height * scale))), Image.LANCZOS)
+            return np.asarray(im, dtype=np.uint8).copy()
+    except (OSError, UnidentifiedImageError) as exc:  # before the export is written: nothing is lost
+        raise ExportError(f"--check-image {path}: not a readable image ({type(exc).__name__})") from None
 
 
 def _parity_images(static_hw: tuple[int, int] | None, check_sizes: Sequence[tuple[int, int]] | None,
