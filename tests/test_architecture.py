@@ -153,3 +153,14 @@ def test_every_subpackage_is_installed() -> None:
     found = {_module_name(p / "__init__.py") for p in [PACKAGE, *PACKAGE.rglob("*")]
              if p.is_dir() and (p / "__init__.py").is_file()}
     assert found <= listed, f"missing from pyproject.toml: {sorted(found - listed)}"
+
+
+def test_the_command_line_starts_without_numpy_or_torch() -> None:
+    """``odcr --help`` and the start of every command stay fast: the heavy libraries load inside the
+    command that needs them."""
+    import subprocess
+    import sys
+
+    code = "import sys, odcr_cli.cli.app; print(sorted({'numpy', 'torch', 'cv2', 'onnxruntime'} & set(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
+    assert out.strip() == "[]", out

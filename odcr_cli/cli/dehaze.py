@@ -9,7 +9,6 @@ import typer
 
 from odcr_cli.cli.common import fail
 from odcr_cli.cli.dehaze_reporter import DehazeReporter
-from odcr_cli.engine.options import BackendChoice, Device, Method, parse_choice, parse_max_side
 
 
 def dehaze_command(
@@ -53,6 +52,7 @@ def dehaze_command(
     """Dehaze images: files, folders, globs or stdin.
 
     Exit code 0 all done, 1 some failed, 2 usage error or no input, 130 interrupted (rerun with --skip-existing to resume)."""
+    from odcr_cli.engine.options import BackendChoice, Device, Method, parse_choice, parse_max_side
     from odcr_cli.tasks.dehazing import DehazeOptions, Interrupted, run_dehaze, write_report
 
     if not inputs and not input_list:
