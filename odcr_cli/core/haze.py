@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from odcr_cli.core import guided
 from odcr_cli.core.scattering import PRIOR_CLAMP
 
 AIRLIGHT_FLOOR = 0.05  # as odcr_cli.imaging.dcp.atmospheric_light: a black photo must not divide by ~0
@@ -64,12 +65,7 @@ def box_filter(x: Tensor, r: int) -> Tensor:
 
 def guided_filter(guide: Tensor, src: Tensor, r: int, eps: float) -> Tensor:
     """Grey-guide guided filter: guide and src (B, 1, H, W) -> (B, 1, H, W)."""
-    m_i, m_p = box_filter(guide, r), box_filter(src, r)
-    var = box_filter(guide * guide, r) - m_i * m_i
-    cov = box_filter(guide * src, r) - m_i * m_p
-    a = cov / (var + eps)
-    b = m_p - a * m_i
-    return box_filter(a, r) * guide + box_filter(b, r)
+    return guided.guided_filter(box_filter, guide, src, r, eps)
 
 
 LUMA = (0.299, 0.587, 0.114)

@@ -8,6 +8,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from odcr_cli.core import guided
+
 
 def box(a: np.ndarray, r: int) -> np.ndarray:
     """Mean over (2r+1)x(2r+1) windows, per channel, borders reflected."""
@@ -16,12 +18,7 @@ def box(a: np.ndarray, r: int) -> np.ndarray:
 
 def guided_filter(guide: np.ndarray, src: np.ndarray, r: int, eps: float) -> np.ndarray:
     """Grey-guide guided filter: both HxW float32."""
-    mI, mp = box(guide, r), box(src, r)
-    var = box(guide * guide, r) - mI * mI
-    cov = box(guide * src, r) - mI * mp
-    a = cov / (var + eps)
-    b = mp - a * mI
-    return box(a, r) * guide + box(b, r)
+    return guided.guided_filter(box, guide, src, r, eps)
 
 
 def upsample_transmission(t_small: np.ndarray, full_rgb: np.ndarray, eps: float = 1e-3) -> np.ndarray:
