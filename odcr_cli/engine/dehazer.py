@@ -278,27 +278,17 @@ class Dehazer:
             small = cv2.resize(rgb, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
         x, _ = pad_to_multiple(to_net(small)[0])
         t1 = time.perf_counter()
-        outputs = self._scale_haze(self.backend.run_outputs(x[None]), small)
+        outputs = self.backend.run_outputs(x[None])
         t2 = time.perf_counter()
         plan.net_size = small.shape[:2]
         if small is rgb:
             plan.mode = "whole"
-            out = self.readout.to_image(rgb, outputs)
+            out = self.readout.to_image(rgb, outputs, self.strength)
         else:
             plan.mode = "fast"
-            out = self.readout.carry_up(small, outputs, rgb)
+            out = self.readout.carry_up(small, outputs, rgb, self.strength)
         plan.seconds = {"downscale": t1 - t0, "network": t2 - t1, "readout": time.perf_counter() - t2}
         return out
-
-    def _scale_haze(self, outputs: dict[str, np.ndarray], net_in: np.ndarray) -> dict[str, np.ndarray]:
-        """``--strength s`` for scattering models: remove the fraction s of the haze, t -> 1 - s (1 - t)
-        (s = 0: t = 1, the input; s = 1: the network's t). t is taken from the readout, whatever
-        form the network writes it in, and handed back as a plain ``t`` output."""
-        if self.strength == 1.0:
-            return outputs
-        t = self.readout.transmission(net_in, outputs)
-        kept = {k: v for k, v in outputs.items() if k not in ("t", "t_residual")}
-        return {**kept, "t": (1.0 - self.strength * (1.0 - t))[None, None]}
 
     def dehaze_float(self, rgb: np.ndarray) -> np.ndarray:
         """HxWx3 float32 in [0,1] -> HxWx3 float32 in [0,1]."""

@@ -1,12 +1,13 @@
 """How a network's named outputs become a full-resolution clear image, per output kind
 (numpy + OpenCV only, so both backends share it and the ONNX path stays torch-free).
 
-* ``image`` (the paper's generator): the network writes J itself, in [-1, 1]. A result computed
-  on a reduced copy is carried up by guided (colour-affine) upsampling of the correction.
+* ``image`` (the paper's generator): the network writes J itself, in [-1, 1]; the Dehazer pads,
+  tiles and guided-upsamples it (``odcr_cli.engine.tiling``), so this readout only names it.
 * ``scattering``: the network writes the transmission t (and a correction of the airlight). The
   airlight is the dark-channel rule on the network's input plus that correction; t is carried
   to full resolution by a guided filter with the photo as guide, and J = (I - A) / t + A is
-  computed at full resolution, so every pixel of the photo's own detail is kept.
+  computed at full resolution, so every pixel of the photo's own detail is kept. ``--strength``
+  scales the haze removed, t -> 1 - s (1 - t), here where t is known.
 """
 
 from __future__ import annotations
@@ -19,8 +20,6 @@ import numpy as np
 from odcr_cli.core.scattering import PRIOR_CLAMP, output_names, remove_haze
 from odcr_cli.imaging.dcp import atmospheric_light, dark_channel, dcp_transmission
 from odcr_cli.imaging.filters import upsample_transmission
-from odcr_cli.core.network_input import from_net
-from odcr_cli.engine.tiling import guided_upsample
 
 Outputs = Mapping[str, np.ndarray]
 
@@ -31,14 +30,9 @@ class ImageReadout:
 
     kind: str = "image"
     output_names: tuple[str, ...] = ("image",)
-    tiles: bool = True  # a full-resolution run may be tiled (with frozen statistics)
-
-    def to_image(self, net_in: np.ndarray, outputs: Outputs) -> np.ndarray:
-        """hxwx3 network input [0, 1] and its outputs -> hxwx3 clear image [0, 1]."""
-        return from_net(outputs["image"][:, :, : net_in.shape[0], : net_in.shape[1]])
-
-    def carry_up(self, small_in: np.ndarray, outputs: Outputs, full_in: np.ndarray) -> np.ndarray:
-        return guided_upsample(small_in, self.to_image(small_in, outputs), full_in)
+    # a full-resolution run may be tiled (with frozen statistics): the Dehazer pads, tiles and
+    # guided-upsamples the image itself (odcr_cli.engine.tiling)
+    tiles: bool = True
 
 
 @dataclass(frozen=True)
@@ -58,34 +52,47 @@ class ScatteringReadout:
     def output_names(self) -> tuple[str, ...]:
         return output_names(self.kind, self.t_prior)
 
-    def airlight(self, net_in: np.ndarray, outputs: Outputs) -> np.ndarray:
-        """(3,) atmospheric light: the dark-channel rule on the network's input, plus the correction
-        (as :meth:`odcr_cli.core.networks.ResnetGenerator.airlight` in training)."""
-        h, w, _ = net_in.shape
-        patch = max(1, min(self.airlight_patch, 2 * (min(h, w) // 2) + 1))
-        rule = atmospheric_light(net_in, dark_channel(net_in, patch), self.airlight_top)
-        correction = np.asarray(outputs["airlight_correction"], np.float32).reshape(-1)[:3]
-        return np.clip(rule + correction, 0.05, 1.0).astype(np.float32)
-
-    def transmission(self, net_in: np.ndarray, outputs: Outputs) -> np.ndarray:
-        """hxw float32 transmission of the network's input (padding cropped); with the DCP prior
-        as :meth:`odcr_cli.core.networks.ResnetGenerator.transmission` computes it in training."""
+    def estimate(self, net_in: np.ndarray, outputs: Outputs, strength: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+        """(hxw float32 transmission, (3,) airlight) of the network's input, each computed once, as
+        :meth:`odcr_cli.core.networks.ResnetGenerator.haze_estimate` computes them in training: the
+        airlight is the dark-channel rule plus the network's correction; with the DCP prior, t is
+        the network's logit residual on the prior's t. ``strength`` s removes that fraction of
+        the haze: t -> 1 - s (1 - t) (0: the input, 1: the network's t)."""
         h, w, _ = net_in.shape
         if "t" in outputs:
-            return np.ascontiguousarray(outputs["t"][0, 0, :h, :w], dtype=np.float32)
-        prior, _ = dcp_transmission(net_in, patch=self.airlight_patch, top=self.airlight_top)
-        u = np.clip((np.clip(prior, 0.0, 1.0) - self.t_min) / (1.0 - self.t_min), PRIOR_CLAMP, 1.0 - PRIOR_CLAMP)
-        logit = outputs["t_residual"][0, 0, :h, :w] + np.log(u) - np.log1p(-u)
-        return (self.t_min + (1.0 - self.t_min) / (1.0 + np.exp(-logit))).astype(np.float32)
+            t = np.ascontiguousarray(outputs["t"][0, 0, :h, :w], dtype=np.float32)
+            patch = max(1, min(self.airlight_patch, 2 * (min(h, w) // 2) + 1))  # dcp_transmission's clamp
+            rule = atmospheric_light(net_in, dark_channel(net_in, patch), self.airlight_top)
+        else:
+            prior, rule = dcp_transmission(net_in, patch=self.airlight_patch, top=self.airlight_top)
+            u = np.clip((np.clip(prior, 0.0, 1.0) - self.t_min) / (1.0 - self.t_min), PRIOR_CLAMP, 1.0 - PRIOR_CLAMP)
+            logit = outputs["t_residual"][0, 0, :h, :w] + np.log(u) - np.log1p(-u)
+            t = (self.t_min + (1.0 - self.t_min) / (1.0 + np.exp(-logit))).astype(np.float32)
+        if strength != 1.0:
+            t = (1.0 - strength * (1.0 - t)).astype(np.float32)
+        correction = np.asarray(outputs["airlight_correction"], np.float32).reshape(-1)[:3]
+        return t, np.clip(rule + correction, 0.05, 1.0).astype(np.float32)
 
-    def to_image(self, net_in: np.ndarray, outputs: Outputs) -> np.ndarray:
-        t = np.maximum(self.transmission(net_in, outputs), self.t_min)
-        return np.clip(remove_haze(net_in, t[..., None], self.airlight(net_in, outputs)), 0.0, 1.0)
+    def airlight(self, net_in: np.ndarray, outputs: Outputs) -> np.ndarray:
+        """(3,) atmospheric light of the network's input (see :meth:`estimate`)."""
+        return self.estimate(net_in, outputs)[1]
 
-    def carry_up(self, small_in: np.ndarray, outputs: Outputs, full_in: np.ndarray) -> np.ndarray:
-        t = upsample_transmission(self.transmission(small_in, outputs), full_in)
+    def transmission(self, net_in: np.ndarray, outputs: Outputs) -> np.ndarray:
+        """hxw float32 transmission of the network's input, padding cropped (see :meth:`estimate`)."""
+        return self.estimate(net_in, outputs)[0]
+
+    def to_image(self, net_in: np.ndarray, outputs: Outputs, strength: float = 1.0) -> np.ndarray:
+        """hxwx3 network input [0, 1] and its outputs -> hxwx3 clear image [0, 1]."""
+        t, airlight = self.estimate(net_in, outputs, strength)
+        return np.clip(remove_haze(net_in, np.maximum(t, self.t_min)[..., None], airlight), 0.0, 1.0)
+
+    def carry_up(self, small_in: np.ndarray, outputs: Outputs, full_in: np.ndarray,
+                 strength: float = 1.0) -> np.ndarray:
+        """The network's t on ``small_in`` carried to ``full_in`` (HxWx3) by a guided filter; J there."""
+        t_small, airlight = self.estimate(small_in, outputs, strength)
+        t = upsample_transmission(t_small, full_in)
         t = np.maximum(t, self.t_min, out=t)[..., None]
-        out = remove_haze(full_in, t, self.airlight(small_in, outputs))
+        out = remove_haze(full_in, t, airlight)
         return np.clip(out, 0.0, 1.0, out=out)
 
 

@@ -72,21 +72,14 @@ class BatchReport:
     interrupted: bool = False
     dry_run: bool = False
 
-    @property
-    def ok(self) -> int:
-        return sum(f.status == "ok" for f in self.files)
+    def count(self, status: str) -> int:
+        """How many files ended with ``status`` (ok | failed | skipped | planned)."""
+        return sum(f.status == status for f in self.files)
 
-    @property
-    def failed(self) -> int:
-        return sum(f.status == "failed" for f in self.files)
-
-    @property
-    def skipped(self) -> int:
-        return sum(f.status == "skipped" for f in self.files)
-
-    @property
-    def planned(self) -> int:
-        return sum(f.status == "planned" for f in self.files)
+    ok = property(lambda self: self.count("ok"))
+    failed = property(lambda self: self.count("failed"))
+    skipped = property(lambda self: self.count("skipped"))
+    planned = property(lambda self: self.count("planned"))
 
     @property
     def exit_code(self) -> int:
