@@ -51,6 +51,8 @@ def train_command(
                                                  help="--lambda-dcp decays linearly to 0 over this many iterations (0: constant)."),
     lambda_dark: Optional[float] = typer.Option(None, "--lambda-dark", help="Weight of the dark channel energy of J."),
     lambda_tv: Optional[float] = typer.Option(None, "--lambda-tv", help="Weight of the edge-aware smoothness of t (scattering)."),
+    lambda_synth: Optional[float] = typer.Option(None, "--lambda-synth",
+                                                 help="Semi-supervised: weight of |t - t_true| on synthetic haze of the clear crops (scattering)."),
     weight_scale: Optional[str] = typer.Option(None, "--weight-scale",
                                                help="WPNCE channel weights: std (default) | max | printed (the paper's, flat)."),
     weight_temperature: Optional[float] = typer.Option(None, "--weight-temperature", help="Softmax temperature of the channel weights."),
@@ -95,7 +97,7 @@ def train_command(
                              orthogonal_head=orthogonal_head, wpnce_hazy_pair=wpnce_hazy_pair, idt=idt,
                              ce_trains_head=ce_trains_head, flip_equivariance=flip_equivariance,
                              lambda_dcp=lambda_dcp, dcp_warm_iters=dcp_warm_iters, lambda_dark=lambda_dark,
-                             lambda_tv=lambda_tv, weight_scale=weight_scale, weight_temperature=weight_temperature)
+                             lambda_tv=lambda_tv, lambda_synth=lambda_synth, weight_scale=weight_scale, weight_temperature=weight_temperature)
         gcfg = GeneratorConfig(ngf=ngf, n_blocks=n_blocks, antialias=antialias, output=output, t_min=t_min,
                                learned_airlight=learned_airlight, t_prior=t_prior if output == "scattering" else "none")
     except ValueError as exc:

@@ -62,6 +62,7 @@ class MethodConfig:
     dcp_warm_iters: int = 0                  # lambda_dcp decays linearly to 0 over this many iterations (0: constant)
     lambda_dark: float = 0.0                 # dark channel energy of J
     lambda_tv: float = 0.0                   # edge-aware total variation of t
+    lambda_synth: float = 0.0                # semi-supervised: |t - t_true| on synthetic haze of the clear crop
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -137,8 +138,8 @@ class ContrastiveModel(nn.Module):
     def __init__(self, method: MethodConfig, generator: GeneratorConfig = GeneratorConfig(),
                  discriminator: DiscriminatorConfig = DiscriminatorConfig()) -> None:
         super().__init__()
-        if generator.output != "scattering" and (method.lambda_dcp or method.lambda_tv):
-            raise ValueError("the transmission priors (--lambda-dcp, --lambda-tv) need --output scattering")
+        if generator.output != "scattering" and (method.lambda_dcp or method.lambda_tv or method.lambda_synth):
+            raise ValueError("the transmission priors (--lambda-dcp, --lambda-tv, --lambda-synth) need --output scattering")
         self.method = method
         self.generator = init_weights(ResnetGenerator(generator))
         self.discriminator = init_weights(PatchDiscriminator(discriminator))
@@ -176,8 +177,11 @@ class ContrastiveModel(nn.Module):
         return losses.lsgan_d_loss(self.discriminator(clear), self.discriminator(fake.detach()))
 
     def generator_objective(self, hazy: torch.Tensor, clear: torch.Tensor, state: dict,
-                            rng: np.random.Generator, flip: bool, iteration: int = 0) -> StepOutput:
-        """GAN + contrastive terms for the generator step (D must be frozen by the caller)."""
+                            rng: np.random.Generator, flip: bool, iteration: int = 0,
+                            synthetic: tuple[torch.Tensor, torch.Tensor] | None = None) -> StepOutput:
+        """GAN + contrastive terms for the generator step (D must be frozen by the caller).
+        ``synthetic``: (hazy (B, 3, H, W) in [-1, 1], its true t (B, 1, H, W)) made from the clear
+        crops, for the semi-supervised transmission term (``lambda_synth``)."""
         m = self.method
         fake, idt = state["fake"], state["idt"]
         terms: dict[str, torch.Tensor] = {"gan": losses.lsgan_g_loss(self.discriminator(fake))}
@@ -239,7 +243,18 @@ class ContrastiveModel(nn.Module):
                 total = total + m.lambda_idt * terms["idt"]
         if "ce" in terms:
             total = total + m.lambda_ce * terms["ce"]
-        return StepOutput(total=total + self._priors(hazy, state, iteration, terms), terms=terms)
+        total = total + self._priors(hazy, state, iteration, terms)
+        if m.lambda_synth > 0 and synthetic is not None:
+            terms["synth"] = self.synthetic_transmission_loss(*synthetic)
+            total = total + m.lambda_synth * terms["synth"]
+        return StepOutput(total=total, terms=terms)
+
+    def synthetic_transmission_loss(self, hazy: torch.Tensor, t_true: torch.Tensor) -> torch.Tensor:
+        """Mean |t - t_true| of the generator's transmission on hazy images whose t is known
+        (synthetic haze): the one term that says how thick haze is, which the unpaired losses and
+        the prior cannot (docs/method.md, semi-supervised transmission)."""
+        t = self.generator.haze_estimate(hazy, self.generator.raw_outputs(hazy))["t"]
+        return losses.transmission_fit_loss(t, t_true)
 
     def _priors(self, hazy: torch.Tensor, state: dict, iteration: int, terms: dict[str, torch.Tensor]) -> torch.Tensor | float:
         """Weighted sum of the scattering priors that are switched on (their terms are logged)."""

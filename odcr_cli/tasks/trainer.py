@@ -250,9 +250,11 @@ class Trainer:
         x = x.to(self.device, non_blocking=True)
         return x.contiguous(memory_format=torch.channels_last) if self.device.type == "cuda" else x
 
-    def step(self, hazy: torch.Tensor, clear: torch.Tensor) -> dict[str, torch.Tensor]:
+    def step(self, hazy: torch.Tensor, clear: torch.Tensor,
+             synthetic: tuple[torch.Tensor, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
         """One iteration on (B, 3, H, W) batches in [-1, 1]: D step, then G + head (+ classifiers,
-        + Stiefel) step. Returns the losses as 0-d tensors, still on the device."""
+        + Stiefel) step. ``synthetic``: (hazy, true t) made from the clear crops, for
+        ``lambda_synth``. Returns the losses as 0-d tensors, still on the device."""
         m, it = self.model, self.iteration
         rng = np.random.default_rng([self.config.seed, 3, it, self.dist.rank])
         hazy, clear = self._to_device(hazy), self._to_device(clear)
@@ -275,7 +277,8 @@ class Trainer:
             if o is not None:
                 o.zero_grad(set_to_none=True)
         with self.autocast:
-            out = m.generator_objective(hazy, clear, state, rng, flip, it)
+            syn = tuple(self._to_device(x) for x in synthetic) if synthetic is not None else None
+            out = m.generator_objective(hazy, clear, state, rng, flip, it, syn)
         self._note_finite(out.total, it)
         out.total.backward()
         self.dist.average_gradients(list(m.generator.parameters()) + list(m.head.parameters())

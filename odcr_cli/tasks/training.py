@@ -31,7 +31,7 @@ from odcr_cli.tasks.training_data import PREPROCESS, CropSpec, ImageFolder, Unpa
 __all__ = ("TrainCallbacks", "TrainConfig", "TrainResult", "Trainer", "TrainingLoop", "WeightAverage",
            "list_checkpoints", "load_latest_checkpoint", "lr_factor", "resolve_device", "train")
 
-Batches = Callable[[int], tuple[torch.Tensor, torch.Tensor]]  # iteration -> (hazy, clear)
+Batches = Callable[[int], tuple[torch.Tensor, ...]]  # iteration -> (hazy, clear[, synthetic hazy, its t])
 
 
 def _quiet(msg: str) -> None:
@@ -110,11 +110,11 @@ class TrainingLoop:
         return TrainResult(self.folder.path, t.iteration, spi, self.last_checkpoint, [], self.validation)
 
     def _iteration(self) -> None:
-        hazy, clear = self.batches(self.trainer.iteration)
+        hazy, clear, *synthetic = self.batches(self.trainer.iteration)
         done = self.trainer.iteration + 1
         self._stop_early_when_out_of_time(done)
         due = self._due(done)
-        terms = self._step(hazy, clear, due)
+        terms = self._step(hazy, clear, tuple(synthetic) if synthetic else None, due)
         self._report_iteration(done, terms, due)
         if due.checkpoint:
             self._checkpoint(done)
@@ -143,9 +143,10 @@ class TrainingLoop:
                     sample=(done % c.sample_every == 0 or last) and len(self.fixed) > 0,
                     validate=bool(c.val_hazy and c.val_gt) and (done % c.val_every == 0 or last))
 
-    def _step(self, hazy: torch.Tensor, clear: torch.Tensor, due: _Due) -> dict[str, torch.Tensor]:
+    def _step(self, hazy: torch.Tensor, clear: torch.Tensor, synthetic: tuple[torch.Tensor, torch.Tensor] | None,
+              due: _Due) -> dict[str, torch.Tensor]:
         try:
-            terms = self.trainer.step(hazy, clear)
+            terms = self.trainer.step(hazy, clear, synthetic)
             if due.reads_back:
                 self.trainer.check_finite()
         except TrainingDiverged as exc:
@@ -208,10 +209,10 @@ def _train(config: TrainConfig, method: MethodConfig, generator: GeneratorConfig
     if state is not None:  # a resumed run keeps the method and network it was started with
         method = MethodConfig.from_dict(state["method"])
         generator = GeneratorConfig.from_dict(state["generator_config"])
-    if generator.output != "scattering" and (method.lambda_dcp or method.lambda_tv):
-        raise TrainingError("the transmission priors (--lambda-dcp, --lambda-tv) need --output scattering")
+    if generator.output != "scattering" and (method.lambda_dcp or method.lambda_tv or method.lambda_synth):
+        raise TrainingError("the transmission priors (--lambda-dcp, --lambda-tv, --lambda-synth) need --output scattering")
     device = _training_device(config.device)
-    hazy, clear, sampler = _load_pools(config, say)
+    hazy, clear, sampler = _load_pools(config, say, synthetic=method.lambda_synth > 0)
 
     trainer = Trainer(config, method, generator, device, dctx)
     if state is not None:
@@ -258,7 +259,8 @@ def _training_device(spec: str) -> torch.device:
     return device
 
 
-def _load_pools(config: TrainConfig, say: Callable[[str], None]) -> tuple[ImageFolder, ImageFolder, UnpairedSampler]:
+def _load_pools(config: TrainConfig, say: Callable[[str], None],
+                synthetic: bool = False) -> tuple[ImageFolder, ImageFolder, UnpairedSampler]:
     """The decoded hazy and clear pools and their sampler; unreadable images are reported and skipped."""
     try:
         hazy_files, _ = gather_images(config.hazy)
@@ -277,7 +279,7 @@ def _load_pools(config: TrainConfig, say: Callable[[str], None]) -> tuple[ImageF
 
     hazy, clear = ImageFolder(hazy_files, spec, skip), ImageFolder(clear_files, spec, skip)
     try:
-        sampler = UnpairedSampler(hazy, clear, config.seed)
+        sampler = UnpairedSampler(hazy, clear, config.seed, synthetic)
     except ValueError as exc:
         raise TrainingError(f"{exc} (hazy: {', '.join(config.hazy)}; clear: {', '.join(config.clear)})") from None
     if len(hazy) == 1:

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from odcr_cli.core.network_input import to_signed
+from odcr_cli.core.network_input import to_signed, to_unit
 from odcr_cli.files.folders import list_images
 
 PREPROCESS = ("scale_shortside_crop", "resize_crop", "crop")
@@ -126,12 +126,14 @@ class ImageFolder:
 
 
 class UnpairedSampler:
-    """Batches of (hazy, clear) crops as a deterministic function of the sample index."""
+    """Batches of (hazy, clear) crops as a deterministic function of the sample index; with
+    ``synthetic``, also a synthetic hazy version of each clear crop and its true transmission
+    (``odcr_cli.tasks.synthesis``: plausible depth, random haze density and airlight)."""
 
-    def __init__(self, hazy: ImageFolder, clear: ImageFolder, seed: int) -> None:
+    def __init__(self, hazy: ImageFolder, clear: ImageFolder, seed: int, synthetic: bool = False) -> None:
         if len(hazy) == 0 or len(clear) == 0:
             raise ValueError("both the hazy and the clear pool need at least one readable image")
-        self.hazy, self.clear, self.seed = hazy, clear, seed
+        self.hazy, self.clear, self.seed, self.synthetic = hazy, clear, seed, synthetic
 
     def hazy_index(self, sample: int) -> int:
         """Which hazy image sample ``sample`` crops: each epoch visits every one once, in its own order."""
@@ -145,6 +147,21 @@ class UnpairedSampler:
         clear = self.clear.sample(int(rng.integers(0, len(self.clear))), rng)
         return hazy, clear
 
-    def batch(self, first_sample: int, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def synthetic_item(self, sample: int, clear: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """A clear crop (3, H, W) in [-1, 1] -> (synthetic hazy crop (3, H, W) in [-1, 1], its
+        true t (1, H, W)), drawn from the sample's own generator."""
+        from odcr_cli.tasks.synthesis import synthesize
+
+        rng = np.random.default_rng([self.seed, 4, sample])
+        hazy, t, _ = synthesize(to_unit(clear.numpy().transpose(1, 2, 0)), rng)
+        return torch.from_numpy(to_signed(hazy).transpose(2, 0, 1).copy()), torch.from_numpy(t[None].copy())
+
+    def batch(self, first_sample: int, size: int) -> tuple[torch.Tensor, ...]:
+        """(hazy, clear), each (size, 3, crop, crop); with ``synthetic`` also (synthetic hazy,
+        its t (size, 1, crop, crop))."""
         items = [self.item(first_sample + i) for i in range(size)]
-        return torch.stack([a for a, _ in items]), torch.stack([b for _, b in items])
+        hazy, clear = torch.stack([a for a, _ in items]), torch.stack([b for _, b in items])
+        if not self.synthetic:
+            return hazy, clear
+        pairs = [self.synthetic_item(first_sample + i, c) for i, c in enumerate(clear)]
+        return hazy, clear, torch.stack([a for a, _ in pairs]), torch.stack([b for _, b in pairs])
