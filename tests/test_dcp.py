@@ -1,6 +1,8 @@
+import cv2
 import numpy as np
+import pytest
 
-from odcr_cli.imaging.dcp import dark_channel, dehaze_dcp
+from odcr_cli.imaging.dcp import dark_channel, dcp_transmission, dehaze_dcp
 from odcr_cli.imaging.filters import guided_filter
 from odcr_cli.engine.dehazer import Dehazer
 from odcr_cli.imaging.metrics import psnr
@@ -41,3 +43,24 @@ def test_dcp_edge_cases_and_dehazer_without_weights():
     out = d.dehaze(img)
     assert out.shape == img.shape and out.dtype == np.uint8
     assert d.describe()["weights"] is None and d.describe()["method"] == "dcp"
+
+
+@pytest.mark.parametrize("h,w", [(16, 16), (23, 61), (96, 128), (250, 180)])
+def test_numpy_and_torch_priors_are_one_function(h, w):
+    """Inference (numpy + OpenCV) computes the prior the network was trained against (torch):
+    same airlight and transmission, borders included, on images of several sizes."""
+    import torch
+
+    from odcr_cli.core import haze
+
+    rng = np.random.default_rng(h * w)
+    smooth = cv2.resize(rng.random((4, 4, 3)).astype(np.float32), (w, h), interpolation=cv2.INTER_CUBIC)
+    rgb = np.clip(0.3 + 0.6 * smooth + 0.1 * rng.random((h, w, 3)), 0, 1).astype(np.float32)
+    t_np, a_np = dcp_transmission(rgb)
+    x = torch.from_numpy(rgb.transpose(2, 0, 1)[None].copy()).double()
+    a_t = haze.estimate_airlight(x)
+    t_t = haze.dcp_transmission(x, a_t)[0, 0].numpy()
+    np.testing.assert_allclose(a_np, a_t[0].numpy(), atol=1e-4)
+    np.testing.assert_allclose(np.clip(t_np, 0, 1), t_t, atol=1e-4)
+    # the border rows and columns, where the two used to differ
+    assert np.abs(np.clip(t_np, 0, 1) - t_t)[[0, -1]].max() < 1e-4

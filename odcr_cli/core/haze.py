@@ -11,10 +11,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from odcr_cli.core import guided
+from odcr_cli.core import guided, prior
+from odcr_cli.core.prior import AIRLIGHT_FLOOR
 from odcr_cli.core.scattering import PRIOR_CLAMP
-
-AIRLIGHT_FLOOR = 0.05  # as odcr_cli.imaging.dcp.atmospheric_light: a black photo must not divide by ~0
 
 
 def transmission_from_logit(logit: Tensor, t_min: float) -> Tensor:
@@ -46,14 +45,24 @@ def dark_channel(rgb: Tensor, patch: int) -> Tensor:
     return min_filter(rgb.amin(dim=1, keepdim=True), patch)
 
 
-def estimate_airlight(rgb: Tensor, patch: int = 15, top: float = 0.001) -> Tensor:
+def brightest(values: Tensor, n: int) -> Tensor:
+    """(B, N) -> (B, n) indices of the n largest values of each row; ties go to the lowest index
+    (as :func:`odcr_cli.imaging.dcp.atmospheric_light`), so the two agree on plateaus."""
+    threshold = values.topk(n, dim=1).values[:, -1:]  # (B, 1) the n-th largest
+    position = torch.arange(values.shape[1], device=values.device).expand_as(values)
+    # above the threshold first, then the tied ones by position: one key that sorts both
+    key = torch.where(values > threshold, -1, torch.where(values == threshold, position, values.shape[1]))
+    return key.topk(n, dim=1, largest=False, sorted=False).indices
+
+
+def estimate_airlight(rgb: Tensor, patch: int = prior.PATCH, top: float = prior.TOP) -> Tensor:
     """(B, 3, H, W) in [0, 1] -> (B, 3): mean colour at the ``top`` fraction of the brightest
-    dark-channel pixels of each image, floored at 0.05. No gradient (a rule, not a model)."""
+    dark-channel pixels of each image, floored. No gradient (a rule, not a model)."""
     with torch.no_grad():
         b, _, h, w = rgb.shape
-        dark = dark_channel(rgb, min(patch, 2 * (min(h, w) // 2) + 1)).reshape(b, -1)
+        dark = dark_channel(rgb, prior.patch_for(h, w, patch)).reshape(b, -1)
         n = max(1, int(h * w * top))
-        idx = dark.topk(n, dim=1).indices  # (B, n)
+        idx = brightest(dark, n)  # (B, n)
         colours = torch.gather(rgb.reshape(b, 3, -1), 2, idx[:, None, :].expand(b, 3, n))
         return colours.mean(dim=2).clamp_min(AIRLIGHT_FLOOR)
 
@@ -77,16 +86,13 @@ def grey(rgb: Tensor) -> Tensor:
     return (rgb * w).sum(dim=1, keepdim=True)
 
 
-def dcp_transmission(rgb: Tensor, airlight: Tensor, patch: int = 15, omega: float = 0.95,
-                     radius: int | None = None, eps: float = 1e-3) -> Tensor:
+def dcp_transmission(rgb: Tensor, airlight: Tensor, patch: int = prior.PATCH, omega: float = prior.OMEGA,
+                     radius: int | None = None, eps: float = prior.EPS) -> Tensor:
     """Dark-channel-prior transmission, guided-filter refined, as ``odcr_cli.imaging.dcp``:
     rgb (B, 3, H, W) in [0, 1], airlight (B, 3) -> t (B, 1, H, W), clamped to [0, 1].
     No gradient: a target for the warm start, not part of the model."""
     with torch.no_grad():
         h, w = rgb.shape[-2:]
-        if radius is None:
-            radius = max(4, round(60 * min(h, w) / 600))
-        radius = max(1, min(radius, min(h, w) - 1))
-        patch = max(1, min(patch, 2 * (min(h, w) // 2) + 1))
+        radius, patch = prior.radius_for(h, w, radius), prior.patch_for(h, w, patch)
         t = 1.0 - omega * dark_channel(rgb / airlight[:, :, None, None], patch)
         return guided_filter(grey(rgb), t, radius, eps).clamp(0.0, 1.0)

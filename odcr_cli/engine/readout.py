@@ -17,6 +17,7 @@ from typing import Mapping
 
 import numpy as np
 
+from odcr_cli.core import prior
 from odcr_cli.core.scattering import PRIOR_CLAMP, output_names, remove_haze
 from odcr_cli.imaging.dcp import atmospheric_light, dark_channel, dcp_transmission
 from odcr_cli.imaging.filters import upsample_transmission
@@ -61,17 +62,17 @@ class ScatteringReadout:
         h, w, _ = net_in.shape
         if "t" in outputs:
             t = np.ascontiguousarray(outputs["t"][0, 0, :h, :w], dtype=np.float32)
-            patch = max(1, min(self.airlight_patch, 2 * (min(h, w) // 2) + 1))  # dcp_transmission's clamp
+            patch = prior.patch_for(h, w, self.airlight_patch)
             rule = atmospheric_light(net_in, dark_channel(net_in, patch), self.airlight_top)
         else:
-            prior, rule = dcp_transmission(net_in, patch=self.airlight_patch, top=self.airlight_top)
-            u = np.clip((np.clip(prior, 0.0, 1.0) - self.t_min) / (1.0 - self.t_min), PRIOR_CLAMP, 1.0 - PRIOR_CLAMP)
+            t_dcp, rule = dcp_transmission(net_in, patch=self.airlight_patch, top=self.airlight_top)
+            u = np.clip((np.clip(t_dcp, 0.0, 1.0) - self.t_min) / (1.0 - self.t_min), PRIOR_CLAMP, 1.0 - PRIOR_CLAMP)
             logit = outputs["t_residual"][0, 0, :h, :w] + np.log(u) - np.log1p(-u)
             t = (self.t_min + (1.0 - self.t_min) / (1.0 + np.exp(-logit))).astype(np.float32)
         if strength != 1.0:
             t = (1.0 - strength * (1.0 - t)).astype(np.float32)
         correction = np.asarray(outputs["airlight_correction"], np.float32).reshape(-1)[:3]
-        return t, np.clip(rule + correction, 0.05, 1.0).astype(np.float32)
+        return t, np.clip(rule + correction, prior.AIRLIGHT_FLOOR, 1.0).astype(np.float32)
 
     def airlight(self, net_in: np.ndarray, outputs: Outputs) -> np.ndarray:
         """(3,) atmospheric light of the network's input (see :meth:`estimate`)."""

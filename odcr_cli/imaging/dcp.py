@@ -10,43 +10,45 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from odcr_cli.core import prior
 from odcr_cli.core.scattering import remove_haze
 from odcr_cli.imaging.filters import guided_filter, upsample_transmission
 
 
 def dark_channel(rgb: np.ndarray, patch: int) -> np.ndarray:
     kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (patch, patch))
-    return cv2.erode(rgb.min(axis=2), kernel, borderType=cv2.BORDER_REFLECT)
+    return cv2.erode(rgb.min(axis=2), kernel, borderType=cv2.BORDER_REFLECT_101)
 
 
 def atmospheric_light(rgb: np.ndarray, dark: np.ndarray, top: float) -> np.ndarray:
-    """Mean colour of the input at the ``top`` fraction of brightest dark-channel pixels."""
+    """Mean colour of the input at the ``top`` fraction of brightest dark-channel pixels; ties
+    (the minimum filter makes plateaus) go to the first pixels in row-major order, as in
+    :func:`odcr_cli.core.haze.estimate_airlight`."""
     flat = dark.reshape(-1)
     n = max(1, int(flat.size * top))
-    idx = np.argpartition(flat, flat.size - n)[flat.size - n:]
+    threshold = np.partition(flat, flat.size - n)[flat.size - n]
+    above = np.flatnonzero(flat > threshold)
+    idx = np.concatenate([above, np.flatnonzero(flat == threshold)[: n - above.size]])
     A = rgb.reshape(-1, 3)[idx].mean(axis=0)
-    return np.maximum(A, 0.05).astype(np.float32)
+    return np.maximum(A, prior.AIRLIGHT_FLOOR).astype(np.float32)
 
 
-def dcp_transmission(rgb: np.ndarray, patch: int = 15, omega: float = 0.95, top: float = 0.001,
-                     radius: int | None = None, eps: float = 1e-3) -> tuple[np.ndarray, np.ndarray]:
-    """HxWx3 float32 RGB in [0, 1] -> (guided-filter refined transmission HxW, airlight (3,)).
-
-    ``radius`` of the guided filter defaults to 60 px for a 600-px image and scales with the
-    shorter side (at least 4 px; smaller for tiny images)."""
+def dcp_transmission(rgb: np.ndarray, patch: int = prior.PATCH, omega: float = prior.OMEGA, top: float = prior.TOP,
+                     radius: int | None = None, eps: float = prior.EPS) -> tuple[np.ndarray, np.ndarray]:
+    """HxWx3 float32 RGB in [0, 1] -> (guided-filter refined transmission HxW, airlight (3,)),
+    the same function as :func:`odcr_cli.core.haze.dcp_transmission` (windows and radius:
+    :mod:`odcr_cli.core.prior`)."""
     h, w, _ = rgb.shape
-    if radius is None:
-        radius = max(4, round(60 * min(h, w) / 600))
-    radius = max(1, min(radius, max(h, w)))
-    patch = max(1, min(patch, 2 * (min(h, w) // 2) + 1))
+    radius = prior.radius_for(h, w, radius)
+    patch = prior.patch_for(h, w, patch)
     A = atmospheric_light(rgb, dark_channel(rgb, patch), top)
     t = 1.0 - omega * dark_channel(rgb / A, patch)
     grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
     return guided_filter(grey, t.astype(np.float32), radius, eps), A
 
 
-def dehaze_dcp(rgb: np.ndarray, patch: int = 15, omega: float = 0.95, t0: float = 0.1,
-               top: float = 0.001, radius: int | None = None, eps: float = 1e-3,
+def dehaze_dcp(rgb: np.ndarray, patch: int = prior.PATCH, omega: float = prior.OMEGA, t0: float = 0.1,
+               top: float = prior.TOP, radius: int | None = None, eps: float = prior.EPS,
                max_side: int | None = None, strength: float = 1.0) -> np.ndarray:
     """HxWx3 float32 RGB in [0, 1] -> dehazed HxWx3 float32 in [0, 1].
 

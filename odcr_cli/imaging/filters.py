@@ -12,8 +12,9 @@ from odcr_cli.core import guided
 
 
 def box(a: np.ndarray, r: int) -> np.ndarray:
-    """Mean over (2r+1)x(2r+1) windows, per channel, borders reflected."""
-    return cv2.boxFilter(a, -1, (2 * r + 1, 2 * r + 1), normalize=True, borderType=cv2.BORDER_REFLECT)
+    """Mean over (2r+1)x(2r+1) windows, per channel, borders reflected without repeating the edge
+    pixel (as torch's ``reflect`` in :func:`odcr_cli.core.haze.box_filter`)."""
+    return cv2.boxFilter(a, -1, (2 * r + 1, 2 * r + 1), normalize=True, borderType=cv2.BORDER_REFLECT_101)
 
 
 def guided_filter(guide: np.ndarray, src: np.ndarray, r: int, eps: float) -> np.ndarray:
