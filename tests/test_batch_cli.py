@@ -315,6 +315,7 @@ def test_strength_direct_model_blends(tmp_path, tiny_weights):
 
 def test_strength_scattering_model_scales_t():
     from odcr_cli.engine.dehazer import Dehazer
+    from odcr_cli.imaging.inversion import remove_haze_flat_aware
 
     class ConstantT:  # a scattering "network" that says t = 0.5 everywhere
         name, device, on_gpu, parameters = "fake", "cpu", False, None
@@ -332,8 +333,10 @@ def test_strength_scattering_model_scales_t():
     full = Dehazer.from_backend(ConstantT(), max_side=0)
     half = Dehazer.from_backend(ConstantT(), max_side=0, strength=0.5)
     A = full.readout.airlight(rgb, ConstantT().run_outputs(np.zeros((1, 3, 32, 48))))
-    np.testing.assert_allclose(full.dehaze_float(rgb), np.clip((rgb - A) / 0.5 + A, 0, 1), atol=1e-5)
-    np.testing.assert_allclose(half.dehaze_float(rgb), np.clip((rgb - A) / 0.75 + A, 0, 1), atol=1e-5)
+    # the readout's inversion (odcr_cli.imaging.inversion) with t = 0.5, and 1 - 0.5 (1 - 0.5) at half strength
+    for dz, t in ((full, 0.5), (half, 0.75)):
+        expected = remove_haze_flat_aware(rgb, np.full(rgb.shape[:2], t, np.float32), A)
+        np.testing.assert_allclose(dz.dehaze_float(rgb), np.clip(expected, 0, 1), atol=1e-5)
     assert half.describe()["strength"] == 0.5
 
 

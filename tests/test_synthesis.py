@@ -12,8 +12,8 @@ from typer.testing import CliRunner
 
 from odcr_cli.cli.app import app
 from odcr_cli.errors import SynthesisError
-from odcr_cli.tasks.synthesis import (HazeParams, SynthConfig, choose_sources, make_synthetic_set, plausible_depth,
-                                scatter, synthesize)
+from odcr_cli.imaging.haze_synthesis import HazeParams, SynthConfig, plausible_depth, scatter, synthesize
+from odcr_cli.tasks.synthesis import choose_sources, make_synthetic_set
 
 
 def _scene(h: int = 48, w: int = 64, seed: int = 0) -> np.ndarray:

@@ -27,7 +27,8 @@ def synth_command(
     Train with them as extra hazy data and keep their sources out of the clear pool:
     odcr train --hazy REAL --hazy OUT/hazy --clear CLEAR --exclude-clear OUT/sources.txt
     """
-    from odcr_cli.tasks.synthesis import SynthConfig, make_synthetic_set
+    from odcr_cli.imaging.haze_synthesis import SynthConfig
+    from odcr_cli.tasks.synthesis import make_synthetic_set
 
     def span(text: str, name: str) -> tuple[float, float]:
         try:

@@ -6,8 +6,10 @@
 * ``scattering``: the network writes the transmission t (and a correction of the airlight). The
   airlight is the dark-channel rule on the network's input plus that correction; t is carried
   to full resolution by a guided filter with the photo as guide, and J = (I - A) / t + A is
-  computed at full resolution, so every pixel of the photo's own detail is kept. ``--strength``
-  scales the haze removed, t -> 1 - s (1 - t), here where t is known.
+  computed at full resolution, so every pixel of the photo's own detail is kept; where the
+  photo is flat its detail (noise, JPEG blocks) keeps its own amplitude instead of gaining 1 / t
+  (``odcr_cli.imaging.inversion``). ``--strength`` scales the haze removed, t -> 1 - s (1 - t),
+  here where t is known.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from odcr_cli.core import prior
 from odcr_cli.core.scattering import PRIOR_CLAMP, output_names, remove_haze
 from odcr_cli.imaging.dcp import atmospheric_light, dark_channel, dcp_transmission
 from odcr_cli.imaging.filters import upsample_transmission
+from odcr_cli.imaging.inversion import FLAT_SIGMA, remove_haze_flat_aware
 
 Outputs = Mapping[str, np.ndarray]
 
@@ -46,6 +49,7 @@ class ScatteringReadout:
     airlight_patch: int = 15
     airlight_top: float = 0.001
     t_prior: str = "none"
+    flat_sigma: float = FLAT_SIGMA  # 0: the plain inversion, noise amplified by 1 / t everywhere
     kind: str = "scattering"
     tiles: bool = False  # t needs no full resolution: the network never runs tiled
 
@@ -85,15 +89,16 @@ class ScatteringReadout:
     def to_image(self, net_in: np.ndarray, outputs: Outputs, strength: float = 1.0) -> np.ndarray:
         """hxwx3 network input [0, 1] and its outputs -> hxwx3 clear image [0, 1]."""
         t, airlight = self.estimate(net_in, outputs, strength)
-        return np.clip(remove_haze(net_in, np.maximum(t, self.t_min)[..., None], airlight), 0.0, 1.0)
+        out = remove_haze_flat_aware(net_in, np.maximum(t, self.t_min), airlight, self.flat_sigma)
+        return np.clip(out, 0.0, 1.0, out=out)
 
     def carry_up(self, small_in: np.ndarray, outputs: Outputs, full_in: np.ndarray,
                  strength: float = 1.0) -> np.ndarray:
         """The network's t on ``small_in`` carried to ``full_in`` (HxWx3) by a guided filter; J there."""
         t_small, airlight = self.estimate(small_in, outputs, strength)
         t = upsample_transmission(t_small, full_in)
-        t = np.maximum(t, self.t_min, out=t)[..., None]
-        out = remove_haze(full_in, t, airlight)
+        t = np.maximum(t, self.t_min, out=t)
+        out = remove_haze_flat_aware(full_in, t, airlight, self.flat_sigma)
         return np.clip(out, 0.0, 1.0, out=out)
 
 

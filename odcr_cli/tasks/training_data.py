@@ -150,7 +150,7 @@ class UnpairedSampler:
     def synthetic_item(self, sample: int, clear: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """A clear crop (3, H, W) in [-1, 1] -> (synthetic hazy crop (3, H, W) in [-1, 1], its
         true t (1, H, W)), drawn from the sample's own generator."""
-        from odcr_cli.tasks.synthesis import synthesize
+        from odcr_cli.imaging.haze_synthesis import synthesize
 
         rng = np.random.default_rng([self.seed, 4, sample])
         hazy, t, _ = synthesize(to_unit(clear.numpy().transpose(1, 2, 0)), rng)

@@ -1,0 +1,111 @@
+"""Measure the readout's options on the dev pairs and the real hazy photos, the network run once
+per image and option set (weights/MODEL_CARD.md, "Inversion and borders"):
+
+    python benchmarks/readout_arms.py [--weights W] [--pad 0 16] [--sigma 0 0.01 0.015] [--real OUT_DIR]
+
+* ``--sigma``: the flat-region noise level of ``odcr_cli.imaging.inversion`` (0: the plain
+  inversion J = (I - A) / t + A);
+* ``--pad``: reflect-pad the network's input by this many pixels and crop its output (a test of
+  whether the network's own border handling makes the dark band at image borders).
+
+Prints PSNR / SSIM per subset of the dev pairs (as ``odcr evaluate``: RGB uint8, full resolution)
+and, with ``--real``, writes the outputs for ``dev/real_hazy`` as JPEG (what ``odcr dehaze``
+writes) under OUT_DIR and prints the last line of ``shared/tools/real_artifacts.py`` on them.
+Measuring only: the dev data are never used for training.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from odcr_cli.core.network_input import to_net
+from odcr_cli.engine.dehazer import SCATTERING_MAX_SIDE, Dehazer
+from odcr_cli.engine.tiling import pad_to_multiple
+from odcr_cli.files.folders import list_images
+from odcr_cli.imaging.metrics import psnr, ssim_uint8
+from odcr_cli.tasks.pairing import load_rgb8, match_gt, pairs_from_dir
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+
+
+def _small(rgb: np.ndarray) -> np.ndarray:
+    h, w, _ = rgb.shape
+    if max(h, w) <= SCATTERING_MAX_SIDE:
+        return rgb
+    s = SCATTERING_MAX_SIDE / max(h, w)
+    return cv2.resize(rgb, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
+
+
+def _outputs(dz: Dehazer, small: np.ndarray, pad: int) -> dict[str, np.ndarray]:
+    """The network's outputs on ``small``, reflect-padded by ``pad`` px, cropped back."""
+    padded = cv2.copyMakeBorder(small, pad, pad, pad, pad, cv2.BORDER_REFLECT_101) if pad else small
+    x, _ = pad_to_multiple(to_net(padded)[0])
+    out = dz.backend.run_outputs(x[None])
+    h, w = small.shape[:2]
+    return {k: (v[:, :, pad:pad + h, pad:pad + w] if v.ndim == 4 else v) for k, v in out.items()}
+
+
+def _dehaze(dz: Dehazer, rgb8: np.ndarray, cache: dict, key: tuple, sigma: float) -> np.ndarray:
+    rgb = rgb8.astype(np.float32) / 255.0
+    small = _small(rgb)
+    if key not in cache:
+        cache[key] = _outputs(dz, small, key[1])
+    readout = dataclasses.replace(dz.readout, flat_sigma=sigma)
+    out = (readout.to_image(rgb, cache[key]) if small is rgb else readout.carry_up(small, cache[key], rgb))
+    return np.clip(np.rint(out * 255.0), 0, 255).astype(np.uint8)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--weights", help="a scattering generator (default: the bundled default)")
+    ap.add_argument("--pad", type=int, nargs="+", default=[0])
+    ap.add_argument("--sigma", type=float, nargs="+", default=[0.0, 0.015])
+    ap.add_argument("--pairs", default=str(SHARED / "data" / "dev" / "paired"))
+    ap.add_argument("--real", help="also dehaze dev/real_hazy into this folder and measure its artefacts")
+    args = ap.parse_args()
+    dz = Dehazer(weights=args.weights, backend="torch", device="cpu") if args.weights else Dehazer(device="cpu")
+    pairing = pairs_from_dir(args.pairs)
+    cache: dict = {}
+    for pad in args.pad:
+        for sigma in args.sigma:
+            scores: dict[str, list[tuple[float, float]]] = {}
+            for p in pairing.pairs:
+                hazy = load_rgb8(p.hazy)
+                gt, _ = match_gt(hazy, load_rgb8(p.gt))
+                out = _dehaze(dz, hazy, cache, (p.stem, pad), sigma)
+                scores.setdefault(p.subset or "all", []).append((psnr(out, gt, peak=255.0, cap=100.0), ssim_uint8(out, gt)))
+            every = [s for v in scores.values() for s in v]
+
+            def mean(v: list[tuple[float, float]]) -> str:
+                return f"{np.mean([a for a, _ in v]):.2f} / {np.mean([b for _, b in v]):.3f}"
+
+            line = f"pad {pad:2d} sigma {sigma:.3f}: all {mean(every)}  " + "  ".join(
+                f"{k} {mean(v)}" for k, v in sorted(scores.items()))
+            if args.real:
+                line += "\n    real: " + _real(dz, cache, pad, sigma, Path(args.real))
+            print(line, flush=True)
+
+
+def _real(dz: Dehazer, cache: dict, pad: int, sigma: float, root: Path) -> str:
+    from PIL import Image
+
+    src = SHARED / "data" / "dev" / "real_hazy"
+    out_dir = root / f"pad{pad}_sigma{sigma:g}"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for f in list_images(src):
+        out = _dehaze(dz, load_rgb8(f), cache, (f"real/{f.name}", pad), sigma)
+        Image.fromarray(out).save(out_dir / f"{f.stem}.jpg", quality=95, subsampling=0)
+    tool = SHARED / "tools" / "real_artifacts.py"
+    done = subprocess.run([sys.executable, str(tool), str(src), str(out_dir)], capture_output=True, text=True)
+    return done.stdout.strip().splitlines()[-1] if done.stdout.strip() else done.stderr.strip()[-200:]
+
+
+if __name__ == "__main__":
+    main()

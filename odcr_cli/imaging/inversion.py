@@ -1,0 +1,52 @@
+"""The scattering model's inversion without amplifying noise where the photo is flat.
+
+J = (I - A) / t + A multiplies everything that is not haze by 1 / t, noise and a JPEG's 8x8
+blocks included: in dense fog over a flat grey sky the gain reaches 10 and the blocks become
+coloured blotches. Here the photo is split into a local mean B (a box mean) and a detail layer
+D = I - B; B is dehazed with 1 / t, and D with a gain that falls from 1 / t to 1 where the
+photo is flat: 1 + (1 / t - 1) w, w = v / (v + sigma^2), v the local variance of the luma detail
+(a Wiener-style weight). Where there is texture (v >> sigma^2) this is the plain inversion; in
+flat fog and sky (v << sigma^2) noise keeps its input amplitude. See docs/scattering.md.
+
+numpy + OpenCV; memory: three extra H x W float32 planes (the photo is never copied per channel
+more than once at a time).
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from odcr_cli.imaging.filters import box
+
+# sigma: the detail amplitude (in [0, 1] units, ~2.5 levels of 255) below which a region counts as
+# flat; radius of the local mean and variance. Chosen on the dev pairs and dev/real_hazy with
+# benchmarks/readout_arms.py (weights/MODEL_CARD.md).
+FLAT_SIGMA = 0.015
+DETAIL_RADIUS = 4
+
+
+def remove_haze_flat_aware(hazy: np.ndarray, t: np.ndarray, airlight: np.ndarray,
+                           sigma: float = FLAT_SIGMA, radius: int = DETAIL_RADIUS) -> np.ndarray:
+    """hazy (H, W, 3) float32 in [0, 1], t (H, W) or (H, W, 1) floored (> 0), airlight (3,) ->
+    J (H, W, 3) float32, not clipped. ``sigma`` 0 gives the plain inversion
+    (:func:`odcr_cli.core.scattering.remove_haze`)."""
+    t2 = t.reshape(t.shape[0], t.shape[1])
+    a = np.asarray(airlight, np.float32).reshape(3)
+    out = np.empty(hazy.shape, np.float32)
+    inv = 1.0 / t2
+    if sigma <= 0:
+        for c in range(3):
+            out[..., c] = (hazy[..., c] - a[c]) * inv + a[c]
+        return out
+    # the box mean is linear, so the luma of the detail is the detail of the luma
+    luma = cv2.cvtColor(hazy, cv2.COLOR_RGB2GRAY)
+    detail = luma - box(luma, radius)
+    var = box(detail * detail, radius)
+    # gain of the detail minus the plain gain: -(1/t - 1)(1 - w), with 1 - w = s^2 / (v + s^2)
+    cut = (inv - 1.0) * (sigma * sigma) / (var + sigma * sigma)
+    for c in range(3):
+        channel = np.ascontiguousarray(hazy[..., c])
+        base = box(channel, radius)
+        out[..., c] = (channel - a[c]) * inv + a[c] - cut * (channel - base)
+    return out
