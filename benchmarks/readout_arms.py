@@ -1,7 +1,7 @@
 """Measure the readout's options on the dev pairs and the real hazy photos, the network run once
 per image and option set (weights/MODEL_CARD.md, "Inversion and borders"):
 
-    python benchmarks/readout_arms.py [--weights W] [--pad 0 16] [--sigma 0 0.01 0.015] [--real OUT_DIR]
+    python benchmarks/readout_arms.py [--weights W | --onnx M] [--pad 0 16] [--sigma 0 0.01 0.015] [--real OUT_DIR]
 
 * ``--sigma``: the flat-region noise level of ``odcr_cli.imaging.inversion`` (0: the plain
   inversion J = (I - A) / t + A);
@@ -65,12 +65,18 @@ def _dehaze(dz: Dehazer, rgb8: np.ndarray, cache: dict, key: tuple, sigma: float
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--weights", help="a scattering generator (default: the bundled default)")
+    ap.add_argument("--onnx", help="an exported scattering model instead (e.g. an int8 one), on ONNX Runtime")
     ap.add_argument("--pad", type=int, nargs="+", default=[0])
     ap.add_argument("--sigma", type=float, nargs="+", default=[0.0, 0.015])
     ap.add_argument("--pairs", default=str(SHARED / "data" / "dev" / "paired"))
     ap.add_argument("--real", help="also dehaze dev/real_hazy into this folder and measure its artefacts")
     args = ap.parse_args()
-    dz = Dehazer(weights=args.weights, backend="torch", device="cpu") if args.weights else Dehazer(device="cpu")
+    if args.onnx:
+        dz = Dehazer(onnx_path=args.onnx, backend="onnx", device="cpu")
+    elif args.weights:
+        dz = Dehazer(weights=args.weights, backend="torch", device="cpu")
+    else:
+        dz = Dehazer(device="cpu")
     pairing = pairs_from_dir(args.pairs)
     cache: dict = {}
     for pad in args.pad:

@@ -240,3 +240,38 @@ def test_fp16_stored_weights_export_half_the_file_with_identical_outputs(tiny_we
     with torch.inference_mode():
         y_torch = gen(torch.from_numpy(x)).numpy()
     assert np.abs(y_half - y_torch).max() < 1e-5
+
+
+def test_int8_export_quantizes_the_convolutions_and_keeps_the_photo(tmp_path):
+    """odcr export --int8: integer convolutions calibrated on photos, metadata kept, the dehazed
+    photo within the int8 bound of PyTorch fp32 (a scattering model, as the bundled default)."""
+    import onnx
+    import torch
+    from PIL import Image
+    from conftest import make_photo
+    from typer.testing import CliRunner
+
+    from odcr_cli.cli.app import app
+    from odcr_cli.core.networks import GeneratorConfig, ResnetGenerator, init_weights
+    from odcr_cli.files.weights_io import save_generator
+
+    torch.manual_seed(0)
+    weights = tmp_path / "scatter.safetensors"
+    save_generator(weights, init_weights(ResnetGenerator(GeneratorConfig(ngf=4, n_blocks=1, output="scattering",
+                                                                         t_prior="dcp"))))
+    photos = tmp_path / "calib"
+    photos.mkdir()
+    for k in range(3):
+        Image.fromarray(make_photo(60 + 8 * k, 90, seed=k)).save(photos / f"{k}.jpg")
+    out = tmp_path / "q8.onnx"
+    runner = CliRunner()
+    assert runner.invoke(app, ["export", "--onnx", "--int8", "--weights", str(weights), "-o", str(out)]).exit_code == 2
+    res = runner.invoke(app, ["export", "--onnx", "--int8", "--calibrate", str(photos), "--weights", str(weights),
+                              "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    model = onnx.load(str(out))
+    ops = {n.op_type for n in model.graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    props = {p.key: p.value for p in model.metadata_props}
+    assert props["precision"] == "int8" and props["output_kind"] == "scattering"
+    assert not list(tmp_path.glob("*.pre.onnx")) and not list(tmp_path.glob("*.fp32.onnx"))

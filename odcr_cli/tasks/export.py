@@ -11,6 +11,9 @@ The model
     sha256, method, training data, input range, channel order, layout, size multiple, opset,
     precision and parameter count; ``odcr_cli.engine.onnx_backend`` reads them back.
 
+int8
+    ``int8_calibration`` (photos) quantizes the convolutions (:mod:`odcr_cli.tasks.onnx_int8`).
+
 fp16 and fp16 weight storage
     ``fp16=True`` converts the graph with :func:`odcr_cli.tasks.onnx_fp16.convert_to_fp16`
     (float16 compute, InstanceNorm and reductions in float32, float32 I/O); an fp32 export whose
@@ -22,7 +25,7 @@ Parity check
     on onnxruntime CPU, both through ``Dehazer`` (so through the same reflect-padding path as
     ``odcr dehaze``), at several sizes including odd and non-square ones, plus any
     ``check_images`` (real photos, downscaled to ``check_max_side``). fp32 must give uint8
-    outputs within 1 level and PSNR >= 50 dB; fp16 PSNR >= 40 dB. A failed check raises
+    outputs within 1 level and PSNR >= 50 dB; fp16 PSNR >= 40 dB; int8 PSNR >= 35 dB. A failed check raises
     :class:`ExportCheckError` and, since the model is written atomically, leaves no file.
 """
 
@@ -44,6 +47,7 @@ from odcr_cli.imaging.metrics import psnr as psnr_of
 from odcr_cli.engine.readout import readout_for
 from odcr_cli.errors import ExportCheckError, ExportError
 from odcr_cli.tasks.onnx_fp16 import convert_to_fp16, store_weights_fp16
+from odcr_cli.tasks.onnx_int8 import quantize_int8
 
 if TYPE_CHECKING:
     import torch
@@ -55,6 +59,7 @@ DEFAULT_OPSET = 17
 FP32_PSNR_MIN = 50.0
 FP32_MAX_LEVEL_DIFF = 1
 FP16_PSNR_MIN = 40.0
+INT8_PSNR_MIN = 35.0  # int8 convolutions: the dehazed photo, not the raw t, is compared
 # odd and non-square sizes on purpose: they go through the reflect-padding path
 DEFAULT_CHECK_SIZES: tuple[tuple[int, int], ...] = ((64, 64), (67, 93), (101, 60), (128, 96))
 
@@ -81,6 +86,7 @@ class ExportReport:
     parameters: int
     metadata: dict[str, str]
     checks: list[ParityCheck] = field(default_factory=list)
+    int8: bool = False
     bytes: int = 0
     seconds: float = 0.0
 
@@ -155,7 +161,12 @@ def _parity_images(static_hw: tuple[int, int] | None, check_sizes: Sequence[tupl
     return images
 
 
-def _compare(name: str, hw: tuple[int, int], ref: np.ndarray, out: np.ndarray, fp16: bool) -> ParityCheck:
+def _psnr_min(fp16: bool, int8: bool) -> float:
+    return INT8_PSNR_MIN if int8 else FP16_PSNR_MIN
+
+
+def _compare(name: str, hw: tuple[int, int], ref: np.ndarray, out: np.ndarray, fp16: bool,
+             int8: bool = False) -> ParityCheck:
     """The parity verdict on the (H, W, 3) uint8 outputs for an ``hw`` input: PyTorch's ``ref``
     and ONNX's ``out``."""
     h, w = hw
@@ -163,13 +174,13 @@ def _compare(name: str, hw: tuple[int, int], ref: np.ndarray, out: np.ndarray, f
         return ParityCheck(name, h, w, 255, 0.0, False)
     diff = int(np.abs(ref.astype(np.int16) - out.astype(np.int16)).max())
     psnr = psnr_of(ref, out, peak=255.0)
-    ok = psnr >= FP16_PSNR_MIN if fp16 else (diff <= FP32_MAX_LEVEL_DIFF and psnr >= FP32_PSNR_MIN)
+    ok = psnr >= _psnr_min(fp16, int8) if fp16 or int8 else (diff <= FP32_MAX_LEVEL_DIFF and psnr >= FP32_PSNR_MIN)
     return ParityCheck(name, h, w, diff, psnr, bool(ok))
 
 
 def run_parity(weights: Path, onnx_path: Path, fp16: bool, static_hw: tuple[int, int] | None,
                check_sizes: Sequence[tuple[int, int]] | None = None,
-               check_images: Sequence[Path] = (), check_max_side: int = 512) -> list[ParityCheck]:
+               check_images: Sequence[Path] = (), check_max_side: int = 512, int8: bool = False) -> list[ParityCheck]:
     """Dehaze the same uint8 images with PyTorch fp32 and the ONNX model (both CPU, through
     ``Dehazer``) and compare the uint8 outputs."""
     from odcr_cli.engine.dehazer import Dehazer
@@ -177,13 +188,13 @@ def run_parity(weights: Path, onnx_path: Path, fp16: bool, static_hw: tuple[int,
     # max_side=0: full resolution (no fast mode); the images are small enough not to tile
     torch_d = Dehazer(weights=str(weights), backend="torch", device="cpu", max_side=0)
     onnx_d = Dehazer(backend="onnx", onnx_path=str(onnx_path), device="cpu", max_side=0)
-    return [_compare(name, img.shape[:2], torch_d.dehaze(img), onnx_d.dehaze(img), fp16)
+    return [_compare(name, img.shape[:2], torch_d.dehaze(img), onnx_d.dehaze(img), fp16, int8)
             for name, img in _parity_images(static_hw, check_sizes, check_images, check_max_side)]
 
 
 def _parity_error(report: ExportReport) -> ExportCheckError:
     """The error for a failed parity check: the bound and every check that missed it."""
-    bound = f"PSNR >= {FP16_PSNR_MIN:g} dB" if report.fp16 else \
+    bound = f"PSNR >= {_psnr_min(report.fp16, report.int8):g} dB" if report.fp16 or report.int8 else \
         f"max diff <= {FP32_MAX_LEVEL_DIFF} level and PSNR >= {FP32_PSNR_MIN:g} dB"
     bad = [c for c in report.checks if not c.passed]
     desc = ", ".join(f"{c.name}: max diff {c.max_abs_diff}, PSNR {c.psnr:.1f} dB" for c in bad)
@@ -309,10 +320,12 @@ def _finalise(path: Path, fp16: bool, metadata: dict[str, str], readout_kind: st
 def export_onnx(weights: str | Path | None, output: Path, opset: int = DEFAULT_OPSET, fp16: bool = False,
                 static_hw: tuple[int, int] | None = None, *, check: bool = True,
                 check_sizes: Sequence[tuple[int, int]] | None = None, check_images: Sequence[Path] = (),
-                check_max_side: int = 512, training_data: str | None = None) -> ExportReport:
+                check_max_side: int = 512, training_data: str | None = None,
+                int8_calibration: Sequence[Path] = ()) -> ExportReport:
     """Export the generator in ``weights`` (None: the bundled model) to ``output``.
 
-    Raises :class:`ExportError` on bad arguments or exporter failure and
+    ``int8_calibration``: photos; when given, the convolutions are quantized to int8, calibrated
+    on them. Raises :class:`ExportError` on bad arguments or exporter failure and
     :class:`ExportCheckError` when the parity check fails; ``output`` is only written (atomically)
     when everything passed.
     """
@@ -323,6 +336,9 @@ def export_onnx(weights: str | Path | None, output: Path, opset: int = DEFAULT_O
 
     t0 = time.perf_counter()
     _validate(opset, static_hw)
+    int8 = bool(int8_calibration)
+    if int8 and fp16:
+        raise ExportError("--int8 and --fp16 are two precisions: choose one")
     weights_path = Path(weights) if weights is not None else bundled_model().weights_path()
     loaded = load_generator(weights_path)
     generator = loaded.generator.float().eval()
@@ -333,12 +349,20 @@ def export_onnx(weights: str | Path | None, output: Path, opset: int = DEFAULT_O
     metadata = _metadata(loaded, weights_path, readout, params, opset, fp16, static_hw, training_data)
     report = ExportReport(output=output, weights=weights_path, weights_sha256=loaded.sha256, opset=opset,
                           fp16=fp16, static_hw=static_hw, exporter=metadata["exporter"], parameters=params,
-                          metadata=metadata)  # the same dict: _finalise adds weights_storage to both
+                          metadata=metadata, int8=int8)  # the same dict: _finalise adds weights_storage to both
     with atomic_path(output) as tmp:
         _trace(graph, tmp, opset, output_names, static_hw)
         _finalise(tmp, fp16, metadata, readout.kind)
+        if int8:
+            fp32 = tmp.with_name(tmp.name + ".fp32.onnx")
+            tmp.replace(fp32)
+            try:
+                quantize_int8(fp32, tmp, list(int8_calibration))
+            finally:
+                fp32.unlink(missing_ok=True)
         if check:
-            report.checks = run_parity(weights_path, tmp, fp16, static_hw, check_sizes, check_images, check_max_side)
+            report.checks = run_parity(weights_path, tmp, fp16, static_hw, check_sizes, check_images, check_max_side,
+                                       int8)
             if not report.passed:
                 raise _parity_error(report)
     report.bytes = output.stat().st_size

@@ -1,0 +1,76 @@
+"""int8 ONNX models for the CPU: ONNX Runtime's static quantization, calibrated on photos.
+
+The convolutions (Conv and ConvTranspose) get int8 weights, one scale per output channel, and
+uint8 activations whose ranges are calibrated (min/max) on real photos at the network's working
+side; everything else (InstanceNorm, padding, the activations between, the outputs) stays
+float32, in QDQ form, so that ONNX Runtime fuses each quantize-conv-dequantize into one integer
+convolution. On the 2-core development CPU (AVX-512 VNNI) this halves the network's time on the
+bundled scattering model at 512x384, and its dev-pair scores stay within 0.01 dB of the fp32
+twin (weights/MODEL_CARD.md). Calibrating on random noise instead of photos gives ranges that
+fit no photo: always pass real ones.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import cv2
+import numpy as np
+
+from odcr_cli.core.network_input import to_net
+from odcr_cli.engine.dehazer import to_float_rgb
+from odcr_cli.engine.tiling import pad_to_multiple
+from odcr_cli.errors import ExportError
+from odcr_cli.files.imageio import read_image
+
+QUANTIZED_OPS = ("Conv", "ConvTranspose")
+CALIBRATION_SIDE = 512  # the side the scattering readout runs the network at (SCATTERING_MAX_SIDE)
+
+
+def calibration_inputs(photos: Sequence[Path], side: int = CALIBRATION_SIDE) -> Iterator[np.ndarray]:
+    """Each photo as the network sees it: longer side at most ``side``, (1, 3, H, W) in [-1, 1]."""
+    for path in photos:
+        rgb, _ = to_float_rgb(read_image(path).pixels)
+        h, w, _ = rgb.shape
+        if max(h, w) > side:
+            s = side / max(h, w)
+            rgb = cv2.resize(rgb, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
+        yield pad_to_multiple(to_net(rgb)[0])[0][None]
+
+
+def quantize_int8(src: Path, dst: Path, photos: Sequence[Path]) -> None:
+    """Write ``dst``: the float32 ONNX model ``src`` with int8 convolutions calibrated on ``photos``
+    (its metadata kept, ``precision`` set to int8)."""
+    import onnx
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    if not photos:
+        raise ExportError("int8 quantization needs calibration photos (--calibrate DIR)")
+    model = onnx.load(str(src))
+    input_name = model.graph.input[0].name
+    metadata = {p.key: p.value for p in model.metadata_props}
+
+    class Photos(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.inputs = calibration_inputs(photos)
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            x = next(self.inputs, None)
+            return None if x is None else {input_name: x}
+
+    prepared = dst.with_name(dst.name + ".pre.onnx")
+    try:
+        quant_pre_process(str(src), str(prepared))
+        quantize_static(str(prepared), str(dst), Photos(), quant_format=QuantFormat.QDQ, per_channel=True,
+                        weight_type=QuantType.QInt8, activation_type=QuantType.QUInt8,
+                        op_types_to_quantize=list(QUANTIZED_OPS))
+    finally:
+        prepared.unlink(missing_ok=True)
+    quantized = onnx.load(str(dst))
+    metadata.update(precision="int8", calibration=f"{len(photos)} photos, min/max, side {CALIBRATION_SIDE}",
+                    quantization="QDQ: Conv/ConvTranspose int8 weights per channel, uint8 activations; rest float32")
+    del quantized.metadata_props[:]
+    onnx.helper.set_model_props(quantized, metadata)
+    onnx.save(quantized, str(dst))
