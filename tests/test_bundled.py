@@ -142,3 +142,21 @@ def test_strength_scales_the_haze_the_default_model_removes() -> None:
     assert np.array_equal(none, img)
     d_full, d_half = np.abs(full - img).mean(), np.abs(half - img).mean()
     assert 0.2 * d_full < d_half < 0.8 * d_full
+
+
+def test_golden_the_bundled_default_reproduces_the_readme_sample():
+    """What a user gets: the default model on the README's sample photo, on the default CPU path
+    (ONNX Runtime, no torch), matches the committed output (a JPEG, hence not bit-exact) at > 40 dB.
+    Regenerate both with ``python scripts/make_sheet.py`` when the default model changes."""
+    from PIL import Image
+
+    from odcr_cli.imaging.metrics import psnr
+
+    docs = Path(__file__).resolve().parent.parent / "docs" / "images"
+    hazy = np.asarray(Image.open(docs / "sample_hazy.jpg").convert("RGB"))
+    reference = np.asarray(Image.open(docs / "sample_dehazed.jpg").convert("RGB"))
+    dz = Dehazer(device="cpu")
+    assert dz.backend_name == "onnx"
+    out = dz.dehaze(hazy)
+    assert psnr(out, reference, peak=255.0) > 40.0
+    assert psnr(out, hazy, peak=255.0) < 30.0  # and it did dehaze
