@@ -1,13 +1,13 @@
 """Turn a run's generator into a bundled model in ``weights/``.
 
     python scripts/ship_weights.py GENERATOR [GENERATOR ...] --name odcr-interim-ngf32-b6 \
-        --summary "one-line card" [--default] [--fp16] [--check-dir ../shared/data/dev/real_hazy] [--note "..."]
+        --summary "one-line card" [--default] [--fp16] [--int8 CALIB_DIR] [--check-dir ../shared/data/dev/real_hazy] [--note "..."]
 
 Several generators (checkpoints of one run) are averaged uniformly before shipping.
 
 Writes ``weights/NAME.safetensors`` (with its metadata: name, method, iterations, training data,
 recipe), its parity-checked ONNX export ``weights/NAME.onnx`` (what ``odcr dehaze`` runs on the
-CPU), the model's entry in ``weights/models.json`` (``--default`` makes it the default) and
+CPU; ``--int8 CALIB_DIR``: with int8 convolutions calibrated on those photos), the model's entry in ``weights/models.json`` (``--default`` makes it the default) and
 ``weights/SHA256SUMS``, which ``odcr dehaze`` verifies. With ``--fp16`` the tensors are
 stored in half precision, and the script refuses to ship unless the fp16 model's outputs match the
 fp32 ones at >= 45 dB PSNR on the photos of ``--check-dir``.
@@ -58,6 +58,9 @@ def main() -> None:
     ap.add_argument("--fp16", action="store_true")
     ap.add_argument("--check-dir", type=Path, default=ROOT.parent / "shared/data/dev/real_hazy")
     ap.add_argument("--note", default="")
+    ap.add_argument("--int8", type=Path, metavar="CALIB_DIR",
+                    help="ship the ONNX export with int8 convolutions, calibrated on the photos of this folder "
+                         "(training photos, never the dev data): what odcr dehaze runs on the CPU")
     args = ap.parse_args()
 
     if len(args.generators) == 1:
@@ -80,7 +83,8 @@ def main() -> None:
             raise SystemExit("fp16 storage changes outputs by more than 45 dB allows; ship fp32 instead")
     onnx_target = folder / f"{args.name}.onnx"
     photos = list_images(args.check_dir)[:3] if args.check_dir.is_dir() else []
-    export_onnx(target, onnx_target, check_images=photos)
+    calibration = list_images(args.int8) if args.int8 else []
+    export_onnx(target, onnx_target, check_images=photos, int8_calibration=calibration)
     registry_path = folder / REGISTRY_NAME
     registry = json.loads(registry_path.read_text()) if registry_path.is_file() else {"default": args.name, "models": []}
     entry = {"name": args.name, "kind": generator.config.output, "weights": target.name, "onnx": onnx_target.name,
