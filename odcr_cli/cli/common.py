@@ -27,6 +27,13 @@ class _NoTypeLabels:
         super().format_help(ctx, formatter)
 
 
+# The base install is what `odcr dehaze` with the bundled model needs (ONNX Runtime on the CPU);
+# the rest comes with extras (pyproject.toml). A module of an extra that is missing is named here
+# once, with the extra that brings it.
+EXTRA_OF_MODULE = {"torch": "train", "safetensors": "train", "onnx": "train", "onnxscript": "train",
+                   "skimage": "evaluate", "ray": "ray"}
+
+
 class Command(_NoTypeLabels, TyperCommand):
     """Every odcr command: a problem the user can act on is one red line and the error's exit code."""
 
@@ -35,6 +42,12 @@ class Command(_NoTypeLabels, TyperCommand):
             return super().invoke(ctx)
         except OdcrError as exc:
             fail(str(exc), exc.exit_code)
+        except ModuleNotFoundError as exc:
+            root = (exc.name or "").split(".")[0]
+            if root not in EXTRA_OF_MODULE:
+                raise
+            fail(f"odcr {ctx.info_name} needs {root}, which the base install leaves out: "
+                 f"pip install 'odcr[{EXTRA_OF_MODULE[root]}]'")
 
 
 class Group(_NoTypeLabels, TyperGroup):
