@@ -375,3 +375,21 @@ def test_progress_bar_and_status_line_on_a_terminal(tmp_path, monkeypatch):
     out = _plain(r.output)
     assert "━" not in out and "dehazing" not in out
     assert out.strip().splitlines() == [f"failed: {tmp_path / 'in' / 'bad.png'}: empty file"]
+
+
+def test_a_negative_max_pixels_is_a_usage_error_before_any_work(tmp_path):
+    from PIL import Image
+
+    src = tmp_path / "a.png"
+    Image.fromarray(make_photo(32, 32)).save(src)
+    res = CliRunner().invoke(app, ["dehaze", str(src), "-o", str(tmp_path / "out.png"), "--max-pixels", "-1",
+                                   "--method", "dcp"])
+    assert res.exit_code == 2 and "--max-pixels" in res.output
+    assert not (tmp_path / "out.png").exists()
+
+
+@pytest.mark.parametrize("target", ["outdir/", "model.txt"])
+def test_export_writes_only_a_file_named_onnx(tmp_path, tiny_weights, target):
+    res = CliRunner().invoke(app, ["export", "--onnx", "--weights", str(tiny_weights), "-o", str(tmp_path / target)])
+    assert res.exit_code == 2 and ".onnx" in res.output
+    assert list(tmp_path.iterdir()) == []

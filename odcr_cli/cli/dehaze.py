@@ -59,6 +59,8 @@ def dehaze_command(
         fail("no input given: pass files, folders, globs, '-' or --input-list FILE")
     if output == "-" and json_report == "-":
         fail("-o - and --json - both want stdout; write the report to a file")
+    if max_pixels is not None and max_pixels < 0:
+        fail(f"--max-pixels {max_pixels}: give a number of pixels, or 0 for no limit")
     if (output == "-" or (output is None and inputs == ["-"])) and sys.stdout.isatty() and not dry_run:
         fail("refusing to write image bytes to a terminal; redirect stdout or pass -o FILE")
     opts = DehazeOptions(inputs=list(inputs or []), output=output, recursive=recursive, input_list=input_list,

@@ -62,6 +62,8 @@ def export_command(
         fail("choose a format: --onnx")
     if output.is_dir():
         fail(f"-o {output} is a folder; name the .onnx file to write")
+    if output.suffix.lower() != ".onnx":
+        fail(f"-o {output}: name the .onnx file to write (an ONNX model in a file named otherwise is lost to tools)")
     if output.exists() and not overwrite:
         fail(f"{output} already exists; pass --overwrite to replace it")
     static_hw = parse_hw(static) if static else None
