@@ -252,7 +252,7 @@ class ContrastiveModel(nn.Module):
     def synthetic_transmission_loss(self, hazy: torch.Tensor, t_true: torch.Tensor) -> torch.Tensor:
         """Mean |t - t_true| of the generator's transmission on hazy images whose t is known
         (synthetic haze): the one term that says how thick haze is, which the unpaired losses and
-        the prior cannot (docs/method.md, semi-supervised transmission)."""
+        the prior cannot (docs/scattering.md, Training)."""
         t = self.generator.haze_estimate(hazy, self.generator.raw_outputs(hazy))["t"]
         return losses.transmission_fit_loss(t, t_true)
 
