@@ -393,3 +393,31 @@ def test_export_writes_only_a_file_named_onnx(tmp_path, tiny_weights, target):
     res = CliRunner().invoke(app, ["export", "--onnx", "--weights", str(tiny_weights), "-o", str(tmp_path / target)])
     assert res.exit_code == 2 and ".onnx" in res.output
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("flag", ["--skip-existing", "--overwrite"])
+def test_a_shell_glob_rerun_leaves_out_the_first_runs_outputs(tmp_path, flag):
+    """`odcr dehaze g/*.png --skip-existing` twice: the second time the shell also expands the
+    first run's *_dehazed.png; they are earlier outputs, left out and counted, and the rerun exits 0."""
+    for k in range(2):
+        Image.fromarray(make_photo(32, 40, seed=k)).save(tmp_path / f"p{k}.png")
+
+    def run() -> object:
+        names = sorted(str(p) for p in tmp_path.glob("*.png"))  # what the shell's g/*.png gives
+        return CliRunner().invoke(app, ["dehaze", *names, flag, "--method", "dcp"])
+
+    first = run()
+    assert first.exit_code == 0, first.output
+    made = {p.name: p.stat().st_mtime_ns for p in tmp_path.glob("*_dehazed.png")}
+    assert sorted(made) == ["p0_dehazed.png", "p1_dehazed.png"]
+    again = run()
+    assert again.exit_code == 0, again.output
+    assert "left out 2" in again.output
+    assert sorted(p.name for p in tmp_path.glob("*.png")) == ["p0.png", "p0_dehazed.png", "p1.png", "p1_dehazed.png"]
+
+
+def test_a_named_file_with_the_suffix_alone_is_still_an_input(tmp_path):
+    Image.fromarray(make_photo(32, 40)).save(tmp_path / "x_dehazed.png")
+    res = CliRunner().invoke(app, ["dehaze", str(tmp_path / "x_dehazed.png"), "--method", "dcp"])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "x_dehazed_dehazed.png").is_file()

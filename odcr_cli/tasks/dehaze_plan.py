@@ -166,14 +166,35 @@ def gather_inputs(inputs: list[str], recursive: bool = False, input_list: str | 
     """Files, folders, globs, "-" and the lines of an input list -> sorted unique items, plus what
     was left out. Files found in folders and globs whose name carries ``own_suffix`` (the run's
     output suffix, e.g. "_dehazed") are outputs of an earlier run, not inputs: leaving them out is
-    what makes a beside-the-input run rerunnable. Files named one by one are always inputs."""
+    what makes a beside-the-input run rerunnable. A file named one by one is an input, unless it
+    is the output of another named input (``a_dehazed.png`` beside ``a.png``: what the shell's
+    ``*.png`` gives on a rerun)."""
     found = InputSet()
     for raw in inputs:
         _add_named(found, raw, recursive, own_suffix)
     if input_list is not None:
         found.items += _list_items(input_list)
     found.items = _unique(found.items)
+    _leave_out_outputs_of_named_inputs(found, own_suffix)
     return found
+
+
+def _leave_out_outputs_of_named_inputs(found: InputSet, own_suffix: str) -> None:
+    """Move to ``own_outputs`` every item ``<stem><own_suffix>.<ext>`` whose source ``<stem>.*``
+    (same folder) is an input of this run too."""
+    if not own_suffix:
+        return
+    stems = {(os.path.dirname(os.path.abspath(it.source)), Path(it.source).stem)
+             for it in found.items if it.source != STDIO}
+    keep = []
+    for it in found.items:
+        p = Path(it.source)
+        if (it.source != STDIO and _carries_suffix(p, own_suffix)
+                and (os.path.dirname(os.path.abspath(p)), p.stem[: -len(own_suffix)]) in stems):
+            found.own_outputs.append(it.source)
+        else:
+            keep.append(it)
+    found.items = keep
 
 
 def expand_inputs(inputs: list[str], recursive: bool = False, input_list: str | None = None) -> list[InputItem]:
