@@ -421,3 +421,29 @@ def test_a_named_file_with_the_suffix_alone_is_still_an_input(tmp_path):
     res = CliRunner().invoke(app, ["dehaze", str(tmp_path / "x_dehazed.png"), "--method", "dcp"])
     assert res.exit_code == 0, res.output
     assert (tmp_path / "x_dehazed_dehazed.png").is_file()
+
+
+def test_sigterm_ends_a_run_as_ctrl_c_does(tmp_path, monkeypatch):
+    """Batch schedulers send SIGTERM: the summary and the --json report still come out, exit 130."""
+    import signal
+
+    from odcr_cli.engine.dehazer import Dehazer
+
+    for k in range(3):
+        _img(tmp_path / "in" / f"{k}.png", seed=k)
+    real, calls = Dehazer.dehaze_with_plan, []
+
+    def terminate_on_second(self: Dehazer, image: np.ndarray) -> tuple[np.ndarray, PlanInfo]:
+        calls.append(1)
+        if len(calls) == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real(self, image)
+
+    monkeypatch.setattr(Dehazer, "dehaze_with_plan", terminate_on_second)
+    before = signal.getsignal(signal.SIGTERM)
+    r = dcp(tmp_path / "in", "-o", tmp_path / "out", "--json", tmp_path / "r.json")
+    assert r.exit_code == 130, r.output
+    assert "interrupted:" in r.output and "--skip-existing" in r.output
+    assert json.loads((tmp_path / "r.json").read_text())["summary"]["interrupted"] is True
+    assert not [p for p in (tmp_path / "out").iterdir() if p.name.startswith(".")]  # no temp file left
+    assert signal.getsignal(signal.SIGTERM) == before  # the handler is the run's only

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 from typing import Optional
 
@@ -9,6 +10,10 @@ import typer
 
 from odcr_cli.cli.common import fail
 from odcr_cli.cli.dehaze_reporter import DehazeReporter
+
+
+def _terminate_as_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def dehaze_command(
@@ -70,6 +75,9 @@ def dehaze_command(
                          onnx=onnx, tile=tile, max_side=parse_max_side(max_side), max_pixels=max_pixels,
                          strip_metadata=strip_metadata, strength=strength, dry_run=dry_run, json_report=json_report)
     rep = DehazeReporter(quiet, plan_to_stdout=dry_run and json_report != "-")
+    # SIGTERM (what batch schedulers and `kill` send) ends a run as Ctrl-C does: the file being
+    # written is discarded, and the summary and --json report still come out
+    previous = signal.signal(signal.SIGTERM, _terminate_as_interrupt)
     try:
         report = run_dehaze(opts, progress=rep.file, on_start=rep.start, on_begin=rep.begin)
     except Interrupted as exc:
@@ -83,6 +91,7 @@ def dehaze_command(
         rep.say("interrupted before any file was processed", "red")
         raise typer.Exit(130)
     finally:
+        signal.signal(signal.SIGTERM, previous)
         rep.close()  # before any error line: a live progress bar would overwrite it
     if json_report:
         write_report(report, json_report)
