@@ -447,3 +447,20 @@ def test_sigterm_ends_a_run_as_ctrl_c_does(tmp_path, monkeypatch):
     assert json.loads((tmp_path / "r.json").read_text())["summary"]["interrupted"] is True
     assert not [p for p in (tmp_path / "out").iterdir() if p.name.startswith(".")]  # no temp file left
     assert signal.getsignal(signal.SIGTERM) == before  # the handler is the run's only
+
+
+def test_a_rerun_removes_the_temp_file_a_killed_write_left(tmp_path):
+    """kill -9 during a write leaves `.name.odcr-XXXX.tmp.png` (no cleanup runs); the next run that
+    writes that output removes it, and leaves other hidden files alone."""
+    from odcr_cli.files.fsutil import TEMP_MARK
+
+    _img(tmp_path / "in" / "a.png")
+    out = tmp_path / "out"
+    out.mkdir()
+    stale = out / f".a.{TEMP_MARK}k3x9q1.tmp.png"
+    stale.write_bytes(b"half a png")
+    mine = out / ".a.notes.png"
+    mine.write_bytes(b"the user's")
+    r = dcp(tmp_path / "in", "-o", out)
+    assert r.exit_code == 0, r.output
+    assert sorted(p.name for p in out.iterdir()) == [".a.notes.png", "a.png"]

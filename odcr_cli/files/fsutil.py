@@ -7,6 +7,7 @@ An interrupted run therefore never leaves a half-written image or checkpoint beh
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
 import os
 import tempfile
@@ -24,13 +25,30 @@ def _current_umask() -> int:
 _FILE_MODE = 0o666 & ~_current_umask()
 
 
+TEMP_MARK = "odcr-"  # in every temporary file's name, so that a later run knows its own
+
+
+def remove_stale_temps(path: str | os.PathLike) -> int:
+    """Delete the temporary files that :func:`atomic_path` left next to ``path`` when a process
+    writing it was killed (kill -9 runs no cleanup). Only for a target that no other process is
+    writing (a dehaze job's output: shards never share one). Returns how many were removed."""
+    target = Path(path)
+    pattern = f".{glob.escape(target.stem)}.{TEMP_MARK}*.tmp{glob.escape(target.suffix)}"
+    removed = 0
+    for stale in target.parent.glob(pattern):
+        with contextlib.suppress(FileNotFoundError):
+            stale.unlink()
+            removed += 1
+    return removed
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path next to ``path`` for libraries that insist on a file name
     (and pick the format from its suffix); it replaces ``path`` when the block succeeds."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=f".tmp{target.suffix}", dir=target.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.stem}.{TEMP_MARK}", suffix=f".tmp{target.suffix}", dir=target.parent)
     os.close(fd)
     try:
         yield Path(tmp)

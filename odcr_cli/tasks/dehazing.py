@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Iterator, Protocol
 from odcr_cli import __version__
 from odcr_cli.engine.options import check_strength
 from odcr_cli.errors import ImageReadError
-from odcr_cli.files.fsutil import atomic_output
+from odcr_cli.files.fsutil import atomic_output, remove_stale_temps
 from odcr_cli.files.imageio import FORMAT_EXT, ImageData, encode_image, format_for_ext, read_image
 # the options and the planning names, importable from here as they always were
 from odcr_cli.tasks.dehaze_options import DehazeOptions
@@ -184,6 +184,7 @@ class _ImageFiles:
             out.write(data)
             out.flush()
         else:
+            remove_stale_temps(job.output)  # left by an earlier run killed while writing this file
             with atomic_output(job.output) as fh:
                 fh.write(data)
         return notes
