@@ -464,3 +464,16 @@ def test_a_rerun_removes_the_temp_file_a_killed_write_left(tmp_path):
     r = dcp(tmp_path / "in", "-o", out)
     assert r.exit_code == 0, r.output
     assert sorted(p.name for p in out.iterdir()) == [".a.notes.png", "a.png"]
+
+
+def test_dry_run_and_real_run_give_a_missing_list_entry_the_same_verdict(tmp_path):
+    _img(tmp_path / "in" / "a.png")
+    listing = tmp_path / "list.txt"
+    listing.write_text(f"{tmp_path / 'in' / 'a.png'}\n{tmp_path / 'in' / 'gone.png'}\n")
+    dry = dcp("--input-list", listing, "-o", tmp_path / "out", "--dry-run", "--json", tmp_path / "dry.json")
+    real = dcp("--input-list", listing, "-o", tmp_path / "out", "--json", tmp_path / "real.json")
+    assert dry.exit_code == real.exit_code == 1, (dry.output, real.output)
+    verdicts = [{Path(f["input"]).name: f["status"] for f in json.loads((tmp_path / n).read_text())["files"]}
+                for n in ("dry.json", "real.json")]
+    assert verdicts[0]["gone.png"] == verdicts[1]["gone.png"] == "failed"
+    assert (verdicts[0]["a.png"], verdicts[1]["a.png"]) == ("planned", "ok")

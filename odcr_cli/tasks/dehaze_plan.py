@@ -173,7 +173,11 @@ def gather_inputs(inputs: list[str], recursive: bool = False, input_list: str | 
     for raw in inputs:
         _add_named(found, raw, recursive, own_suffix)
     if input_list is not None:
-        found.items += _list_items(input_list)
+        for it in _list_items(input_list):
+            if os.path.exists(it.source):
+                found.items.append(it)
+            else:  # the same verdict for a dry run and a real one
+                found.missing.append((it.source, "not found"))
     found.items = _unique(found.items)
     _leave_out_outputs_of_named_inputs(found, own_suffix)
     return found
