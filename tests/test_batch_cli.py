@@ -477,3 +477,14 @@ def test_dry_run_and_real_run_give_a_missing_list_entry_the_same_verdict(tmp_pat
                 for n in ("dry.json", "real.json")]
     assert verdicts[0]["gone.png"] == verdicts[1]["gone.png"] == "failed"
     assert (verdicts[0]["a.png"], verdicts[1]["a.png"]) == ("planned", "ok")
+
+
+def test_an_output_without_an_image_suffix_is_a_folder_whatever_the_count(tmp_path):
+    """A script's `odcr dehaze $FILES -o outdir` behaves the same when $FILES is one file."""
+    a, b = _img(tmp_path / "in" / "a.png"), _img(tmp_path / "in" / "b.png", seed=1)
+    r = dcp(a, "-o", tmp_path / "one")
+    assert r.exit_code == 0, r.output
+    assert sorted(p.name for p in (tmp_path / "one").iterdir()) == ["a.png"]
+    r = dcp(a, b, "-o", tmp_path / "two")
+    assert r.exit_code == 0, r.output
+    assert sorted(p.name for p in (tmp_path / "two").iterdir()) == ["a.png", "b.png"]

@@ -292,20 +292,15 @@ def _stdio_job(items: list[InputItem], opts: DehazeOptions, ext: str) -> Job | N
 
 
 def _writes_a_folder(out: str, opts: DehazeOptions, n_given: int) -> bool:
-    """Whether -o is a folder (False: one file); refuses an -o that is neither clearly."""
-    op = Path(out)
-    if is_file_target(out):  # an image extension names a file, never a folder to create
-        if n_given > 1:
-            raise UsageError(f"-o {out} names one file but {n_given} inputs were given; "
-                             f"write several into a folder: -o {op.with_suffix('')}/")
-        return False
-    folder = (op.is_dir() or out.endswith(("/", os.sep)) or n_given > 1
-              or any(Path(i).is_dir() or _is_glob(i) for i in opts.inputs)
-              or opts.input_list is not None)
-    if not folder:
-        raise UsageError(f"-o {out}: a single output file needs a png, jpg, webp or tif suffix "
-                         "(or end the folder name with '/')")
-    return True
+    """Whether -o is a folder (False: one file). One rule, whatever the number of inputs (so that a
+    script behaves the same when its list holds one file): a path with an image suffix names a
+    file, anything else a folder."""
+    if not is_file_target(out):
+        return True
+    if n_given > 1:
+        raise UsageError(f"-o {out} names one file but {n_given} inputs were given; "
+                         f"write several into a folder: -o {Path(out).with_suffix('')}/")
+    return False
 
 
 def _auto_ext(src: Path) -> str:
