@@ -488,3 +488,19 @@ def test_an_output_without_an_image_suffix_is_a_folder_whatever_the_count(tmp_pa
     r = dcp(a, b, "-o", tmp_path / "two")
     assert r.exit_code == 0, r.output
     assert sorted(p.name for p in (tmp_path / "two").iterdir()) == ["a.png", "b.png"]
+
+
+def test_an_input_list_entry_has_one_output_path_whatever_else_is_listed(tmp_path, monkeypatch):
+    """Outputs of --input-list follow each entry's own path, so adding a file from another folder
+    moves nothing and a --skip-existing resume finds the earlier outputs."""
+    monkeypatch.chdir(tmp_path)
+    _img(tmp_path / "shots" / "day1" / "a.png")
+    _img(tmp_path / "other" / "b.png", seed=1)
+    listing = tmp_path / "list.txt"
+    listing.write_text("shots/day1/a.png\n")
+    assert dcp("--input-list", listing, "-o", "out").exit_code == 0
+    assert (tmp_path / "out" / "shots" / "day1" / "a.png").is_file()
+    listing.write_text(f"shots/day1/a.png\n{tmp_path / 'other' / 'b.png'}\n")
+    r = dcp("--input-list", listing, "-o", "out", "--skip-existing")
+    assert r.exit_code == 0 and "1 ok, 0 failed, 1 skipped" in r.output, r.output
+    assert (tmp_path / "out" / (tmp_path / "other" / "b.png").relative_to(tmp_path.anchor)).is_file()

@@ -54,7 +54,8 @@ def test_folder_recursive_mirrors_tree_glob_and_list(tmp_path, tiny_weights):
     lst = tmp_path / "list.txt"
     lst.write_text(f"{tmp_path / 'in' / 'a.jpg'}\n# comment\n{tmp_path / 'in' / 'sub' / 'b.png'}\n")
     r = runner.invoke(app, ["dehaze", "--input-list", str(lst), "-o", str(tmp_path / "l"), "--weights", str(tiny_weights)])
-    assert r.exit_code == 0 and (tmp_path / "l" / "sub" / "b.png").exists() and (tmp_path / "l" / "a.jpg").exists()
+    mirrored = tmp_path / "l" / (tmp_path / "in").relative_to(tmp_path.anchor)  # absolute entries: their path
+    assert r.exit_code == 0 and (mirrored / "sub" / "b.png").exists() and (mirrored / "a.jpg").exists()
 
 
 def test_safety_input_collision_existing(tmp_path, tiny_weights):

@@ -134,7 +134,8 @@ def _add_named(found: InputSet, raw: str, recursive: bool, own_suffix: str) -> N
 
 
 def _list_items(input_list: str) -> list[InputItem]:
-    """The lines of an --input-list (comments and blank lines dropped), mirrored from their common folder."""
+    """The lines of an --input-list (comments and blank lines dropped), each mirrored by its own
+    path: see :func:`list_entry_rel`."""
     try:
         text = sys.stdin.read() if input_list == STDIO else Path(input_list).read_text()
     except OSError as exc:
@@ -142,11 +143,19 @@ def _list_items(input_list: str) -> list[InputItem]:
     except UnicodeDecodeError:
         raise UsageError(f"--input-list {input_list} is not a text file of paths") from None
     lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.strip().startswith("#")]
-    if not lines:
-        return []
-    absolute = [os.path.abspath(ln) for ln in lines]
-    root = os.path.commonpath([os.path.dirname(a) for a in absolute])
-    return [InputItem(ln, Path(os.path.relpath(a, root))) for ln, a in zip(lines, absolute)]
+    return [InputItem(ln, list_entry_rel(ln)) for ln in lines]
+
+
+def list_entry_rel(entry: str) -> Path:
+    """Where a list entry's output goes under -o: its path as written when it is relative and
+    stays below the working folder (``a/b.jpg`` -> ``OUT/a/b.jpg``), else its absolute path
+    without the root (``/data/a/b.jpg`` -> ``OUT/data/a/b.jpg``). A function of the entry alone,
+    so adding a line never moves the other outputs and a --skip-existing resume finds them."""
+    rel = Path(os.path.normpath(entry))
+    if rel.is_absolute() or rel.parts[0] == os.pardir:
+        absolute = Path(os.path.abspath(entry))
+        rel = absolute.relative_to(absolute.anchor)
+    return rel
 
 
 def _unique(items: list[InputItem]) -> list[InputItem]:
