@@ -504,3 +504,12 @@ def test_an_input_list_entry_has_one_output_path_whatever_else_is_listed(tmp_pat
     r = dcp("--input-list", listing, "-o", "out", "--skip-existing")
     assert r.exit_code == 0 and "1 ok, 0 failed, 1 skipped" in r.output, r.output
     assert (tmp_path / "out" / (tmp_path / "other" / "b.png").relative_to(tmp_path.anchor)).is_file()
+
+
+def test_an_output_folder_run_leaves_out_an_earlier_beside_the_input_run(tmp_path):
+    _img(tmp_path / "in" / "a.png")
+    assert dcp(tmp_path / "in").exit_code == 0  # beside the input: in/a_dehazed.png
+    r = dcp(tmp_path / "in", "-o", tmp_path / "out")
+    assert r.exit_code == 0, r.output
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png"]
+    assert "left out 1" in r.output

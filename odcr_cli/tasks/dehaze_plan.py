@@ -270,12 +270,24 @@ def is_file_target(out: str) -> bool:
             and Path(out).suffix.lower().lstrip(".") in EXT_FORMAT)
 
 
+def earlier_output_suffix(opts: DehazeOptions) -> str:
+    """The suffix that marks an earlier run's outputs among the inputs: this run's own, or, when
+    this run writes into an -o folder without a suffix, the one a beside-the-input run adds by
+    default (``_dehazed``), so that ``-o out/`` over a tree that holds such a run does
+    not dehaze its outputs again."""
+    return output_suffix(opts) or (_BESIDE_SUFFIX if opts.output not in (None, STDIO) and not is_file_target(opts.output)
+                                   else "")
+
+
+_BESIDE_SUFFIX = "_dehazed"
+
+
 def output_suffix(opts: DehazeOptions) -> str:
     """The suffix this run adds to output names ("" when it writes one file or stdout)."""
     if opts.output == STDIO or (opts.output is not None and is_file_target(opts.output)):
         return ""
     if opts.output is None:
-        return opts.suffix if opts.suffix is not None else "_dehazed"
+        return opts.suffix if opts.suffix is not None else _BESIDE_SUFFIX
     return opts.suffix or ""
 
 
@@ -379,7 +391,7 @@ def check_writable(jobs: list[Job], opts: DehazeOptions) -> None:
 
 def plan_run(opts: DehazeOptions, shard: tuple[int, int] | None) -> Plan:
     """Inputs -> this shard's jobs, every check done; raises :class:`UsageError` when nothing can start."""
-    found = gather_inputs(opts.inputs, opts.recursive, opts.input_list, output_suffix(opts))
+    found = gather_inputs(opts.inputs, opts.recursive, opts.input_list, earlier_output_suffix(opts))
     if not found.items:
         raise UsageError(no_input_message(found))
     items = shard_items(found.items, shard)
