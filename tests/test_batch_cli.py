@@ -513,3 +513,19 @@ def test_an_output_folder_run_leaves_out_an_earlier_beside_the_input_run(tmp_pat
     assert r.exit_code == 0, r.output
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png"]
     assert "left out 1" in r.output
+
+
+def test_symlinks_are_followed_once_and_what_was_left_out_is_said(tmp_path):
+    root = tmp_path / "in"
+    _img(root / "real.png")
+    (root / "link.png").symlink_to(root / "real.png")          # a second name of the same photo
+    (root / "gone.png").symlink_to(root / "nothing.png")       # a symlink to nothing
+    _img(tmp_path / "elsewhere" / "far.png", seed=2)
+    (root / "linked").symlink_to(tmp_path / "elsewhere")       # a symlinked subfolder
+    (root / "linked_again").symlink_to(root)                   # a loop back up the tree
+    r = dcp(root, "-o", tmp_path / "out", "--recursive")
+    assert r.exit_code == 0, r.output
+    written = sorted(p.relative_to(tmp_path / "out").as_posix() for p in (tmp_path / "out").rglob("*.png"))
+    assert written == ["linked/far.png", "real.png"]  # the real name kept; the linked folder read once
+    assert "1 file(s) left out as other names (symlinks)" in r.output
+    assert "1 symlink(s) point to nothing" in r.output and "lead back to a folder already read" in r.output

@@ -111,6 +111,14 @@ class DehazeReporter:
             self.say(f"note: {len(found.subfolders)} subfolder(s) not read (add --recursive): {_some(found.subfolders)}")
         if found.not_images:
             self.say(f"note: {len(found.not_images)} file(s) are not images and were not read: {_some(found.not_images)}")
+        if found.same_file:
+            self.say(f"note: {len(found.same_file)} file(s) left out as other names (symlinks) of an input: "
+                     f"{_some(found.same_file)}")
+        if found.broken_links:
+            self.say(f"note: {len(found.broken_links)} symlink(s) point to nothing: {_some(found.broken_links)}")
+        if found.loops:
+            self.say(f"note: {len(found.loops)} symlinked folder(s) lead back to a folder already read, "
+                     f"not read again: {_some(found.loops)}")
 
     def interrupted(self, report: BatchReport) -> None:
         of = f" of {self.total}" if self.total else ""

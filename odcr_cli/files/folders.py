@@ -3,6 +3,7 @@ a folder is walked (sorted, hidden files and folders skipped)."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,20 +23,37 @@ class FolderListing:
     images: list[Path] = field(default_factory=list)
     not_images: list[Path] = field(default_factory=list)
     subfolders: list[Path] = field(default_factory=list)   # not entered (not recursive)
+    broken_links: list[Path] = field(default_factory=list)  # symlinks to nothing
+    loops: list[Path] = field(default_factory=list)         # symlinked folders already walked
 
 
 def walk_folder(folder: Path, recursive: bool = True) -> FolderListing:
     """Every file under ``folder`` (in sub-folders too when ``recursive``), sorted; anything under
-    a hidden name is skipped."""
+    a hidden name is skipped. Symlinked folders are followed, each real folder once (a link back
+    up the tree is listed in ``loops``, not walked again); symlinks to nothing are listed in
+    ``broken_links``."""
     listing = FolderListing()
-    entries = sorted(folder.rglob("*") if recursive else folder.iterdir())
-    for f in entries:
-        if any(part.startswith(".") for part in f.relative_to(folder).parts):
-            continue
-        if f.is_file():
-            (listing.images if is_image_name(f) else listing.not_images).append(f)
-        elif f.is_dir() and not recursive:
-            listing.subfolders.append(f)
+    seen = {os.path.realpath(folder)}
+    pending = [folder]
+    while pending:
+        here = pending.pop()
+        for f in sorted(here.iterdir()):
+            if f.name.startswith("."):
+                continue
+            if f.is_dir():
+                if not recursive:
+                    listing.subfolders.append(f)
+                elif os.path.realpath(f) in seen:
+                    listing.loops.append(f)
+                else:
+                    seen.add(os.path.realpath(f))
+                    pending.append(f)
+            elif f.is_file():
+                (listing.images if is_image_name(f) else listing.not_images).append(f)
+            elif f.is_symlink():
+                listing.broken_links.append(f)
+    listing.images.sort()
+    listing.not_images.sort()
     return listing
 
 

@@ -40,10 +40,14 @@ class InputSet:
     own_outputs: list[str] = field(default_factory=list)           # carry this run's output suffix
     subfolders: list[str] = field(default_factory=list)            # not read (no --recursive)
     not_images: list[str] = field(default_factory=list)            # in folders/globs, not image files
+    same_file: list[str] = field(default_factory=list)             # another name (a symlink) of an input
+    broken_links: list[str] = field(default_factory=list)          # symlinks to nothing, in folders
+    loops: list[str] = field(default_factory=list)                 # symlinked folders walked already
 
     def left_out(self) -> dict[str, Any]:
         return {"own_outputs": len(self.own_outputs), "subfolders_not_read": self.subfolders,
-                "not_images": self.not_images}
+                "not_images": self.not_images, "same_file": self.same_file, "broken_links": self.broken_links,
+                "symlink_loops": self.loops}
 
 
 @dataclass
@@ -120,6 +124,8 @@ def _add_named(found: InputSet, raw: str, recursive: bool, own_suffix: str) -> N
         for f in listing.images + listing.not_images:
             _add_found(found, f, f.relative_to(p), own_suffix)
         found.subfolders += [str(f) for f in listing.subfolders]
+        found.broken_links += [str(f) for f in listing.broken_links]
+        found.loops += [str(f) for f in listing.loops]
     elif p.is_file():  # named one by one: always an input, whatever its suffix
         found.items.append(InputItem(str(p), Path(p.name)))
     elif _is_glob(raw):
@@ -158,15 +164,24 @@ def list_entry_rel(entry: str) -> Path:
     return rel
 
 
-def _unique(items: list[InputItem]) -> list[InputItem]:
-    """First occurrence of each file (by real path), in order."""
-    seen: set[str] = set()
-    unique = []
+def _unique(items: list[InputItem], same_file: list[str]) -> list[InputItem]:
+    """First occurrence of each file (by real path), in order; a second name of a file already
+    listed goes to ``same_file``. Between a symlink and the file it points to, the file's own name
+    is kept (``real.png`` gives ``real_dehazed.png``, not ``link_dehazed.png``)."""
+    position: dict[str, int] = {}
+    names: set[str] = set()
+    unique: list[InputItem] = []
     for it in items:
         key = it.source if it.source == STDIO else os.path.realpath(it.source)
-        if key not in seen:
-            seen.add(key)
+        if key not in position:
+            position[key] = len(unique)
             unique.append(it)
+        elif it.source not in names:  # the same name twice is no news
+            kept = unique[position[key]]
+            if Path(kept.source).is_symlink() and not Path(it.source).is_symlink():
+                unique[position[key]], it = it, kept
+            same_file.append(it.source)
+        names.add(it.source)
     return unique
 
 
@@ -187,7 +202,7 @@ def gather_inputs(inputs: list[str], recursive: bool = False, input_list: str | 
                 found.items.append(it)
             else:  # the same verdict for a dry run and a real one
                 found.missing.append((it.source, "not found"))
-    found.items = _unique(found.items)
+    found.items = _unique(found.items, found.same_file)
     _leave_out_outputs_of_named_inputs(found, own_suffix)
     return found
 
