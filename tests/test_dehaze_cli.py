@@ -178,3 +178,16 @@ def test_unusable_report_and_input_list_are_refused_before_any_work(tmp_path, ti
     r = runner.invoke(app, ["dehaze", str(photo), "-o", str(tmp_path / "o.png"), "--json", str(tmp_path),
                             "--weights", str(tiny_weights)])
     assert r.exit_code == 2 and "is a folder" in r.output and not (tmp_path / "o.png").exists()
+
+
+@pytest.mark.parametrize("args, says", [
+    (["dehaze", "--bogus"], "No such option: --bogus"),
+    (["dehaz", "x.jpg"], "No such command 'dehaz'"),
+    (["train"], "Missing option '--hazy'"),
+    (["dehaze", "x.jpg", "--strength", "abc"], "'--strength'"),
+])
+def test_usage_errors_are_one_line_in_the_house_style(args, says):
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code == 2
+    lines = [ln for ln in r.output.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and says in lines[0] and "--help" in lines[0]

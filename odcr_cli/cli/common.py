@@ -34,7 +34,28 @@ EXTRA_OF_MODULE = {"torch": "train", "safetensors": "train", "onnx": "train", "o
                    "skimage": "evaluate", "ray": "ray"}
 
 
-class Command(_NoTypeLabels, TyperCommand):
+class _OneLineUsage:
+    """Usage errors (an unknown option, a missing value) in the style of every other error: one
+    line, ``error: ...``, exit 2, instead of Typer's boxed panel."""
+
+    def make_context(self, info_name, args, parent=None, **extra):  # noqa: ANN001, ANN201 - click's signature
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except Exception as exc:
+            if not _is_usage_error(exc):
+                raise
+            command = " ".join(filter(None, [parent.command_path if parent else None, info_name]))
+            fail(f"{exc.format_message()} (see {command} --help)", 2)
+
+
+def _is_usage_error(exc: BaseException) -> bool:
+    """Click's UsageError, whether Typer uses click or its own copy of it (Typer >= 0.23); not the
+    'no arguments: print the help' signal, which must go through."""
+    names = [c.__name__ for c in type(exc).__mro__]
+    return "UsageError" in names and "NoArgsIsHelpError" not in names
+
+
+class Command(_OneLineUsage, _NoTypeLabels, TyperCommand):
     """Every odcr command: a problem the user can act on is one red line and the error's exit code."""
 
     def invoke(self, ctx: Any) -> Any:
@@ -50,8 +71,14 @@ class Command(_NoTypeLabels, TyperCommand):
                  f"pip install 'odcr[{EXTRA_OF_MODULE[root]}]'")
 
 
-class Group(_NoTypeLabels, TyperGroup):
-    pass
+class Group(_OneLineUsage, _NoTypeLabels, TyperGroup):
+    def resolve_command(self, ctx, args):  # noqa: ANN001, ANN201 - click's signature
+        try:
+            return super().resolve_command(ctx, args)
+        except Exception as exc:
+            if not _is_usage_error(exc):
+                raise
+            fail(f"{exc.format_message()} (see {ctx.command_path} --help)", 2)
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
