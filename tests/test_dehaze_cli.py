@@ -191,3 +191,27 @@ def test_usage_errors_are_one_line_in_the_house_style(args, says):
     assert r.exit_code == 2
     lines = [ln for ln in r.output.splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: ") and says in lines[0] and "--help" in lines[0]
+
+
+def test_weights_may_name_a_training_run_folder(tmp_path, tiny_weights):
+    import shutil
+
+    run = tmp_path / "run"
+    run.mkdir()
+    shutil.copy(tiny_weights, run / "generator.safetensors")
+    src = tmp_path / "a.png"
+    Image.fromarray(make_photo(32, 40)).save(src)
+    r = CliRunner().invoke(app, ["dehaze", str(src), "-o", str(tmp_path / "out.png"), "--weights", str(run)])
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "out.png").is_file()
+    r = CliRunner().invoke(app, ["dehaze", str(src), "-o", str(tmp_path / "o2.png"), "--weights", str(tmp_path)])
+    assert r.exit_code == 2 and "generator.safetensors" in r.output and not (tmp_path / "o2.png").exists()
+
+
+@pytest.mark.parametrize("extra", [["--weights", "w.safetensors"], ["--model", "x"], ["--tile", "256"], ["--half"]])
+def test_network_options_with_dcp_are_refused_not_ignored(tmp_path, extra):
+    src = tmp_path / "a.png"
+    Image.fromarray(make_photo(32, 40)).save(src)
+    r = CliRunner().invoke(app, ["dehaze", str(src), "-o", str(tmp_path / "o.png"), "--method", "dcp", *extra])
+    assert r.exit_code == 2 and extra[0] in r.output and "--method dcp" in r.output
+    assert not (tmp_path / "o.png").exists()

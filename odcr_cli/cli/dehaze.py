@@ -64,13 +64,18 @@ def dehaze_command(
         fail("no input given: pass files, folders, globs, '-' or --input-list FILE")
     if output == "-" and json_report == "-":
         fail("-o - and --json - both want stdout; write the report to a file")
+    network_only = {"--weights": weights, "--model": model, "--onnx": onnx, "--tile": tile, "--half": half or None}
+    given = [flag for flag, value in network_only.items() if value is not None]
+    chosen_method = parse_choice(Method, method, "--method")
+    if given and chosen_method is Method.DCP:
+        fail(f"--method dcp runs no network, so {', '.join(given)} would do nothing; drop them or use --method odcr")
     if max_pixels is not None and max_pixels < 0:
         fail(f"--max-pixels {max_pixels}: give a number of pixels, or 0 for no limit")
     if (output == "-" or (output is None and inputs == ["-"])) and sys.stdout.isatty() and not dry_run:
         fail("refusing to write image bytes to a terminal; redirect stdout or pass -o FILE")
     opts = DehazeOptions(inputs=list(inputs or []), output=output, recursive=recursive, input_list=input_list,
                          suffix=suffix, ext=ext, quality=quality, overwrite=overwrite, skip_existing=skip_existing,
-                         shard=shard, weights=weights, model=model, method=parse_choice(Method, method, "--method"),
+                         shard=shard, weights=weights, model=model, method=chosen_method,
                          device=Device.parse(device), half=half, backend=parse_choice(BackendChoice, backend, "--backend"),
                          onnx=onnx, tile=tile, max_side=parse_max_side(max_side), max_pixels=max_pixels,
                          strip_metadata=strip_metadata, strength=strength, dry_run=dry_run, json_report=json_report)

@@ -102,9 +102,17 @@ def _read_torch(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str], Ge
     raise WeightsError(f"{path}: not a generator state_dict or an odcr checkpoint")
 
 
+RUN_GENERATOR = "generator.safetensors"  # what a run folder of odcr train holds (tasks/run_folder.py)
+
+
 def load_generator(path: str | os.PathLike, device: str | torch.device = "cpu") -> LoadedGenerator:
-    """Load a generator from our safetensors, our checkpoint (``.pt``) or a CUT ``net_G.pth``."""
+    """Load a generator from our safetensors, our checkpoint (``.pt``), a CUT ``net_G.pth``, or a
+    run folder of ``odcr train`` (its ``generator.safetensors``, the newest checkpoint's)."""
     p = Path(path)
+    if p.is_dir():
+        if not (p / RUN_GENERATOR).is_file():
+            raise WeightsError(f"{p} is a folder without {RUN_GENERATOR}: name a weights file or an odcr train run folder")
+        p = p / RUN_GENERATOR
     if not p.is_file():
         raise WeightsError(f"weights file not found: {p}")
     if p.suffix == ".safetensors":

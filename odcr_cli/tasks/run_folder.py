@@ -27,7 +27,7 @@ from PIL import Image
 from torch import nn
 
 from odcr_cli.files.fsutil import atomic_output
-from odcr_cli.files.weights_io import save_generator
+from odcr_cli.files.weights_io import RUN_GENERATOR, save_generator
 from odcr_cli.tasks.training_report import write_training_report
 
 CKPT_RE = re.compile(r"ckpt_(\d{8})\.pt$")
@@ -101,7 +101,7 @@ class RunFolder:
         with atomic_output(ckpt) as fh:
             torch.save(state, fh)
         save_generator(folder / f"generator_{iteration:08d}.safetensors", generator, metadata)
-        save_generator(self.path / "generator.safetensors", generator, metadata)
+        save_generator(self.path / RUN_GENERATOR, generator, metadata)
         for old_it, old in self.checkpoints()[:-keep]:
             old.unlink(missing_ok=True)
             (folder / f"generator_{old_it:08d}.safetensors").unlink(missing_ok=True)
