@@ -197,3 +197,22 @@ def test_cli_evaluate(tmp_path):
     assert j["methods"]["input"]["mean"]["n"] == 1 and j["pairing"]["unmatched_hazy"]
     res = CliRunner().invoke(app, ["evaluate", "--gt", str(tmp_path)])
     assert res.exit_code == 2 and "error:" in res.output
+
+
+def test_cli_evaluate_takes_hazy_files_and_repeated_hazy(tmp_path):
+    """Without ground truth, --hazy is repeatable and may name single photos, as dehaze's inputs."""
+    from typer.testing import CliRunner
+
+    from odcr_cli.cli.app import app
+
+    rng = np.random.default_rng(0)
+    photo = lambda: (np.clip(0.6 + 0.3 * rng.random((64, 64, 3)), 0, 1) * 255).astype(np.uint8)  # noqa: E731
+    _write(tmp_path / "one.png", photo())
+    _write(tmp_path / "folder" / "two.png", photo())
+    res = CliRunner().invoke(app, ["evaluate", "--hazy", str(tmp_path / "one.png"), "--hazy", str(tmp_path / "folder"),
+                                   "-m", "input", "--json", str(tmp_path / "e.json"), "--latency-repeats", "0"])
+    assert res.exit_code == 0, res.output
+    stems = [s["stem"] for s in json.loads((tmp_path / "e.json").read_text())["methods"]["input"]["images"]]
+    assert sorted(stems) == ["one", "two"]
+    res = CliRunner().invoke(app, ["evaluate", "--hazy", str(tmp_path / "nothing.png"), "-m", "input"])
+    assert res.exit_code == 2 and "not found" in res.output

@@ -17,7 +17,7 @@ if TYPE_CHECKING:  # annotations only: rich and the task are imported inside the
 
 
 def evaluate_command(
-    hazy: Optional[Path] = typer.Option(None, "--hazy", help="Folder of hazy images; alone (no --gt): real photos without ground truth, scored by FADE."),
+    hazy: Optional[list[Path]] = typer.Option(None, "--hazy", help="Folder of hazy images (with --gt); alone: real photos without ground truth, scored by FADE, where --hazy is repeatable and may name files."),
     gt: Optional[Path] = typer.Option(None, "--gt", help="Folder of ground-truth images (with --hazy)."),
     pairs: Optional[Path] = typer.Option(None, "--pairs", help="Folder holding hazy/ and gt/."),
     method: Optional[list[str]] = typer.Option(None, "--method", "-m",
@@ -43,9 +43,9 @@ def evaluate_command(
     from odcr_cli.tasks.evaluation import evaluate
     from odcr_cli.tasks.export import parse_hw
 
-    if pairs is None and hazy is None:
+    if pairs is None and not hazy:
         fail("give --pairs DIR, --hazy DIR --gt DIR, or --hazy DIR alone (real photos, FADE)")
-    if pairs is not None and (hazy is not None or gt is not None):
+    if pairs is not None and (hazy or gt is not None):
         fail("--pairs and --hazy/--gt are alternatives; give one")
     lat_hw = parse_hw(latency_size)
     err = Console(stderr=True)
@@ -54,7 +54,7 @@ def evaluate_command(
         if not quiet and err.is_terminal and stem:
             err.print(f"[{done + 1}/{total}] {stem}", end="\r", highlight=False)
 
-    report = evaluate(hazy_dir=hazy, gt_dir=gt, pairs_dir=pairs, methods=method or ["odcr"], weights=weights,
+    report = evaluate(hazy_dir=hazy or None, gt_dir=gt, pairs_dir=pairs, methods=method or ["odcr"], weights=weights,
                       device=Device.parse(device), save_outputs=save_outputs, latency_size=lat_hw,
                       latency_repeats=latency_repeats, max_side=max_side, fade=fade, report_dir=report_dir,
                       progress=progress)

@@ -183,13 +183,17 @@ def _safe_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name) or "method"
 
 
-def _choose_pairing(hazy_dir: str | Path | None, gt_dir: str | Path | None, pairs_dir: str | Path | None,
-                    fade: bool) -> tuple[Pairing, bool]:
-    """The pairs to score and whether they have ground truth; an error when there are none."""
+def _choose_pairing(hazy_dir: str | Path | Sequence[str | Path] | None, gt_dir: str | Path | None,
+                    pairs_dir: str | Path | None, fade: bool) -> tuple[Pairing, bool]:
+    """The pairs to score and whether they have ground truth; an error when there are none.
+    ``hazy_dir`` alone may be several folders and files; with ``gt_dir`` it is one folder."""
     if pairs_dir is not None:
         pairing = pairs_from_dir(pairs_dir)
     elif hazy_dir is not None and gt_dir is not None:
-        pairing = pair_images(hazy_dir, gt_dir)
+        hazy = [hazy_dir] if isinstance(hazy_dir, (str, Path)) else list(hazy_dir)
+        if len(hazy) != 1:
+            raise EvaluationError("with --gt, give one --hazy folder (several, or files, are for FADE alone)")
+        pairing = pair_images(hazy[0], gt_dir)
     elif hazy_dir is not None:
         pairing = hazy_only(hazy_dir)
     else:
@@ -289,7 +293,7 @@ def _write_page(page: EvaluationPage, report: EvaluationReport, report_dir: str 
         raise EvaluationError(f"cannot write the report in {report_dir}: {exc}") from None
 
 
-def evaluate(*, hazy_dir: str | Path | None = None, gt_dir: str | Path | None = None,
+def evaluate(*, hazy_dir: str | Path | Sequence[str | Path] | None = None, gt_dir: str | Path | None = None,
              pairs_dir: str | Path | None = None, methods: Sequence[str] = ("odcr",),
              weights: str | None = None, device: Device | str = "auto", save_outputs: str | Path | None = None,
              latency_size: tuple[int, int] = (256, 256), latency_repeats: int = 5, max_side: int | None = None,

@@ -27,6 +27,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
@@ -115,19 +116,24 @@ def pair_images(hazy_dir: str | Path, gt_dir: str | Path) -> Pairing:
     return pairing
 
 
-def hazy_only(hazy_dir: str | Path) -> Pairing:
-    """Every image under ``hazy_dir``, without ground truth (a no-reference evaluation)."""
-    hazy_dir = Path(hazy_dir)
-    if not hazy_dir.is_dir():
-        raise EvaluationError(f"hazy folder not found: {hazy_dir}")
-    stems: dict[str, Path] = {}
-    for p in walk_folder(hazy_dir).images:
-        rel = p.relative_to(hazy_dir)
-        stem = str(rel.with_suffix(""))
-        if stem in stems:  # a.jpg and a.png would share a row and an output name
-            raise EvaluationError(f"two images share the name {stem}: {stems[stem].name} and {p.name}")
-        stems[stem] = p
-    return Pairing(pairs=[Pair(stem, p, None, subset_of(p.relative_to(hazy_dir))) for stem, p in stems.items()])
+def hazy_only(hazy: str | Path | Sequence[str | Path]) -> Pairing:
+    """Every image of one or more folders and files, without ground truth (a no-reference
+    evaluation); a folder's images are named by their path inside it, a file by its name."""
+    sources = [hazy] if isinstance(hazy, (str, Path)) else list(hazy)
+    stems: dict[str, tuple[Path, Path]] = {}
+    for source in map(Path, sources):
+        if source.is_dir():
+            found = [(p, p.relative_to(source)) for p in walk_folder(source).images]
+        elif source.is_file():
+            found = [(source, Path(source.name))]
+        else:
+            raise EvaluationError(f"hazy image or folder not found: {source}")
+        for p, rel in found:
+            stem = str(rel.with_suffix(""))
+            if stem in stems:  # a.jpg and a.png would share a row and an output name
+                raise EvaluationError(f"two images share the name {stem}: {stems[stem][0]} and {p}")
+            stems[stem] = (p, rel)
+    return Pairing(pairs=[Pair(stem, p, None, subset_of(rel)) for stem, (p, rel) in stems.items()])
 
 
 def pairs_from_dir(pairs_dir: str | Path) -> Pairing:
