@@ -215,3 +215,25 @@ def test_network_options_with_dcp_are_refused_not_ignored(tmp_path, extra):
     r = CliRunner().invoke(app, ["dehaze", str(src), "-o", str(tmp_path / "o.png"), "--method", "dcp", *extra])
     assert r.exit_code == 2 and extra[0] in r.output and "--method dcp" in r.output
     assert not (tmp_path / "o.png").exists()
+
+
+def test_every_option_has_help_and_every_example_uses_real_flags():
+    import shlex
+
+    import typer
+
+    from odcr_cli.cli.app import EXAMPLES
+
+    group = typer.main.get_command(app)
+    for name, command in group.commands.items():
+        for param in command.params:
+            if param.param_type_name == "option" and param.name != "help":
+                assert (param.help or "").strip(), f"odcr {name} {param.opts[0]} has no help text"
+        assert EXAMPLES.get(name), f"odcr {name} has no examples"
+        for line in EXAMPLES[name]:
+            words = shlex.split(line)
+            command_of_line = group.commands[words[1]]
+            flags = {o.split("=")[0] for p in command_of_line.params for o in p.opts + p.secondary_opts}
+            for w in words[2:]:
+                if w.startswith("-") and w != "-":
+                    assert w in flags, f"example {line!r}: {w} is not an option of odcr {words[1]}"

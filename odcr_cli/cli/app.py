@@ -44,12 +44,36 @@ def _root(
     """odcr: image dehazing (ODCR, CVPR 2024; CUT, ECCV 2020) from the command line."""
 
 
-app.command("train", cls=Command, help="Train a dehazing generator on unpaired folders of hazy and clear photos.")(train_command)
-app.command("dehaze", cls=Command)(dehaze_command)
-app.command("synth", cls=Command)(synth_command)
-app.command("evaluate", cls=Command)(evaluate_command)
-app.command("models", cls=Command)(models_command)
-app.command("export", cls=Command)(export_command)
+# A few examples per command, shown under its --help (one per line: Typer keeps the line breaks
+# of an epilog written with blank lines between them).
+EXAMPLES = {
+    "dehaze": ["odcr dehaze photo.jpg -o clear.jpg", "odcr dehaze photos/ -o dehazed/ --recursive --skip-existing",
+               "odcr dehaze 'shots/*.png' --strength 0.7", "odcr dehaze photo.jpg --method dcp -o dcp.jpg",
+               "odcr dehaze --input-list files.txt -o out/ --shard 1/4 --json report.json"],
+    "train": ["odcr train --hazy my_hazy/ --clear my_clear/ --out runs/mine --output scattering --ngf 32 --n-blocks 6",
+              "odcr train --hazy my_hazy/ --clear my_clear/ --out runs/mine --resume",
+              "odcr dehaze photo.jpg -o clear.jpg --weights runs/mine"],
+    "evaluate": ["odcr evaluate --pairs benchmark/ -m odcr -m dcp -m dcp@128",
+                 "odcr evaluate --hazy my_hazy/ -m odcr -m mine=runs/mine/generator.safetensors",
+                 "odcr evaluate --hazy hazy/ --gt clear/ --report report/"],
+    "export": ["odcr export --onnx -o odcr.onnx", "odcr export --onnx --int8 --calibrate my_photos/ -o odcr_int8.onnx",
+               "odcr export --onnx --weights runs/mine -o mine.onnx --static 512x512"],
+    "synth": ["odcr synth my_clear/ -o synthetic/ --variants 2 --save-transmission"],
+    "models": ["odcr models", "odcr models --json"],
+}
+
+
+def _epilog(name: str) -> str:
+    return "Examples:\n\n" + "\n\n".join(f"  {line}" for line in EXAMPLES[name])
+
+
+app.command("train", cls=Command, epilog=_epilog("train"),
+            help="Train a dehazing generator on unpaired folders of hazy and clear photos.")(train_command)
+app.command("dehaze", cls=Command, epilog=_epilog("dehaze"))(dehaze_command)
+app.command("synth", cls=Command, epilog=_epilog("synth"))(synth_command)
+app.command("evaluate", cls=Command, epilog=_epilog("evaluate"))(evaluate_command)
+app.command("models", cls=Command, epilog=_epilog("models"))(models_command)
+app.command("export", cls=Command, epilog=_epilog("export"))(export_command)
 
 
 def main() -> None:

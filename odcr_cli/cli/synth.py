@@ -14,7 +14,7 @@ def synth_command(
     out: Path = typer.Option(..., "-o", "--out", help="Output folder: hazy/, manifest.json, sources.txt."),
     fraction: float = typer.Option(1.0, "--fraction", help="Share of the clear photos to use (a seeded random subset)."),
     variants: int = typer.Option(1, "--variants", min=1, help="Hazy versions per clear photo."),
-    seed: int = typer.Option(0, "--seed"),
+    seed: int = typer.Option(0, "--seed", help="Seed of the haze parameters and the choice of sources (same seed, same set)."),
     beta: str = typer.Option("0.5:3.0", "--beta", help="Range of the scattering coefficient (depth is relative, 0..1)."),
     airlight: str = typer.Option("0.7:1.0", "--airlight", help="Range of the airlight's grey level."),
     max_side: int = typer.Option(0, "--max-side", min=0, help="Downscale longer photos to this side first (0 = keep)."),
