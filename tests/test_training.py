@@ -343,3 +343,28 @@ def test_the_synthetic_transmission_term_teaches_how_thick_the_haze_is(pools, tm
         res = _cli_train(hazy, clear, tmp_path / name, *common, "--lambda-synth", weight)
         assert res.exit_code == 0, res.output
     assert t_error(tmp_path / "with") < 0.8 * t_error(tmp_path / "without")
+
+
+def test_ctrl_c_stops_after_the_iteration_with_a_checkpoint_and_says_how_to_resume(pools, tmp_path, monkeypatch) -> None:
+    import signal
+
+    hazy, clear = pools
+    real_step, calls = Trainer.step, []
+
+    def step(self, *args, **kwargs):  # noqa: ANN001, ANN202 - Trainer.step's signature
+        calls.append(1)
+        if len(calls) == 2:
+            os.kill(os.getpid(), signal.SIGINT)
+        return real_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(Trainer, "step", step)
+    out = tmp_path / "run"
+    before = signal.getsignal(signal.SIGINT)
+    res = _cli_train(hazy, clear, out, "--iters", "6", "--checkpoint-every", "100")
+    assert res.exit_code == 130, res.output
+    assert "interrupted" in res.output and "--resume" in res.output
+    assert RunFolder(out).latest_checkpoint().name == "ckpt_00000002.pt" and len(calls) == 2
+    assert signal.getsignal(signal.SIGINT) == before
+    monkeypatch.setattr(Trainer, "step", real_step)
+    res = _cli_train(hazy, clear, out, "--iters", "6", "--checkpoint-every", "100", "--resume")
+    assert res.exit_code == 0 and "done: iteration 6 of 6" in res.output, res.output

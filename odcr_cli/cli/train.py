@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Optional
@@ -119,10 +120,11 @@ def train_command(
         typer.echo(f"report: {out / 'report.html'} (rewritten at every checkpoint)", err=True)
         reporter.start(start, total)
 
+    stopping = _StopOnSignal()
     try:
-        with reporter:
-            result = run_training(cfg, mcfg, gcfg,
-                                  resume=resume, callbacks=TrainCallbacks(on_start, reporter.update, reporter.say))
+        with reporter, stopping:
+            result = run_training(cfg, mcfg, gcfg, resume=resume,
+                                  callbacks=TrainCallbacks(on_start, reporter.update, reporter.say, stopping.requested))
     except OdcrError as exc:
         # refused before the first iteration (bad option, no data, a run already there): a usage
         # error, 2, as in every command; a run that started and then failed: 1
@@ -132,6 +134,36 @@ def train_command(
     if os.environ.get("RANK", "0") == "0":
         typer.echo(f"done: iteration {result.iteration} of {cfg.iters}, {result.seconds_per_iter:.3f} s/iter; "
                    f"generator: {result.run_dir / 'generator.safetensors'}", err=True)
+    if stopping.signalled:
+        typer.echo(f"interrupted; checkpoint: {result.last_checkpoint}; continue with the same command and --resume",
+                   err=True)
+        raise typer.Exit(130)
+
+
+class _StopOnSignal:
+    """Ctrl-C or SIGTERM during training: finish the iteration, write a checkpoint, stop (the loop
+    polls :meth:`requested`). A second Ctrl-C stops at once, without a checkpoint."""
+
+    def __init__(self) -> None:
+        self.signalled = False
+        self._previous: dict = {}
+
+    def _handle(self, signum: int, frame: object) -> None:
+        if self.signalled and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.signalled = True
+
+    def requested(self) -> bool:
+        return self.signalled
+
+    def __enter__(self) -> "_StopOnSignal":
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
 
 
 class TrainReporter:

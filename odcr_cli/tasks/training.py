@@ -45,6 +45,8 @@ class TrainCallbacks:
     on_start: Callable[[int, int], None] = lambda start, total: None
     on_iteration: Callable[[int, dict[str, float]], None] = lambda it, terms: None
     on_message: Callable[[str], None] = lambda msg: None
+    # polled before each iteration: True ends the run after it, with a checkpoint (Ctrl-C, SIGTERM)
+    stop_requested: Callable[[], bool] = lambda: False
 
 
 @dataclass(frozen=True)
@@ -115,6 +117,10 @@ class TrainingLoop:
         self._stop_early_when_out_of_time(done)
         due = self._due(done)
         terms = self._step(hazy, clear, tuple(synthetic) if synthetic else None, due)
+        if self.cb.stop_requested() and done < self.stop:  # Ctrl-C or SIGTERM came during this step
+            self.stop = done
+            due = self._due(done)
+            self.say(f"interrupted: stopping after iteration {done} of {self.config.iters}, with a checkpoint")
         self._report_iteration(done, terms, due)
         if due.checkpoint:
             self._checkpoint(done)
