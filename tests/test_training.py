@@ -368,3 +368,12 @@ def test_ctrl_c_stops_after_the_iteration_with_a_checkpoint_and_says_how_to_resu
     monkeypatch.setattr(Trainer, "step", real_step)
     res = _cli_train(hazy, clear, out, "--iters", "6", "--checkpoint-every", "100", "--resume")
     assert res.exit_code == 0 and "done: iteration 6 of 6" in res.output, res.output
+
+
+def test_a_run_logged_to_a_pipe_prints_speed_eta_and_losses(pools, tmp_path) -> None:
+    hazy, clear = pools
+    res = _cli_train(hazy, clear, tmp_path / "run", "--iters", "3")  # CliRunner's output is not a terminal
+    assert res.exit_code == 0, res.output
+    lines = [ln for ln in res.output.splitlines() if ln.startswith("iter ")]
+    assert [ln.split(":")[0] for ln in lines] == ["iter 1/3", "iter 2/3", "iter 3/3"]
+    assert all(" s/it, ETA " in ln and "G_total=" in ln and "D=" in ln for ln in lines)

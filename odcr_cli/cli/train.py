@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 from typing import Optional
 
@@ -140,6 +141,12 @@ def train_command(
         raise typer.Exit(130)
 
 
+def _duration(seconds: float) -> str:
+    m, s = divmod(int(round(seconds)), 60)
+    h, m = divmod(m, 60)
+    return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
+
+
 class _StopOnSignal:
     """Ctrl-C or SIGTERM during training: finish the iteration, write a checkpoint, stop (the loop
     polls :meth:`requested`). A second Ctrl-C stops at once, without a checkpoint."""
@@ -187,6 +194,7 @@ class TrainReporter:
 
     def start(self, start: int, total: int) -> None:
         self.started = True
+        self._first, self._total, self._t0 = start, total, time.perf_counter()
         if not self.console.is_terminal:
             return
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -204,9 +212,14 @@ class TrainReporter:
             if terms:
                 fields["losses"] = " ".join(f"{k}={v:.3f}" for k, v in terms.items() if k in ("G_total", "D", "G_nce"))
             self.progress.update(self.task, completed=iteration, **fields)
-        elif terms:
-            text = " ".join(f"{k}={v:.4f}" for k, v in terms.items())
-            print(f"iter {iteration}: {text}", file=sys.stderr, flush=True)
+        elif terms:  # a pipe or a file: one plain line per log interval, with speed and ETA
+            done = iteration - self._first
+            spi = (time.perf_counter() - self._t0) / max(1, done)
+            eta = spi * max(0, self._total - iteration)
+            main = " ".join(f"{k}={terms[k]:.4f}" for k in ("G_total", "D", "G_nce") if k in terms)
+            rest = " ".join(f"{k}={v:.4f}" for k, v in terms.items() if k not in ("G_total", "D", "G_nce"))
+            print(f"iter {iteration}/{self._total}: {spi:.2f} s/it, ETA {_duration(eta)}; {main}; {rest}",
+                  file=sys.stderr, flush=True)
 
     def say(self, message: str) -> None:
         self.console.print(message, highlight=False)
