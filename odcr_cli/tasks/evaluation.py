@@ -331,14 +331,15 @@ def evaluate_generator_on_pairs(generator: object, hazy_dir: str | Path, gt_dir:
                                 device: str | None = None) -> dict[str, float]:
     """Mean PSNR/SSIM of an in-memory generator on a paired folder (training's validation).
 
-    Same pairing, GT cropping, full-resolution inference and metrics as ``odcr evaluate``.
+    Same pairing, GT cropping, inference (the network's side chosen as ``odcr dehaze`` and
+    ``odcr evaluate`` choose it: at most 512 px for a scattering model) and metrics as ``odcr evaluate``.
     """
     from odcr_cli.engine.dehazer import Dehazer
     from odcr_cli.engine.torch_backend import TorchBackend
 
     if device is None:
         device = str(next(generator.parameters()).device)  # type: ignore[attr-defined]
-    dehazer = Dehazer.from_backend(TorchBackend(generator, device=device), max_side=0)
+    dehazer = Dehazer.from_backend(TorchBackend(generator, device=device), max_side=_dehazer_side(None))
     pairing = pair_images(hazy_dir, gt_dir)
     if not pairing.pairs:
         raise EvaluationError(f"no hazy/GT pairs found in {hazy_dir} and {gt_dir}")
