@@ -377,3 +377,16 @@ def test_a_run_logged_to_a_pipe_prints_speed_eta_and_losses(pools, tmp_path) -> 
     lines = [ln for ln in res.output.splitlines() if ln.startswith("iter ")]
     assert [ln.split(":")[0] for ln in lines] == ["iter 1/3", "iter 2/3", "iter 3/3"]
     assert all(" s/it, ETA " in ln and "G_total=" in ln and "D=" in ln for ln in lines)
+
+
+def test_resume_keeps_the_runs_settings_applies_budget_changes_and_refuses_contradictions(pools, tmp_path) -> None:
+    hazy, clear = pools
+    out = tmp_path / "run"
+    assert _cli_train(hazy, clear, out, "--iters", "2", "--lr", "0.001", "--seed", "5").exit_code == 0
+    res = _cli_train(hazy, clear, out, "--iters", "3", "--resume")  # --lr and --seed not repeated
+    assert res.exit_code == 0 and "iters = 3 (was 2)" in res.output, res.output
+    effective = json.loads((out / "config.json").read_text())["train"]
+    assert effective["lr"] == 0.001 and effective["seed"] == 5 and effective["iters"] == 3
+    for flags, named in ((["--ngf", "16"], "--ngf"), (["--lr", "0.01"], "--lr"), (["--method", "cut"], "--method")):
+        res = _cli_train(hazy, clear, out, "--iters", "4", "--resume", *flags)
+        assert res.exit_code == 2 and named in res.output and "contradicts the run" in res.output, res.output

@@ -16,6 +16,7 @@ from odcr_cli.errors import OdcrError
 
 
 def train_command(
+    ctx: typer.Context,
     hazy: list[Path] = typer.Option(..., "--hazy", help="Folder (or one file) of hazy photos; repeatable."),
     clear: list[Path] = typer.Option(..., "--clear", help="Folder of clear (haze-free) photos, unpaired; repeatable."),
     exclude_clear: Optional[list[Path]] = typer.Option(None, "--exclude-clear",
@@ -124,7 +125,7 @@ def train_command(
     stopping = _StopOnSignal()
     try:
         with reporter, stopping:
-            result = run_training(cfg, mcfg, gcfg, resume=resume,
+            result = run_training(cfg, mcfg, gcfg, resume=resume, explicit=_given_on_the_command_line(ctx),
                                   callbacks=TrainCallbacks(on_start, reporter.update, reporter.say, stopping.requested))
     except OdcrError as exc:
         # refused before the first iteration (bad option, no data, a run already there): a usage
@@ -139,6 +140,12 @@ def train_command(
         typer.echo(f"interrupted; checkpoint: {result.last_checkpoint}; continue with the same command and --resume",
                    err=True)
         raise typer.Exit(130)
+
+
+def _given_on_the_command_line(ctx: typer.Context) -> frozenset[str]:
+    """The names of the options the user typed (not left at their defaults)."""
+    return frozenset(name for name in ctx.params
+                     if getattr(ctx.get_parameter_source(name), "name", "") == "COMMANDLINE")
 
 
 def _duration(seconds: float) -> str:

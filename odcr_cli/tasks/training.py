@@ -9,6 +9,7 @@ scores and the report at the configured iterations.
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -191,12 +192,18 @@ class TrainingLoop:
 
 
 def train(config: TrainConfig, method: MethodConfig, generator: GeneratorConfig,
-          resume: bool = False, callbacks: TrainCallbacks | None = None) -> TrainResult:
-    """Run (or resume) a training run in ``config.out``."""
+          resume: bool = False, callbacks: TrainCallbacks | None = None,
+          explicit: frozenset[str] | None = None) -> TrainResult:
+    """Run (or resume) a training run in ``config.out``.
+
+    ``explicit``: the names of the settings the user gave (the CLI's flags). On ``resume`` the run
+    keeps its own settings: an explicit one that differs is an error naming it, except those that
+    may change between invocations (:data:`MAY_CHANGE_ON_RESUME`), which are applied and reported.
+    None: ``config`` is used as given (the Python API's old behaviour)."""
     cb = callbacks or TrainCallbacks()
     dctx = init_distributed()
     try:
-        result = _train(config, method, generator, resume, cb, dctx)
+        result = _train(config, method, generator, resume, cb, dctx, explicit)
         if dctx.world > 1:
             dist.barrier()  # leave together: a rank tearing down early can abort its peer
         return result
@@ -206,13 +213,15 @@ def train(config: TrainConfig, method: MethodConfig, generator: GeneratorConfig,
 
 
 def _train(config: TrainConfig, method: MethodConfig, generator: GeneratorConfig, resume: bool,
-           cb: TrainCallbacks, dctx: Distributed) -> TrainResult:
+           cb: TrainCallbacks, dctx: Distributed, explicit: frozenset[str] | None = None) -> TrainResult:
     started = time.perf_counter()  # --max-minutes counts the set-up too
     folder = RunFolder(Path(config.out))
     say = cb.on_message if dctx.is_main else _quiet
     _check_options(config)
     state = _checkpoint_to_resume(folder, resume, say)
     if state is not None:  # a resumed run keeps the method and network it was started with
+        if explicit is not None:
+            config = _resumed_config(config, method, generator, state, explicit, say)
         method = MethodConfig.from_dict(state["method"])
         generator = GeneratorConfig.from_dict(state["generator_config"])
     if generator.output != "scattering" and (method.lambda_dcp or method.lambda_tv or method.lambda_synth):
@@ -243,6 +252,45 @@ def _check_options(config: TrainConfig) -> None:
     if config.iters < 1 or config.batch < 1 or config.crop < MIN_SIDE or config.crop % SIZE_MULTIPLE:
         raise TrainingError(f"--iters and --batch must be >= 1 and --crop a multiple of {SIZE_MULTIPLE}, "
                             f"at least {MIN_SIDE}")
+
+
+# Settings of one invocation, never carried over by a resume (where to stop this time, on what).
+PER_INVOCATION = ("until", "max_minutes", "device", "out")
+# Settings a resumed run may change when given (its budget, files and reporting); every other one
+# is the run's own.
+MAY_CHANGE_ON_RESUME = frozenset({"iters", "checkpoint_every", "keep_checkpoints", "log_every", "sample_every",
+                                  "num_samples", "val_hazy", "val_gt", "val_every", "training_data", *PER_INVOCATION})
+
+
+def _resumed_config(config: TrainConfig, method: MethodConfig, generator: GeneratorConfig, state: dict,
+                    explicit: frozenset[str], say: Callable[[str], None]) -> TrainConfig:
+    """The run's own TrainConfig (from its checkpoint) with the explicit changes that are allowed;
+    an explicit setting that contradicts the run is a TrainingError naming its flag."""
+    saved = TrainConfig.from_dict(state.get("train_config") or config.to_dict())
+    given = {"train": (config, saved), "method": (method, MethodConfig.from_dict(state["method"])),
+             "generator": (generator, GeneratorConfig.from_dict(state["generator_config"]))}
+    changes: dict[str, object] = {}
+    for name in sorted(explicit):
+        for mine, theirs in given.values():
+            field_name = "name" if name == "method" and isinstance(mine, MethodConfig) else name
+            if not hasattr(theirs, field_name) or (name == "method" and not isinstance(mine, MethodConfig)):
+                continue
+            new, old = getattr(mine, field_name), getattr(theirs, field_name)
+            if name in ("hazy", "clear", "exclude_clear"):  # the same folders, however they are written
+                new, old = tuple(map(os.path.abspath, new)), tuple(map(os.path.abspath, old))
+            if new == old:
+                continue
+            if isinstance(mine, TrainConfig) and name in MAY_CHANGE_ON_RESUME:
+                changes[name] = new
+            else:
+                flag = "--" + name.replace("_", "-")
+                raise TrainingError(f"--resume: {flag} {new} contradicts the run ({old}); a run keeps its settings: "
+                                    f"drop {flag} or start a new run with another --out")
+    for name, value in changes.items():
+        if name not in PER_INVOCATION:
+            say(f"resumed with {name.replace('_', '-')} = {value} (was {getattr(saved, name)})")
+    return replace(saved, **{name: getattr(config, name) for name in PER_INVOCATION}, **{
+        k: v for k, v in changes.items() if k not in PER_INVOCATION})
 
 
 def _checkpoint_to_resume(folder: RunFolder, resume: bool, say: Callable[[str], None]) -> dict | None:
