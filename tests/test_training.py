@@ -390,3 +390,27 @@ def test_resume_keeps_the_runs_settings_applies_budget_changes_and_refuses_contr
     for flags, named in ((["--ngf", "16"], "--ngf"), (["--lr", "0.01"], "--lr"), (["--method", "cut"], "--method")):
         res = _cli_train(hazy, clear, out, "--iters", "4", "--resume", *flags)
         assert res.exit_code == 2 and named in res.output and "contradicts the run" in res.output, res.output
+
+
+def test_a_run_is_reproduced_from_its_config_and_flags_override_it(pools, tmp_path) -> None:
+    hazy, clear = pools
+    first = tmp_path / "first"
+    assert _cli_train(hazy, clear, first, "--iters", "2", "--lr", "0.001", "--output", "scattering",
+                      "--lambda-dcp", "3").exit_code == 0
+    res = CliRunner().invoke(app, ["train", "--config", str(first / "config.json"), "--out", str(tmp_path / "again"),
+                                   "--iters", "1"])
+    assert res.exit_code == 0, res.output
+    a = json.loads((first / "config.json").read_text())
+    b = json.loads((tmp_path / "again" / "config.json").read_text())
+    assert b["train"]["iters"] == 1 and b["train"]["lr"] == 0.001 and b["train"]["crop"] == a["train"]["crop"]
+    assert b["method"] == a["method"] and b["generator"] == a["generator"]
+    toml = tmp_path / "recipe.toml"
+    toml.write_text(f'hazy = ["{hazy}"]\nclear = ["{clear}"]\n[model]\nngf = 4\nn-blocks = 1\ncrop = 32\n'
+                    'num-patches = 16\nnum-clear-patches = 16\n')
+    res = CliRunner().invoke(app, ["train", "--config", str(toml), "--out", str(tmp_path / "t"), "--iters", "1"])
+    assert res.exit_code == 0, res.output
+    assert json.loads((tmp_path / "t" / "config.json").read_text())["generator"]["ngf"] == 4
+    bad = tmp_path / "bad.toml"
+    bad.write_text("ngf = [unclosed")
+    res = CliRunner().invoke(app, ["train", "--config", str(bad), "--out", str(tmp_path / "x")])
+    assert res.exit_code == 2 and "not valid TOML" in res.output

@@ -15,8 +15,57 @@ from odcr_cli.cli.common import fail
 from odcr_cli.errors import OdcrError
 
 
+def _load_config(ctx: typer.Context, param: object, value: Optional[Path]) -> Optional[Path]:
+    """--config FILE (eager): its settings become the defaults of the options not typed."""
+    if value is None:
+        return value
+    try:
+        ctx.default_map = {**(ctx.default_map or {}), **config_defaults(value, {p.name for p in ctx.command.params})}
+    except ValueError as exc:
+        fail(f"--config {value}: {exc}")
+    return value
+
+
+def config_defaults(path: Path, names: set[str]) -> dict[str, object]:
+    """A run's ``config.json`` (sections train / method / generator) or a TOML file (flag names,
+    with - or _, at the top or in any table) -> {option name: value} for the options in ``names``."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"cannot read it ({type(exc).__name__})") from None
+    try:
+        if path.suffix.lower() == ".json":
+            import json
+
+            data = json.loads(text)
+        else:
+            import tomllib
+
+            data = tomllib.loads(text)
+    except ImportError:
+        raise ValueError("TOML needs Python 3.11 or newer; give a .json file") from None
+    except ValueError as exc:  # json.JSONDecodeError and tomllib.TOMLDecodeError are ValueErrors
+        raise ValueError(f"not valid {'JSON' if path.suffix.lower() == '.json' else 'TOML'}: {exc}") from None
+    flat: dict[str, object] = {}
+    for key, value in data.items():
+        if isinstance(value, dict):  # config.json's train/method/generator, or TOML tables
+            flat.update(value)
+        else:
+            flat[key] = value
+    out: dict[str, object] = {}
+    for key, value in flat.items():
+        name = {"name": "method"}.get(key, key).replace("-", "_")
+        if name == "nce_layers" and isinstance(value, (list, tuple)):
+            value = ",".join(str(v) for v in value)
+        if name in names and name not in ("config", "resume") and value is not None:
+            out[name] = value
+    return out
+
+
 def train_command(
     ctx: typer.Context,
+    config: Optional[Path] = typer.Option(None, "--config", is_eager=True, callback=_load_config,
+                                          help="Settings from a file: a run's config.json or a TOML of flag names; flags typed here override it."),
     hazy: list[Path] = typer.Option(..., "--hazy", help="Folder (or one file) of hazy photos; repeatable."),
     clear: list[Path] = typer.Option(..., "--clear", help="Folder of clear (haze-free) photos, unpaired; repeatable."),
     exclude_clear: Optional[list[Path]] = typer.Option(None, "--exclude-clear",
