@@ -20,7 +20,7 @@ from typing import Mapping
 import numpy as np
 
 from odcr_cli.core import prior
-from odcr_cli.core.scattering import PRIOR_CLAMP, output_names, remove_haze
+from odcr_cli.core.scattering import PRIOR_CLAMP, output_names
 from odcr_cli.imaging.dcp import atmospheric_light, dark_channel, dcp_transmission
 from odcr_cli.imaging.filters import upsample_transmission
 from odcr_cli.imaging.inversion import FLAT_SIGMA, remove_haze_flat_aware

@@ -8,8 +8,8 @@ photo is flat: 1 + (1 / t - 1) w, w = v / (v + sigma^2), v the local variance of
 (a Wiener-style weight). Where there is texture (v >> sigma^2) this is the plain inversion; in
 flat fog and sky (v << sigma^2) noise keeps its input amplitude. See docs/scattering.md.
 
-numpy + OpenCV; memory: three extra H x W float32 planes (the photo is never copied per channel
-more than once at a time).
+numpy + OpenCV, on top of the one definition of the inversion (``odcr_cli.core.scattering``);
+the weight costs a grey conversion and a few box filters at full resolution.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from odcr_cli.core.scattering import remove_haze
 from odcr_cli.imaging.filters import box
 
 # sigma: the detail amplitude (in [0, 1] units, ~2.5 levels of 255) below which a region counts as
@@ -32,21 +33,16 @@ def remove_haze_flat_aware(hazy: np.ndarray, t: np.ndarray, airlight: np.ndarray
     J (H, W, 3) float32, not clipped. ``sigma`` 0 gives the plain inversion
     (:func:`odcr_cli.core.scattering.remove_haze`)."""
     t2 = t.reshape(t.shape[0], t.shape[1])
-    a = np.asarray(airlight, np.float32).reshape(3)
-    out = np.empty(hazy.shape, np.float32)
-    inv = 1.0 / t2
+    out = remove_haze(hazy, t2[..., None], np.asarray(airlight, np.float32).reshape(3)).astype(np.float32, copy=False)
     if sigma <= 0:
-        for c in range(3):
-            out[..., c] = (hazy[..., c] - a[c]) * inv + a[c]
         return out
     # the box mean is linear, so the luma of the detail is the detail of the luma
     luma = cv2.cvtColor(hazy, cv2.COLOR_RGB2GRAY)
     detail = luma - box(luma, radius)
     var = box(detail * detail, radius)
-    # gain of the detail minus the plain gain: -(1/t - 1)(1 - w), with 1 - w = s^2 / (v + s^2)
-    cut = (inv - 1.0) * (sigma * sigma) / (var + sigma * sigma)
+    # the detail's gain minus the plain gain: -(1/t - 1)(1 - w), with 1 - w = s^2 / (v + s^2)
+    cut = (1.0 / t2 - 1.0) * (sigma * sigma) / (var + sigma * sigma)
     for c in range(3):
         channel = np.ascontiguousarray(hazy[..., c])
-        base = box(channel, radius)
-        out[..., c] = (channel - a[c]) * inv + a[c] - cut * (channel - base)
+        out[..., c] -= cut * (channel - box(channel, radius))
     return out
