@@ -1,12 +1,15 @@
-"""The scattering model's inversion without amplifying noise where the photo is flat.
+"""The scattering model's inversion without amplifying colour noise where the photo is flat.
 
-J = (I - A) / t + A multiplies everything that is not haze by 1 / t, noise and a JPEG's 8x8
-blocks included: in dense fog over a flat grey sky the gain reaches 10 and the blocks become
-coloured blotches. Here the photo is split into a local mean B (a box mean) and a detail layer
-D = I - B; B is dehazed with 1 / t, and D with a gain that falls from 1 / t to 1 where the
-photo is flat: 1 + (1 / t - 1) w, w = v / (v + sigma^2), v the local variance of the luma detail
-(a Wiener-style weight). Where there is texture (v >> sigma^2) this is the plain inversion; in
-flat fog and sky (v << sigma^2) noise keeps its input amplitude. See docs/scattering.md.
+J = (I - A) / t + A multiplies everything that is not haze by 1 / t, noise and a JPEG's blocks
+included: in dense fog over a flat grey sky the gain reaches 10, and JPEG's chroma, stored at half
+resolution in 8x8 blocks, becomes cyan, magenta and brown blotches. Here the photo's detail
+D = I - B (B a local box mean) is split into its luma and its chroma (D minus its luma, per
+channel). Everything is inverted with 1 / t except the chroma of the detail, whose gain falls from
+1 / t to 1 where the photo is flat: 1 + (1 / t - 1) w, w = v / (v + sigma^2), v the local variance
+of the luma detail (a Wiener-style weight). Where there is texture (v >> sigma^2) this is the
+plain inversion; in flat fog and sky the colour noise keeps its input amplitude. Luma is left to
+the plain inversion: damping it too costs fidelity and FADE (it counts fine luma contrast as
+clarity) for little visible gain. See docs/scattering.md.
 
 numpy + OpenCV, on top of the one definition of the inversion (``odcr_cli.core.scattering``);
 the weight costs a grey conversion and a few box filters at full resolution.
@@ -20,9 +23,9 @@ import numpy as np
 from odcr_cli.core.scattering import remove_haze
 from odcr_cli.imaging.filters import box
 
-# sigma: the detail amplitude (in [0, 1] units, ~2.5 levels of 255) below which a region counts as
-# flat; radius of the local mean and variance. Chosen on the dev pairs and dev/real_hazy with
-# benchmarks/readout_arms.py (weights/MODEL_CARD.md).
+# sigma: the luma detail amplitude (in [0, 1] units, ~4 levels of 255) below which a region
+# counts as flat; radius of the local mean and variance. Chosen on the dev pairs and
+# dev/real_hazy with benchmarks/readout_arms.py (weights/MODEL_CARD.md).
 FLAT_SIGMA = 0.015
 DETAIL_RADIUS = 4
 
@@ -38,11 +41,11 @@ def remove_haze_flat_aware(hazy: np.ndarray, t: np.ndarray, airlight: np.ndarray
         return out
     # the box mean is linear, so the luma of the detail is the detail of the luma
     luma = cv2.cvtColor(hazy, cv2.COLOR_RGB2GRAY)
-    detail = luma - box(luma, radius)
-    var = box(detail * detail, radius)
-    # the detail's gain minus the plain gain: -(1/t - 1)(1 - w), with 1 - w = s^2 / (v + s^2)
+    luma_detail = luma - box(luma, radius)
+    var = box(luma_detail * luma_detail, radius)
+    # the chroma detail's gain minus the plain gain: -(1/t - 1)(1 - w), with 1 - w = s^2 / (v + s^2)
     cut = (1.0 / t2 - 1.0) * (sigma * sigma) / (var + sigma * sigma)
     for c in range(3):
         channel = np.ascontiguousarray(hazy[..., c])
-        out[..., c] -= cut * (channel - box(channel, radius))
+        out[..., c] -= cut * (channel - box(channel, radius) - luma_detail)
     return out
