@@ -11,19 +11,17 @@ ITERS=${1:-2400}
 ARM_ITERS=${2:-500}
 RUNS=${3:-runs}
 DATA=${ODCR_DATA:-../shared/data/train}
-DESC="odcr shared/data/train: 223 real hazy photos (DAWN fog and others), 357 clear photos (BSDS500, Urban100, Sun-Hays 80); the clear crops also hazed synthetically for the transmission term (semi-supervised); research use"
+DESC="odcr shared/data/train: 223 real hazy photos (DAWN fog and others), 357 clear photos (BSDS500, Urban100, Sun-Hays 80); research use"
 COMMON=(--hazy "$DATA/hazy" --clear "$DATA/clear" --iters "$ITERS" --crop 128 --load-size 256
         --ngf 32 --n-blocks 6 --seed 0 --device cpu --checkpoint-every 250 --keep-checkpoints 20
         --sample-every 250 --log-every 25 --training-data "$DESC")
 # The default recipe: scattering output refining the DCP transmission (--t-prior dcp, the
 # default), a DCP warm start fading out over 300 iterations, edge-aware smoothness of t,
-# std-normalised WPNCE channel weights (the odcr default), and the semi-supervised transmission
-# term on synthetic haze of the clear crops (--lambda-synth 10).
-DEFAULT=(--output scattering --t-prior dcp --lambda-dcp 10 --dcp-warm-iters 300 --lambda-tv 5 --lambda-synth 10)
-UNSUPERVISED=(--output scattering --t-prior dcp --lambda-dcp 10 --dcp-warm-iters 300 --lambda-tv 5)
+# std-normalised WPNCE channel weights (the odcr default). Purely unpaired.
+DEFAULT=(--output scattering --t-prior dcp --lambda-dcp 10 --dcp-warm-iters 300 --lambda-tv 5)
 declare -A ARM=(
-  [nosynth]="${UNSUPERVISED[*]}"
-  [hazymore]="${UNSUPERVISED[*]} --hazy $DATA/hazy_more"
+  [synth]="${DEFAULT[*]} --lambda-synth 10"
+  [hazymore]="${DEFAULT[*]} --hazy $DATA/hazy_more"
   [direct]="--output image"
   [nodcp]="--output scattering --t-prior dcp --lambda-tv 5"
   [notv]="--output scattering --t-prior dcp --lambda-dcp 10 --dcp-warm-iters 300"
@@ -33,7 +31,7 @@ declare -A ARM=(
   [printed]="${DEFAULT[*]} --weight-scale printed"
   [cut]="${DEFAULT[*]} --method cut"
 )
-ORDER=${ODCR_ARMS-nosynth hazymore direct cut printed nodcp dark learnedA notv noprior}
+ORDER=${ODCR_ARMS-synth hazymore direct cut printed nodcp dark learnedA notv noprior}
 mkdir -p "$RUNS"
 [[ "${ODCR_DEFAULT:-1}" == 1 ]] && OMP_NUM_THREADS=1 odcr train --out "$RUNS/scat_default" "${COMMON[@]}" "${DEFAULT[@]}" > "$RUNS/scat_default.out" 2>&1 &
 (
