@@ -2,11 +2,12 @@
 
 J = (I - A) / t + A multiplies everything that is not haze by 1 / t, noise and a JPEG's blocks
 included: in dense fog over a flat grey sky the gain reaches 10, and JPEG's chroma, stored at half
-resolution in 8x8 blocks, becomes cyan, magenta and brown blotches. Here the photo's detail
-D = I - B (B a local box mean) is split into its luma and its chroma (D minus its luma, per
-channel). Everything is inverted with 1 / t except the chroma of the detail, whose gain falls from
-1 / t to 1 where the photo is flat: 1 + (1 / t - 1) w, w = v / (v + sigma^2), v the local variance
-of the luma detail (a Wiener-style weight). Where there is texture (v >> sigma^2) this is the
+resolution in 8x8 blocks (16x16 pixels), becomes cyan, magenta and brown blotches. Here the
+photo's detail D = I - B (B a box mean over 65x65 pixels, larger than the blocks) is split into
+its luma and its chroma (D minus its luma, per channel). Everything is inverted with 1 / t except
+the chroma of the detail, whose gain falls from 1 / t to 1 where the photo is flat:
+1 + (1 / t - 1) w, w = v / (v + sigma^2), v the variance of the luma's fine detail over 9x9
+pixels (a Wiener-style weight). Where there is texture (v >> sigma^2) this is the
 plain inversion; in flat fog and sky the colour noise keeps its input amplitude. Luma is left to
 the plain inversion: damping it too costs fidelity and FADE (it counts fine luma contrast as
 clarity) for little visible gain. See docs/scattering.md.
@@ -24,14 +25,17 @@ from odcr_cli.core.scattering import remove_haze
 from odcr_cli.imaging.filters import box
 
 # sigma: the luma detail amplitude (in [0, 1] units, ~4 levels of 255) below which a region
-# counts as flat; radius of the local mean and variance. Chosen on the dev pairs and
-# dev/real_hazy with benchmarks/readout_arms.py (weights/MODEL_CARD.md).
+# counts as flat, measured over (2 FLAT_RADIUS + 1)^2 pixels; CHROMA_RADIUS: the box whose mean
+# is the chroma base, larger than a JPEG's 16-px chroma blocks. Chosen on the dev pairs and
+# dev/real_hazy with benchmarks/readout_arms.py, and by looking at a dense-fog JPEG sky
+# (weights/MODEL_CARD.md).
 FLAT_SIGMA = 0.015
-DETAIL_RADIUS = 4
+FLAT_RADIUS = 4
+CHROMA_RADIUS = 32
 
 
 def remove_haze_flat_aware(hazy: np.ndarray, t: np.ndarray, airlight: np.ndarray,
-                           sigma: float = FLAT_SIGMA, radius: int = DETAIL_RADIUS) -> np.ndarray:
+                           sigma: float = FLAT_SIGMA) -> np.ndarray:
     """hazy (H, W, 3) float32 in [0, 1], t (H, W) or (H, W, 1) floored (> 0), airlight (3,) ->
     J (H, W, 3) float32, not clipped. ``sigma`` 0 gives the plain inversion
     (:func:`odcr_cli.core.scattering.remove_haze`)."""
@@ -39,13 +43,14 @@ def remove_haze_flat_aware(hazy: np.ndarray, t: np.ndarray, airlight: np.ndarray
     out = remove_haze(hazy, t2[..., None], np.asarray(airlight, np.float32).reshape(3)).astype(np.float32, copy=False)
     if sigma <= 0:
         return out
-    # the box mean is linear, so the luma of the detail is the detail of the luma
     luma = cv2.cvtColor(hazy, cv2.COLOR_RGB2GRAY)
-    luma_detail = luma - box(luma, radius)
-    var = box(luma_detail * luma_detail, radius)
+    fine = luma - box(luma, FLAT_RADIUS)
+    var = box(fine * fine, FLAT_RADIUS)
     # the chroma detail's gain minus the plain gain: -(1/t - 1)(1 - w), with 1 - w = s^2 / (v + s^2)
     cut = (1.0 / t2 - 1.0) * (sigma * sigma) / (var + sigma * sigma)
+    # the box mean is linear, so the luma of the detail is the detail of the luma
+    luma_detail = luma - box(luma, CHROMA_RADIUS)
     for c in range(3):
         channel = np.ascontiguousarray(hazy[..., c])
-        out[..., c] -= cut * (channel - box(channel, radius) - luma_detail)
+        out[..., c] -= cut * (channel - box(channel, CHROMA_RADIUS) - luma_detail)
     return out
