@@ -29,18 +29,11 @@ from odcr_cli.core.network_input import to_net
 from odcr_cli.engine.dehazer import SCATTERING_MAX_SIDE, Dehazer
 from odcr_cli.engine.tiling import pad_to_multiple
 from odcr_cli.files.folders import list_images
+from odcr_cli.imaging.filters import shrink_to
 from odcr_cli.imaging.metrics import psnr, ssim_uint8
 from odcr_cli.tasks.pairing import load_rgb8, match_gt, pairs_from_dir
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
-
-
-def _small(rgb: np.ndarray) -> np.ndarray:
-    h, w, _ = rgb.shape
-    if max(h, w) <= SCATTERING_MAX_SIDE:
-        return rgb
-    s = SCATTERING_MAX_SIDE / max(h, w)
-    return cv2.resize(rgb, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
 
 
 def _outputs(dz: Dehazer, small: np.ndarray, pad: int) -> dict[str, np.ndarray]:
@@ -54,7 +47,7 @@ def _outputs(dz: Dehazer, small: np.ndarray, pad: int) -> dict[str, np.ndarray]:
 
 def _dehaze(dz: Dehazer, rgb8: np.ndarray, cache: dict, key: tuple, sigma: float) -> np.ndarray:
     rgb = rgb8.astype(np.float32) / 255.0
-    small = _small(rgb)
+    small = shrink_to(rgb, SCATTERING_MAX_SIDE)
     if key not in cache:
         cache[key] = _outputs(dz, small, key[1])
     readout = dataclasses.replace(dz.readout, flat_sigma=sigma)

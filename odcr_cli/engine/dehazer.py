@@ -58,6 +58,7 @@ from odcr_cli.engine.readout import Readout, readout_for
 from odcr_cli.engine.tiling import DEFAULT_HALO, guided_upsample, pad_to_multiple, run_padded, run_tiled
 from odcr_cli.errors import InferenceError
 from odcr_cli.files.bundled import bundled_model
+from odcr_cli.imaging.filters import shrink_to
 
 CPU_AUTO_MAX_SIDE = 1600
 # Scattering models run the network on a copy whose longer side is at most this, on every device
@@ -269,13 +270,8 @@ class Dehazer:
     def _dehaze_scattering(self, rgb: np.ndarray, plan: PlanInfo) -> np.ndarray:
         """The network on a copy whose longer side is at most ``max_side`` (never tiled: InstanceNorm
         statistics are always the whole image's), J at full resolution."""
-        h, w, _ = rgb.shape
-        ms = self._max_side
-        small = rgb
         t0 = time.perf_counter()
-        if ms and max(h, w) > ms:
-            s = ms / max(h, w)
-            small = cv2.resize(rgb, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
+        small = shrink_to(rgb, self._max_side)
         x, _ = pad_to_multiple(to_net(small)[0])
         t1 = time.perf_counter()
         outputs = self.backend.run_outputs(x[None])
@@ -315,14 +311,10 @@ class Dehazer:
 
     def _dehaze_direct(self, rgb: np.ndarray, plan: PlanInfo) -> np.ndarray:
         """A direct model: whole, tiled or in fast mode; ``--strength`` blends with the input."""
-        h, w, _ = rgb.shape
-        ms = self._max_side
-        if ms and max(h, w) > ms:
-            s = ms / max(h, w)
-            sh, sw = max(1, round(h * s)), max(1, round(w * s))
-            small = cv2.resize(rgb, (sw, sh), interpolation=cv2.INTER_AREA)
+        small = shrink_to(rgb, self._max_side)
+        if small is not rgb:
             small_out = self._net_full(small, plan)
-            plan.mode, plan.net_size = "fast", (sh, sw)
+            plan.mode, plan.net_size = "fast", small.shape[:2]
             out = guided_upsample(small, small_out, rgb)
         else:
             out = self._net_full(rgb, plan)

@@ -12,7 +12,7 @@ import numpy as np
 
 from odcr_cli.core import prior
 from odcr_cli.core.scattering import remove_haze
-from odcr_cli.imaging.filters import guided_filter, upsample_transmission
+from odcr_cli.imaging.filters import guided_filter, shrink_to, upsample_transmission
 
 
 def dark_channel(rgb: np.ndarray, patch: int) -> np.ndarray:
@@ -61,10 +61,8 @@ def dehaze_dcp(rgb: np.ndarray, patch: int = prior.PATCH, omega: float = prior.O
     rgb = np.clip(np.asarray(rgb, dtype=np.float32), 0.0, 1.0)
     if rgb.ndim != 3 or rgb.shape[2] != 3:
         raise ValueError(f"expected HxWx3 RGB, got shape {rgb.shape}")
-    h, w, _ = rgb.shape
-    if max_side and max(h, w) > max_side:
-        s = max_side / max(h, w)
-        small = cv2.resize(rgb, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
+    small = shrink_to(rgb, max_side)
+    if small is not rgb:
         t_small, A = dcp_transmission(small, patch, omega, top, radius, eps)
         t = upsample_transmission(t_small, rgb)
     else:

@@ -17,6 +17,16 @@ def box(a: np.ndarray, r: int) -> np.ndarray:
     return cv2.boxFilter(a, -1, (2 * r + 1, 2 * r + 1), normalize=True, borderType=cv2.BORDER_REFLECT_101)
 
 
+def shrink_to(rgb: np.ndarray, max_side: int | None) -> np.ndarray:
+    """A copy whose longer side is at most ``max_side``, area-averaged (``rgb`` itself when it fits
+    or ``max_side`` is None/0): the small copy that the networks, ``dcp@N`` and int8 calibration see."""
+    h, w = rgb.shape[:2]
+    if not max_side or max(h, w) <= max_side:
+        return rgb
+    s = max_side / max(h, w)
+    return cv2.resize(rgb, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
+
+
 def guided_filter(guide: np.ndarray, src: np.ndarray, r: int, eps: float) -> np.ndarray:
     """Grey-guide guided filter: both HxW float32."""
     return guided.guided_filter(box, guide, src, r, eps)

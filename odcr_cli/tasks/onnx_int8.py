@@ -15,7 +15,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Iterator, Sequence
 
-import cv2
 import numpy as np
 
 from odcr_cli.core.network_input import to_net
@@ -23,6 +22,7 @@ from odcr_cli.engine.dehazer import to_float_rgb
 from odcr_cli.engine.tiling import pad_to_multiple
 from odcr_cli.errors import ExportError
 from odcr_cli.files.imageio import read_image
+from odcr_cli.imaging.filters import shrink_to
 
 QUANTIZED_OPS = ("Conv", "ConvTranspose")
 CALIBRATION_SIDE = 512  # the side the scattering readout runs the network at (SCATTERING_MAX_SIDE)
@@ -32,10 +32,7 @@ def calibration_inputs(photos: Sequence[Path], side: int = CALIBRATION_SIDE) -> 
     """Each photo as the network sees it: longer side at most ``side``, (1, 3, H, W) in [-1, 1]."""
     for path in photos:
         rgb, _ = to_float_rgb(read_image(path).pixels)
-        h, w, _ = rgb.shape
-        if max(h, w) > side:
-            s = side / max(h, w)
-            rgb = cv2.resize(rgb, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
+        rgb = shrink_to(rgb, side)
         yield pad_to_multiple(to_net(rgb)[0])[0][None]
 
 
