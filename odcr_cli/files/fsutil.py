@@ -7,12 +7,12 @@ An interrupted run therefore never leaves a half-written image or checkpoint beh
 from __future__ import annotations
 
 import contextlib
-import glob
 import hashlib
 import os
+import re
 import tempfile
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO, Iterable, Iterator
 
 
 def _current_umask() -> int:
@@ -26,19 +26,27 @@ _FILE_MODE = 0o666 & ~_current_umask()
 
 
 TEMP_MARK = "odcr-"  # in every temporary file's name, so that a later run knows its own
+# what atomic_path names the temporary file of <stem><suffix>: .<stem>.odcr-<random>.tmp<suffix>
+_TEMP_NAME = re.compile(rf"\.(?P<stem>.*)\.{TEMP_MARK}[^.]*\.tmp(?P<suffix>(\.[^.]*)?)")
 
 
-def remove_stale_temps(path: str | os.PathLike) -> int:
-    """Delete the temporary files that :func:`atomic_path` left next to ``path`` when a process
-    writing it was killed (kill -9 runs no cleanup). Only for a target that no other process is
-    writing (a dehaze job's output: shards never share one). Returns how many were removed."""
-    target = Path(path)
-    pattern = f".{glob.escape(target.stem)}.{TEMP_MARK}*.tmp{glob.escape(target.suffix)}"
+def remove_stale_temps(paths: Iterable[str | os.PathLike]) -> int:
+    """Delete the temporary files that :func:`atomic_path` left next to any of ``paths`` when a
+    process writing it was killed (kill -9 runs no cleanup): one listing per folder, whatever the
+    number of paths. Only for targets that no other process is writing (a dehaze run's outputs:
+    shards never share one). Returns how many were removed."""
+    by_folder: dict[Path, set[str]] = {}
+    for path in paths:
+        target = Path(path)
+        by_folder.setdefault(target.parent, set()).add(target.name)
     removed = 0
-    for stale in target.parent.glob(pattern):
-        with contextlib.suppress(FileNotFoundError):
-            stale.unlink()
-            removed += 1
+    for folder, names in by_folder.items():
+        for stale in folder.glob(f".*.{TEMP_MARK}*.tmp*"):
+            match = _TEMP_NAME.fullmatch(stale.name)
+            if match and match["stem"] + match["suffix"] in names:
+                with contextlib.suppress(FileNotFoundError):
+                    stale.unlink()
+                    removed += 1
     return removed
 
 

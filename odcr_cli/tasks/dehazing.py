@@ -184,7 +184,6 @@ class _ImageFiles:
             out.write(data)
             out.flush()
         else:
-            remove_stale_temps(job.output)  # left by an earlier run killed while writing this file
             with atomic_output(job.output) as fh:
                 fh.write(data)
         return notes
@@ -338,6 +337,8 @@ def run_dehaze(opts: DehazeOptions, dehazer: DehazerLike | None = None, progress
         engine = dehazer.describe()
         if on_start is not None:
             on_start(engine, plan.total, len(plan.todo))
+        # temporary files left by an earlier run killed while writing these outputs
+        remove_stale_temps(j.output for j in plan.todo if j.output != STDIO)
         _record_unprocessed(plan, log, dry_run=False)  # first, so that the counter runs in order
         _Batch(dehazer, _ImageFiles(opts, stdin, stdout), log, on_begin).run(plan.todo, max(1, opts.workers))
     except KeyboardInterrupt:
