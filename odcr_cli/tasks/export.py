@@ -161,10 +161,6 @@ def _parity_images(static_hw: tuple[int, int] | None, check_sizes: Sequence[tupl
     return images
 
 
-def _psnr_min(fp16: bool, int8: bool) -> float:
-    return INT8_PSNR_MIN if int8 else FP16_PSNR_MIN
-
-
 def _compare(name: str, hw: tuple[int, int], ref: np.ndarray, out: np.ndarray, fp16: bool,
              int8: bool = False) -> ParityCheck:
     """The parity verdict on the (H, W, 3) uint8 outputs for an ``hw`` input: PyTorch's ``ref``
@@ -174,7 +170,10 @@ def _compare(name: str, hw: tuple[int, int], ref: np.ndarray, out: np.ndarray, f
         return ParityCheck(name, h, w, 255, 0.0, False)
     diff = int(np.abs(ref.astype(np.int16) - out.astype(np.int16)).max())
     psnr = psnr_of(ref, out, peak=255.0)
-    ok = psnr >= _psnr_min(fp16, int8) if fp16 or int8 else (diff <= FP32_MAX_LEVEL_DIFF and psnr >= FP32_PSNR_MIN)
+    if int8 or fp16:
+        ok = psnr >= (INT8_PSNR_MIN if int8 else FP16_PSNR_MIN)
+    else:
+        ok = diff <= FP32_MAX_LEVEL_DIFF and psnr >= FP32_PSNR_MIN
     return ParityCheck(name, h, w, diff, psnr, bool(ok))
 
 
@@ -194,7 +193,7 @@ def run_parity(weights: Path, onnx_path: Path, fp16: bool, static_hw: tuple[int,
 
 def _parity_error(report: ExportReport) -> ExportCheckError:
     """The error for a failed parity check: the bound and every check that missed it."""
-    bound = f"PSNR >= {_psnr_min(report.fp16, report.int8):g} dB" if report.fp16 or report.int8 else \
+    bound = f"PSNR >= {INT8_PSNR_MIN if report.int8 else FP16_PSNR_MIN:g} dB" if report.fp16 or report.int8 else \
         f"max diff <= {FP32_MAX_LEVEL_DIFF} level and PSNR >= {FP32_PSNR_MIN:g} dB"
     bad = [c for c in report.checks if not c.passed]
     desc = ", ".join(f"{c.name}: max diff {c.max_abs_diff}, PSNR {c.psnr:.1f} dB" for c in bad)

@@ -267,30 +267,29 @@ def _resumed_config(config: TrainConfig, method: MethodConfig, generator: Genera
     """The run's own TrainConfig (from its checkpoint) with the explicit changes that are allowed;
     an explicit setting that contradicts the run is a TrainingError naming its flag."""
     saved = TrainConfig.from_dict(state.get("train_config") or config.to_dict())
-    given = {"train": (config, saved), "method": (method, MethodConfig.from_dict(state["method"])),
-             "generator": (generator, GeneratorConfig.from_dict(state["generator_config"]))}
+    runs_own = ((config, saved), (method, MethodConfig.from_dict(state["method"])),
+                (generator, GeneratorConfig.from_dict(state["generator_config"])))
     changes: dict[str, object] = {}
     for name in sorted(explicit):
-        for mine, theirs in given.values():
-            field_name = "name" if name == "method" and isinstance(mine, MethodConfig) else name
-            if not hasattr(theirs, field_name) or (name == "method" and not isinstance(mine, MethodConfig)):
+        field_name = "name" if name == "method" else name  # --method is MethodConfig.name
+        for mine, theirs in runs_own:
+            if not hasattr(theirs, field_name):
                 continue
             new, old = getattr(mine, field_name), getattr(theirs, field_name)
             if name in ("hazy", "clear", "exclude_clear"):  # the same folders, however they are written
                 new, old = tuple(map(os.path.abspath, new)), tuple(map(os.path.abspath, old))
             if new == old:
                 continue
-            if isinstance(mine, TrainConfig) and name in MAY_CHANGE_ON_RESUME:
-                changes[name] = new
-            else:
+            if name not in MAY_CHANGE_ON_RESUME:
                 flag = "--" + name.replace("_", "-")
                 raise TrainingError(f"--resume: {flag} {new} contradicts the run ({old}); a run keeps its settings: "
                                     f"drop {flag} or start a new run with another --out")
+            changes[name] = new
+    changes.update({name: getattr(config, name) for name in PER_INVOCATION})
     for name, value in changes.items():
         if name not in PER_INVOCATION:
             say(f"resumed with {name.replace('_', '-')} = {value} (was {getattr(saved, name)})")
-    return replace(saved, **{name: getattr(config, name) for name in PER_INVOCATION}, **{
-        k: v for k, v in changes.items() if k not in PER_INVOCATION})
+    return replace(saved, **changes)
 
 
 def _checkpoint_to_resume(folder: RunFolder, resume: bool, say: Callable[[str], None]) -> dict | None:
