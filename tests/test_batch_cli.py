@@ -197,7 +197,8 @@ def test_ctrl_c_reports_what_was_finished_and_a_rerun_resumes(tmp_path):
     assert r.exit_code == 0 and "done: 2 ok, 0 failed, 1 skipped" in r.output
 
 
-def test_ctrl_c_message_says_how_to_resume(tmp_path, monkeypatch):
+def _three_inputs_interrupted_at_the_second(tmp_path, monkeypatch, interrupt) -> None:
+    """Three photos under tmp_path/in; the CLI's Dehazer calls ``interrupt()`` on the second one."""
     from odcr_cli.engine.dehazer import Dehazer
 
     for k in range(3):
@@ -207,10 +208,17 @@ def test_ctrl_c_message_says_how_to_resume(tmp_path, monkeypatch):
     def interrupt_second(self: Dehazer, image: np.ndarray) -> tuple[np.ndarray, PlanInfo]:
         calls.append(1)
         if len(calls) == 2:
-            raise KeyboardInterrupt
+            interrupt()
         return real(self, image)
 
     monkeypatch.setattr(Dehazer, "dehaze_with_plan", interrupt_second)  # the CLI builds its own Dehazer
+
+
+def test_ctrl_c_message_says_how_to_resume(tmp_path, monkeypatch):
+    def ctrl_c() -> None:
+        raise KeyboardInterrupt
+
+    _three_inputs_interrupted_at_the_second(tmp_path, monkeypatch, ctrl_c)
     r = dcp(tmp_path / "in", "-o", tmp_path / "out", "--json", tmp_path / "r.json")
     assert r.exit_code == 130, r.output
     assert "interrupted: 1 of 3 file(s) finished (1 written" in r.output and "--skip-existing" in r.output
@@ -427,19 +435,7 @@ def test_sigterm_ends_a_run_as_ctrl_c_does(tmp_path, monkeypatch):
     """Batch schedulers send SIGTERM: the summary and the --json report still come out, exit 130."""
     import signal
 
-    from odcr_cli.engine.dehazer import Dehazer
-
-    for k in range(3):
-        _img(tmp_path / "in" / f"{k}.png", seed=k)
-    real, calls = Dehazer.dehaze_with_plan, []
-
-    def terminate_on_second(self: Dehazer, image: np.ndarray) -> tuple[np.ndarray, PlanInfo]:
-        calls.append(1)
-        if len(calls) == 2:
-            os.kill(os.getpid(), signal.SIGTERM)
-        return real(self, image)
-
-    monkeypatch.setattr(Dehazer, "dehaze_with_plan", terminate_on_second)
+    _three_inputs_interrupted_at_the_second(tmp_path, monkeypatch, lambda: os.kill(os.getpid(), signal.SIGTERM))
     before = signal.getsignal(signal.SIGTERM)
     r = dcp(tmp_path / "in", "-o", tmp_path / "out", "--json", tmp_path / "r.json")
     assert r.exit_code == 130, r.output

@@ -23,6 +23,7 @@ from odcr_cli.tasks.dehaze_options import DehazeOptions
 
 
 STDIO = "-"
+_BESIDE_SUFFIX = "_dehazed"  # what a run without -o adds to its outputs' names (default of --suffix)
 _GLOB_CHARS = "*?["
 
 
@@ -293,8 +294,6 @@ def earlier_output_suffix(opts: DehazeOptions) -> str:
     return output_suffix(opts) or (_BESIDE_SUFFIX if opts.output not in (None, STDIO) and not is_file_target(opts.output)
                                    else "")
 
-
-_BESIDE_SUFFIX = "_dehazed"
 
 
 def output_suffix(opts: DehazeOptions) -> str:
