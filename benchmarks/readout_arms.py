@@ -1,7 +1,8 @@
 """Measure the readout's options on the dev pairs and the real hazy photos, the network run once
 per image and option set (weights/MODEL_CARD.md, "Inversion and borders"):
 
-    python benchmarks/readout_arms.py [--weights W | --onnx M] [--pad 0 16] [--sigma 0 0.01 0.015] [--real OUT_DIR]
+    python benchmarks/readout_arms.py [--weights W | --onnx M] [--pad 0 16] [--sigma 0 0.01 0.015]
+        [--real OUT_DIR [--fade]] [--latency]
 
 * ``--sigma``: the flat-region noise level of ``odcr_cli.imaging.inversion`` (0: the plain
   inversion J = (I - A) / t + A);
@@ -10,7 +11,9 @@ per image and option set (weights/MODEL_CARD.md, "Inversion and borders"):
 
 Prints PSNR / SSIM per subset of the dev pairs (as ``odcr evaluate``: RGB uint8, full resolution)
 and, with ``--real``, writes the outputs for ``dev/real_hazy`` as JPEG (what ``odcr dehaze``
-writes) under OUT_DIR and prints the last line of ``shared/tools/real_artifacts.py`` on them.
+writes) under OUT_DIR and prints the last line of ``shared/tools/real_artifacts.py`` on them, and
+with ``--fade`` their mean FADE. ``--latency``: the median time of the network alone on a
+512x384 input (5 runs after a warm-up), for comparing an fp32 and an int8 export.
 Measuring only: the dev data are never used for training.
 """
 
@@ -63,6 +66,8 @@ def main() -> None:
     ap.add_argument("--sigma", type=float, nargs="+", default=[0.0, 0.015])
     ap.add_argument("--pairs", default=str(SHARED / "data" / "dev" / "paired"))
     ap.add_argument("--real", help="also dehaze dev/real_hazy into this folder and measure its artefacts")
+    ap.add_argument("--fade", action="store_true", help="with --real: also the mean FADE of those outputs")
+    ap.add_argument("--latency", action="store_true", help="time the network alone at 512x384 first")
     args = ap.parse_args()
     if args.onnx:
         dz = Dehazer(onnx_path=args.onnx, backend="onnx", device="cpu")
@@ -70,6 +75,8 @@ def main() -> None:
         dz = Dehazer(weights=args.weights, backend="torch", device="cpu")
     else:
         dz = Dehazer(device="cpu")
+    if args.latency:
+        print(f"network at 512x384: {_latency_ms(dz):.0f} ms (median of 5, {dz.backend_name})", flush=True)
     pairing = pairs_from_dir(args.pairs)
     cache: dict = {}
     for pad in args.pad:
@@ -88,22 +95,41 @@ def main() -> None:
             line = f"pad {pad:2d} sigma {sigma:.3f}: all {mean(every)}  " + "  ".join(
                 f"{k} {mean(v)}" for k, v in sorted(scores.items()))
             if args.real:
-                line += "\n    real: " + _real(dz, cache, pad, sigma, Path(args.real))
+                line += "\n    real: " + _real(dz, cache, pad, sigma, Path(args.real), args.fade)
             print(line, flush=True)
 
 
-def _real(dz: Dehazer, cache: dict, pad: int, sigma: float, root: Path) -> str:
+def _latency_ms(dz: Dehazer) -> float:
+    import time
+
+    x = np.random.default_rng(0).uniform(-1, 1, (1, 3, 384, 512)).astype(np.float32)
+    dz.backend.run_outputs(x)
+    times = []
+    for _ in range(5):
+        t = time.perf_counter()
+        dz.backend.run_outputs(x)
+        times.append(time.perf_counter() - t)
+    return 1000 * float(np.median(times))
+
+
+def _real(dz: Dehazer, cache: dict, pad: int, sigma: float, root: Path, fade: bool = False) -> str:
     from PIL import Image
+
+    from odcr_cli.imaging.fade import fade as fade_of
 
     src = SHARED / "data" / "dev" / "real_hazy"
     out_dir = root / f"pad{pad}_sigma{sigma:g}"
     out_dir.mkdir(parents=True, exist_ok=True)
+    fades = []
     for f in list_images(src):
         out = _dehaze(dz, load_rgb8(f), cache, (f"real/{f.name}", pad), sigma)
         Image.fromarray(out).save(out_dir / f"{f.stem}.jpg", quality=95, subsampling=0)
+        if fade:
+            fades.append(fade_of(out))
     tool = SHARED / "tools" / "real_artifacts.py"
     done = subprocess.run([sys.executable, str(tool), str(src), str(out_dir)], capture_output=True, text=True)
-    return done.stdout.strip().splitlines()[-1] if done.stdout.strip() else done.stderr.strip()[-200:]
+    line = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else done.stderr.strip()[-200:]
+    return line + (f"; FADE mean {np.mean(fades):.3f}" if fade else "")
 
 
 if __name__ == "__main__":

@@ -4,9 +4,9 @@ The convolutions (Conv and ConvTranspose) get int8 weights, one scale per output
 uint8 activations whose ranges are calibrated (min/max) on real photos at the network's working
 side; everything else (InstanceNorm, padding, the activations between, the outputs) stays
 float32, in QDQ form, so that ONNX Runtime fuses each quantize-conv-dequantize into one integer
-convolution. On the 2-core development CPU (AVX-512 VNNI) this halves the network's time on the
-bundled scattering model at 512x384, and its dev-pair scores stay within 0.01 dB of the fp32
-twin (weights/MODEL_CARD.md). Calibrating on random noise instead of photos gives ranges that
+convolution. On the 2-core development CPU (AVX-512 VNNI) this nearly halves the network's time on
+the bundled scattering model at 512x384, and its dev-pair scores stay within 0.01 dB of the fp32
+twin (weights/MODEL_CARD.md, ``benchmarks/readout_arms.py --latency``). Calibrating on random noise instead of photos gives ranges that
 fit no photo: always pass real ones.
 """
 
