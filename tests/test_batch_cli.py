@@ -82,7 +82,7 @@ def test_missing_input_fails_alone_and_no_input_at_all_is_exit_2(tmp_path):
     assert r.exit_code == 2 and "input not found" in r.output
     (tmp_path / "empty").mkdir()
     r = dcp(tmp_path / "empty")
-    assert r.exit_code == 2 and "no input images found" in r.output
+    assert r.exit_code == 2 and "no input images or videos found" in r.output
 
 
 # --- 3. what a folder run leaves out is said ----------------------------------------------------
@@ -95,7 +95,7 @@ def test_subfolders_and_non_images_are_counted_and_named(tmp_path):
     r = dcp(tmp_path / "in", "-o", tmp_path / "out", "--json", tmp_path / "r.json")
     assert r.exit_code == 0, r.output
     assert "2 subfolder(s) not read (add --recursive): sub, sub2" in r.output
-    assert "2 file(s) are not images and were not read: notes.txt, phone.heic" in r.output
+    assert "2 file(s) are neither images nor videos and were not read: notes.txt, phone.heic" in r.output
     left = json.loads((tmp_path / "r.json").read_text())["left_out"]
     assert [Path(p).name for p in left["subfolders_not_read"]] == ["sub", "sub2"]
     assert sorted(Path(p).name for p in left["not_images"]) == ["notes.txt", "phone.heic"]

@@ -18,14 +18,16 @@ def _terminate_as_interrupt(signum: int, frame: object) -> None:
 
 def dehaze_command(
     inputs: list[str] = typer.Argument(None, metavar="INPUT...",
-                                       help="Image files, folders, globs, or '-' for stdin."),
+                                       help="Image or video files (mp4, mov, mkv, m4v, avi, webm), folders, globs, "
+                                            "or '-' for a photo on stdin."),
     output: Optional[str] = typer.Option(None, "-o", "--output",
                                          help="Output file (one input), folder (mirrors the input tree), or '-' for stdout. "
                                               "Default: <stem>_dehazed.<ext> beside each input."),
     recursive: bool = typer.Option(False, "--recursive", "-r", help="Descend into sub-folders."),
     input_list: Optional[str] = typer.Option(None, "--input-list", help="File with one input path per line ('-' = stdin)."),
     suffix: Optional[str] = typer.Option(None, "--suffix", help="Added to output names (default: '_dehazed' beside the input, '' in an -o folder)."),
-    ext: str = typer.Option("auto", "--ext", help="Output format: auto (as the input), png, jpg, webp or tif."),
+    ext: str = typer.Option("auto", "--ext", help="Photo output format: auto (as the input), png, jpg, webp or tif. "
+                                                  "Videos keep mp4/mov/mkv/m4v; avi and webm become mp4."),
     quality: Optional[int] = typer.Option(None, "--quality", min=1, max=100, help="JPEG/WebP quality (default 95)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs (never the inputs)."),
     skip_existing: bool = typer.Option(False, "--skip-existing", help="Keep existing outputs and process the rest (resume)."),
@@ -50,11 +52,18 @@ def dehaze_command(
     strength: float = typer.Option(1.0, "--strength", min=0.0, max=1.0,
                                    help="How much haze to remove: 0 = the input, 1 = full dehazing. Scattering models and dcp "
                                         "remove that fraction of the haze; direct models blend with the input."),
+    codec: Optional[str] = typer.Option(None, "--codec", help="Videos: h264 (default; vp9 into .webm), hevc, vp9 or av1 "
+                                                                 "(ffmpeg's names work too: libx264...)."),
+    crf: Optional[int] = typer.Option(None, "--crf", help="Videos: constant rate factor, lower = better and bigger "
+                                                          "(default near visually lossless: h264 18, hevc 20, vp9 24, av1 28)."),
+    preset: Optional[str] = typer.Option(None, "--preset", help="Videos: encoder speed preset (h264/hevc: ultrafast … "
+                                                                "veryslow, default veryfast; av1: 0-13, default 10; "
+                                                                "vp9: cpu-used 0-8, default 4)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan (input -> output, what would be skipped) on stdout; "
                                                           "load no model and write no image."),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress and no summary (errors still go to stderr)."),
 ) -> None:
-    """Dehaze images: files, folders, globs or stdin.
+    """Dehaze photos and videos: files, folders, globs or stdin (photos).
 
     Exit code 0 all done, 1 some failed, 2 usage error or no input, 130 interrupted (rerun with --skip-existing to resume)."""
     from odcr_cli.engine.options import BackendChoice, Device, Method, parse_choice, parse_max_side
@@ -78,13 +87,14 @@ def dehaze_command(
                          shard=shard, weights=weights, model=model, method=chosen_method,
                          device=Device.parse(device), half=half, backend=parse_choice(BackendChoice, backend, "--backend"),
                          onnx=onnx, tile=tile, max_side=parse_max_side(max_side), max_pixels=max_pixels,
-                         strip_metadata=strip_metadata, strength=strength, dry_run=dry_run, json_report=json_report)
+                         strip_metadata=strip_metadata, strength=strength, dry_run=dry_run, json_report=json_report,
+                         codec=codec, crf=crf, preset=preset)
     rep = DehazeReporter(quiet, plan_to_stdout=dry_run and json_report != "-")
     # SIGTERM (what batch schedulers and `kill` send) ends a run as Ctrl-C does: the file being
     # written is discarded, and the summary and --json report still come out
     previous = signal.signal(signal.SIGTERM, _terminate_as_interrupt)
     try:
-        report = run_dehaze(opts, progress=rep.file, on_start=rep.start, on_begin=rep.begin)
+        report = run_dehaze(opts, progress=rep.file, on_start=rep.start, on_begin=rep.begin, on_frames=rep.frames)
     except Interrupted as exc:
         rep.close()
         if json_report:

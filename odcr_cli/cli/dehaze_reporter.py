@@ -7,6 +7,9 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from odcr_cli.files.folders import VIDEO_SUFFIXES
+
+FRAME_LINE_SECONDS = 5.0
 if TYPE_CHECKING:  # annotations only: the task module is imported inside the command
     from odcr_cli.tasks.dehazing import BatchReport, FileResult
 
@@ -25,6 +28,9 @@ class DehazeReporter:
         self.plan_to_stdout = plan_to_stdout
         self.live = not quiet and self.console.is_terminal
         self.bar = self.task = self.status = None
+        self.frames_task = None      # a video's frames, on the batch bar or on a bar of its own
+        self.own_frames_bar = False
+        self.next_frames_line = 0.0  # plain output: a line about every FRAME_LINE_SECONDS
         self.first_processed = 1   # results before this one needed no model (missing, skipped)
         self.todo = self.total = 0
 
@@ -38,7 +44,7 @@ class DehazeReporter:
             return
         sha = (engine.get("weights_sha256") or "")[:12]
         params = engine.get("parameters")
-        desc = f"odcr dehaze: {total} image(s), method {engine['method']}, backend {engine['backend']} on {engine['device']}"
+        desc = f"odcr dehaze: {total} file(s), method {engine['method']}, backend {engine['backend']} on {engine['device']}"
         if engine.get("model"):
             desc += f", model {engine['model']} ({engine.get('output')} output)"
         if sha:
@@ -49,25 +55,65 @@ class DehazeReporter:
         if engine["method"] == "odcr" and engine["device"] == "cpu":
             self.say(f"note: running on the CPU (slow); fast mode max-side={engine.get('max_side') or 'off'}")
         if self.live and todo > 1:
-            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                                       TimeRemainingColumn)
-
-            self.bar = Progress(TextColumn("dehazing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                                TextColumn("eta"), TimeRemainingColumn(), TextColumn("{task.fields[name]}"),
-                                console=self.console)
+            self.bar = self._progress("{task.fields[name]}")
             self.task = self.bar.add_task("dehazing", total=todo, name="")
-            self.bar.start()
 
     def begin(self, res: FileResult) -> None:
         """A file's network pass starts."""
-        if self.bar is not None:
+        if _is_video(res.input):
+            self._begin_video(res)
+        elif self.bar is not None:
             self.bar.update(self.task, name=Path(res.input).name)
         elif self.live and self.todo == 1:
             # the name only: a long path would wrap the one-line status
             self.status = self.console.status(f"dehazing {Path(res.input).name} ({res.width}x{res.height})…")
             self.status.start()
 
+    def _begin_video(self, res: FileResult) -> None:
+        import time
+
+        self.next_frames_line = time.monotonic() + FRAME_LINE_SECONDS
+        if not self.live:
+            return
+        if self.bar is not None:
+            self.bar.update(self.task, name=Path(res.input).name)
+        else:
+            self.bar, self.own_frames_bar = self._progress("{task.fields[name]}"), True
+        self.frames_task = self.bar.add_task("frames", total=None, name=f"{Path(res.input).name} frames")
+
+    def frames(self, res: FileResult, done: int, total: int | None) -> None:
+        """A video's frames: the bar on a terminal, a plain line now and then otherwise."""
+        import time
+
+        if self.frames_task is not None:
+            self.bar.update(self.frames_task, completed=done, total=total)
+            return
+        if self.quiet or self.live or time.monotonic() < self.next_frames_line:
+            return
+        self.next_frames_line = time.monotonic() + FRAME_LINE_SECONDS
+        self.say(f"{res.input}: frame {done}" + (f"/{total}" if total else ""))
+
+    def _end_video(self) -> None:
+        if self.frames_task is None:
+            return
+        if self.own_frames_bar:
+            self.bar.stop()
+            self.bar = None
+        else:
+            self.bar.remove_task(self.frames_task)
+        self.frames_task, self.own_frames_bar = None, False
+
+    def _progress(self, name_column: str):
+        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                                   TimeRemainingColumn)
+
+        bar = Progress(TextColumn("dehazing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                       TextColumn("eta"), TimeRemainingColumn(), TextColumn(name_column), console=self.console)
+        bar.start()
+        return bar
+
     def file(self, res: FileResult, done: int, total: int) -> None:
+        self._end_video()
         if self.status is not None:
             self.status.stop()
             self.status = None
@@ -86,6 +132,10 @@ class DehazeReporter:
             line += f": {res.error}"
         else:
             line += f" -> {res.output}" + (f" ({res.error})" if res.error else "")
+            if res.frames is not None and res.seconds:
+                line += f" ({res.frames} frames, {res.frames / res.seconds:.1f} fps)"
+        for note in res.warnings if res.status == "ok" and res.frames is not None else []:
+            line += f"\n  note: {note}"
         self.say(line, "red" if failed else None)
 
     def close(self) -> None:
@@ -110,7 +160,7 @@ class DehazeReporter:
         if found.subfolders:
             self.say(f"note: {len(found.subfolders)} subfolder(s) not read (add --recursive): {_some(found.subfolders)}")
         if found.not_images:
-            self.say(f"note: {len(found.not_images)} file(s) are not images and were not read: {_some(found.not_images)}")
+            self.say(f"note: {len(found.not_images)} file(s) are neither images nor videos and were not read: {_some(found.not_images)}")
         if found.same_file:
             self.say(f"note: {len(found.same_file)} file(s) left out as other names (symlinks) of an input: "
                      f"{_some(found.same_file)}")
@@ -125,6 +175,10 @@ class DehazeReporter:
         self.say(f"interrupted: {len(report.files)}{of} file(s) finished ({report.ok} written, {report.skipped} "
                  f"skipped, {report.failed} failed); every output written is complete. Resume with the same "
                  "command and --skip-existing", "red")
+
+
+def _is_video(path: str) -> bool:
+    return Path(path).suffix.lower() in VIDEO_SUFFIXES
 
 
 def _some(paths: list[str], n: int = 5) -> str:

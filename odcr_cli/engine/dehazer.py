@@ -267,6 +267,13 @@ class Dehazer:
         plan.notes.append("tiled on the PyTorch backend, whose tiles share the whole image's InstanceNorm statistics")
         return self._frozen_twin
 
+    def network_outputs(self, small: np.ndarray) -> dict[str, np.ndarray]:
+        """The network's named outputs on ``small`` (hxwx3 float32 [0, 1], already the size it
+        should run at), padding included: what a readout's ``estimate`` takes. One pass at a time."""
+        x, _ = pad_to_multiple(to_net(small)[0])
+        with self._lock:
+            return self.backend.run_outputs(x[None])
+
     def _dehaze_scattering(self, rgb: np.ndarray, plan: PlanInfo) -> np.ndarray:
         """The network on a copy whose longer side is at most ``max_side`` (never tiled: InstanceNorm
         statistics are always the whole image's), J at full resolution."""

@@ -57,19 +57,26 @@ class ScatteringReadout:
     def output_names(self) -> tuple[str, ...]:
         return output_names(self.kind, self.t_prior)
 
-    def estimate(self, net_in: np.ndarray, outputs: Outputs, strength: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    def airlight_rule(self, net_in: np.ndarray) -> np.ndarray:
+        """(3,) the dark-channel rule's airlight of the network's input (before the network's correction)."""
+        h, w, _ = net_in.shape
+        return atmospheric_light(net_in, dark_channel(net_in, prior.patch_for(h, w, self.airlight_patch)),
+                                 self.airlight_top)
+
+    def estimate(self, net_in: np.ndarray, outputs: Outputs, strength: float = 1.0,
+                 rule: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(hxw float32 transmission, (3,) airlight) of the network's input, each computed once, as
         :meth:`odcr_cli.core.networks.ResnetGenerator.haze_estimate` computes them in training: the
         airlight is the dark-channel rule plus the network's correction; with the DCP prior, t is
         the network's logit residual on the prior's t. ``strength`` s removes that fraction of
-        the haze: t -> 1 - s (1 - t) (0: the input, 1: the network's t)."""
+        the haze: t -> 1 - s (1 - t) (0: the input, 1: the network's t). ``rule``: the
+        dark-channel rule's airlight to use (video passes one smoothed over time)."""
         h, w, _ = net_in.shape
         if "t" in outputs:
             t = np.ascontiguousarray(outputs["t"][0, 0, :h, :w], dtype=np.float32)
-            patch = prior.patch_for(h, w, self.airlight_patch)
-            rule = atmospheric_light(net_in, dark_channel(net_in, patch), self.airlight_top)
+            rule = self.airlight_rule(net_in) if rule is None else rule
         else:
-            t_dcp, rule = dcp_transmission(net_in, patch=self.airlight_patch, top=self.airlight_top)
+            t_dcp, rule = dcp_transmission(net_in, patch=self.airlight_patch, top=self.airlight_top, airlight=rule)
             u = np.clip((np.clip(t_dcp, 0.0, 1.0) - self.t_min) / (1.0 - self.t_min), PRIOR_CLAMP, 1.0 - PRIOR_CLAMP)
             logit = outputs["t_residual"][0, 0, :h, :w] + np.log(u) - np.log1p(-u)
             t = (self.t_min + (1.0 - self.t_min) / (1.0 + np.exp(-logit))).astype(np.float32)
@@ -89,14 +96,20 @@ class ScatteringReadout:
     def to_image(self, net_in: np.ndarray, outputs: Outputs, strength: float = 1.0) -> np.ndarray:
         """hxwx3 network input [0, 1] and its outputs -> hxwx3 clear image [0, 1]."""
         t, airlight = self.estimate(net_in, outputs, strength)
-        out = remove_haze_flat_aware(net_in, np.maximum(t, self.t_min), airlight, self.flat_sigma)
-        return np.clip(out, 0.0, 1.0, out=out)
+        return self.render(net_in, t, airlight)
 
     def carry_up(self, small_in: np.ndarray, outputs: Outputs, full_in: np.ndarray,
                  strength: float = 1.0) -> np.ndarray:
         """The network's t on ``small_in`` carried to ``full_in`` (HxWx3) by a guided filter; J there."""
         t_small, airlight = self.estimate(small_in, outputs, strength)
-        t = upsample_transmission(t_small, full_in)
+        return self.render(full_in, t_small, airlight)
+
+    def render(self, full_in: np.ndarray, t_small: np.ndarray, airlight: np.ndarray) -> np.ndarray:
+        """hxw ``t_small`` (of ``full_in`` or of a smaller copy of it) carried to ``full_in`` (HxWx3)
+        by a guided filter, floored at ``t_min``; J there, in [0, 1]. Stateless: video renders its
+        frames with it, on several threads (:mod:`odcr_cli.engine.stream`)."""
+        same = t_small.shape == full_in.shape[:2]  # the network saw the photo itself: nothing to carry
+        t = np.maximum(t_small, self.t_min) if same else upsample_transmission(t_small, full_in)
         t = np.maximum(t, self.t_min, out=t)
         out = remove_haze_flat_aware(full_in, t, airlight, self.flat_sigma)
         return np.clip(out, 0.0, 1.0, out=out)

@@ -1,5 +1,5 @@
-"""Finding images in folders, defined once for every command: which suffixes are images and how
-a folder is walked (sorted, hidden files and folders skipped)."""
+"""Finding images and videos in folders, defined once for every command: which suffixes are
+images or videos and how a folder is walked (sorted, hidden files and folders skipped)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ from pathlib import Path
 
 # what odcr reads (odcr_cli.files.imageio through Pillow, OpenCV for 16-bit colour)
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".jfif", ".png", ".webp", ".tif", ".tiff", ".bmp", ".gif", ".ppm"})
+# what odcr reads as video (odcr_cli.files.video, through PyAV)
+VIDEO_SUFFIXES = frozenset({".mp4", ".mov", ".mkv", ".m4v", ".avi", ".webm"})
 
 
 def is_image_name(path: Path) -> bool:
@@ -16,11 +18,18 @@ def is_image_name(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
 
 
+def is_video_name(path: str | Path) -> bool:
+    """A video suffix (any case) and not a hidden file."""
+    p = Path(path)
+    return p.suffix.lower() in VIDEO_SUFFIXES and not p.name.startswith(".")
+
+
 @dataclass
 class FolderListing:
     """What a folder holds: its images, and what was not read (for the summary of a run)."""
 
     images: list[Path] = field(default_factory=list)
+    videos: list[Path] = field(default_factory=list)
     not_images: list[Path] = field(default_factory=list)
     subfolders: list[Path] = field(default_factory=list)   # not entered (not recursive)
     broken_links: list[Path] = field(default_factory=list)  # symlinks to nothing
@@ -49,10 +58,12 @@ def walk_folder(folder: Path, recursive: bool = True) -> FolderListing:
                     seen.add(os.path.realpath(f))
                     pending.append(f)
             elif f.is_file():
-                (listing.images if is_image_name(f) else listing.not_images).append(f)
+                (listing.images if is_image_name(f) else listing.videos if is_video_name(f)
+                 else listing.not_images).append(f)
             elif f.is_symlink():
                 listing.broken_links.append(f)
     listing.images.sort()
+    listing.videos.sort()
     listing.not_images.sort()
     return listing
 

@@ -34,14 +34,16 @@ def atmospheric_light(rgb: np.ndarray, dark: np.ndarray, top: float) -> np.ndarr
 
 
 def dcp_transmission(rgb: np.ndarray, patch: int = prior.PATCH, omega: float = prior.OMEGA, top: float = prior.TOP,
-                     radius: int | None = None, eps: float = prior.EPS) -> tuple[np.ndarray, np.ndarray]:
+                     radius: int | None = None, eps: float = prior.EPS,
+                     airlight: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """HxWx3 float32 RGB in [0, 1] -> (guided-filter refined transmission HxW, airlight (3,)),
     the same function as :func:`odcr_cli.core.haze.dcp_transmission` (windows and radius:
-    :mod:`odcr_cli.core.prior`)."""
+    :mod:`odcr_cli.core.prior`). ``airlight``: use this one instead of the dark-channel rule's
+    (video keeps one smoothed over time)."""
     h, w, _ = rgb.shape
     radius = prior.radius_for(h, w, radius)
     patch = prior.patch_for(h, w, patch)
-    A = atmospheric_light(rgb, dark_channel(rgb, patch), top)
+    A = atmospheric_light(rgb, dark_channel(rgb, patch), top) if airlight is None else airlight
     t = 1.0 - omega * dark_channel(rgb / A, patch)
     grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
     return guided_filter(grey, t.astype(np.float32), radius, eps), A

@@ -34,3 +34,6 @@ class DehazeOptions:
     strength: float = 1.0              # 0 = the input, 1 = full dehazing
     dry_run: bool = False              # plan and report only: no model, nothing written
     json_report: str | None = None     # only checked up front (its folder must be writable)
+    codec: str | None = None           # videos: --codec (None: H.264, VP9 into .webm)
+    crf: int | None = None             # videos: --crf (None: the codec's near-lossless default)
+    preset: str | None = None          # videos: --preset (None: the codec's default here)

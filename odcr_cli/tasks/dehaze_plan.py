@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from odcr_cli.errors import UsageError
-from odcr_cli.files.folders import is_image_name, walk_folder
+from odcr_cli.files.folders import VIDEO_SUFFIXES, is_image_name, is_video_name, walk_folder
 from odcr_cli.files.fsutil import writable_dir_problem
 from odcr_cli.files.imageio import EXT_FORMAT, format_for_ext
 from odcr_cli.tasks.dehaze_options import DehazeOptions
@@ -55,7 +55,12 @@ class InputSet:
 class Job:
     item: InputItem
     output: str            # a path, or "-" for stdout
-    fmt: str | None        # output format; None = decided from the input (ext auto)
+    fmt: str | None        # output image format; None = decided from the input (ext auto), or a video
+
+    @property
+    def video(self) -> bool:
+        """A video in, a video out (odcr_cli.tasks.videos); else a photo."""
+        return self.item.source != STDIO and is_video_name(self.item.source)
 
 
 @dataclass
@@ -101,13 +106,18 @@ def _glob_root(pattern: str) -> Path:
     return Path(*root) if root else Path(".")
 
 
+def _is_output_suffix(suffix: str) -> bool:
+    """What odcr writes: an image format, or a video container."""
+    return suffix.lower().lstrip(".") in EXT_FORMAT or suffix.lower() in VIDEO_SUFFIXES
+
+
 def _carries_suffix(p: Path, suffix: str) -> bool:
-    return bool(suffix) and p.stem.endswith(suffix) and p.suffix.lower().lstrip(".") in EXT_FORMAT
+    return bool(suffix) and p.stem.endswith(suffix) and _is_output_suffix(p.suffix)
 
 
 def _add_found(found: InputSet, f: Path, rel: Path, own_suffix: str) -> None:
     """A file met in a folder or a glob: an input, an earlier run's output or not an image."""
-    if not is_image_name(f):
+    if not (is_image_name(f) or is_video_name(f)):
         found.not_images.append(str(f))
     elif _carries_suffix(f, own_suffix):
         found.own_outputs.append(str(f))
@@ -122,7 +132,7 @@ def _add_named(found: InputSet, raw: str, recursive: bool, own_suffix: str) -> N
         found.items.append(InputItem(STDIO, Path("stdin.png")))
     elif p.is_dir():
         listing = walk_folder(p, recursive)
-        for f in listing.images + listing.not_images:
+        for f in listing.images + listing.videos + listing.not_images:
             _add_found(found, f, f.relative_to(p), own_suffix)
         found.subfolders += [str(f) for f in listing.subfolders]
         found.broken_links += [str(f) for f in listing.broken_links]
@@ -243,8 +253,8 @@ def no_input_message(found: InputSet) -> str:
     if found.subfolders:
         notes.append(f"{len(found.subfolders)} subfolder(s) not read: add --recursive")
     if found.not_images:
-        notes.append(f"{len(found.not_images)} file(s) are not images")
-    return "no input images found" + (f" ({'; '.join(notes)})" if notes else "")
+        notes.append(f"{len(found.not_images)} file(s) are neither images nor videos")
+    return "no input images or videos found" + (f" ({'; '.join(notes)})" if notes else "")
 
 
 # --------------------------------------------------------------------------------------------
@@ -281,9 +291,8 @@ def shard_items(items: list[InputItem], shard: tuple[int, int] | None) -> list[I
 # --------------------------------------------------------------------------------------------
 
 def is_file_target(out: str) -> bool:
-    """An -o that names one image file: an image extension, not an existing folder, no trailing '/'."""
-    return (not Path(out).is_dir() and not out.endswith(("/", os.sep))
-            and Path(out).suffix.lower().lstrip(".") in EXT_FORMAT)
+    """An -o that names one file: an image or video suffix, not an existing folder, no trailing '/'."""
+    return not Path(out).is_dir() and not out.endswith(("/", os.sep)) and _is_output_suffix(Path(out).suffix)
 
 
 def earlier_output_suffix(opts: DehazeOptions) -> str:
@@ -317,6 +326,8 @@ def _requested_ext(opts: DehazeOptions) -> str:
 def _stdio_job(items: list[InputItem], opts: DehazeOptions, ext: str) -> Job | None:
     """The one job of a stdin/stdout run, or None for a run on files."""
     has_stdin = any(it.source == STDIO for it in items)
+    if opts.output == STDIO and any(it.source != STDIO and is_video_name(it.source) for it in items):
+        raise UsageError("-o - (stdout) takes photos only; write a video to a file: -o out.mp4")
     if has_stdin and len(items) > 1:
         raise UsageError("'-' (stdin) cannot be combined with other inputs")
     if opts.output != STDIO and not (opts.output is None and has_stdin):
@@ -339,16 +350,33 @@ def _writes_a_folder(out: str, opts: DehazeOptions, n_given: int) -> bool:
 
 
 def _auto_ext(src: Path) -> str:
+    """The output suffix of ``--ext auto``: a photo keeps its format (else PNG); a video keeps its
+    container where H.264, the default codec, fits in it (mp4, mov, mkv, m4v), else MP4."""
     s = src.suffix.lower().lstrip(".")
+    if is_video_name(src):
+        return src.suffix.lstrip(".") if s in ("mp4", "mov", "mkv", "m4v") else "mp4"
     return src.suffix.lstrip(".") if s in EXT_FORMAT else "png"
 
 
 def _named_job(it: InputItem, out: str | None, ext: str, suffix: str) -> Job:
     """An output beside the input (no -o) or mirrored under an -o folder."""
     src = Path(it.source)
+    if it.source != STDIO and is_video_name(src):  # --ext names a photo format: videos keep theirs
+        ext = "auto"
     name = f"{it.rel.stem}{suffix}.{ext if ext != 'auto' else _auto_ext(src)}"
     target = (Path(out) / it.rel.parent / name) if out is not None else src.with_name(name)
     return Job(it, str(target), None if ext == "auto" else EXT_FORMAT[ext])
+
+
+def _file_job(it: InputItem, target: Path) -> Job:
+    """The job of ``-o FILE``: a photo into an image file, a video into a video file."""
+    video_in = it.source != STDIO and is_video_name(it.source)
+    video_out = target.suffix.lower() in VIDEO_SUFFIXES
+    if video_in != video_out:
+        what = "a video" if video_in else "a photo"
+        raise UsageError(f"-o {target} cannot hold {what} ({it.source}); give -o a "
+                         f"{'video suffix such as .mp4' if video_in else 'photo suffix such as .png'}")
+    return Job(it, str(target), None if video_out else format_for_ext(target.suffix))
 
 
 def plan_outputs(items: list[InputItem], opts: DehazeOptions, n_given: int | None = None) -> list[Job]:
@@ -362,7 +390,7 @@ def plan_outputs(items: list[InputItem], opts: DehazeOptions, n_given: int | Non
     n_given = max(len(items), n_given or 0)
     if out is not None and not _writes_a_folder(out, opts, n_given):
         target = Path(out)
-        jobs = [Job(it, str(target), format_for_ext(target.suffix)) for it in items]
+        jobs = [_file_job(it, target) for it in items]
     else:
         suffix = output_suffix(opts)
         jobs = [_named_job(it, out, ext, suffix) for it in items]

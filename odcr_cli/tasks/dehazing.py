@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Iterator, Protocol
 
 from odcr_cli import __version__
 from odcr_cli.engine.options import check_strength
-from odcr_cli.errors import ImageReadError
+from odcr_cli.errors import ImageReadError, OdcrError
 from odcr_cli.files.fsutil import atomic_output, remove_stale_temps
 from odcr_cli.files.imageio import FORMAT_EXT, ImageData, encode_image, format_for_ext, read_image
 # the options and the planning names, importable from here as they always were
@@ -59,6 +59,9 @@ class FileResult:
     net_seconds: float = 0.0
     mode: str | None = None
     warnings: list[str] = field(default_factory=list)
+    frames: int | None = None          # videos: frames written
+    fps: float | None = None           # videos: the clip's frame rate (kept)
+    codec: str | None = None           # videos: the encoder written with
 
 
 @dataclass
@@ -101,6 +104,7 @@ class BatchReport:
 ProgressFn = Callable[[FileResult, int, int], None]
 StartFn = Callable[[dict, int, int], None]
 BeginFn = Callable[[FileResult], None]
+FramesFn = Callable[[FileResult, int, "int | None"], None]  # a video's frames done, of how many (None: unknown)
 
 
 class DehazerLike(Protocol):
@@ -251,12 +255,24 @@ class _Writes:
 class _Batch:
     """Read -> dehaze -> write for each job, reads and writes on a thread pool around the network."""
 
-    def __init__(self, dehazer: DehazerLike, files: _ImageFiles, log: ResultLog, on_begin: BeginFn | None) -> None:
+    def __init__(self, dehazer: DehazerLike, files: _ImageFiles, log: ResultLog, on_begin: BeginFn | None,
+                 on_frames: FramesFn | None = None) -> None:
         self._dehazer, self._files, self._log, self._on_begin = dehazer, files, log, on_begin
+        self._on_frames = on_frames
 
     def run(self, jobs: list[Job], workers: int) -> None:
-        """On Ctrl-C, writes already queued are finished (and logged) before the interrupt goes
-        on: their network pass is done and each write is atomic."""
+        """Photos first (reads and writes overlapped with the network), then each video as its own
+        pipeline. On Ctrl-C, photo writes already queued are finished (and logged) before the
+        interrupt goes on: their network pass is done and each write is atomic; a video being
+        written is discarded."""
+        self._photos([j for j in jobs if not j.video], workers)
+        for job in jobs:
+            if job.video:
+                self._video(job)
+
+    def _photos(self, jobs: list[Job], workers: int) -> None:
+        if not jobs:
+            return
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="odcr-io") as pool:
             reads = _ReadAhead(pool, self._files.read, jobs, depth=workers + 1)
             writes = _Writes(pool, self._files.write, self._log)
@@ -292,6 +308,30 @@ class _Batch:
         res.warnings += plan.notes
         return img.with_pixels(pixels)
 
+    def _video(self, job: Job) -> None:
+        """One video; any error is this file's alone (nothing is left at its output's name)."""
+        from odcr_cli.tasks.videos import EncodeOptions, dehaze_video  # PyAV only when a video is met
+
+        started = time.perf_counter()
+        res = FileResult(job.item.source, job.output, "failed")
+        opts = self._files.opts
+        if self._on_begin is not None:
+            self._on_begin(res)
+        frames = None if self._on_frames is None else (lambda done, total: self._on_frames(res, done, total))
+        try:
+            video = dehaze_video(job.item.source, job.output, self._dehazer,
+                                 EncodeOptions(opts.codec, opts.crf, opts.preset), frames)
+        except ImageReadError as exc:
+            return self._failed(res, exc.reason, started)
+        except OdcrError as exc:
+            return self._failed(res, str(exc), started)
+        except Exception as exc:  # noqa: BLE001 - one bad file never stops the batch
+            return self._failed(res, f"{type(exc).__name__}: {exc}".splitlines()[0], started)
+        res.status, res.mode, res.warnings = "ok", "video", video.notes
+        res.width, res.height, res.frames, res.fps, res.codec = video.width, video.height, video.frames, video.fps, video.codec
+        res.seconds = res.net_seconds = time.perf_counter() - started
+        self._log.finish(res)
+
     def _failed(self, res: FileResult, error: str, started: float) -> None:
         res.error = error
         res.seconds = time.perf_counter() - started
@@ -312,18 +352,23 @@ def _load_dehazer(opts: DehazeOptions) -> DehazerLike:
 
 def run_dehaze(opts: DehazeOptions, dehazer: DehazerLike | None = None, progress: ProgressFn | None = None,
                on_start: StartFn | None = None, stdin: BinaryIO | None = None, stdout: BinaryIO | None = None,
-               on_begin: BeginFn | None = None) -> BatchReport:
+               on_begin: BeginFn | None = None, on_frames: FramesFn | None = None) -> BatchReport:
     """Process every input; returns the report (``report.exit_code`` is 0 or 1).
 
     ``on_start(engine, total, to_process)`` once the model is loaded; ``progress(result, done,
     total)`` once per file, in the order they finish, with ``done`` counting every finished file
     (missing and skipped ones first, before any network pass); ``on_begin(result)``
-    before a file's network pass (its size known). Raises :class:`UsageError` for problems found
+    before a file's network pass (a photo's size known); ``on_frames(result, done, total)`` as a
+    video's frames are written. Raises :class:`UsageError` for problems found
     before any work starts and :class:`Interrupted` on Ctrl-C; model loading errors
     (``WeightsError``, ``InferenceError``) propagate to the caller too."""
     started = time.perf_counter()
     shard = parse_shard(opts.shard)
     check_strength(opts.strength)  # before the plan: a dry run loads no Dehazer to check it
+    if opts.codec is not None or opts.crf is not None:
+        from odcr_cli.files.video import check_encode_options
+
+        check_encode_options(opts.codec, opts.crf)
     plan = plan_run(opts, shard)
     log = ResultLog(plan, opts, started, progress)
     if opts.dry_run:  # the plan, as a real run would carry it out: no model, nothing written
@@ -340,7 +385,7 @@ def run_dehaze(opts: DehazeOptions, dehazer: DehazerLike | None = None, progress
         # temporary files left by an earlier run killed while writing these outputs
         remove_stale_temps(j.output for j in plan.todo if j.output != STDIO)
         _record_unprocessed(plan, log, dry_run=False)  # first, so that the counter runs in order
-        _Batch(dehazer, _ImageFiles(opts, stdin, stdout), log, on_begin).run(plan.todo, max(1, opts.workers))
+        _Batch(dehazer, _ImageFiles(opts, stdin, stdout), log, on_begin, on_frames).run(plan.todo, max(1, opts.workers))
     except KeyboardInterrupt:
         raise Interrupted(log.report(engine, interrupted=True)) from None
     return log.report(engine)

@@ -1,0 +1,194 @@
+"""Dehazing a stream of frames (video) with state kept between them, so that the output does not
+flicker. Photos stay stateless (:class:`~odcr_cli.engine.dehazer.Dehazer`); a
+:class:`DehazeStream` wraps one and takes the frames of one shot after another in order.
+
+Per frame (docs/video.md says why and how the settings were measured):
+
+1. the frame's small copy (longer side at most the Dehazer's ``max_side``, 512 by default);
+2. a scene cut, when the small copies' colour histograms differ by more than ``cut``, resets
+   everything below;
+3. t and the airlight of the small copy. A scattering model runs its network every
+   ``network_every`` frames only (and at every cut); between its runs its last outputs are read
+   out on the current frame, so that a model refining the dark-channel-prior transmission (the
+   bundled default) still follows the current frame's own prior. ``--method dcp`` estimates them
+   on every frame;
+4. smoothing over time: the airlight by an exponential moving average (time constant
+   ``airlight_seconds``), t where the scene is static by one with time constant ``t_seconds``,
+   where it moves (the small copy's luma changed by more than ``motion``) not at all: no
+   ghosting of moving objects;
+5. t carried to full resolution with the current frame as the guide, and J computed there, as
+   for photos (:meth:`~odcr_cli.engine.readout.ScatteringReadout.render`).
+
+Steps 1-4 (:meth:`DehazeStream.estimate`) are cheap and sequential; step 5
+(:meth:`DehazeStream.render`) is the costly one and keeps no state, so a pipeline may render
+several frames at once on threads.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from odcr_cli.engine.dehazer import SCATTERING_MAX_SIDE, Dehazer, to_float_rgb
+from odcr_cli.engine.options import Method
+from odcr_cli.engine.readout import ScatteringReadout
+from odcr_cli.imaging.dcp import dcp_transmission
+from odcr_cli.imaging.filters import box, shrink_to
+from odcr_cli.imaging.motion import global_motion, seen_before, warp
+
+_HIST_BINS = 32
+_IDENTITY = np.array([[1, 0, 0], [0, 1, 0]], np.float32)
+
+
+@dataclass(frozen=True)
+class StreamConfig:
+    """How a stream smooths over time (defaults chosen with ``benchmarks/video.py``)."""
+
+    network_every: int = 10         # frames between two network passes (1: every frame)
+    airlight_seconds: float = 0.5   # time constant of the airlight's moving average
+    t_seconds: float = 0.5          # time constant of t where the scene is static (0: no smoothing)
+    motion: float = 0.06            # luma change (of 1) above which t follows the current frame alone
+    airlight_jump: float = 0.03     # a change of the airlight this large is followed at once
+    t_jump: float = 0.1             # and one of t
+    cut: float = 0.3                # histogram distance (0..1) that marks a scene cut
+
+    def __post_init__(self) -> None:
+        if self.network_every < 1:
+            raise ValueError("network_every must be at least 1")
+
+
+@dataclass(frozen=True)
+class Haze:
+    """One frame's haze, from :meth:`DehazeStream.estimate`: t on the small copy (hxw, strength
+    applied, not floored) and the airlight (3,)."""
+
+    t_small: np.ndarray
+    airlight: np.ndarray
+    network_ran: bool = False
+    cut: bool = False
+
+
+class DehazeStream:
+    """Frames of one video in order, each dehazed with the haze smoothed over time.
+
+    ``DehazeStream(dehazer, fps=25.0, config=StreamConfig())``; ``push(frame)`` takes an HxWx3
+    uint8/uint16/float frame and returns the dehazed one (same shape and dtype);
+    ``estimate(rgb)`` and ``render(rgb, haze)`` are its two halves for pipelines that render on
+    threads. ``frames``, ``network_runs`` and ``cuts`` count what happened.
+
+    A direct model (the paper's generator) has no haze to smooth: its frames are dehazed one by
+    one as photos (``smoothed`` is False)."""
+
+    def __init__(self, dehazer: Dehazer, fps: float = 25.0, config: StreamConfig = StreamConfig()) -> None:
+        self.dehazer, self.config = dehazer, config
+        dcp = dehazer.method is Method.DCP
+        self.readout = ScatteringReadout(flat_sigma=0.0) if dcp else dehazer.readout
+        self.smoothed = isinstance(self.readout, ScatteringReadout)
+        self.side = dehazer.max_side or SCATTERING_MAX_SIDE
+        step = 1.0 / max(fps, 1e-3)
+        self._a_airlight = _blend(step, config.airlight_seconds)
+        self._a_t = _blend(step, config.t_seconds)
+        self.frames = self.network_runs = self.cuts = 0
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the past (the next frame is treated as a new shot)."""
+        self._field: np.ndarray | None = None      # the network's last t map (hxw), moved with the camera
+        self._correction: np.ndarray | None = None  # and its airlight correction
+        self._since_network = 0
+        self._luma = self._luma8 = self._hist = None
+        self._rule = self._t = self._airlight = None
+
+    # -- the two halves ------------------------------------------------------------------------
+    def estimate(self, rgb: np.ndarray) -> Haze:
+        """HxWx3 float32 [0, 1] frame -> its haze, the stream's state updated (steps 1-4)."""
+        small = shrink_to(rgb, self.side)
+        luma = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY)
+        luma8 = np.clip(luma * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        hist = _histogram(small)
+        cut = self._hist is not None and 0.5 * float(np.abs(hist - self._hist).sum(axis=1).mean()) > self.config.cut
+        if cut:
+            self.reset()
+            self.cuts += 1
+        matrix = None
+        if self._luma8 is not None:  # the camera's motion since the last frame (none found: assume none)
+            matrix = global_motion(self._luma8, luma8)
+            matrix = _IDENTITY if matrix is None else matrix
+        rule = self.readout.airlight_rule(small)
+        self._rule = rule if self._rule is None else self._smooth_airlight(self._rule, rule)
+        t, airlight, ran = self._raw(small, matrix)
+        if self._t is None or matrix is None:
+            self._t, self._airlight = t, airlight
+        else:
+            previous_t, previous_luma = warp(self._t, matrix), warp(self._luma, matrix)
+            # follow the current frame where the scene moves, where it was not seen, and where t
+            # changed by more than jitter; elsewhere average over time
+            moving = box(np.abs(luma - previous_luma), 2) / self.config.motion
+            moving = np.maximum(moving, np.abs(t - previous_t) / self.config.t_jump)
+            moving[~seen_before(luma.shape, matrix)] = 1.0
+            follow = self._a_t + (1.0 - self._a_t) * np.minimum(moving, 1.0)
+            self._t = (previous_t + follow * (t - previous_t)).astype(np.float32)
+            self._airlight = self._smooth_airlight(self._airlight, airlight)
+        self._luma, self._luma8, self._hist = luma, luma8, hist
+        self.frames += 1
+        s = self.dehazer.strength
+        t_out = self._t if s == 1.0 else (1.0 - s * (1.0 - self._t)).astype(np.float32)
+        return Haze(t_out, self._airlight.copy(), ran, cut)
+
+    def _smooth_airlight(self, previous: np.ndarray, new: np.ndarray) -> np.ndarray:
+        """The moving average of the airlight, which follows a change larger than jitter at once."""
+        jump = min(1.0, float(np.abs(new - previous).max()) / self.config.airlight_jump)
+        follow = self._a_airlight + (1.0 - self._a_airlight) * jump
+        return (previous + follow * (new - previous)).astype(np.float32)
+
+    def _raw(self, small: np.ndarray, matrix: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, bool]:
+        """This frame's unsmoothed t and airlight (with the smoothed airlight rule), and whether
+        the network ran for them; between runs its last t map follows the camera (``matrix``)."""
+        if self.dehazer.method is Method.DCP:
+            t, airlight = dcp_transmission(small, airlight=self._rule)
+            return np.clip(t, 0.0, 1.0).astype(np.float32), airlight, False
+        h, w = small.shape[:2]
+        name = self.readout.output_names[0]  # "t" or "t_residual": the map; then the correction
+        ran = self._field is None or self._since_network >= self.config.network_every - 1
+        if ran:
+            outputs = self.dehazer.network_outputs(small)
+            self._field = np.ascontiguousarray(outputs[name][0, 0, :h, :w], dtype=np.float32)
+            self._correction = np.asarray(outputs["airlight_correction"], np.float32)
+            self._since_network = 0
+            self.network_runs += 1
+        else:
+            self._field = warp(self._field, matrix if matrix is not None else _IDENTITY)
+            self._since_network += 1
+        outputs = {name: self._field[None, None], "airlight_correction": self._correction}
+        t, airlight = self.readout.estimate(small, outputs, rule=self._rule)
+        return t, airlight, ran
+
+    def render(self, rgb: np.ndarray, haze: Haze) -> np.ndarray:
+        """HxWx3 float32 [0, 1] frame and its haze -> the dehazed frame (step 5; no state)."""
+        return self.readout.render(rgb, haze.t_small, haze.airlight)
+
+    # -- one call per frame -------------------------------------------------------------------------
+    def push(self, frame: np.ndarray) -> np.ndarray:
+        """Dehaze the next frame (HxWx3 uint8/uint16/float in [0, 1]); same shape and dtype out."""
+        if not self.smoothed or self.dehazer.strength == 0.0:
+            self.frames += 1
+            return self.dehazer.dehaze(frame)
+        rgb, restore = to_float_rgb(np.asarray(frame))
+        return restore(self.render(rgb, self.estimate(rgb)))
+
+
+def _blend(step: float, seconds: float) -> float:
+    """The weight of the new value in a moving average with time constant ``seconds`` sampled
+    every ``step`` seconds (1: no memory)."""
+    return 1.0 if seconds <= 0 else 1.0 - math.exp(-step / seconds)
+
+
+def _histogram(small: np.ndarray) -> np.ndarray:
+    """(3, bins) colour histograms of a small copy, each summing to 1 (every other pixel)."""
+    sample = small[::2, ::2].reshape(-1, 3)
+    counts = [np.bincount(np.minimum((sample[:, c] * _HIST_BINS).astype(np.int32), _HIST_BINS - 1),
+                          minlength=_HIST_BINS) for c in range(3)]
+    return np.stack(counts).astype(np.float32) / max(1, sample.shape[0])

@@ -1,0 +1,293 @@
+"""Reading and writing video files with PyAV (FFmpeg bundled in its wheel: no system FFmpeg).
+
+* Reading: the first video stream, decoded to RGB frames (uint8, or uint16 when the stream holds
+  more than 8 bits per sample), each with its own timestamp (variable frame rate kept) and the
+  stream's rotation (the display matrix). A file that cannot be opened or decoded raises
+  :class:`VideoReadError` with a one-line reason.
+* Writing: frames with their timestamps, encoded with a codec in the conventions of ffmpeg users
+  (``libx264`` by default, ``crf``, ``preset``), rotation set as the source's, colour tags copied;
+  the source's audio stream copied packet for packet (no re-encode), interleaved by time.
+  4:2:0 needs even sides: an odd-sized frame gets its last row or column repeated (noted).
+  A 10-bit source stays 10-bit with codecs that players decode at 10 bits (HEVC, VP9, AV1);
+  H.264 writes 8 bits, what every phone and browser plays (noted).
+
+No engine here: the caller turns frames into frames (:mod:`odcr_cli.tasks.videos`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from odcr_cli.errors import ImageReadError, UsageError
+from odcr_cli.files.folders import VIDEO_SUFFIXES, is_video_name  # noqa: F401 - the names of video files
+# --codec: the names users type (ffmpeg's encoder names, or the format's name) -> the encoder
+CODECS = {"h264": "libx264", "libx264": "libx264", "hevc": "libx265", "h265": "libx265", "libx265": "libx265",
+          "vp9": "libvpx-vp9", "libvpx-vp9": "libvpx-vp9", "av1": "libsvtav1", "libsvtav1": "libsvtav1"}
+# quality close to visually lossless for each encoder (its own crf scale), and its preset option
+DEFAULT_CRF = {"libx264": 18, "libx265": 20, "libvpx-vp9": 24, "libsvtav1": 28}
+DEFAULT_PRESET = {"libx264": "veryfast", "libx265": "veryfast", "libsvtav1": "10"}
+_KEEPS_10_BIT = {"libx265", "libvpx-vp9", "libsvtav1"}
+_WEBM_DEFAULT = "libvpx-vp9"  # H.264 cannot go in WebM
+
+
+class VideoReadError(ImageReadError):
+    """A file that cannot be read as a video: ``"name: reason"`` (``reason`` alone for reports)."""
+
+
+def encoder_for(codec: str | None, suffix: str) -> str:
+    """The encoder of ``--codec`` (None: H.264, or VP9 for .webm); a one-line UsageError else."""
+    if codec is None:
+        return _WEBM_DEFAULT if suffix.lower() == ".webm" else CODECS["h264"]
+    try:
+        return CODECS[codec.lower()]
+    except KeyError:
+        raise UsageError(f"--codec {codec}: use h264, hevc, vp9 or av1 (or libx264, libx265, libvpx-vp9, "
+                         "libsvtav1)") from None
+
+
+def check_encode_options(codec: str | None, crf: int | None) -> None:
+    """Refuse an unknown --codec or a --crf outside its encoder's scale (one line, before any work)."""
+    encoder = encoder_for(codec, "")
+    top = 51 if encoder in ("libx264", "libx265") else 63
+    if crf is not None and not 0 <= crf <= top:
+        raise UsageError(f"--crf {crf}: {encoder} takes 0 (lossless) to {top}; default {DEFAULT_CRF[encoder]}")
+
+
+def _av():
+    import av  # PyAV: imported when a video is met, so photo runs never load FFmpeg
+
+    return av
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    width: int
+    height: int
+    fps: float                 # average frame rate (timestamps are kept per frame)
+    frames: int | None         # as the container says (None: unknown)
+    seconds: float | None
+    codec: str
+    pix_fmt: str
+    bits: int                  # per sample: 8, or 10/12/16 (decoded as uint16)
+    rotation: int              # degrees counter-clockwise, from the display matrix
+    audio: str | None          # the first audio stream's codec, copied as it is
+    time_base: Fraction | None = None  # of the video stream's timestamps
+
+
+@dataclass(frozen=True)
+class Frame:
+    pixels: np.ndarray         # HxWx3 uint8 or uint16 RGB, as stored (rotation not applied)
+    pts: int | None
+    time_base: Fraction | None
+
+
+def _bits(fmt) -> int:
+    try:
+        return max(c.bits for c in fmt.components)
+    except (AttributeError, ValueError):
+        return 8
+
+
+class VideoReader:
+    """The first video stream of ``path``, frame by frame (a context manager)."""
+
+    def __init__(self, path: str | Path) -> None:
+        av = _av()
+        self.path = str(path)
+        try:
+            self._container = av.open(self.path)
+        except (av.FFmpegError, OSError, UnicodeDecodeError) as exc:
+            raise VideoReadError(self.path, f"not a video file FFmpeg can open ({_reason(exc)})") from None
+        try:
+            self._stream = self._container.streams.video[0]
+        except IndexError:
+            self._container.close()
+            kinds = sorted({s.type for s in self._container.streams}) or ["no streams"]
+            raise VideoReadError(self.path, f"no video stream (holds {', '.join(kinds)})") from None
+        self._stream.thread_type = "AUTO"  # frame threads: decoding keeps pace with the rest
+        self._first: Frame | None = None
+        self._rotation = 0
+        self.info = self._probe()
+
+    def _probe(self) -> VideoInfo:
+        s, c = self._stream, self._container
+        cc = s.codec_context
+        if cc.width <= 0 or cc.height <= 0 or cc.format is None:
+            raise VideoReadError(self.path, f"video stream of unknown size or codec ({cc.name})")
+        rate = s.average_rate or s.guessed_rate or s.base_rate
+        seconds = (float(s.duration * s.time_base) if s.duration and s.time_base
+                   else c.duration / 1e6 if c.duration else None)
+        audio = c.streams.audio[0].codec_context.name if c.streams.audio else None
+        # the rotation lives in the frames' side data: decode the first frame now (kept for frames())
+        frames = self._decode()
+        self._first = next(frames, None)
+        self._frames = frames
+        if self._first is None:
+            raise VideoReadError(self.path, "no frame could be decoded")
+        return VideoInfo(cc.width, cc.height, float(rate) if rate else 25.0, s.frames or None, seconds, cc.name,
+                         cc.format.name, _bits(cc.format), self._rotation, audio,
+                         Fraction(s.time_base) if s.time_base else None)
+
+    def _decode(self) -> Iterator[Frame]:
+        av = _av()
+        rgb = None
+        n = 0
+        try:
+            for frame in self._container.decode(self._stream):
+                if rgb is None:
+                    self._rotation = int(round(frame.rotation or 0)) % 360
+                    rgb = "rgb48le" if _bits(frame.format) > 8 else "rgb24"
+                n += 1
+                yield Frame(frame.to_ndarray(format=rgb), frame.pts, frame.time_base)
+        except av.FFmpegError as exc:
+            raise VideoReadError(self.path, f"damaged after frame {n} ({_reason(exc)})") from None
+
+    def frames(self) -> Iterator[Frame]:
+        """Every frame in decoding order (presentation order for the codecs FFmpeg reorders)."""
+        if self._first is not None:
+            first, self._first = self._first, None
+            yield first
+        yield from self._frames
+
+    def close(self) -> None:
+        self._container.close()
+
+    def __enter__(self) -> "VideoReader":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _reason(exc: Exception) -> str:
+    text = getattr(exc, "strerror", None) or str(exc)
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+class VideoWriter:
+    """Frames in, one video file out; the audio of ``audio_from`` copied (a context manager that
+    leaves the file incomplete when the block fails: write it to a temporary name)."""
+
+    def __init__(self, path: str | Path, info: VideoInfo, audio_from: str | None, codec: str | None = None,
+                 crf: int | None = None, preset: str | None = None) -> None:
+        av = _av()
+        self.path = str(path)
+        self.notes: list[str] = []
+        self.encoder = encoder_for(codec, Path(self.path).suffix)
+        self._container = av.open(self.path, "w")
+        try:
+            self._video = self._add_video(info, crf, preset)
+            self._audio_in, self._audio_out, self._audio_packets = None, None, iter(())
+            if audio_from is not None and info.audio is not None:
+                self._add_audio(audio_from)
+        except Exception:
+            self._container.close()
+            raise
+        self._pending_audio = None
+        self._last_pts: int | None = None
+
+    def _add_video(self, info: VideoInfo, crf: int | None, preset: str | None):
+        av = _av()
+        if self.encoder not in self._container.supported_codecs:
+            raise UsageError(f"{self.encoder} cannot be written into {Path(self.path).suffix} files; "
+                             "choose another --codec or output suffix")
+        rate = Fraction(info.fps).limit_denominator(1001)
+        stream = self._container.add_stream(self.encoder, rate=rate)
+        self._width, self._height = info.width + info.width % 2, info.height + info.height % 2
+        if (self._width, self._height) != (info.width, info.height):
+            self.notes.append(f"odd size {info.width}x{info.height} written as {self._width}x{self._height} "
+                              "(4:2:0 needs even sides; the last row/column repeated)")
+        stream.width, stream.height = self._width, self._height
+        ten_bit = info.bits > 8 and self.encoder in _KEEPS_10_BIT
+        if info.bits > 8 and not ten_bit:
+            self.notes.append(f"{info.bits}-bit source written as 8-bit {self.encoder} (what players decode); "
+                              "--codec hevc keeps 10 bits")
+        stream.pix_fmt = "yuv420p10le" if ten_bit else "yuv420p"
+        # the source's own clock: every timestamp (variable frame rate too) is kept exactly
+        stream.codec_context.time_base = info.time_base or (1 / rate if rate else Fraction(1, 25))
+        options = {"crf": str(DEFAULT_CRF[self.encoder] if crf is None else crf)}
+        if self.encoder == "libvpx-vp9":
+            options.update({"b": "0", "row-mt": "1", "deadline": "good", "cpu-used": "4" if preset is None else preset})
+        elif preset is not None or self.encoder in DEFAULT_PRESET:
+            options["preset"] = preset if preset is not None else DEFAULT_PRESET[self.encoder]
+        stream.options = options
+        if info.rotation:
+            stream.set_display_rotation(info.rotation)
+        self._pix_fmt = stream.pix_fmt
+        return stream
+
+    def _add_audio(self, source: str) -> None:
+        av = _av()
+        self._audio_in = av.open(source)
+        template = self._audio_in.streams.audio[0]
+        if template.codec_context.name not in self._container.supported_codecs:
+            self.notes.append(f"audio ({template.codec_context.name}) cannot be copied into "
+                              f"{Path(self.path).suffix}: left out")
+            self._audio_in.close()
+            self._audio_in = None
+            return
+        self._audio_out = self._container.add_stream_from_template(template)
+        self._audio_packets = (p for p in self._audio_in.demux(template) if p.dts is not None)
+
+    def write(self, pixels: np.ndarray, pts: int | None, time_base: Fraction | None) -> None:
+        """One HxWx3 RGB frame (uint8 or uint16) at ``pts`` in ``time_base`` (None: the next
+        frame at the average rate)."""
+        av = _av()
+        h, w = pixels.shape[:2]
+        if (w, h) != (self._width, self._height):
+            pixels = np.pad(pixels, ((0, self._height - h), (0, self._width - w), (0, 0)), mode="edge")
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(pixels),
+                                           format="rgb48le" if pixels.dtype == np.uint16 else "rgb24")
+        frame = frame.reformat(format=self._pix_fmt)
+        tb = self._video.codec_context.time_base
+        if pts is None or time_base is None:
+            pts, time_base = (0 if self._last_pts is None else self._last_pts + 1), tb
+        pts = int(round(Fraction(pts) * Fraction(time_base) / tb))
+        if self._last_pts is not None and pts <= self._last_pts:  # a repeated timestamp: keep the order
+            pts = self._last_pts + 1
+        self._last_pts = pts
+        frame.pts, frame.time_base = pts, tb
+        self._copy_audio_until(float(pts * tb))
+        for packet in self._video.encode(frame):
+            self._container.mux(packet)
+
+    def _copy_audio_until(self, seconds: float | None) -> None:
+        """Mux the source's audio packets that start before ``seconds`` (None: all that is left)."""
+        if self._audio_out is None:
+            return
+        while True:
+            packet = self._pending_audio if self._pending_audio is not None else next(self._audio_packets, None)
+            if packet is None:
+                return
+            if seconds is not None and float(packet.dts * packet.time_base) > seconds:
+                self._pending_audio = packet
+                return
+            self._pending_audio = None
+            packet.stream = self._audio_out
+            self._container.mux(packet)
+
+    def close(self) -> None:
+        """Flush the encoder and the rest of the audio; the file is complete after this."""
+        for packet in self._video.encode():
+            self._container.mux(packet)
+        self._copy_audio_until(None)
+        self._release()
+
+    def _release(self) -> None:
+        if self._audio_in is not None:
+            self._audio_in.close()
+        self._container.close()
+
+    def __enter__(self) -> "VideoWriter":
+        return self
+
+    def __exit__(self, exc_type, *rest: object) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self._release()

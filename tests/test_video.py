@@ -1,0 +1,243 @@
+"""Video: `odcr dehaze clip.mp4 -o out.mp4` keeps what a clip is (timestamps, audio, rotation),
+every promise of photos holds for videos, and the stream API smooths haze over time. Clips are
+made here, a few frames each, with PyAV."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from conftest import make_photo
+from odcr_cli.cli.app import app
+
+av = pytest.importorskip("av")
+
+
+def make_clip(path: Path, frames: int = 10, size: tuple[int, int] = (64, 96), audio: bool = True,
+              rotation: int = 0, pts: list[int] | None = None, time_base: Fraction = Fraction(1, 1000),
+              seed: int = 0) -> Path:
+    """An H.264 clip of a hazy scene panning right, at the given timestamps (ms), with a sine tone
+    (4:4:4 when a side is odd: 4:2:0 cannot hold it)."""
+    h, w = size
+    scene = make_photo(h, w + 2 * frames, seed=seed)
+    out = av.open(str(path), "w")
+    video = out.add_stream("libx264", rate=25)
+    video.width, video.height, video.pix_fmt = w, h, "yuv444p" if h % 2 or w % 2 else "yuv420p"
+    video.codec_context.time_base = time_base
+    if rotation:
+        video.set_display_rotation(rotation)
+    sound = out.add_stream("aac", rate=48000) if audio else None
+    stamps = pts if pts is not None else [40 * k for k in range(frames)]
+    for k, stamp in enumerate(stamps):
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(scene[:, 2 * k:2 * k + w]), format="rgb24")
+        frame.pts, frame.time_base = stamp, time_base
+        for packet in video.encode(frame):
+            out.mux(packet)
+    for packet in video.encode():
+        out.mux(packet)
+    if sound is not None:
+        t = np.arange(int(48000 * (stamps[-1] + 40) / 1000)) / 48000
+        tone = (0.2 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)[None]
+        for start in range(0, tone.shape[1], 1024):
+            chunk = av.AudioFrame.from_ndarray(np.ascontiguousarray(tone[:, start:start + 1024]), format="fltp",
+                                               layout="mono")
+            chunk.sample_rate, chunk.pts = 48000, start
+            for packet in sound.encode(chunk):
+                out.mux(packet)
+        for packet in sound.encode():
+            out.mux(packet)
+    out.close()
+    return path
+
+
+def _frames(path: Path) -> list:
+    with av.open(str(path)) as c:
+        return list(c.decode(video=0))
+
+
+def _audio_packets(path: Path) -> list[bytes]:
+    with av.open(str(path)) as c:
+        return [bytes(p) for p in c.demux(audio=0) if p.size]
+
+
+def dehaze(*args):
+    return CliRunner().invoke(app, ["dehaze", *map(str, args)])
+
+
+def test_a_clip_keeps_its_timestamps_audio_and_rotation(tmp_path):
+    """Variable frame rate, the audio packets and the rotation survive; the input is untouched."""
+    stamps = [0, 40, 80, 160, 200, 240, 330, 370]  # two gaps: a variable frame rate
+    clip = make_clip(tmp_path / "clip.mp4", pts=stamps, rotation=90)
+    before = clip.read_bytes()
+    r = dehaze(clip, "-o", tmp_path / "out.mp4", "--json", tmp_path / "r.json")
+    assert r.exit_code == 0, r.output
+    assert clip.read_bytes() == before
+    got, want = _frames(tmp_path / "out.mp4"), _frames(clip)
+    assert len(got) == len(want) == len(stamps)
+    assert [round(float(f.time) * 1000) for f in got] == [round(float(f.time) * 1000) for f in want]
+    assert (got[0].width, got[0].height, got[0].rotation) == (96, 64, 90)
+    assert _audio_packets(tmp_path / "out.mp4") == _audio_packets(clip) != []
+    report = json.loads((tmp_path / "r.json").read_text())["files"][0]
+    assert (report["frames"], report["fps"], report["codec"]) == (len(stamps), pytest.approx(25.0, rel=0.5), "libx264")
+    # dehazed, not copied: the haze (a grey veil) is thinner, so the contrast is larger
+    out0 = got[3].to_ndarray(format="rgb24").astype(float)
+    in0 = want[3].to_ndarray(format="rgb24").astype(float)
+    assert out0.std() > 1.2 * in0.std()
+
+
+def test_rerun_skip_existing_dry_run_and_beside_the_input(tmp_path):
+    make_clip(tmp_path / "a.mov", audio=False)
+    Image.fromarray(make_photo(32, 40)).save(tmp_path / "p.png")
+    first = dehaze(tmp_path, "--method", "dcp")
+    assert first.exit_code == 0, first.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.mov", "a_dehazed.mov", "p.png", "p_dehazed.png"]
+    assert dehaze(tmp_path, "--method", "dcp").exit_code == 2  # outputs exist: refused, nothing touched
+    again = dehaze(tmp_path, "--method", "dcp", "--skip-existing")
+    assert again.exit_code == 0 and "0 ok, 0 failed, 2 skipped" in again.output, again.output
+    plan = dehaze(tmp_path, "--method", "dcp", "--overwrite", "--dry-run")
+    assert plan.exit_code == 0 and f"{tmp_path / 'a.mov'} -> {tmp_path / 'a_dehazed.mov'}" in plan.output
+
+
+def test_odd_sizes_no_audio_and_codecs(tmp_path):
+    clip = make_clip(tmp_path / "odd.mp4", size=(63, 95), audio=False)
+    r = dehaze(clip, "-o", tmp_path / "odd.mkv", "--method", "dcp", "--codec", "hevc", "--crf", "30", "--json",
+               tmp_path / "r.json")
+    assert r.exit_code == 0, r.output
+    assert (_frames(clip)[0].width, _frames(clip)[0].height) == (95, 63)
+    frames = _frames(tmp_path / "odd.mkv")
+    assert len(frames) == 10 and (frames[0].width, frames[0].height) == (96, 64)
+    report = json.loads((tmp_path / "r.json").read_text())["files"][0]
+    assert report["codec"] == "libx265"
+    assert any("odd size 95x63" in w for w in report["warnings"]), report["warnings"]
+
+
+@pytest.mark.parametrize("args, says", [
+    (["--codec", "divx"], "--codec divx"),
+    (["--crf", "70"], "--crf 70"),
+    (["-o", "{tmp}/still.jpg"], "cannot hold a video"),
+    (["-o", "-"], "photos only"),
+])
+def test_video_usage_errors_are_one_line_exit_2(tmp_path, args, says):
+    clip = make_clip(tmp_path / "c.mp4", frames=3, audio=False)
+    r = dehaze(clip, "--method", "dcp", *[a.format(tmp=tmp_path) for a in args])
+    assert r.exit_code == 2 and says in r.output, r.output
+    assert "Traceback" not in r.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.mp4"]
+
+
+def test_bad_videos_fail_one_line_each_and_never_stop_the_batch(tmp_path):
+    good = make_clip(tmp_path / "good.mp4", frames=6)
+    data = good.read_bytes()
+    (tmp_path / "truncated.mp4").write_bytes(data[: len(data) // 3])
+    (tmp_path / "notes.mkv").write_text("not a video at all\n")
+    audio_only = av.open(str(tmp_path / "voice.m4v"), "w", format="mp4")
+    stream = audio_only.add_stream("aac", rate=48000)
+    chunk = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+    chunk.sample_rate, chunk.pts = 48000, 0
+    for packet in list(stream.encode(chunk)) + list(stream.encode()):
+        audio_only.mux(packet)
+    audio_only.close()
+    r = dehaze(tmp_path, "-o", tmp_path / "out", "--method", "dcp", "--json", tmp_path / "r.json")
+    assert r.exit_code == 1, r.output
+    assert "Traceback" not in r.output
+    files = {Path(f["input"]).name: f for f in json.loads((tmp_path / "r.json").read_text())["files"]}
+    assert files["good.mp4"]["status"] == "ok"
+    for name in ("truncated.mp4", "notes.mkv", "voice.m4v"):
+        assert files[name]["status"] == "failed" and "\n" not in files[name]["error"], files[name]
+    assert "no video stream" in files["voice.m4v"]["error"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["good.mp4"]
+
+
+def test_ctrl_c_or_sigterm_mid_video_leaves_nothing_at_the_output(tmp_path, monkeypatch):
+    from odcr_cli.files.video import VideoWriter
+
+    clip = make_clip(tmp_path / "c.mp4", frames=12)
+    write = VideoWriter.write
+    calls = []
+
+    def write_then_sigterm(self, *args):
+        calls.append(1)
+        if len(calls) == 4:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.5)  # the handler runs in the main thread, which stops the pipeline
+        return write(self, *args)
+
+    monkeypatch.setattr(VideoWriter, "write", write_then_sigterm)
+    r = dehaze(clip, "-o", tmp_path / "out.mp4", "--method", "dcp", "--json", tmp_path / "r.json")
+    assert r.exit_code == 130, r.output
+    assert json.loads((tmp_path / "r.json").read_text())["summary"]["interrupted"] is True
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.mp4", "r.json"]  # no output, no temp file
+
+
+@pytest.mark.slow
+def test_kill_9_leaves_no_output_and_the_rerun_cleans_up(tmp_path):
+    clip = make_clip(tmp_path / "c.mp4", frames=150, size=(240, 320), audio=False)
+    cmd = [sys.executable, "-m", "odcr_cli", "dehaze", str(clip), "-o", str(tmp_path / "out.mp4"), "--method", "dcp"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while not list(tmp_path.glob(".out.odcr-*")) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    proc.kill()
+    proc.wait()
+    assert not (tmp_path / "out.mp4").exists()
+    rerun = subprocess.run(cmd, capture_output=True, text=True)
+    assert rerun.returncode == 0, rerun.stderr
+    assert len(_frames(tmp_path / "out.mp4")) == 150
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.mp4", "out.mp4"]
+
+
+# -- the stream API ---------------------------------------------------------------------------------
+
+def _noisy_static_clip(frames: int, seed: int = 0) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    scene = make_photo(72, 96, seed=seed).astype(np.float32)
+    return [np.clip(scene + rng.normal(0, 4, scene.shape), 0, 255).astype(np.uint8) for _ in range(frames)]
+
+
+@pytest.mark.parametrize("method", ["odcr", "dcp"])
+def test_the_stream_flickers_less_than_frame_by_frame_on_a_static_noisy_shot(method):
+    from odcr_cli.engine.dehazer import Dehazer
+    from odcr_cli.engine.stream import DehazeStream
+
+    frames = _noisy_static_clip(12)
+    dz = Dehazer(method=method)
+    stream = DehazeStream(dz, fps=25)
+    smoothed = [stream.push(f) for f in frames]
+    alone = [dz.dehaze(f) for f in frames]
+    assert smoothed[0].dtype == np.uint8 and smoothed[0].shape == frames[0].shape
+
+    def flicker(outs):  # the change of each frame's mean colour from frame to frame
+        means = np.array([o.reshape(-1, 3).mean(axis=0) for o in outs])
+        return float(np.abs(np.diff(means, axis=0)).mean())
+
+    assert flicker(smoothed[4:]) < flicker(alone[4:])
+    # close to the photo result: smoothing does not change what the dehazed frame looks like
+    assert np.abs(smoothed[-1].astype(float) - alone[-1]).mean() < 6
+    if method == "odcr":
+        assert stream.network_runs < len(frames)  # the network does not run on every frame
+
+
+def test_a_scene_cut_resets_the_stream():
+    from odcr_cli.engine.dehazer import Dehazer
+    from odcr_cli.engine.stream import DehazeStream
+
+    first = _noisy_static_clip(5, seed=1)
+    second = [(255 - f // 2).astype(np.uint8) for f in _noisy_static_clip(5, seed=2)]  # another shot
+    dz = Dehazer(method="dcp")
+    stream = DehazeStream(dz, fps=25)
+    outs = [stream.push(f) for f in first + second]
+    assert stream.cuts == 1
+    # right after the cut the output is the new shot's own, not a blend with the old one
+    assert np.abs(outs[5].astype(float) - dz.dehaze(second[0])).mean() < 3
