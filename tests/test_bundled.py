@@ -103,19 +103,6 @@ def test_every_bundled_file_is_packaged() -> None:
         assert any(fnmatch.fnmatch(name, p) for p in patterns), name
 
 
-@pytest.mark.parametrize("name", [m.name for m in bundled.bundled_models() if m.onnx and m.kind == "image"])
-def test_tiling_a_direct_model_on_onnx_freezes_statistics(name: str, recwarn) -> None:
-    """ONNX Runtime cannot freeze InstanceNorm statistics, so a bundled direct model that must be
-    tiled runs its tiles on the PyTorch twin: the same pixels as torch, no Python warning."""
-    img = (np.random.default_rng(1).random((40, 56, 3)) * 255).astype(np.uint8)
-    onnx = Dehazer(model=name, backend="onnx", device="cpu", max_side=0, tile=16)
-    out, plan = onnx.dehaze_with_plan(img)
-    torch_tiled = Dehazer(model=name, backend="torch", device="cpu", max_side=0, tile=16).dehaze(img)
-    assert plan.mode == "tiled" and "PyTorch" in plan.notes[0]
-    assert np.array_equal(out, torch_tiled)
-    assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]
-
-
 def test_models_command_lists_every_bundled_model() -> None:
     from typer.testing import CliRunner
 

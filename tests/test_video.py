@@ -96,6 +96,31 @@ def test_a_clip_keeps_its_timestamps_audio_and_rotation(tmp_path):
     assert out0.std() > 1.2 * in0.std()
 
 
+def test_colour_tags_and_colours_survive(tmp_path):
+    """A BT.709 clip (most HD video) comes out tagged BT.709, in the colours it went in with."""
+    out = av.open(str(tmp_path / "hd.mp4"), "w")
+    stream = out.add_stream("libx264", rate=25)
+    stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+    cc = stream.codec_context
+    cc.colorspace, cc.color_primaries, cc.color_trc = 1, 1, 1  # BT.709
+    img = np.zeros((48, 64, 3), np.uint8)
+    img[:, :32], img[:, 32:] = (200, 40, 40), (40, 180, 90)
+    for k in range(3):
+        frame = av.VideoFrame.from_ndarray(img, format="rgb24").reformat(format="yuv420p", dst_colorspace="itu709")
+        frame.pts = k
+        for packet in stream.encode(frame):
+            out.mux(packet)
+    for packet in stream.encode():
+        out.mux(packet)
+    out.close()
+    r = dehaze(tmp_path / "hd.mp4", "-o", tmp_path / "out.mp4", "--strength", "0")
+    assert r.exit_code == 0, r.output
+    got = _frames(tmp_path / "out.mp4")[1]
+    assert (int(got.colorspace), int(got.color_primaries), int(got.color_trc)) == (1, 1, 1)
+    rgb = got.to_ndarray(format="rgb24").astype(int)
+    assert np.abs(rgb[24, 10] - (200, 40, 40)).max() <= 4 and np.abs(rgb[24, 50] - (40, 180, 90)).max() <= 4
+
+
 def test_rerun_skip_existing_dry_run_and_beside_the_input(tmp_path):
     make_clip(tmp_path / "a.mov", audio=False)
     Image.fromarray(make_photo(32, 40)).save(tmp_path / "p.png")

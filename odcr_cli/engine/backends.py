@@ -70,9 +70,11 @@ class BaseBackend:
 
 def choose_backend(choice: BackendChoice | str, *, weights: str | None, onnx_path: str | None, device: Device,
                    half: bool, model: str | None) -> BackendChoice:
-    """``auto``: ONNX Runtime for a bundled model on the CPU (1.4-3x faster than torch eager there,
-    and no 1.5 s ``import torch``: ``benchmarks/inference.py``); torch everywhere else (GPU,
-    --half, user weights, which have no exported graph)."""
+    """``auto``: ONNX Runtime for a bundled model that ships an ONNX graph, on the CPU (the
+    scattering default: its int8 graph is about twice as fast as torch eager, and needs no 1.5 s
+    ``import torch``; ``benchmarks/readout_arms.py --latency``); torch everywhere else (GPU,
+    --half, user weights, which have no exported graph, and the paper's direct generator, which
+    ships no graph because PyTorch runs it twice as fast on the CPU)."""
     choice = parse_choice(BackendChoice, choice, "backend")
     if choice is not BackendChoice.AUTO:
         return choice

@@ -17,8 +17,7 @@ Pipeline for one image of a direct model (``Dehazer.dehaze``)::
                        ``tile`` is given. InstanceNorm statistics are computed once on the whole
                        image (exactly when it fits the budget, else on a downscaled copy) and
                        frozen while overlapping tiles run; tiles are blended with linear
-                       feathering. Frozen statistics need the torch backend; a bundled model on
-                       ONNX Runtime runs its tiles on its PyTorch twin, a user's ONNX file that
+                       feathering. Frozen statistics need the torch backend: an ONNX model that
                        would need tiles is an error (never per-tile statistics);
       * fast mode    : ``max_side``: the network runs on a copy whose longer side is ``max_side``,
                        and its correction is carried to full resolution with a local colour-affine
@@ -140,7 +139,6 @@ class Dehazer:
         self.backend: Backend | None = None
         self.backend_name, self.device = "numpy", "cpu"
         self.readout: Readout = readout_for(None)
-        self._frozen_twin: Backend | None = None
         self._ngf = 64
         self._lock = threading.Lock()
 
@@ -252,20 +250,12 @@ class Dehazer:
         return self.backend.run_outputs(x)["image"]
 
     def _frozen_stats_backend(self, plan: PlanInfo) -> Backend:
-        """A backend that can freeze InstanceNorm statistics for tiling: this one, or for a bundled
-        model on ONNX Runtime its PyTorch twin (tiles with their own statistics would drift in colour)."""
+        """This backend, when it can freeze InstanceNorm statistics for tiling (tiles with their
+        own statistics would drift in colour); ONNX Runtime cannot."""
         if self.backend.supports_frozen_stats:
             return self.backend
-        if self._frozen_twin is None:
-            if self.model_name is None:
-                raise InferenceError("this image needs tiling and ONNX Runtime cannot freeze InstanceNorm statistics "
-                                     "across tiles; use --backend torch --weights FILE, or --max-side to run it smaller")
-            from odcr_cli.files import weights_io
-
-            loaded = weights_io.load_generator(bundled_model(self.model_name).weights_path())
-            self._frozen_twin = make_backend(BackendChoice.TORCH, generator=loaded.generator, device=Device("cpu"))
-        plan.notes.append("tiled on the PyTorch backend, whose tiles share the whole image's InstanceNorm statistics")
-        return self._frozen_twin
+        raise InferenceError("this image needs tiling and ONNX Runtime cannot freeze InstanceNorm statistics "
+                             "across tiles; use --backend torch, or --max-side to run it smaller")
 
     def network_outputs(self, small: np.ndarray) -> dict[str, np.ndarray]:
         """The network's named outputs on ``small`` (hxwx3 float32 [0, 1], already the size it

@@ -53,7 +53,7 @@ class StreamConfig:
     motion: float = 0.06            # luma change (of 1) above which t follows the current frame alone
     airlight_jump: float = 0.03     # a change of the airlight this large is followed at once
     t_jump: float = 0.1             # and one of t
-    cut: float = 0.3                # histogram distance (0..1) that marks a scene cut
+    cut: float = 0.2                # histogram distance (0..1) that marks a scene cut
 
     def __post_init__(self) -> None:
         if self.network_every < 1:

@@ -77,6 +77,7 @@ class VideoInfo:
     rotation: int              # degrees counter-clockwise, from the display matrix
     audio: str | None          # the first audio stream's codec, copied as it is
     time_base: Fraction | None = None  # of the video stream's timestamps
+    colour: tuple[int, int, int, int] = (2, 0, 2, 2)  # FFmpeg's colorspace, range, primaries, trc (2, 0: unspecified)
 
 
 @dataclass(frozen=True)
@@ -112,6 +113,7 @@ class VideoReader:
         self._stream.thread_type = "AUTO"  # frame threads: decoding keeps pace with the rest
         self._first: Frame | None = None
         self._rotation = 0
+        self._colour = (2, 0, 2, 2)
         self.info = self._probe()
 
     def _probe(self) -> VideoInfo:
@@ -131,7 +133,7 @@ class VideoReader:
             raise VideoReadError(self.path, "no frame could be decoded")
         return VideoInfo(cc.width, cc.height, float(rate) if rate else 25.0, s.frames or None, seconds, cc.name,
                          cc.format.name, _bits(cc.format), self._rotation, audio,
-                         Fraction(s.time_base) if s.time_base else None)
+                         Fraction(s.time_base) if s.time_base else None, self._colour)
 
     def _decode(self) -> Iterator[Frame]:
         av = _av()
@@ -141,6 +143,8 @@ class VideoReader:
             for frame in self._container.decode(self._stream):
                 if rgb is None:
                     self._rotation = int(round(frame.rotation or 0)) % 360
+                    self._colour = (int(frame.colorspace), int(frame.color_range), int(frame.color_primaries),
+                                    int(frame.color_trc))
                     rgb = "rgb48le" if _bits(frame.format) > 8 else "rgb24"
                 n += 1
                 yield Frame(frame.to_ndarray(format=rgb), frame.pts, frame.time_base)
@@ -219,6 +223,12 @@ class VideoWriter:
         if info.rotation:
             stream.set_display_rotation(info.rotation)
         self._pix_fmt = stream.pix_fmt
+        # the source's colour matrix both ways (decoding used it too), and its tags on the output
+        cc = stream.codec_context
+        cc.colorspace, cc.color_range, cc.color_primaries, cc.color_trc = info.colour
+        self._matrix = {"dst_colorspace": info.colour[0]} if info.colour[0] != 2 else {}
+        if info.colour[1]:
+            self._matrix["dst_color_range"] = info.colour[1]
         return stream
 
     def _add_audio(self, source: str) -> None:
@@ -243,7 +253,7 @@ class VideoWriter:
             pixels = np.pad(pixels, ((0, self._height - h), (0, self._width - w), (0, 0)), mode="edge")
         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(pixels),
                                            format="rgb48le" if pixels.dtype == np.uint16 else "rgb24")
-        frame = frame.reformat(format=self._pix_fmt)
+        frame = frame.reformat(format=self._pix_fmt, **self._matrix)
         tb = self._video.codec_context.time_base
         if pts is None or time_base is None:
             pts, time_base = (0 if self._last_pts is None else self._last_pts + 1), tb
