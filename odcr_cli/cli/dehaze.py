@@ -59,9 +59,14 @@ def dehaze_command(
     preset: Optional[str] = typer.Option(None, "--preset", help="Videos: encoder speed preset (h264/hevc: ultrafast … "
                                                                 "veryslow, default veryfast; av1: 0-13, default 10; "
                                                                 "vp9: cpu-used 0-8, default 4)."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads for the network and the image "
+                                                                     "maths (default: all cores); videos also encode with this many."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan (input -> output, what would be skipped) on stdout; "
                                                           "load no model and write no image."),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress and no summary (errors still go to stderr)."),
+    verbose: bool = typer.Option(False, "-v", "--verbose", help="One more line per file: how it was processed (mode, "
+                                                                  "the network's size, seconds by stage; for videos the "
+                                                                  "network passes and scene cuts) and its notes."),
 ) -> None:
     """Dehaze photos and videos: files, folders, globs or stdin (photos).
 
@@ -88,8 +93,8 @@ def dehaze_command(
                          device=Device.parse(device), half=half, backend=parse_choice(BackendChoice, backend, "--backend"),
                          onnx=onnx, tile=tile, max_side=parse_max_side(max_side), max_pixels=max_pixels,
                          strip_metadata=strip_metadata, strength=strength, dry_run=dry_run, json_report=json_report,
-                         codec=codec, crf=crf, preset=preset)
-    rep = DehazeReporter(quiet, plan_to_stdout=dry_run and json_report != "-")
+                         codec=codec, crf=crf, preset=preset, threads=threads)
+    rep = DehazeReporter(quiet, plan_to_stdout=dry_run and json_report != "-", verbose=verbose)
     # SIGTERM (what batch schedulers and `kill` send) ends a run as Ctrl-C does: the file being
     # written is discarded, and the summary and --json report still come out
     previous = signal.signal(signal.SIGTERM, _terminate_as_interrupt)

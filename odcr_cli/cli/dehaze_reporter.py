@@ -20,11 +20,12 @@ class DehazeReporter:
     them; otherwise one plain line per file, counted in order. ``-q``: only failures, one line
     each. ``--dry-run``: the plan on stdout instead."""
 
-    def __init__(self, quiet: bool, plan_to_stdout: bool = False) -> None:
+    def __init__(self, quiet: bool, plan_to_stdout: bool = False, verbose: bool = False) -> None:
         from rich.console import Console
 
         self.console = Console(stderr=True, highlight=False)
         self.quiet = quiet
+        self.verbose = verbose and not quiet
         self.plan_to_stdout = plan_to_stdout
         self.live = not quiet and self.console.is_terminal
         self.bar = self.task = self.status = None
@@ -52,8 +53,10 @@ class DehazeReporter:
         if engine.get("strength", 1.0) != 1.0:
             desc += f", strength {engine['strength']:g}"
         self.say(desc)
-        if engine["method"] == "odcr" and engine["device"] == "cpu":
-            self.say(f"note: running on the CPU (slow); fast mode max-side={engine.get('max_side') or 'off'}")
+        if engine["method"] == "odcr" and engine["device"] in ("cpu", "CPUExecutionProvider"):  # torch's and ORT's names
+            side = engine.get("max_side")
+            self.say("note: running on the CPU; " + (f"the network sees a copy of at most {side} px" if side
+                                                     else "the network runs at full resolution (slow)"))
         if self.live and todo > 1:
             self.bar = self._progress("{task.fields[name]}")
             self.task = self.bar.add_task("dehazing", total=todo, name="")
@@ -123,6 +126,8 @@ class DehazeReporter:
             typer.echo(_plan_line(res))
             return
         failed = res.status == "failed"
+        if self.verbose and res.status == "ok":
+            self.say(f"{res.input}: {_details(res)}")
         if self.quiet or (self.live and not failed):
             if failed:
                 self.say(f"failed: {res.input}: {res.error}", "red")
@@ -175,6 +180,21 @@ class DehazeReporter:
         self.say(f"interrupted: {len(report.files)}{of} file(s) finished ({report.ok} written, {report.skipped} "
                  f"skipped, {report.failed} failed); every output written is complete. Resume with the same "
                  "command and --skip-existing", "red")
+
+
+def _details(res: FileResult) -> str:
+    """-v: how one file was processed, on one line."""
+    parts = [f"{res.width}x{res.height}", f"mode {res.mode}"]
+    d = res.details
+    if d.get("network_size"):
+        parts.append("network at {}x{}".format(*reversed(d["network_size"])))
+    if d.get("stage_seconds"):
+        parts.append(", ".join(f"{k} {v:.2f} s" for k, v in d["stage_seconds"].items()))
+    if "network_runs" in d:
+        parts.append(f"{res.frames} frames at {d['speed_fps']} fps, network on {d['network_runs']}, "
+                     f"{d['scene_cuts']} scene cut(s)")
+    parts += [f"note: {w}" for w in res.warnings]
+    return "; ".join(parts)
 
 
 def _is_video(path: str) -> bool:

@@ -90,7 +90,7 @@ def choose_backend(choice: BackendChoice | str, *, weights: str | None, onnx_pat
 
 
 def make_backend(choice: BackendChoice | str, *, generator: Any = None, onnx_path: str | None = None,
-                 device: Device | str = "auto", half: bool = False) -> Backend:
+                 device: Device | str = "auto", half: bool = False, threads: int | None = None) -> Backend:
     """Build the chosen backend (``auto`` resolved already, see :func:`choose_backend`)."""
     choice = parse_choice(BackendChoice, choice, "backend")
     if choice is BackendChoice.AUTO:
@@ -98,9 +98,9 @@ def make_backend(choice: BackendChoice | str, *, generator: Any = None, onnx_pat
     if choice is BackendChoice.TORCH:
         from odcr_cli.engine.torch_backend import TorchBackend
 
-        return TorchBackend(generator, device=device, half=half)
+        return TorchBackend(generator, device=device, half=half, threads=threads)
     if half:
         raise InferenceError("--half applies to the torch backend; export an fp16 ONNX model instead")
     from odcr_cli.engine.onnx_backend import OnnxBackend
 
-    return OnnxBackend(onnx_path, device=device)
+    return OnnxBackend(onnx_path, device=device, threads=threads)

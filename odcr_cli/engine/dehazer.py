@@ -109,13 +109,15 @@ class Dehazer:
                  backend: BackendChoice | str = BackendChoice.AUTO, onnx_path: str | None = None,
                  tile: int | None = None, max_side: int | str | None = AUTO, half: bool = False,
                  memory_budget_gb: float = DEFAULT_MEMORY_BUDGET_GB, halo: int = DEFAULT_HALO,
-                 stats_max_pixels: int | None = None, model: str | None = None, strength: float = 1.0) -> None:
+                 stats_max_pixels: int | None = None, model: str | None = None, strength: float = 1.0,
+                 threads: int | None = None) -> None:
         method = parse_choice(Method, method, "method")
         choice = parse_choice(BackendChoice, backend, "backend")
         requested, side = Device.parse(device), parse_max_side(max_side)
         if model is not None and (weights is not None or onnx_path is not None):
             raise InferenceError("--model picks a bundled model; --weights/--onnx pick a file: give one of them")
         self._configure(method, tile, halo, memory_budget_gb, stats_max_pixels, strength)
+        self.threads = _limit_threads(threads)
         if method is Method.DCP:  # full resolution unless a side is given: the classical algorithm
             self._max_side = side if isinstance(side, int) else None
             return
@@ -136,6 +138,7 @@ class Dehazer:
         self.weights_sha256: str | None = None
         self.model_name: str | None = None
         self.parameters: int | None = None
+        self.threads: int | None = None
         self.backend: Backend | None = None
         self.backend_name, self.device = "numpy", "cpu"
         self.readout: Readout = readout_for(None)
@@ -161,7 +164,7 @@ class Dehazer:
                 raise InferenceError("--backend onnx needs --onnx FILE (an exported model)")
             from odcr_cli.files.fsutil import sha256_file
 
-            backend = make_backend(choice, onnx_path=str(path), device=device)  # a missing file is its error
+            backend = make_backend(choice, onnx_path=str(path), device=device, threads=self.threads)  # a missing file is its error
             self.weights_path, self.weights_sha256 = str(path), sha256_file(path)
             return backend
         if onnx_path is not None or (weights is not None and str(weights).endswith(".onnx")):
@@ -170,7 +173,7 @@ class Dehazer:
 
         loaded = weights_io.load_generator(weights)
         self.weights_path, self.weights_sha256 = str(loaded.path), loaded.sha256
-        return make_backend(choice, generator=loaded.generator, device=device, half=half)
+        return make_backend(choice, generator=loaded.generator, device=device, half=half, threads=self.threads)
 
     def _attach(self, backend: Backend, max_side: MaxSide) -> None:
         """Run on ``backend``; fast mode's default follows from what it is (one rule for every backend)."""
@@ -204,7 +207,7 @@ class Dehazer:
                 "output": self.readout.kind if self.method is Method.ODCR else None,
                 "weights": self.weights_path, "weights_sha256": self.weights_sha256,
                 "parameters": self.parameters, "tile": self.tile, "max_side": self._max_side,
-                "memory_budget_gb": self.memory_budget / 1e9, "strength": self.strength}
+                "memory_budget_gb": self.memory_budget / 1e9, "strength": self.strength, "threads": self.threads}
 
     # -- planning ---------------------------------------------------------------------------
     def estimate_bytes(self, h: int, w: int) -> float:
@@ -338,6 +341,18 @@ class Dehazer:
         else:
             result["image"] = outs
         return result
+
+
+def _limit_threads(threads: int | None) -> int | None:
+    """``--threads N``: at most N CPU threads for the network (its runtime's pool) and for OpenCV
+    (whose pool is one per process, so this holds for the whole process); None: each library's own
+    choice (all cores)."""
+    if threads is None:
+        return None
+    if threads < 1:
+        raise InferenceError(f"--threads {threads}: give at least 1")
+    cv2.setNumThreads(int(threads))
+    return int(threads)
 
 
 LUMA = np.array([0.299, 0.587, 0.114], np.float32)

@@ -65,7 +65,7 @@ def _provider_list(device: Device, available: list[str], cache_dir: Path | None)
     wanted = {"cpu": ["CPUExecutionProvider"], "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
               "tensorrt": list(PREFERRED_PROVIDERS), "auto": list(PREFERRED_PROVIDERS)}.get(device.kind)
     if wanted is None:
-        raise OnnxBackendError(f"device {device} is not one of ONNX Runtime's (auto, cpu, cuda, tensorrt)")
+        raise OnnxBackendError(f"device {device.named} is not one of ONNX Runtime's (auto, cpu, cuda, tensorrt)")
     chosen: list = []
     for name in wanted:
         if name not in available:
@@ -78,7 +78,7 @@ def _provider_list(device: Device, available: list[str], cache_dir: Path | None)
         else:
             chosen.append(name)
     if not chosen:
-        raise OnnxBackendError(f"no usable onnxruntime provider for device {device} "
+        raise OnnxBackendError(f"no usable onnxruntime provider for device {device.named} "
                                f"(available: {', '.join(available)})")
     return chosen
 

@@ -3,7 +3,7 @@ constructor) so that inner code never checks a string again."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import Literal, TypeVar, Union
 
@@ -55,6 +55,8 @@ class Device:
 
     kind: DeviceKind = "auto"
     index: int | None = None
+    # what the user typed (``gpu`` for cuda): errors name the device in the user's own word
+    said: str | None = field(default=None, compare=False)
 
     @classmethod
     def parse(cls, text: "str | Device") -> "Device":
@@ -68,11 +70,16 @@ class Device:
                 raise InferenceError(f"bad device {text!r}: expected cuda:N")
             return cls("cuda", int(index))
         if word not in _ALIASES:
-            raise InferenceError(f"unknown device {text!r}: use auto, cpu, cuda, cuda:N, mps or tensorrt")
-        return cls(_ALIASES[word])
+            raise InferenceError(f"unknown device {text!r}: use auto, cpu, cuda, cuda:N, gpu (= cuda), mps or tensorrt")
+        return cls(_ALIASES[word], said=word if word != _ALIASES[word] else None)
 
     def __str__(self) -> str:
         return f"cuda:{self.index}" if self.index is not None else self.kind
+
+    @property
+    def named(self) -> str:
+        """The device as errors name it: the user's word, with what it means (``gpu (cuda)``)."""
+        return f"{self.said} ({self})" if self.said else str(self)
 
 
 AUTO = "auto"

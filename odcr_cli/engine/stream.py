@@ -48,12 +48,14 @@ class StreamConfig:
     """How a stream smooths over time (defaults chosen with ``benchmarks/video.py``)."""
 
     network_every: int = 10         # frames between two network passes (1: every frame)
+    field_blend: float = 0.3        # weight of a new network pass against the last one moved along (1: replace)
     airlight_seconds: float = 0.5   # time constant of the airlight's moving average
     t_seconds: float = 0.5          # time constant of t where the scene is static (0: no smoothing)
-    motion: float = 0.06            # luma change (of 1) above which t follows the current frame alone
+    motion: float = 0.01            # luma change (of 1) above which t follows the current frame alone
     airlight_jump: float = 0.03     # a change of the airlight this large is followed at once
-    t_jump: float = 0.1             # and one of t
-    cut: float = 0.2                # histogram distance (0..1) that marks a scene cut
+    t_jump: float = 0.05            # and one of t
+    cut: float = 0.3                # a scene cut: colour histograms this far apart (half the L1 distance, 0..1)
+    cut_shift: float = 0.04         # and moved this far (earth mover's distance, of the range)
 
     def __post_init__(self) -> None:
         if self.network_every < 1:
@@ -109,7 +111,7 @@ class DehazeStream:
         luma = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY)
         luma8 = np.clip(luma * 255.0 + 0.5, 0, 255).astype(np.uint8)
         hist = _histogram(small)
-        cut = self._hist is not None and 0.5 * float(np.abs(hist - self._hist).sum(axis=1).mean()) > self.config.cut
+        cut = self._hist is not None and _is_cut(self._hist, hist, self.config)
         if cut:
             self.reset()
             self.cuts += 1
@@ -153,14 +155,19 @@ class DehazeStream:
         h, w = small.shape[:2]
         name = self.readout.output_names[0]  # "t" or "t_residual": the map; then the correction
         ran = self._field is None or self._since_network >= self.config.network_every - 1
+        moved = None if self._field is None else warp(self._field, matrix if matrix is not None else _IDENTITY)
         if ran:
             outputs = self.dehazer.network_outputs(small)
-            self._field = np.ascontiguousarray(outputs[name][0, 0, :h, :w], dtype=np.float32)
-            self._correction = np.asarray(outputs["airlight_correction"], np.float32)
+            new = np.ascontiguousarray(outputs[name][0, 0, :h, :w], dtype=np.float32)
+            correction = np.asarray(outputs["airlight_correction"], np.float32)
+            if moved is not None:  # a new pass is blended in: its step would be a flicker every few frames
+                new = moved + self.config.field_blend * (new - moved)
+                correction = self._correction + self.config.field_blend * (correction - self._correction)
+            self._field, self._correction = new, correction
             self._since_network = 0
             self.network_runs += 1
         else:
-            self._field = warp(self._field, matrix if matrix is not None else _IDENTITY)
+            self._field = moved
             self._since_network += 1
         outputs = {name: self._field[None, None], "airlight_correction": self._correction}
         t, airlight = self.readout.estimate(small, outputs, rule=self._rule)
@@ -184,6 +191,15 @@ def _blend(step: float, seconds: float) -> float:
     """The weight of the new value in a moving average with time constant ``seconds`` sampled
     every ``step`` seconds (1: no memory)."""
     return 1.0 if seconds <= 0 else 1.0 - math.exp(-step / seconds)
+
+
+def _is_cut(before: np.ndarray, after: np.ndarray, config: StreamConfig) -> bool:
+    """Two (3, bins) histograms of consecutive frames: another shot? Both the L1 distance and the
+    earth mover's distance must be large: noise and an exposure change move a hazy frame's narrow
+    histogram across bins (large L1) but not far (small EMD)."""
+    l1 = 0.5 * float(np.abs(after - before).sum(axis=1).mean())
+    emd = float(np.abs(np.cumsum(after - before, axis=1)).mean())
+    return l1 > config.cut and emd > config.cut_shift
 
 
 def _histogram(small: np.ndarray) -> np.ndarray:

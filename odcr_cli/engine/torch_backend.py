@@ -35,11 +35,11 @@ def resolve_torch_device(device: Device) -> str:
         raise InferenceError("--device tensorrt runs on ONNX Runtime: odcr dehaze --backend onnx, "
                              "odcr evaluate -m onnx:FILE")
     if not torch.cuda.is_available():
-        raise InferenceError(f"--device {device} requested but CUDA is not available "
+        raise InferenceError(f"--device {device.named} requested but CUDA is not available "
                              f"(torch {torch.__version__}, built for CUDA {torch.version.cuda})")
     index, count = device.index or 0, torch.cuda.device_count()
     if not 0 <= index < count:
-        raise InferenceError(f"--device {device} requested but only {count} CUDA device(s) exist")
+        raise InferenceError(f"--device {device.named} requested but only {count} CUDA device(s) exist")
     return f"cuda:{index}"
 
 
@@ -59,10 +59,14 @@ class TorchBackend:
     name = "torch"
     supports_frozen_stats = True
 
-    def __init__(self, generator: Any, device: Device | str = "auto", half: bool = False) -> None:
+    def __init__(self, generator: Any, device: Device | str = "auto", half: bool = False,
+                 threads: int | None = None) -> None:
         import copy
 
         import torch
+
+        if threads:  # torch's CPU thread pool is one per process
+            torch.set_num_threads(int(threads))
 
         self.device = resolve_torch_device(Device.parse(device))
         if half and not self.device.startswith("cuda"):

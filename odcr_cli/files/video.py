@@ -178,7 +178,7 @@ class VideoWriter:
     leaves the file incomplete when the block fails: write it to a temporary name)."""
 
     def __init__(self, path: str | Path, info: VideoInfo, audio_from: str | None, codec: str | None = None,
-                 crf: int | None = None, preset: str | None = None) -> None:
+                 crf: int | None = None, preset: str | None = None, threads: int | None = None) -> None:
         av = _av()
         self.path = str(path)
         self.notes: list[str] = []
@@ -186,6 +186,8 @@ class VideoWriter:
         self._container = av.open(self.path, "w")
         try:
             self._video = self._add_video(info, crf, preset)
+            if threads:
+                self._video.codec_context.thread_count = int(threads)
             self._audio_in, self._audio_out, self._audio_packets = None, None, iter(())
             if audio_from is not None and info.audio is not None:
                 self._add_audio(audio_from)

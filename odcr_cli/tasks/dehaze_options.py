@@ -31,6 +31,7 @@ class DehazeOptions:
     max_pixels: int | None = None
     strip_metadata: bool = False
     workers: int = 2
+    threads: int | None = None         # --threads: CPU threads of the network and OpenCV (None: all cores)
     strength: float = 1.0              # 0 = the input, 1 = full dehazing
     dry_run: bool = False              # plan and report only: no model, nothing written
     json_report: str | None = None     # only checked up front (its folder must be writable)

@@ -62,6 +62,7 @@ class FileResult:
     frames: int | None = None          # videos: frames written
     fps: float | None = None           # videos: the clip's frame rate (kept)
     codec: str | None = None           # videos: the encoder written with
+    details: dict[str, Any] = field(default_factory=dict)  # how it was processed (-v): stage seconds, sizes, counts
 
 
 @dataclass
@@ -306,6 +307,8 @@ class _Batch:
         res.net_seconds = time.perf_counter() - t0
         res.mode = plan.mode
         res.warnings += plan.notes
+        res.details = {"network_size": list(plan.net_size) if plan.net_size else None,
+                       "stage_seconds": {k: round(v, 4) for k, v in plan.seconds.items()}}
         return img.with_pixels(pixels)
 
     def _video(self, job: Job) -> None:
@@ -330,6 +333,8 @@ class _Batch:
         res.status, res.mode, res.warnings = "ok", "video", video.notes
         res.width, res.height, res.frames, res.fps, res.codec = video.width, video.height, video.frames, video.fps, video.codec
         res.seconds = res.net_seconds = time.perf_counter() - started
+        res.details = {"network_runs": video.network_runs, "scene_cuts": video.cuts,
+                       "speed_fps": round(video.frames / max(res.seconds, 1e-9), 2)}
         self._log.finish(res)
 
     def _failed(self, res: FileResult, error: str, started: float) -> None:
@@ -347,7 +352,7 @@ def _load_dehazer(opts: DehazeOptions) -> DehazerLike:
 
     return Dehazer(weights=opts.weights, method=opts.method, device=opts.device, backend=opts.backend,
                    onnx_path=opts.onnx, tile=opts.tile, max_side=opts.max_side, half=opts.half,
-                   model=opts.model, strength=opts.strength)
+                   model=opts.model, strength=opts.strength, threads=opts.threads)
 
 
 def run_dehaze(opts: DehazeOptions, dehazer: DehazerLike | None = None, progress: ProgressFn | None = None,

@@ -54,12 +54,13 @@ def dehaze_video(source: str, output: str, dehazer: Any, encode: EncodeOptions =
                  on_frame: FrameFn | None = None) -> VideoResult:
     """Dehaze the video at ``source`` into ``output`` (its suffix picks the container); raises
     :class:`~odcr_cli.files.video.VideoReadError` for a file that cannot be decoded."""
+    threads = getattr(dehazer, "threads", None)  # --threads: the encoder's and the renderers' too
     with VideoReader(source) as reader:
         info = reader.info
         stream = DehazeStream(dehazer, info.fps)
         with atomic_path(output) as tmp:
-            with VideoWriter(tmp, info, source, encode.codec, encode.crf, encode.preset) as writer:
-                frames = _Pipeline(reader, stream, writer, on_frame).run()
+            with VideoWriter(tmp, info, source, encode.codec, encode.crf, encode.preset, threads) as writer:
+                frames = _Pipeline(reader, stream, writer, on_frame, min(_RENDERERS, threads or _RENDERERS)).run()
         result = VideoResult(frames, info.fps, writer.encoder, info.width, info.height, list(writer.notes),
                              stream.network_runs, stream.cuts)
     if info.frames and frames < 0.95 * info.frames:  # containers often announce a few frames they do not hold
@@ -70,8 +71,10 @@ def dehaze_video(source: str, output: str, dehazer: Any, encode: EncodeOptions =
 class _Pipeline:
     """The stages of one video, and their shutdown when one fails or the user interrupts."""
 
-    def __init__(self, reader: VideoReader, stream: DehazeStream, writer: VideoWriter, on_frame: FrameFn | None) -> None:
+    def __init__(self, reader: VideoReader, stream: DehazeStream, writer: VideoWriter, on_frame: FrameFn | None,
+                 renderers: int = _RENDERERS) -> None:
         self.reader, self.stream, self.writer, self.on_frame = reader, stream, writer, on_frame
+        self.renderers = renderers
         self.total = reader.info.frames
         self.stop = threading.Event()
         self.decoded: queue.Queue = queue.Queue(_QUEUE)
@@ -85,11 +88,11 @@ class _Pipeline:
         encoder.start()
         done = 0
         try:
-            with ThreadPoolExecutor(_RENDERERS, thread_name_prefix="odcr-render") as pool:
+            with ThreadPoolExecutor(self.renderers, thread_name_prefix="odcr-render") as pool:
                 pending: deque[tuple[Future[np.ndarray], Frame]] = deque()
                 while (frame := self._take(self.decoded)) is not _END:
                     pending.append((pool.submit(self._render_job(frame)), frame))
-                    if len(pending) > _RENDERERS:
+                    if len(pending) > self.renderers:
                         done = self._hand_on(pending.popleft(), done)
                 while pending:
                     done = self._hand_on(pending.popleft(), done)
