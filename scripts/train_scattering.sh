@@ -22,6 +22,7 @@ DEFAULT=(--output scattering --t-prior dcp --lambda-dcp 10 --dcp-warm-iters 300 
 declare -A ARM=(
   [synth]="${DEFAULT[*]} --lambda-synth 10"
   [hazymore]="${DEFAULT[*]} --hazy $DATA/hazy_more"
+  [narrow]="${DEFAULT[*]} --ngf 16"
   [direct]="--output image"
   [nodcp]="--output scattering --t-prior dcp --lambda-tv 5"
   [notv]="--output scattering --t-prior dcp --lambda-dcp 10 --dcp-warm-iters 300"

@@ -525,3 +525,52 @@ def test_symlinks_are_followed_once_and_what_was_left_out_is_said(tmp_path):
     assert written == ["linked/far.png", "real.png"]  # the real name kept; the linked folder read once
     assert "1 file(s) left out as other names (symlinks)" in r.output
     assert "1 symlink(s) point to nothing" in r.output and "lead back to a folder already read" in r.output
+
+
+def test_threads_and_verbose_say_how_each_file_was_processed(tmp_path):
+    """-v adds one line per file (mode, the network's size, seconds by stage); --threads is applied
+    and reported in the --json engine."""
+    Image.fromarray(make_photo(300, 700)).save(tmp_path / "wide.png")
+    r = CliRunner().invoke(app, ["dehaze", str(tmp_path / "wide.png"), "-o", str(tmp_path / "out.png"),
+                                 "--threads", "1", "-v", "--json", str(tmp_path / "r.json")])
+    assert r.exit_code == 0, r.output
+    assert "700x300; mode fast; network at 512x219; downscale" in r.output and "readout" in r.output
+    assert json.loads((tmp_path / "r.json").read_text())["threads"] == 1
+    quiet = CliRunner().invoke(app, ["dehaze", str(tmp_path / "wide.png"), "-o", str(tmp_path / "o2.png"), "-q", "-v"])
+    assert quiet.exit_code == 0 and quiet.output == ""  # -q wins
+
+
+def test_device_gpu_is_named_as_typed(tmp_path):
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA: --device gpu works")
+    Image.fromarray(make_photo(32, 40)).save(tmp_path / "x.png")
+    r = CliRunner().invoke(app, ["dehaze", str(tmp_path / "x.png"), "--device", "gpu", "--backend", "torch"])
+    assert r.exit_code == 2 and "--device gpu (cuda) requested" in r.output, r.output
+
+
+@pytest.mark.parametrize("method", ["odcr", "dcp"])
+def test_save_transmission_writes_t_and_depth_and_reruns_leave_them_out(tmp_path, method):
+    """--save-transmission: t and -ln t as 16-bit PNGs beside the output, in step with the photo
+    (haze removed where t is low); a rerun over the folder does not take them for inputs."""
+    photo = make_photo(48, 64)
+    Image.fromarray(photo).save(tmp_path / "a.png")
+    args = ["dehaze", str(tmp_path), "--save-transmission", "--method", method]
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code == 0, r.output
+    t = np.asarray(Image.open(tmp_path / "a_dehazed_transmission.png")).astype(float) / 65535
+    depth = np.asarray(Image.open(tmp_path / "a_dehazed_depth.png")).astype(float) / 65535
+    assert t.shape == (48, 64) and 0.1 <= t.min() < t.max() <= 1.0
+    assert np.allclose(depth, -np.log(t) / np.log(10), atol=2e-3)  # 1 at t = 0.1
+    again = CliRunner().invoke(app, args + ["--skip-existing"])
+    assert again.exit_code == 0 and "left out 3" in again.output, again.output
+    assert CliRunner().invoke(app, args).exit_code == 2  # the outputs exist: refused
+    stdout = CliRunner().invoke(app, ["dehaze", str(tmp_path / "a.png"), "-o", "-", "--save-transmission"])
+    assert stdout.exit_code == 2 and "--save-transmission" in stdout.output
+
+
+def test_save_transmission_refuses_a_direct_model(tmp_path, tiny_weights):
+    Image.fromarray(make_photo(32, 40)).save(tmp_path / "a.png")
+    r = CliRunner().invoke(app, ["dehaze", str(tmp_path / "a.png"), "--weights", str(tiny_weights), "--save-transmission"])
+    assert r.exit_code == 2 and "--save-transmission needs a model that estimates t" in r.output, r.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png"]

@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 from conftest import make_photo
 from odcr_cli.cli.app import app
 from odcr_cli.errors import UsageError
-from odcr_cli.tasks.dehazing import DehazeOptions, expand_inputs, parse_shard, shard_items
+from odcr_cli.tasks.dehazing import DehazeOptions, gather_inputs, parse_shard, shard_items
 
 runner = CliRunner()
 
@@ -95,7 +95,7 @@ def test_bad_file_isolated_json_report(tmp_path, tiny_weights):
 def test_shards_partition_the_inputs(tmp_path):
     for k in range(9):
         _img(tmp_path / f"{k}.png", 8, 8)
-    items = expand_inputs([str(tmp_path)])
+    items = gather_inputs([str(tmp_path)]).items
     parts = [shard_items(items, parse_shard(f"{i}/3")) for i in range(3)]
     names = [sorted(it.source for it in p) for p in parts]
     assert sorted(sum(names, [])) == sorted(it.source for it in items)

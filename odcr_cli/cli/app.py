@@ -49,7 +49,9 @@ def _root(
 EXAMPLES = {
     "dehaze": ["odcr dehaze photo.jpg -o clear.jpg", "odcr dehaze photos/ -o dehazed/ --recursive --skip-existing",
                "odcr dehaze 'shots/*.png' --strength 0.7", "odcr dehaze photo.jpg --method dcp -o dcp.jpg",
-               "odcr dehaze --input-list files.txt -o out/ --shard 1/4 --json report.json"],
+               "odcr dehaze --input-list files.txt -o out/ --shard 1/4 --json report.json",
+               "odcr dehaze clip.mp4 -o clip_dehazed.mp4 --crf 20",
+               "odcr dehaze photo.jpg -o clear.png --save-transmission"],
     "train": ["odcr train --hazy my_hazy/ --clear my_clear/ --out runs/mine --output scattering --ngf 32 --n-blocks 6",
               "odcr train --hazy my_hazy/ --clear my_clear/ --out runs/mine --resume",
               "odcr dehaze photo.jpg -o clear.jpg --weights runs/mine"],

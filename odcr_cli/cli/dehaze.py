@@ -59,6 +59,10 @@ def dehaze_command(
     preset: Optional[str] = typer.Option(None, "--preset", help="Videos: encoder speed preset (h264/hevc: ultrafast … "
                                                                 "veryslow, default veryfast; av1: 0-13, default 10; "
                                                                 "vp9: cpu-used 0-8, default 4)."),
+    save_transmission: bool = typer.Option(False, "--save-transmission",
+                                           help="Photos: also write the haze map t (<stem>_transmission.png, 0-65535 = 0-1) "
+                                                "and the relative depth -ln t (<stem>_depth.png, 65535 at t = 0.1) as "
+                                                "16-bit PNGs beside each output. Scattering models and dcp."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads for the network and the image "
                                                                      "maths (default: all cores); videos also encode with this many."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan (input -> output, what would be skipped) on stdout; "
@@ -93,7 +97,7 @@ def dehaze_command(
                          device=Device.parse(device), half=half, backend=parse_choice(BackendChoice, backend, "--backend"),
                          onnx=onnx, tile=tile, max_side=parse_max_side(max_side), max_pixels=max_pixels,
                          strip_metadata=strip_metadata, strength=strength, dry_run=dry_run, json_report=json_report,
-                         codec=codec, crf=crf, preset=preset, threads=threads)
+                         codec=codec, crf=crf, preset=preset, threads=threads, save_transmission=save_transmission)
     rep = DehazeReporter(quiet, plan_to_stdout=dry_run and json_report != "-", verbose=verbose)
     # SIGTERM (what batch schedulers and `kill` send) ends a run as Ctrl-C does: the file being
     # written is discarded, and the summary and --json report still come out

@@ -80,6 +80,7 @@ class PlanInfo:
     net_size: tuple[int, int] | None = None
     notes: list[str] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)  # where the time went, by stage
+    transmission: np.ndarray | None = field(default=None, repr=False)  # HxW t, when the Dehazer keeps it
 
 
 class Dehazer:
@@ -110,7 +111,7 @@ class Dehazer:
                  tile: int | None = None, max_side: int | str | None = AUTO, half: bool = False,
                  memory_budget_gb: float = DEFAULT_MEMORY_BUDGET_GB, halo: int = DEFAULT_HALO,
                  stats_max_pixels: int | None = None, model: str | None = None, strength: float = 1.0,
-                 threads: int | None = None) -> None:
+                 threads: int | None = None, keep_transmission: bool = False) -> None:
         method = parse_choice(Method, method, "method")
         choice = parse_choice(BackendChoice, backend, "backend")
         requested, side = Device.parse(device), parse_max_side(max_side)
@@ -118,11 +119,15 @@ class Dehazer:
             raise InferenceError("--model picks a bundled model; --weights/--onnx pick a file: give one of them")
         self._configure(method, tile, halo, memory_budget_gb, stats_max_pixels, strength)
         self.threads = _limit_threads(threads)
+        self.keep_transmission = keep_transmission
         if method is Method.DCP:  # full resolution unless a side is given: the classical algorithm
             self._max_side = side if isinstance(side, int) else None
             return
         choice = choose_backend(choice, weights=weights, onnx_path=onnx_path, device=requested, half=half, model=model)
         self._attach(self._load(choice, weights, onnx_path, requested, half, model), side)
+        if keep_transmission and self.readout.tiles:
+            raise InferenceError("--save-transmission needs a model that estimates t (a scattering model, "
+                                 "the default) or --method dcp; this one writes the image directly")
 
     def _configure(self, method: Method, tile: int | None, halo: int, memory_budget_gb: float,
                    stats_max_pixels: int | None, strength: float) -> None:
@@ -139,6 +144,7 @@ class Dehazer:
         self.model_name: str | None = None
         self.parameters: int | None = None
         self.threads: int | None = None
+        self.keep_transmission = False  # the full-resolution t in each PlanInfo (--save-transmission)
         self.backend: Backend | None = None
         self.backend_name, self.device = "numpy", "cpu"
         self.readout: Readout = readout_for(None)
@@ -277,12 +283,12 @@ class Dehazer:
         outputs = self.backend.run_outputs(x[None])
         t2 = time.perf_counter()
         plan.net_size = small.shape[:2]
-        if small is rgb:
-            plan.mode = "whole"
-            out = self.readout.to_image(rgb, outputs, self.strength)
-        else:
-            plan.mode = "fast"
-            out = self.readout.carry_up(small, outputs, rgb, self.strength)
+        plan.mode = "whole" if small is rgb else "fast"
+        t_small, airlight = self.readout.estimate(small, outputs, self.strength)
+        t = self.readout.carry_t(rgb, t_small)
+        out = self.readout.invert(rgb, t, airlight)
+        if self.keep_transmission:
+            plan.transmission = t
         plan.seconds = {"downscale": t1 - t0, "network": t2 - t1, "readout": time.perf_counter() - t2}
         return out
 
@@ -298,7 +304,9 @@ class Dehazer:
         if self.method is Method.DCP:
             from odcr_cli.imaging.dcp import dehaze_dcp
             plan.mode = "dcp"
-            return dehaze_dcp(rgb, max_side=self._max_side, strength=self.strength), plan
+            out, t = dehaze_dcp(rgb, max_side=self._max_side, strength=self.strength, with_transmission=True)
+            plan.transmission = t if self.keep_transmission else None
+            return out, plan
         with self._lock:  # one network pass at a time; the plan and the retry count are this call's
             retries = self.backend.fp32_retries
             if not self.readout.tiles:

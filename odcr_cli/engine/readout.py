@@ -105,12 +105,20 @@ class ScatteringReadout:
         return self.render(full_in, t_small, airlight)
 
     def render(self, full_in: np.ndarray, t_small: np.ndarray, airlight: np.ndarray) -> np.ndarray:
-        """hxw ``t_small`` (of ``full_in`` or of a smaller copy of it) carried to ``full_in`` (HxWx3)
-        by a guided filter, floored at ``t_min``; J there, in [0, 1]. Stateless: video renders its
-        frames with it, on several threads (:mod:`odcr_cli.engine.stream`)."""
+        """J of ``full_in`` (HxWx3), in [0, 1], from the t of ``full_in`` or of a smaller copy of it
+        (:meth:`carry_t`). Stateless: video renders its frames with it, on several threads
+        (:mod:`odcr_cli.engine.stream`)."""
+        return self.invert(full_in, self.carry_t(full_in, t_small), airlight)
+
+    def carry_t(self, full_in: np.ndarray, t_small: np.ndarray) -> np.ndarray:
+        """hxw ``t_small`` carried to ``full_in`` (HxWx3) by a guided filter whose guide is the
+        photo, floored at ``t_min``: HxW float32."""
         same = t_small.shape == full_in.shape[:2]  # the network saw the photo itself: nothing to carry
         t = np.maximum(t_small, self.t_min) if same else upsample_transmission(t_small, full_in)
-        t = np.maximum(t, self.t_min, out=t)
+        return np.maximum(t, self.t_min, out=t)
+
+    def invert(self, full_in: np.ndarray, t: np.ndarray, airlight: np.ndarray) -> np.ndarray:
+        """J = (I - A) / t + A at full resolution (flat regions' colour noise not amplified), in [0, 1]."""
         out = remove_haze_flat_aware(full_in, t, airlight, self.flat_sigma)
         return np.clip(out, 0.0, 1.0, out=out)
 

@@ -51,7 +51,8 @@ def dcp_transmission(rgb: np.ndarray, patch: int = prior.PATCH, omega: float = p
 
 def dehaze_dcp(rgb: np.ndarray, patch: int = prior.PATCH, omega: float = prior.OMEGA, t0: float = 0.1,
                top: float = prior.TOP, radius: int | None = None, eps: float = prior.EPS,
-               max_side: int | None = None, strength: float = 1.0) -> np.ndarray:
+               max_side: int | None = None, strength: float = 1.0,
+               with_transmission: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """HxWx3 float32 RGB in [0, 1] -> dehazed HxWx3 float32 in [0, 1].
 
     ``strength`` s removes that fraction of the haze: the floored t becomes 1 - s (1 - t)
@@ -59,7 +60,7 @@ def dehaze_dcp(rgb: np.ndarray, patch: int = prior.PATCH, omega: float = prior.O
 
     ``max_side``: estimate t and A on a copy whose longer side is at most this (then t is carried
     up by ``odcr_cli.imaging.filters.upsample_transmission``, as for scattering models); None: at full
-    resolution, the classical algorithm."""
+    resolution, the classical algorithm. ``with_transmission``: return (J, the HxW t it used)."""
     rgb = np.clip(np.asarray(rgb, dtype=np.float32), 0.0, 1.0)
     if rgb.ndim != 3 or rgb.shape[2] != 3:
         raise ValueError(f"expected HxWx3 RGB, got shape {rgb.shape}")
@@ -72,4 +73,5 @@ def dehaze_dcp(rgb: np.ndarray, patch: int = prior.PATCH, omega: float = prior.O
     t = np.maximum(t, t0)[..., None]
     if strength != 1.0:
         t = 1.0 - strength * (1.0 - t)
-    return np.clip(remove_haze(rgb, t, A), 0.0, 1.0).astype(np.float32)
+    out = np.clip(remove_haze(rgb, t, A), 0.0, 1.0).astype(np.float32)
+    return (out, t[..., 0].astype(np.float32)) if with_transmission else out

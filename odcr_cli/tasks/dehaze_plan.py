@@ -19,7 +19,7 @@ from odcr_cli.errors import UsageError
 from odcr_cli.files.folders import VIDEO_SUFFIXES, is_image_name, is_video_name, walk_folder
 from odcr_cli.files.fsutil import writable_dir_problem
 from odcr_cli.files.imageio import EXT_FORMAT, format_for_ext
-from odcr_cli.tasks.dehaze_options import DehazeOptions
+from odcr_cli.tasks.dehaze_options import TRANSMISSION_KINDS, DehazeOptions, transmission_paths
 
 
 STDIO = "-"
@@ -89,9 +89,7 @@ class Plan:
         return order
 
 
-# --------------------------------------------------------------------------------------------
-# input expansion
-# --------------------------------------------------------------------------------------------
+# -- input expansion --------------------------------------------------------------------------------
 
 def _is_glob(text: str) -> bool:
     return any(ch in text for ch in _GLOB_CHARS)
@@ -112,7 +110,9 @@ def _is_output_suffix(suffix: str) -> bool:
 
 
 def _carries_suffix(p: Path, suffix: str) -> bool:
-    return bool(suffix) and p.stem.endswith(suffix) and _is_output_suffix(p.suffix)
+    """An earlier run's output: the suffix, or the suffix and a --save-transmission kind, at the end of the stem."""
+    ends = (suffix, *(f"{suffix}_{kind}" for kind in TRANSMISSION_KINDS))
+    return bool(suffix) and p.stem.endswith(ends) and _is_output_suffix(p.suffix)
 
 
 def _add_found(found: InputSet, f: Path, rel: Path, own_suffix: str) -> None:
@@ -236,11 +236,6 @@ def _leave_out_outputs_of_named_inputs(found: InputSet, own_suffix: str) -> None
     found.items = keep
 
 
-def expand_inputs(inputs: list[str], recursive: bool = False, input_list: str | None = None) -> list[InputItem]:
-    """The items of :func:`gather_inputs` (what was left out is dropped)."""
-    return gather_inputs(inputs, recursive, input_list).items
-
-
 def no_input_message(found: InputSet) -> str:
     """Why a run found nothing to do: the first missing input, or what was left out."""
     if found.missing:
@@ -257,9 +252,7 @@ def no_input_message(found: InputSet) -> str:
     return "no input images or videos found" + (f" ({'; '.join(notes)})" if notes else "")
 
 
-# --------------------------------------------------------------------------------------------
-# shards
-# --------------------------------------------------------------------------------------------
+# -- shards -----------------------------------------------------------------------------------------
 
 def parse_shard(shard: str | None) -> tuple[int, int] | None:
     if shard is None:
@@ -286,9 +279,7 @@ def shard_items(items: list[InputItem], shard: tuple[int, int] | None) -> list[I
     return [it for it in items if in_shard(it.rel, shard)]
 
 
-# --------------------------------------------------------------------------------------------
-# output planning
-# --------------------------------------------------------------------------------------------
+# -- output planning --------------------------------------------------------------------------------
 
 def is_file_target(out: str) -> bool:
     """An -o that names one file: an image or video suffix, not an existing folder, no trailing '/'."""
@@ -332,6 +323,8 @@ def _stdio_job(items: list[InputItem], opts: DehazeOptions, ext: str) -> Job | N
         raise UsageError("'-' (stdin) cannot be combined with other inputs")
     if opts.output != STDIO and not (opts.output is None and has_stdin):
         return None
+    if opts.save_transmission:
+        raise UsageError("--save-transmission writes files beside the output: give -o FILE, not stdout")
     if len(items) != 1:
         raise UsageError("-o - (stdout) takes exactly one input")
     return Job(items[0], STDIO, None if ext == "auto" else EXT_FORMAT[ext])
@@ -403,19 +396,26 @@ def check_safety(jobs: list[Job], opts: DehazeOptions) -> None:
     inputs = {os.path.realpath(j.item.source): j.item.source for j in jobs}
     seen: dict[str, str] = {}
     for j in jobs:
-        real = os.path.realpath(j.output)
-        if real in inputs:
-            raise UsageError(f"refusing to overwrite the input {inputs[real]} (output {j.output}); "
-                             "choose another -o, --suffix or --ext")
-        if real in seen:
-            raise UsageError(f"{seen[real]} and {j.item.source} would both be written to {j.output}; "
-                             "nothing was processed")
-        seen[real] = j.item.source
+        for output in job_outputs(j, opts):
+            real = os.path.realpath(output)
+            if real in inputs:
+                raise UsageError(f"refusing to overwrite the input {inputs[real]} (output {output}); "
+                                 "choose another -o, --suffix or --ext")
+            if real in seen:
+                raise UsageError(f"{seen[real]} and {j.item.source} would both be written to {output}; "
+                                 "nothing was processed")
+            seen[real] = j.item.source
     if not opts.overwrite and not opts.skip_existing:
-        existing = [j.output for j in jobs if os.path.exists(j.output)]
+        existing = [o for j in jobs for o in job_outputs(j, opts) if os.path.exists(o)]
         if existing:
             raise UsageError(f"{len(existing)} output(s) already exist (first: {existing[0]}); "
                              "pass --overwrite to replace them or --skip-existing to keep them")
+
+
+def job_outputs(job: Job, opts: DehazeOptions) -> list[str]:
+    """Every file a job writes: its output, and with --save-transmission (photos) t and -ln t."""
+    extra = transmission_paths(job.output) if opts.save_transmission and not job.video and job.output != STDIO else []
+    return [job.output, *extra]
 
 
 def check_writable(jobs: list[Job], opts: DehazeOptions) -> None:

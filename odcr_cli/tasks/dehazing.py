@@ -27,8 +27,8 @@ from odcr_cli.errors import ImageReadError, OdcrError
 from odcr_cli.files.fsutil import atomic_output, remove_stale_temps
 from odcr_cli.files.imageio import FORMAT_EXT, ImageData, encode_image, format_for_ext, read_image
 # the options and the planning names, importable from here as they always were
-from odcr_cli.tasks.dehaze_options import DehazeOptions
-from odcr_cli.tasks.dehaze_plan import (STDIO, InputItem, InputSet, Job, Plan, expand_inputs, gather_inputs,
+from odcr_cli.tasks.dehaze_options import DehazeOptions, transmission_paths
+from odcr_cli.tasks.dehaze_plan import (STDIO, InputItem, InputSet, Job, Plan, gather_inputs, job_outputs,
                                         is_file_target, output_suffix, parse_shard, plan_outputs, plan_run,
                                         shard_items)
 
@@ -180,9 +180,11 @@ class _ImageFiles:
             return read_image(io.BytesIO((self.stdin or sys.stdin.buffer).read()), self.opts.max_pixels)
         return read_image(job.item.source, self.opts.max_pixels)
 
-    def write(self, job: Job, img: ImageData) -> list[str]:
-        """Encode and write; returns the encoder's notes. A file is written atomically: an
-        interrupted run leaves it complete or absent."""
+    def write(self, job: Job, img: ImageData, transmission: np.ndarray | None = None) -> list[str]:
+        """Encode and write (and ``transmission`` as t and -ln t, --save-transmission); returns the
+        encoder's notes. A file is written atomically: an interrupted run leaves it complete or absent."""
+        if transmission is not None:
+            _write_transmission(job.output, transmission)
         data, notes = encode_image(img, _output_format(job, img), self.opts.quality, self.opts.strip_metadata)
         if job.output == STDIO:
             out = self.stdout or sys.stdout.buffer
@@ -229,8 +231,9 @@ class _Writes:
         self._pool, self._write, self._log = pool, write, log
         self._pending: list[tuple[Future[list[str]], FileResult, float]] = []
 
-    def submit(self, job: Job, img: ImageData, res: FileResult, started: float) -> None:
-        self._pending.append((self._pool.submit(self._write, job, img), res, started))
+    def submit(self, job: Job, img: ImageData, res: FileResult, started: float,
+               transmission: np.ndarray | None = None) -> None:
+        self._pending.append((self._pool.submit(self._write, job, img, transmission), res, started))
 
     def collect(self, block: bool) -> None:
         """Log the finished writes in the order they were queued; ``block``: wait for all."""
@@ -291,14 +294,16 @@ class _Batch:
         """One file; any error is this file's alone."""
         res = FileResult(job.item.source, job.output, "failed")
         try:
-            writes.submit(job, self._dehaze(image.result(), res), res, started)
+            img, transmission = self._dehaze(image.result(), res)
+            writes.submit(job, img, res, started, transmission)
         except ImageReadError as exc:  # the report names the file already: the reason alone
             self._failed(res, exc.reason, started)
         except Exception as exc:  # noqa: BLE001 - one bad file never stops the batch
             self._failed(res, f"{type(exc).__name__}: {exc}".splitlines()[0], started)
 
-    def _dehaze(self, img: ImageData, res: FileResult) -> ImageData:
-        """The network step; ``res`` gets the size, the network time and how it was processed."""
+    def _dehaze(self, img: ImageData, res: FileResult) -> tuple[ImageData, np.ndarray | None]:
+        """The network step; ``res`` gets the size, the network time and how it was processed.
+        Returns the image and the transmission (when the dehazer keeps it)."""
         res.width, res.height = img.size
         if self._on_begin is not None:
             self._on_begin(res)
@@ -309,7 +314,7 @@ class _Batch:
         res.warnings += plan.notes
         res.details = {"network_size": list(plan.net_size) if plan.net_size else None,
                        "stage_seconds": {k: round(v, 4) for k, v in plan.seconds.items()}}
-        return img.with_pixels(pixels)
+        return img.with_pixels(pixels), plan.transmission
 
     def _video(self, job: Job) -> None:
         """One video; any error is this file's alone (nothing is left at its output's name)."""
@@ -352,7 +357,8 @@ def _load_dehazer(opts: DehazeOptions) -> DehazerLike:
 
     return Dehazer(weights=opts.weights, method=opts.method, device=opts.device, backend=opts.backend,
                    onnx_path=opts.onnx, tile=opts.tile, max_side=opts.max_side, half=opts.half,
-                   model=opts.model, strength=opts.strength, threads=opts.threads)
+                   model=opts.model, strength=opts.strength, threads=opts.threads,
+                   keep_transmission=opts.save_transmission)
 
 
 def run_dehaze(opts: DehazeOptions, dehazer: DehazerLike | None = None, progress: ProgressFn | None = None,
@@ -388,12 +394,25 @@ def run_dehaze(opts: DehazeOptions, dehazer: DehazerLike | None = None, progress
         if on_start is not None:
             on_start(engine, plan.total, len(plan.todo))
         # temporary files left by an earlier run killed while writing these outputs
-        remove_stale_temps(j.output for j in plan.todo if j.output != STDIO)
+        remove_stale_temps(o for j in plan.todo for o in job_outputs(j, opts) if o != STDIO)
         _record_unprocessed(plan, log, dry_run=False)  # first, so that the counter runs in order
         _Batch(dehazer, _ImageFiles(opts, stdin, stdout), log, on_begin, on_frames).run(plan.todo, max(1, opts.workers))
     except KeyboardInterrupt:
         raise Interrupted(log.report(engine, interrupted=True)) from None
     return log.report(engine)
+
+
+def _write_transmission(output: str, t: np.ndarray) -> None:
+    """t (0..1 -> 0..65535) and the relative depth -ln t (0 at t = 1, 65535 at t = 0.1, the floor of
+    t) as 16-bit grey PNGs beside ``output``, each atomically."""
+    import cv2
+    import numpy as np
+
+    depth = -np.log(np.clip(t, 0.1, 1.0)) / -np.log(0.1)
+    for path, values in zip(transmission_paths(output), (t, depth)):
+        ok, data = cv2.imencode(".png", np.clip(np.rint(values * 65535.0), 0, 65535).astype(np.uint16))
+        with atomic_output(path) as fh:
+            fh.write(data.tobytes())
 
 
 def write_report(report: BatchReport, target: str, stdout: BinaryIO | None = None) -> None:
@@ -408,5 +427,5 @@ def write_report(report: BatchReport, target: str, stdout: BinaryIO | None = Non
 
 
 __all__ = ("STDIO", "BatchReport", "DehazeOptions", "DehazerLike", "FileResult", "InputItem", "InputSet",
-           "Interrupted", "Job", "ResultLog", "expand_inputs", "gather_inputs", "is_file_target",
+           "Interrupted", "Job", "ResultLog", "gather_inputs", "is_file_target",
            "output_suffix", "parse_shard", "plan_outputs", "run_dehaze", "shard_items", "write_report")
