@@ -54,7 +54,7 @@ def _dehaze(dz: Dehazer, rgb8: np.ndarray, cache: dict, key: tuple, sigma: float
     if key not in cache:
         cache[key] = _outputs(dz, small, key[1])
     readout = dataclasses.replace(dz.readout, flat_sigma=sigma)
-    out = (readout.to_image(rgb, cache[key]) if small is rgb else readout.carry_up(small, cache[key], rgb))
+    out = readout.render(rgb, *readout.estimate(small, cache[key]))
     return np.clip(np.rint(out * 255.0), 0, 255).astype(np.uint8)
 
 

@@ -340,11 +340,11 @@ def test_strength_scattering_model_scales_t():
     rgb = make_photo(32, 48).astype(np.float32) / 255
     full = Dehazer.from_backend(ConstantT(), max_side=0)
     half = Dehazer.from_backend(ConstantT(), max_side=0, strength=0.5)
-    A = full.readout.airlight(rgb, ConstantT().run_outputs(np.zeros((1, 3, 32, 48))))
+    A = full.readout.estimate(rgb, ConstantT().run_outputs(np.zeros((1, 3, 32, 48))))[1]
     # the readout's inversion (odcr_cli.imaging.inversion) with t = 0.5, and 1 - 0.5 (1 - 0.5) at half strength
     for dz, t in ((full, 0.5), (half, 0.75)):
         expected = remove_haze_flat_aware(rgb, np.full(rgb.shape[:2], t, np.float32), A)
-        np.testing.assert_allclose(dz.dehaze_float(rgb), np.clip(expected, 0, 1), atol=1e-5)
+        np.testing.assert_allclose(dz.dehaze(rgb), np.clip(expected, 0, 1), atol=1e-5)
     assert half.describe()["strength"] == 0.5
 
 

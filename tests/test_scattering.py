@@ -138,16 +138,16 @@ def test_dcp_prior_at_zero_residual_is_the_dark_channel_prior() -> None:
     rgb = make_photo(64, 80, seed=4).astype(np.float32) / 255.0
     x = torch.from_numpy(rgb).permute(2, 0, 1)[None] * 2 - 1
     zero = {"t_residual": torch.zeros(1, 1, 64, 80), "airlight_correction": torch.zeros(1, 3)}
-    t_torch = g.transmission(x, zero)[0, 0].numpy()
+    t_torch = g.haze_estimate(x, zero)["t"][0, 0].numpy()
     t_dcp, _ = dcp_transmission(rgb)
     inner = (slice(12, -12), slice(12, -12))  # the two border rules differ (see haze.py)
     expected = np.clip(t_dcp, 0.1 + 0.009, 1.0 - 0.009)[inner]
     np.testing.assert_allclose(t_torch[inner], expected, atol=0.03)
     readout = readout_for(g.config.to_dict())
-    t_numpy = readout.transmission(rgb, {k: v.numpy() for k, v in zero.items()})
+    t_numpy = readout.estimate(rgb, {k: v.numpy() for k, v in zero.items()})[0]
     np.testing.assert_allclose(t_numpy[inner], t_torch[inner], atol=0.03)
     # a positive residual means thinner haze than DCP says: t goes up everywhere
-    up = readout.transmission(rgb, {"t_residual": np.ones((1, 1, 64, 80), np.float32), "airlight_correction": np.zeros((1, 3))})
+    up = readout.estimate(rgb, {"t_residual": np.ones((1, 1, 64, 80), np.float32), "airlight_correction": np.zeros((1, 3))})[0]
     assert (up >= t_numpy - 1e-6).all() and up.mean() > t_numpy.mean() + 0.05
 
 

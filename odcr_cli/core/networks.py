@@ -223,10 +223,6 @@ class ResnetGenerator(nn.Module):
             est["t"] = haze.transmission_from_logit(raw["t_residual"] + haze.prior_logit(est["t_dcp"], c.t_min), c.t_min)
         return est
 
-    def transmission(self, x: torch.Tensor, raw: dict[str, torch.Tensor]) -> torch.Tensor:
-        """(B, 1, H, W) transmission in [t_min, 1] of the input ``x`` from the raw outputs."""
-        return self.haze_estimate(x, raw)["t"]
-
     def _compose(self, x: torch.Tensor, raw: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         if self.config.output == "image":
             return raw["image"], {}

@@ -292,10 +292,6 @@ class Dehazer:
         plan.seconds = {"downscale": t1 - t0, "network": t2 - t1, "readout": time.perf_counter() - t2}
         return out
 
-    def dehaze_float(self, rgb: np.ndarray) -> np.ndarray:
-        """HxWx3 float32 in [0,1] -> HxWx3 float32 in [0,1]."""
-        return self._dehaze_float(rgb)[0]
-
     def _dehaze_float(self, rgb: np.ndarray) -> tuple[np.ndarray, PlanInfo]:
         plan = PlanInfo()
         if self.strength == 0.0:  # --strength 0 is the input itself: no need to run anything

@@ -85,25 +85,6 @@ class ScatteringReadout:
         correction = np.asarray(outputs["airlight_correction"], np.float32).reshape(-1)[:3]
         return t, np.clip(rule + correction, prior.AIRLIGHT_FLOOR, 1.0).astype(np.float32)
 
-    def airlight(self, net_in: np.ndarray, outputs: Outputs) -> np.ndarray:
-        """(3,) atmospheric light of the network's input (see :meth:`estimate`)."""
-        return self.estimate(net_in, outputs)[1]
-
-    def transmission(self, net_in: np.ndarray, outputs: Outputs) -> np.ndarray:
-        """hxw float32 transmission of the network's input, padding cropped (see :meth:`estimate`)."""
-        return self.estimate(net_in, outputs)[0]
-
-    def to_image(self, net_in: np.ndarray, outputs: Outputs, strength: float = 1.0) -> np.ndarray:
-        """hxwx3 network input [0, 1] and its outputs -> hxwx3 clear image [0, 1]."""
-        t, airlight = self.estimate(net_in, outputs, strength)
-        return self.render(net_in, t, airlight)
-
-    def carry_up(self, small_in: np.ndarray, outputs: Outputs, full_in: np.ndarray,
-                 strength: float = 1.0) -> np.ndarray:
-        """The network's t on ``small_in`` carried to ``full_in`` (HxWx3) by a guided filter; J there."""
-        t_small, airlight = self.estimate(small_in, outputs, strength)
-        return self.render(full_in, t_small, airlight)
-
     def render(self, full_in: np.ndarray, t_small: np.ndarray, airlight: np.ndarray) -> np.ndarray:
         """J of ``full_in`` (HxWx3), in [0, 1], from the t of ``full_in`` or of a smaller copy of it
         (:meth:`carry_t`). Stateless: video renders its frames with it, on several threads
