@@ -50,7 +50,7 @@ class StreamConfig:
     network_every: int = 10         # frames between two network passes (1: every frame)
     field_blend: float = 0.3        # weight of a new network pass against the last one moved along (1: replace)
     airlight_seconds: float = 0.5   # time constant of the airlight's moving average
-    t_seconds: float = 0.5          # time constant of t where the scene is static (0: no smoothing)
+    t_seconds: float = 0.0          # time constant of t where the scene is static (0: none; docs/video.md)
     motion: float = 0.01            # luma change (of 1) above which t follows the current frame alone
     airlight_jump: float = 0.03     # a change of the airlight this large is followed at once
     t_jump: float = 0.05            # and one of t
