@@ -50,9 +50,32 @@ def pools(tmp_path: Path) -> tuple[Path, Path]:
 
 
 def _cli_train(hazy: Path, clear: Path, out: Path, *extra: str) -> object:
+    """A tiny run; on the paper's recipe unless ``extra`` names another (the tests were sized for it)."""
+    recipe = () if "--recipe" in extra else ("--recipe", "paper")
     args = ["train", "--hazy", str(hazy), "--clear", str(clear), "--out", str(out), *TINY, "--log-every", "1",
-            "--sample-every", "2", *extra]
+            "--sample-every", "2", *recipe, *extra]
     return CliRunner().invoke(app, args)
+
+
+def test_plain_train_uses_the_recommended_recipe_and_flags_override_it(pools, tmp_path) -> None:
+    """`odcr train --hazy D --clear D` trains the bundled default's recipe (a scattering model
+    refining the DCP prior), not the paper's full-size generator; typed flags and --config win."""
+    hazy, clear = pools
+    res = _cli_train(hazy, clear, tmp_path / "plain", "--recipe", "scattering", "--iters", "1")
+    assert res.exit_code == 0, res.output
+    config = json.loads((tmp_path / "plain" / "config.json").read_text())
+    assert config["generator"]["output"] == "scattering" and config["generator"]["ngf"] == 4  # TINY's --ngf 4 wins
+    assert (config["method"]["lambda_dcp"], config["method"]["lambda_tv"], config["train"]["load_size"]) == (10.0, 5.0, 256)
+    toml = tmp_path / "mine.toml"
+    toml.write_text("lambda-tv = 2.5\n")
+    res = CliRunner().invoke(app, ["train", "--hazy", str(hazy), "--clear", str(clear), "--out", str(tmp_path / "cfg"),
+                                   *TINY, "--iters", "1", "--config", str(toml)])
+    assert res.exit_code == 0, res.output
+    config = json.loads((tmp_path / "cfg" / "config.json").read_text())
+    assert config["generator"]["output"] == "scattering" and config["method"]["lambda_tv"] == 2.5
+    paper = _cli_train(hazy, clear, tmp_path / "paper", "--iters", "1")
+    assert paper.exit_code == 0, paper.output
+    assert json.loads((tmp_path / "paper" / "config.json").read_text())["generator"]["output"] == "image"
 
 
 @pytest.mark.parametrize("method", ["odcr", "cut", "fastcut"])

@@ -15,6 +15,26 @@ from odcr_cli.cli.common import fail
 from odcr_cli.errors import OdcrError
 
 
+# --recipe: the defaults of the options not typed (a --config file and typed flags override them).
+# scattering: the bundled default's recipe (weights/MODEL_CARD.md), 2,400 iterations of a narrow
+# generator that refines the dark channel prior's t, about 80 minutes on a 2-core CPU; paper: the
+# ODCR paper's full-size generator writing the image directly (hours on a CPU; a GPU recipe).
+RECIPES: dict[str, dict[str, object]] = {
+    "scattering": {"output": "scattering", "t_prior": "dcp", "lambda_dcp": 10.0, "dcp_warm_iters": 300,
+                   "lambda_tv": 5.0, "ngf": 32, "n_blocks": 6, "crop": 128, "load_size": 256, "iters": 2400},
+    "paper": {"output": "image", "ngf": 64, "n_blocks": 9, "crop": 256, "iters": 1000},
+}
+
+
+def _apply_recipe(ctx: typer.Context, param: object, value: str) -> str:
+    """--recipe (eager): its settings become the defaults of the options that neither a --config
+    file nor the command line sets."""
+    if value not in RECIPES:
+        fail(f"--recipe {value}: use {' or '.join(RECIPES)}")
+    ctx.default_map = {**RECIPES[value], **(ctx.default_map or {})}
+    return value
+
+
 def _load_config(ctx: typer.Context, param: object, value: Optional[Path]) -> Optional[Path]:
     """--config FILE (eager): its settings become the defaults of the options not typed."""
     if value is None:
@@ -66,14 +86,21 @@ def train_command(
     ctx: typer.Context,
     config: Optional[Path] = typer.Option(None, "--config", is_eager=True, callback=_load_config,
                                           help="Settings from a file: a run's config.json or a TOML of flag names; flags typed here override it."),
+    recipe: str = typer.Option("scattering", "--recipe", is_eager=True, callback=_apply_recipe,
+                               help="Defaults of the options not given: scattering (the bundled default's recipe: "
+                                    "--output scattering --ngf 32 --n-blocks 6 --crop 128 --load-size 256 --iters 2400 "
+                                    "--lambda-dcp 10 --dcp-warm-iters 300 --lambda-tv 5; ~80 min on 2 CPU cores) or "
+                                    "paper (the paper's generator: --output image --ngf 64 --n-blocks 9 --crop 256 "
+                                    "--iters 1000; a GPU recipe)."),
     hazy: list[Path] = typer.Option(..., "--hazy", help="Folder (or one file) of hazy photos; repeatable."),
     clear: list[Path] = typer.Option(..., "--clear", help="Folder of clear (haze-free) photos, unpaired; repeatable."),
     exclude_clear: Optional[list[Path]] = typer.Option(None, "--exclude-clear",
                                                        help="Text file of clear photos to leave out (e.g. odcr synth's sources.txt); repeatable."),
     out: Path = typer.Option(..., "--out", help="Run folder: checkpoints, generator, log, samples."),
     method: str = typer.Option("odcr", "--method", help="odcr | cut | fastcut."),
-    iters: int = typer.Option(1000, "--iters", help="Total iteration budget (the LR schedule spans it)."),
-    crop: int = typer.Option(256, "--crop", help="Training crop size (multiple of 4)."),
+    iters: int = typer.Option(1000, "--iters", show_default=False,
+                              help="Total iteration budget (the LR schedule spans it) [default: from --recipe]."),
+    crop: int = typer.Option(256, "--crop", show_default=False, help="Training crop size (multiple of 4) [default: from --recipe]."),
     batch: int = typer.Option(1, "--batch", help="Images per iteration and per GPU (CUT: 1 works best)."),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda[:i] | mps."),
     seed: int = typer.Option(0, "--seed", help="Seed of the weights, the data order, the crops and the patches (same seed, same run)."),
@@ -88,11 +115,12 @@ def train_command(
     decay_fraction: float = typer.Option(0.5, "--decay-fraction", help="Final fraction of iterations with linear LR decay."),
     stiefel_lr: Optional[float] = typer.Option(None, "--stiefel-lr", help="Stiefel step size gamma (default: --lr)."),
     amp: str = typer.Option("auto", "--amp", help="auto (bf16 on CUDA) | bf16 | off."),
-    ngf: int = typer.Option(64, "--ngf", help="Generator width."),
-    n_blocks: int = typer.Option(9, "--n-blocks", help="Generator residual blocks."),
+    ngf: int = typer.Option(64, "--ngf", show_default=False, help="Generator width [default: from --recipe]."),
+    n_blocks: int = typer.Option(9, "--n-blocks", show_default=False, help="Generator residual blocks [default: from --recipe]."),
     antialias: bool = typer.Option(True, "--antialias/--no-antialias", help="Blur down/upsampling (CUT default)."),
-    output: str = typer.Option("image", "--output",
-                               help="image (the paper's generator writes J) | scattering (it predicts t; J = (I - A)/t + A)."),
+    output: str = typer.Option("image", "--output", show_default=False,
+                               help="image (the paper's generator writes J) | scattering (it predicts t; J = (I - A)/t + A) "
+                                    "[default: from --recipe]."),
     t_min: float = typer.Option(0.1, "--t-min", help="Scattering output: floor of the transmission (bounds 1/t noise gain)."),
     t_prior: str = typer.Option("dcp", "--t-prior",
                                 help="Scattering output: dcp (the network refines the dark-channel-prior t, default) | none (it predicts t alone)."),
