@@ -1,4 +1,4 @@
-"""Loss functions of CUT and ODCR (method spec 1.4, 1.5, 2.4-2.7).
+"""Loss functions of CUT and ODCR (docs/method.md, sections 2 and 3).
 
 Pure functions of tensors. Shape letters: B images, S sampled locations per image (queries and
 hazy keys), Sc sampled clear locations, D embedding channels (256), N/M classifier samples.
@@ -82,7 +82,7 @@ def channel_classifier_loss(logits_hazy: Tensor, logits_clear: Tensor) -> Tensor
 def channel_weights(theta: Tensor, x: Tensor, scale: str = "printed", temperature: float = 1.0) -> Tensor:
     """Channel weights w = softmax_c(s / temperature), s = |theta (.) x| (spec 2.5, Eq. 9-10).
 
-    ``scale`` says how s is normalised first (design note section 4): ``printed`` not at all (as
+    ``scale`` says how s is normalised first (docs/method.md, section 3.3): ``printed`` not at all (as
     the paper prints it: with unit-norm 256-d keys s is ~1e-3 and the softmax is flat), ``std``
     by its standard deviation over the channels, ``max`` by its maximum. theta: (D,) classifier
     vector, x: (..., D) embeddings (the keys being weighted). Returns (..., D), non-negative,
@@ -157,7 +157,7 @@ def l1_identity_loss(output: Tensor, target: Tensor) -> Tensor:
     return F.l1_loss(output, target)
 
 
-# --- priors of the scattering-model output (design note section 2) ----------------------------
+# --- priors of the scattering-model output (docs/scattering.md) ----------------------------
 
 def transmission_fit_loss(t: Tensor, target: Tensor) -> Tensor:
     """Warm start: mean |t - target| for t and a (detached) target transmission, both (B, 1, H, W)."""

@@ -1,6 +1,6 @@
 """Method definitions: ``odcr`` (default), ``cut`` and ``fastcut`` built from the same parts.
 
-A :class:`MethodConfig` says which losses and heads a method uses (method spec 1.6, 2.8);
+A :class:`MethodConfig` says which losses and heads a method uses (docs/method.md, sections 2 and 3.5);
 :class:`ContrastiveModel` holds the trainable networks of one method and computes the
 discriminator loss and the generator-side objective for one batch. The trainer
 (``odcr_cli.tasks.trainer``) owns optimisers and schedules; the training loop
@@ -57,7 +57,7 @@ class MethodConfig:
     ce_trains_head: bool = True              # the CE loss also moves the orthogonal head
     weight_scale: str = "std"                # std | max | printed: normalisation of |theta (.) x| (WPNCE)
     weight_temperature: float = 1.0          # softmax temperature after that normalisation
-    # priors of the scattering output (design note section 2); 0 switches a term off
+    # priors of the scattering output (docs/scattering.md); 0 switches a term off
     lambda_dcp: float = 0.0                  # warm start: |t - t_dcp| of each crop
     dcp_warm_iters: int = 0                  # lambda_dcp decays linearly to 0 over this many iterations (0: constant)
     lambda_dark: float = 0.0                 # dark channel energy of J
@@ -112,7 +112,7 @@ def prior_weight(method: MethodConfig, iteration: int) -> float:
 
 
 def draw_patch_ids(rng: np.random.Generator, height: int, width: int, count: int) -> torch.Tensor:
-    """``min(count, H*W)`` distinct flat positions, drawn on the CPU with numpy (CUT issue #83)."""
+    """``min(count, H*W)`` distinct flat positions, drawn on the CPU with numpy, so that a run is the same on any device."""
     n = height * width
     return torch.from_numpy(rng.permutation(n)[: min(count, n)].astype(np.int64))
 

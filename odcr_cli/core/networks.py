@@ -2,7 +2,7 @@
 the projection heads (CUT's MLP and ODCR's orthogonal head) and ODCR's channel classifiers.
 
 Module indices of the generator follow the public CUT code, so that a ``net_G.pth`` saved
-by it loads into :class:`ResnetGenerator` with ``strict=True`` (method spec 1.1, 1.12).
+by it loads into :class:`ResnetGenerator` with ``strict=True`` (docs/method.md, section 1).
 """
 
 from __future__ import annotations
@@ -334,7 +334,7 @@ class ProjectionHead(nn.Module):
     ``kind="mlp"`` with ``orthogonal=False`` is CUT's head (560,384 parameters at the defaults);
     with ``orthogonal=True`` the weight matrices of both Linear layers are Stiefel points
     (W^T W = I), initialised as random orthogonal matrices and updated by
-    :class:`odcr_cli.core.stiefel.StiefelSGD`, never by Adam (method spec 2.2).
+    :class:`odcr_cli.core.stiefel.StiefelSGD`, never by Adam (docs/method.md, section 3.2).
     ``kind="linear"`` is a single Stiefel matrix per layer (spec 2.2, alternative).
     Forward: list of (N_l, C_l) patch features -> list of (N_l, dim) unit vectors.
     """

@@ -1,5 +1,5 @@
 """Riemannian SGD on the Stiefel manifold St(n, p) = {Theta in R^{n x p} : Theta^T Theta = I_p}
-(method spec 2.3), used for the weight matrices of ODCR's orthogonal projection heads.
+(docs/method.md, section 3.2), used for the weight matrices of ODCR's orthogonal projection heads.
 
 PyTorch stores a Linear weight as (out, in); with out >= in its columns are orthonormal, so the
 weight itself is the Stiefel point Theta (n = out, p = in). A wide weight (out < in, orthonormal

@@ -24,18 +24,11 @@ Pipeline for one image of a direct model (``Dehazer.dehaze``)::
                        model (guided upsampling, He et al. guided filter with a colour guide).
     ->  same shape and dtype as the input.
 
-Defaults (``benchmarks/dehaze.py``, bundled interim model, 2-core CPU): ``max_side="auto"`` means
-full resolution on a GPU; on the CPU, images whose longer side exceeds :data:`CPU_AUTO_MAX_SIDE`
-(1600) run in fast mode at that side, smaller ones at full resolution. Measured, fast mode vs
-full-resolution inference at max-side 1600 / 1280 / 1024: 34.3 / 32.4 / 30.2 dB on a 2.2-MP photo,
-31.8 / 29.8 / 28.0 dB on a 3.1-MP one; a 12-MP photo takes 14.5 s at 1600 (9.4 s at 1280), within
-the 20 s target, hence 1600. ``max_side=0`` forces full resolution. A full-size (ngf 64)
-generator is about 5x slower on the CPU.
-
-Tiling accuracy (1024x768 photo, 256-px tiles, halo 64): 61.0 dB vs whole image with the bundled
-model; with a full-size random-init generator 51.2 dB with exact (whole-image) statistics; 28.4 dB with statistics from a
-half-resolution copy; 16.8 dB with naive per-tile statistics. Exact statistics are used whenever
-the statistics pass fits the memory budget (any forced ``tile`` on an image that fits).
+Defaults: ``max_side="auto"`` means full resolution on a GPU; on the CPU, images whose longer side
+exceeds :data:`CPU_AUTO_MAX_SIDE` (1600) run in fast mode at that side, smaller ones at full
+resolution; ``max_side=0`` forces full resolution. Tiles use exact (whole-image) statistics whenever
+the statistics pass fits the memory budget. What fast mode and tiling cost in fidelity and time is
+measured by ``benchmarks/dehaze.py`` (README, Benchmarks).
 """
 
 from __future__ import annotations
@@ -66,7 +59,7 @@ CPU_AUTO_MAX_SIDE = 1600
 SCATTERING_MAX_SIDE = 512
 DEFAULT_MEMORY_BUDGET_GB = 4.0
 # Peak bytes per input pixel of whole-image inference for an ngf-64 generator under
-# inference_mode (platform notes: 1.3 GB at 1024^2 for torch, 3 GB for ORT), plus a margin.
+# inference_mode (measured: 1.3 GB at 1024^2 for torch, 3 GB for ORT), plus a margin.
 BYTES_PER_PIXEL_NGF64 = {"torch": 1500.0, "onnx": 3000.0}
 FIXED_OVERHEAD_BYTES = 300e6
 

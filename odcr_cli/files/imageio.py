@@ -1,4 +1,4 @@
-"""Reading and writing photos the way users expect (user-expectations 5.1).
+"""Reading and writing photos the way users of image tools expect.
 
 * Reading: EXIF orientation applied; ICC profile and EXIF kept (orientation reset to 1);
   alpha split off and passed through; grayscale stays grayscale; palette -> RGB(A);

@@ -35,7 +35,7 @@ def guided_filter(guide: np.ndarray, src: np.ndarray, r: int, eps: float) -> np.
 def upsample_transmission(t_small: np.ndarray, full_rgb: np.ndarray, eps: float = 1e-3) -> np.ndarray:
     """hxw transmission -> HxW: bilinear, then a guided filter whose guide is the full-resolution
     grey photo, so that t follows the photo's edges (radius: half of ``dehaze_dcp``'s, as the
-    design note measured for the dark channel prior on a reduced copy). Shared by scattering models
+    radius measured for the dark channel prior on a reduced copy; docs/scattering.md). Shared by scattering models
     and ``dcp@N``."""
     H, W, _ = full_rgb.shape
     up = cv2.resize(t_small, (W, H), interpolation=cv2.INTER_LINEAR)
