@@ -5,17 +5,17 @@ flicker. Photos stay stateless (:class:`~odcr_cli.engine.dehazer.Dehazer`); a
 Per frame (docs/video.md says why and how the settings were measured):
 
 1. the frame's small copy (longer side at most the Dehazer's ``max_side``, 512 by default);
-2. a scene cut, when the small copies' colour histograms differ by more than ``cut``, resets
+2. a scene cut (colour histograms both far apart and shifted, ``cut`` and ``cut_shift``) resets
    everything below;
-3. t and the airlight of the small copy. A scattering model runs its network every
-   ``network_every`` frames only (and at every cut); between its runs its last outputs are read
-   out on the current frame, so that a model refining the dark-channel-prior transmission (the
-   bundled default) still follows the current frame's own prior. ``--method dcp`` estimates them
-   on every frame;
-4. smoothing over time: the airlight by an exponential moving average (time constant
-   ``airlight_seconds``), t where the scene is static by one with time constant ``t_seconds``,
-   where it moves (the small copy's luma changed by more than ``motion``) not at all: no
-   ghosting of moving objects;
+3. the camera's motion since the last frame (:mod:`odcr_cli.imaging.motion`): what the stream
+   remembers is moved with it before it is used;
+4. t and the airlight of the small copy. A scattering model runs its network every
+   ``network_every`` frames only (and at every cut), each new pass blended into the last one
+   (``field_blend``); between passes its last output, moved with the camera, is read out on the
+   current frame, so that a model refining the dark-channel-prior transmission (the bundled
+   default) still follows the current frame's own prior. ``--method dcp`` estimates them on every
+   frame. The airlight is a moving average (``airlight_seconds``) that follows large changes at
+   once; t may be averaged too where the scene is static (``t_seconds``, off by default);
 5. t carried to full resolution with the current frame as the guide, and J computed there, as
    for photos (:meth:`~odcr_cli.engine.readout.ScatteringReadout.render`).
 

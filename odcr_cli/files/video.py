@@ -24,7 +24,6 @@ from typing import Iterator
 import numpy as np
 
 from odcr_cli.errors import ImageReadError, UsageError
-from odcr_cli.files.folders import VIDEO_SUFFIXES, is_video_name  # noqa: F401 - the names of video files
 # --codec: the names users type (ffmpeg's encoder names, or the format's name) -> the encoder
 CODECS = {"h264": "libx264", "libx264": "libx264", "hevc": "libx265", "h265": "libx265", "libx265": "libx265",
           "vp9": "libvpx-vp9", "libvpx-vp9": "libvpx-vp9", "av1": "libsvtav1", "libsvtav1": "libsvtav1"}
@@ -114,7 +113,11 @@ class VideoReader:
         self._first: Frame | None = None
         self._rotation = 0
         self._colour = (2, 0, 2, 2)
-        self.info = self._probe()
+        try:
+            self.info = self._probe()
+        except BaseException:
+            self._container.close()
+            raise
 
     def _probe(self) -> VideoInfo:
         s, c = self._stream, self._container
@@ -198,7 +201,6 @@ class VideoWriter:
         self._last_pts: int | None = None
 
     def _add_video(self, info: VideoInfo, crf: int | None, preset: str | None):
-        av = _av()
         if self.encoder not in self._container.supported_codecs:
             raise UsageError(f"{self.encoder} cannot be written into {Path(self.path).suffix} files; "
                              "choose another --codec or output suffix")
