@@ -34,7 +34,8 @@ from odcr_cli.engine.tiling import pad_to_multiple
 from odcr_cli.files.folders import list_images
 from odcr_cli.imaging.filters import shrink_to
 from odcr_cli.imaging.metrics import psnr, ssim_uint8
-from odcr_cli.tasks.pairing import load_rgb8, match_gt, pairs_from_dir
+from odcr_cli.files.imageio import read_rgb8
+from odcr_cli.tasks.pairing import match_gt, pairs_from_dir
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 
@@ -83,8 +84,8 @@ def main() -> None:
         for sigma in args.sigma:
             scores: dict[str, list[tuple[float, float]]] = {}
             for p in pairing.pairs:
-                hazy = load_rgb8(p.hazy)
-                gt, _ = match_gt(hazy, load_rgb8(p.gt))
+                hazy = read_rgb8(p.hazy)
+                gt, _ = match_gt(hazy, read_rgb8(p.gt))
                 out = _dehaze(dz, hazy, cache, (p.stem, pad), sigma)
                 scores.setdefault(p.subset or "all", []).append((psnr(out, gt, peak=255.0, cap=100.0), ssim_uint8(out, gt)))
             every = [s for v in scores.values() for s in v]
@@ -122,7 +123,7 @@ def _real(dz: Dehazer, cache: dict, pad: int, sigma: float, root: Path, fade: bo
     out_dir.mkdir(parents=True, exist_ok=True)
     fades = []
     for f in list_images(src):
-        out = _dehaze(dz, load_rgb8(f), cache, (f"real/{f.name}", pad), sigma)
+        out = _dehaze(dz, read_rgb8(f), cache, (f"real/{f.name}", pad), sigma)
         Image.fromarray(out).save(out_dir / f"{f.stem}.jpg", quality=95, subsampling=0)
         if fade:
             fades.append(fade_of(out))

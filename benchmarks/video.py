@@ -36,7 +36,8 @@ import numpy as np
 from odcr_cli.engine.dehazer import Dehazer
 from odcr_cli.engine.stream import DehazeStream, StreamConfig
 from odcr_cli.imaging.metrics import psnr, ssim_uint8
-from odcr_cli.tasks.pairing import load_rgb8, match_gt, pairs_from_dir
+from odcr_cli.files.imageio import read_rgb8
+from odcr_cli.tasks.pairing import match_gt, pairs_from_dir
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 FPS = 25.0
@@ -110,8 +111,8 @@ def fidelity(args: argparse.Namespace) -> None:
     rows: dict[str, list[tuple[float, float, float]]] = {m: [] for m in methods}
     gt_flicker, stills = [], []
     for name in names:
-        hazy = load_rgb8(Path(pairs[name].hazy))
-        gt, _ = match_gt(hazy, load_rgb8(Path(pairs[name].gt)))
+        hazy = read_rgb8(Path(pairs[name].hazy))
+        gt, _ = match_gt(hazy, read_rgb8(Path(pairs[name].gt)))
         stills.append(psnr(_to8(dehazers["odcr"].dehaze(hazy.astype(np.float32) / 255.0)), gt, 255.0))
         maps, size = window_path(*hazy.shape[:2], args.frames)
         hz_frames, gt_frames = render_clip(hazy, maps, size), render_clip(gt, maps, size)
@@ -222,7 +223,7 @@ def make_speed_clip(path: Path, height: int, frames: int) -> Path:
         stream.width, stream.height, stream.pix_fmt = height * 16 // 9 // 2 * 2, height, "yuv420p"
         stream.options = {"crf": "18", "preset": "veryfast"}
         for k in range(frames):
-            rgb = cv2.resize(load_rgb8(order[k % len(order)]), (stream.width, stream.height),
+            rgb = cv2.resize(read_rgb8(order[k % len(order)]), (stream.width, stream.height),
                              interpolation=cv2.INTER_AREA)
             for packet in stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")):
                 out.mux(packet)

@@ -216,3 +216,20 @@ def test_cli_evaluate_takes_hazy_files_and_repeated_hazy(tmp_path):
     assert sorted(stems) == ["one", "two"]
     res = CliRunner().invoke(app, ["evaluate", "--hazy", str(tmp_path / "nothing.png"), "-m", "input"])
     assert res.exit_code == 2 and "not found" in res.output
+
+
+def test_pairs_are_read_upright_as_dehaze_reads_them(tmp_path):
+    """A phone JPEG stores its pixels turned and an EXIF orientation: evaluation reads it upright
+    (the one reader of odcr dehaze), so it pairs with its upright ground truth."""
+    (tmp_path / "hazy").mkdir()
+    (tmp_path / "gt").mkdir()
+    yy, xx = np.mgrid[0:40, 0:64]
+    upright = np.stack([xx * 4, yy * 6, (xx + yy) * 2], axis=2).clip(0, 255).astype(np.uint8)
+    Image.fromarray(upright).save(tmp_path / "gt" / "a.png")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 clockwise to display": the pixels are stored turned the other way
+    Image.fromarray(upright).transpose(Image.Transpose.ROTATE_90).save(tmp_path / "hazy" / "a.jpg", quality=95,
+                                                                       exif=exif)
+    report = evaluate(pairs_dir=tmp_path, methods=["input"], fade=False).to_dict()
+    assert not report.get("failures"), report.get("failures")
+    assert report["methods"]["input"]["mean"]["psnr"] > 30  # the same picture, up to JPEG

@@ -218,6 +218,24 @@ def read_image(source: str | Path | BinaryIO, max_pixels: int | None = None) -> 
     return decode_image(data, name, max_pixels)
 
 
+def read_rgb8(source: str | Path, max_pixels: int | None = None) -> np.ndarray:
+    """A photo as (H, W, 3) uint8 RGB, for every command that needs its pixels alone (training,
+    evaluation, export's checks): read as ``odcr dehaze`` reads it (:func:`read_image`: EXIF
+    orientation applied, any mode and depth), grey repeated to three channels, 16 bits rounded to
+    8, transparency composited on white. Raises :class:`ImageReadError`."""
+    img = read_image(source, max_pixels)
+    pixels, alpha = img.pixels, img.alpha
+    if pixels.dtype == np.uint16:
+        pixels = np.round(pixels / 257.0).astype(np.uint8)
+        alpha = None if alpha is None else np.round(alpha / 257.0).astype(np.uint8)
+    if pixels.ndim == 2:
+        pixels = np.repeat(pixels[..., None], 3, axis=2)
+    if alpha is not None:
+        a = alpha.astype(np.float32)[..., None] / 255.0
+        pixels = np.round(pixels * a + 255.0 * (1.0 - a)).astype(np.uint8)
+    return np.ascontiguousarray(pixels)
+
+
 # --------------------------------------------------------------------------------------------
 # writing
 # --------------------------------------------------------------------------------------------

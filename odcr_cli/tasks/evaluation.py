@@ -46,9 +46,10 @@ import numpy as np
 from odcr_cli.core.network_input import MIN_SIDE
 from odcr_cli.engine.options import Device
 from odcr_cli.errors import EvaluationError, FadeError
+from odcr_cli.files.imageio import read_rgb8
 from odcr_cli.imaging.metrics import psnr, ssim_uint8
 from odcr_cli.tasks.evaluation_report import EvaluationReport, ImageScore, MethodResult
-from odcr_cli.tasks.pairing import (Pair, Pairing, gt_candidates, hazy_only, load_rgb8, match_gt, pair_images,
+from odcr_cli.tasks.pairing import (Pair, Pairing, gt_candidates, hazy_only, match_gt, pair_images,
                                     pairs_from_dir)
 from odcr_cli.tasks.evaluation_page import EvaluationPage
 
@@ -57,7 +58,7 @@ if TYPE_CHECKING:
 
 # names importers use from here; they live in pairing.py and evaluation_report.py
 __all__ = ["PSNR_CAP", "EvaluationReport", "ImageScore", "Contender", "MethodResult", "Pair", "Pairing",
-           "evaluate", "evaluate_generator_on_pairs", "gt_candidates", "hazy_only", "load_rgb8",
+           "evaluate", "evaluate_generator_on_pairs", "gt_candidates", "hazy_only",
            "make_method", "match_gt", "measure_latency", "pair_images", "pairs_from_dir"]
 
 PSNR_CAP = 100.0
@@ -244,8 +245,8 @@ class _PairScorer:
 
     def score(self, pair: Pair) -> None:
         try:
-            hazy = load_rgb8(pair.hazy)
-            gt, border = match_gt(hazy, load_rgb8(pair.gt)) if pair.gt is not None else (None, 0)
+            hazy = read_rgb8(pair.hazy)
+            gt, border = match_gt(hazy, read_rgb8(pair.gt)) if pair.gt is not None else (None, 0)
         except Exception as exc:  # per-pair isolation: a bad file is listed, the run goes on
             self._fail(pair.stem, None, f"{type(exc).__name__}: {exc}")
             return
@@ -345,8 +346,8 @@ def evaluate_generator_on_pairs(generator: object, hazy_dir: str | Path, gt_dir:
         raise EvaluationError(f"no hazy/GT pairs found in {hazy_dir} and {gt_dir}")
     psnrs, ssims = [], []
     for pair in pairing.pairs:
-        hazy = load_rgb8(pair.hazy)
-        gt, _ = match_gt(hazy, load_rgb8(pair.gt))
+        hazy = read_rgb8(pair.hazy)
+        gt, _ = match_gt(hazy, read_rgb8(pair.gt))
         out = dehazer.dehaze(hazy)
         psnrs.append(psnr(out, gt, peak=255.0, cap=PSNR_CAP))
         ssims.append(ssim_uint8(out, gt))

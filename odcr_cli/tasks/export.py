@@ -45,7 +45,7 @@ from odcr_cli import __version__
 from odcr_cli.core.network_input import SIZE_MULTIPLE
 from odcr_cli.imaging.metrics import psnr as psnr_of
 from odcr_cli.engine.readout import readout_for
-from odcr_cli.errors import ExportCheckError, ExportError
+from odcr_cli.errors import ExportCheckError, ExportError, ImageReadError
 from odcr_cli.tasks.onnx_fp16 import convert_to_fp16, store_weights_fp16
 from odcr_cli.tasks.onnx_int8 import quantize_int8
 
@@ -128,17 +128,13 @@ def synthetic_photo(height: int, width: int, seed: int = 0) -> np.ndarray:
 
 def _load_check_image(path: Path, max_side: int) -> np.ndarray:
     """``path`` as (H, W, 3) uint8 RGB, downscaled so that its longer side is at most ``max_side``."""
-    from PIL import Image, UnidentifiedImageError
+    from odcr_cli.files.imageio import read_rgb8
+    from odcr_cli.imaging.filters import shrink_to
 
     try:
-        with Image.open(path) as im:
-            im = im.convert("RGB")
-            scale = max_side / max(im.size)
-            if scale < 1:
-                im = im.resize((max(1, round(im.width * scale)), max(1, round(im.height * scale))), Image.LANCZOS)
-            return np.asarray(im, dtype=np.uint8).copy()
-    except (OSError, UnidentifiedImageError) as exc:  # before the export is written: nothing is lost
-        raise ExportError(f"--check-image {path}: not a readable image ({type(exc).__name__})") from None
+        return shrink_to(read_rgb8(path), max_side)
+    except ImageReadError as exc:  # before the export is written: nothing is lost
+        raise ExportError(f"--check-image {path}: not a readable image ({exc.reason})") from None
 
 
 def _parity_images(static_hw: tuple[int, int] | None, check_sizes: Sequence[tuple[int, int]] | None,

@@ -143,14 +143,6 @@ def pairs_from_dir(pairs_dir: str | Path) -> Pairing:
     return pair_images(d / "hazy", gt)
 
 
-def load_rgb8(path: Path) -> np.ndarray:
-    """The image at ``path`` as (H, W, 3) uint8 RGB (Pillow's ``convert("RGB")``)."""
-    from PIL import Image
-
-    with Image.open(path) as im:
-        return np.asarray(im.convert("RGB"), dtype=np.uint8).copy()
-
-
 def match_gt(hazy: np.ndarray, gt: np.ndarray) -> tuple[np.ndarray, int]:
     """Return the (H, W, 3) GT cropped to the (H, W, 3) hazy size and the border removed (0 if none)."""
     (h, w), (gh, gw) = hazy.shape[:2], gt.shape[:2]

@@ -14,10 +14,12 @@ from typing import Callable, Sequence
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image
 
 from odcr_cli.core.network_input import to_signed, to_unit
+from odcr_cli.errors import ImageReadError
 from odcr_cli.files.folders import list_images
+from odcr_cli.files.imageio import read_rgb8
 
 PREPROCESS = ("scale_shortside_crop", "resize_crop", "crop")
 
@@ -48,19 +50,8 @@ def gather_images(paths: Sequence[str | Path], exclude_lists: Sequence[str | Pat
 
 
 def load_rgb(path: Path) -> Image.Image:
-    """Decode fully, apply EXIF orientation, convert any mode to RGB."""
-    with Image.open(path) as im:
-        im = ImageOps.exif_transpose(im)
-        im.load()
-        if im.mode.startswith("I"):  # 16/32-bit grey: Pillow's convert clips it to white
-            arr = np.asarray(im, dtype=np.float64)
-            peak = 65535.0 if im.mode.startswith("I;16") or arr.max() > 255 else 255.0
-            im = Image.fromarray(np.clip(np.round(arr * 255.0 / peak), 0, 255).astype(np.uint8))
-        if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
-            im = im.convert("RGBA")
-            background = Image.new("RGBA", im.size, (255, 255, 255, 255))
-            im = Image.alpha_composite(background, im)
-        return im.convert("RGB")
+    """The photo as a PIL RGB image, read by the one reader (:func:`odcr_cli.files.imageio.read_rgb8`)."""
+    return Image.fromarray(read_rgb8(path))
 
 
 def to_tensor(im: Image.Image) -> torch.Tensor:
@@ -89,8 +80,8 @@ class ImageFolder:
             try:
                 self.images.append(self._prescale(load_rgb(f)))
                 self.files.append(f)
-            except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as exc:
-                reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
+            except ImageReadError as exc:  # one line naming the file and why
+                reason = exc.reason
                 self.skipped.append((f, reason))
                 if on_skip:
                     on_skip(f, reason)
