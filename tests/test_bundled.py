@@ -64,7 +64,7 @@ def test_every_bundled_model_is_listed_and_verified() -> None:
     manifest = bundled.read_manifest(bundled.bundled_dir())
     for m in models:
         assert m.weights in manifest and (m.onnx is None or m.onnx in manifest), m.name
-        assert m.weights_path().is_file()  # checksum verified
+        assert m.weights_file().path.is_file()  # checksum verified
         assert m.kind in ("image", "scattering") and m.summary
 
 

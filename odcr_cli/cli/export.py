@@ -83,7 +83,7 @@ def export_command(
         fail("--model picks a bundled model; --weights picks a file: give one of them")
     try:
         if model is not None:
-            weights = str(bundled_model(model).weights_path())
+            weights = str(bundled_model(model).weights_file().path)
         with con.status("exporting and checking…"):
             report = export_onnx(weights, output, opset=opset, fp16=fp16, static_hw=static_hw,
                                  check=not no_check, check_images=check_image or (), training_data=training_data,

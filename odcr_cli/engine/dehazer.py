@@ -147,16 +147,14 @@ class Dehazer:
     def _load(self, choice: BackendChoice, weights: str | None, onnx_path: str | None, device: Device,
               half: bool, model: str | None) -> Backend:
         """The backend running ``weights``/``onnx_path``, or the bundled ``model`` (None: the default)."""
+        known = None  # a bundled file, hashed once when it was verified
         if weights is None and onnx_path is None:
             bundled = bundled_model(model)
             self.model_name = bundled.name
-            if choice is BackendChoice.ONNX:
-                found = bundled.onnx_path()
-                if found is None:
-                    raise InferenceError(f"bundled model {bundled.name} has no ONNX export; use --backend torch")
-                onnx_path = str(found)
-            else:
-                weights = str(bundled.weights_path())
+            known = bundled.onnx_file() if choice is BackendChoice.ONNX else bundled.weights_file()
+            if known is None:
+                raise InferenceError(f"bundled model {bundled.name} has no ONNX export; use --backend torch")
+            onnx_path, weights = (str(known.path), None) if choice is BackendChoice.ONNX else (None, str(known.path))
         if choice is BackendChoice.ONNX:
             path = onnx_path or (weights if weights and str(weights).endswith(".onnx") else None)
             if path is None:
@@ -164,13 +162,13 @@ class Dehazer:
             from odcr_cli.files.fsutil import sha256_file
 
             backend = make_backend(choice, onnx_path=str(path), device=device, threads=self.threads)  # a missing file is its error
-            self.weights_path, self.weights_sha256 = str(path), sha256_file(path)
+            self.weights_path, self.weights_sha256 = str(path), known.sha256 if known else sha256_file(path)
             return backend
         if onnx_path is not None or (weights is not None and str(weights).endswith(".onnx")):
             raise InferenceError("an ONNX model runs on ONNX Runtime: use --backend onnx (or auto)")
         from odcr_cli.files import weights_io  # imports torch: only on this path
 
-        loaded = weights_io.load_generator(weights)
+        loaded = weights_io.load_generator(weights, sha256=known.sha256 if known else None)
         self.weights_path, self.weights_sha256 = str(loaded.path), loaded.sha256
         return make_backend(choice, generator=loaded.generator, device=device, half=half, threads=self.threads)
 

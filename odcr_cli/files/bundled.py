@@ -19,6 +19,14 @@ REGISTRY_NAME = "models.json"
 
 
 @dataclass(frozen=True)
+class VerifiedFile:
+    """A bundled file whose sha256 matched the manifest, with that sha256 (hashed once per use)."""
+
+    path: Path
+    sha256: str
+
+
+@dataclass(frozen=True)
 class BundledModel:
     """One entry of ``models.json``. ``weights`` and ``onnx`` are file names inside ``weights/``."""
 
@@ -30,10 +38,10 @@ class BundledModel:
     summary: str              # the one-line card: what it is and its dev-pair score
     default: bool = False
 
-    def weights_path(self) -> Path:
+    def weights_file(self) -> VerifiedFile:
         return bundled_file(self.weights)
 
-    def onnx_path(self) -> Path | None:
+    def onnx_file(self) -> VerifiedFile | None:
         return bundled_file(self.onnx) if self.onnx else None
 
     def size_bytes(self) -> int:
@@ -95,8 +103,8 @@ def bundled_model(name: str | None = None) -> BundledModel:
                             f"({', '.join(m.name for m in models)})")
 
 
-def bundled_file(name: str) -> Path:
-    """Path of a verified bundled file, or BundledModelError saying what is wrong."""
+def bundled_file(name: str) -> VerifiedFile:
+    """A bundled file, verified against the manifest, or BundledModelError saying what is wrong."""
     folder = bundled_dir()
     path = folder / name
     if not path.is_file():
@@ -107,7 +115,7 @@ def bundled_file(name: str) -> Path:
     actual = sha256_file(path)
     if actual != expected:
         raise BundledModelError(f"bundled {name} is corrupt: sha256 {actual[:12]}... != manifest {expected[:12]}...")
-    return path
+    return VerifiedFile(path, actual)
 
 
 def bundled_onnx_available(name: str | None = None) -> bool:

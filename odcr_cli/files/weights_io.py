@@ -105,9 +105,11 @@ def _read_torch(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str], Ge
 RUN_GENERATOR = "generator.safetensors"  # what a run folder of odcr train holds (tasks/run_folder.py)
 
 
-def load_generator(path: str | os.PathLike, device: str | torch.device = "cpu") -> LoadedGenerator:
+def load_generator(path: str | os.PathLike, device: str | torch.device = "cpu",
+                   sha256: str | None = None) -> LoadedGenerator:
     """Load a generator from our safetensors, our checkpoint (``.pt``), a CUT ``net_G.pth``, or a
-    run folder of ``odcr train`` (its ``generator.safetensors``, the newest checkpoint's)."""
+    run folder of ``odcr train`` (its ``generator.safetensors``, the newest checkpoint's).
+    ``sha256``: the file's, when the caller has hashed it already (a verified bundled file)."""
     p = Path(path)
     if p.is_dir():
         if not (p / RUN_GENERATOR).is_file():
@@ -121,7 +123,7 @@ def load_generator(path: str | os.PathLike, device: str | torch.device = "cpu") 
     else:
         tensors, meta, config = _read_torch(p)
     generator = build_generator(tensors, config).to(device)
-    return LoadedGenerator(generator, meta, p, sha256_file(p))
+    return LoadedGenerator(generator, meta, p, sha256 or sha256_file(p))
 
 
 def average_generators(paths: list[str | os.PathLike]) -> tuple[ResnetGenerator, dict[str, str]]:

@@ -334,7 +334,7 @@ def export_onnx(weights: str | Path | None, output: Path, opset: int = DEFAULT_O
     int8 = bool(int8_calibration)
     if int8 and fp16:
         raise ExportError("--int8 and --fp16 are two precisions: choose one")
-    weights_path = Path(weights) if weights is not None else bundled_model().weights_path()
+    weights_path = Path(weights) if weights is not None else bundled_model().weights_file().path
     loaded = load_generator(weights_path)
     generator = loaded.generator.float().eval()
     params = count_parameters(generator)
