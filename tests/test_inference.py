@@ -209,3 +209,35 @@ def test_describe_and_weights_errors(tiny_weights, dh, tmp_path):
         Dehazer(weights=str(tiny_weights), backend="onnx")
     with pytest.raises(InferenceError, match="use auto, torch or onnx"):
         Dehazer(weights=str(tiny_weights), backend="tensorflow")
+
+
+def test_half_runs_the_fp16_scattering_generator_and_redoes_non_finite_outputs_in_fp32():
+    """--half on a scattering model runs the half copy (it used to run the fp32 one while keeping
+    the half copy idle); a non-finite fp16 output is redone in fp32 and counted."""
+    import torch
+
+    from odcr_cli.core.networks import GeneratorConfig, ResnetGenerator
+
+    torch.manual_seed(0)
+    gen = ResnetGenerator(GeneratorConfig(ngf=4, n_blocks=1, output="scattering", t_prior="dcp"))
+    backend = TorchBackend(gen, device="cpu")  # --half needs CUDA: its half copy is faked below
+
+    class FakeHalf(torch.nn.Module):
+        def __init__(self, value: float) -> None:
+            super().__init__()
+            self.value, self.inputs = value, []
+
+        def raw_outputs(self, x):
+            self.inputs.append(x.dtype)
+            return {"t_residual": torch.full((1, 1, *x.shape[2:]), self.value, dtype=x.dtype),
+                    "airlight_correction": torch.zeros(1, 3, dtype=x.dtype)}
+
+    x = np.zeros((1, 3, 16, 16), np.float32)
+    fp32 = backend.run_outputs(x)
+    backend.half, backend._half_generator = True, FakeHalf(0.25)
+    out = backend.run_outputs(x)
+    assert backend._half_generator.inputs == [torch.float16] and np.allclose(out["t_residual"], 0.25)
+    assert backend.fp32_retries == 0
+    backend._half_generator = FakeHalf(float("nan"))
+    out = backend.run_outputs(x)
+    assert backend.fp32_retries == 1 and np.array_equal(out["t_residual"], fp32["t_residual"])

@@ -8,7 +8,7 @@ Torch is imported lazily (inside the functions that need it), so importing this 
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, TypeVar
 
 import numpy as np
 
@@ -43,11 +43,15 @@ def resolve_torch_device(device: Device) -> str:
     return f"cuda:{index}"
 
 
-def finite_or_fp32(run_half: Callable[[], np.ndarray], run_fp32: Callable[[], np.ndarray]) -> tuple[np.ndarray, bool]:
-    """fp16 output, or the fp32 one when fp16 was not finite (a NaN must never become a black
-    image); the flag says whether fp32 was needed."""
+T = TypeVar("T")
+
+
+def finite_or_fp32(run_half: Callable[[], T], run_fp32: Callable[[], T]) -> tuple[T, bool]:
+    """fp16 output (an array, or a dict of named arrays), or the fp32 one when fp16 was not finite
+    (a NaN must never become a black image); the flag says whether fp32 was needed."""
     y = run_half()
-    if np.isfinite(y).all():
+    arrays = y.values() if isinstance(y, dict) else [y]
+    if all(np.isfinite(a).all() for a in arrays):
         return y, False
     return run_fp32(), True
 
@@ -109,13 +113,22 @@ class TorchBackend:
         return self.generator.config.to_dict()
 
     def run_outputs(self, x: np.ndarray) -> dict[str, np.ndarray]:
-        """(1, 3, H, W) float32 in [-1, 1] -> the generator's named raw outputs (fp32 numpy)."""
-        torch = self._torch
+        """(1, 3, H, W) float32 in [-1, 1] -> the generator's named raw outputs (fp32 numpy); with
+        ``half``, from the fp16 generator, redone in fp32 when not finite."""
         if self.generator.config.output == "image":
             return {"image": self.run(x)}
+        if not self.half:
+            return self._raw_outputs(x, False)
+        out, retried = finite_or_fp32(lambda: self._raw_outputs(x, True), lambda: self._raw_outputs(x, False))
+        self.fp32_retries += retried
+        return out
+
+    def _raw_outputs(self, x: np.ndarray, half: bool) -> dict[str, np.ndarray]:
+        torch = self._torch
         with torch.inference_mode():
             t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(self.device)
-            raw = self.generator.raw_outputs(t)
+            net = self._half_generator if half else self.generator
+            raw = net.raw_outputs(t.half() if half else t)
             return {k: v.float().cpu().numpy() for k, v in raw.items()}
 
     # -- frozen InstanceNorm statistics -------------------------------------------------------
