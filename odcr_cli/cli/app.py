@@ -23,7 +23,7 @@ from odcr_cli.cli.train import train_command
 app = typer.Typer(
     name="odcr",
     cls=Group,
-    help="Dehaze photos with ODCR/CUT generators; train, evaluate and export them.",
+    help="Dehaze photos and videos with ODCR/CUT generators; train, evaluate and export them.",
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
     add_completion=True,
