@@ -152,6 +152,8 @@ def test_odd_sizes_no_audio_and_codecs(tmp_path):
     (["--crf", "70"], "--crf 70"),
     (["-o", "{tmp}/still.jpg"], "cannot hold a video"),
     (["-o", "-"], "photos only"),
+    (["-o", "{tmp}/out.webm", "--codec", "h264"], "libx264 cannot be written into .webm"),
+    (["-o", "{tmp}/out.m4v", "--codec", "hevc"], "libx265 cannot be written into .m4v"),
 ])
 def test_video_usage_errors_are_one_line_exit_2(tmp_path, args, says):
     clip = make_clip(tmp_path / "c.mp4", frames=3, audio=False)

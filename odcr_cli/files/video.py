@@ -57,6 +57,22 @@ def check_encode_options(codec: str | None, crf: int | None) -> None:
         raise UsageError(f"--crf {crf}: {encoder} takes 0 (lossless) to {top}; default {DEFAULT_CRF[encoder]}")
 
 
+# the container FFmpeg writes for each output suffix (what av.open(path, "w") would pick)
+_CONTAINERS = {".mp4": "mp4", ".mov": "mov", ".m4v": "ipod", ".mkv": "matroska", ".webm": "webm", ".avi": "avi"}
+
+
+def check_container(codec: str | None, suffix: str) -> None:
+    """Refuse, before any work, an encoder that the container of ``suffix`` cannot hold
+    (``--codec h264`` into .webm, HEVC into .m4v); a one-line UsageError."""
+    import io
+
+    encoder = encoder_for(codec, suffix)
+    with _av().open(io.BytesIO(), "w", format=_CONTAINERS.get(suffix.lower(), "mp4")) as probe:
+        fits = encoder in probe.supported_codecs
+    if not fits:
+        raise UsageError(f"{encoder} cannot be written into {suffix} files; choose another --codec or output suffix")
+
+
 def _av():
     import av  # PyAV: imported when a video is met, so photo runs never load FFmpeg
 

@@ -381,6 +381,12 @@ def run_dehaze(opts: DehazeOptions, dehazer: DehazerLike | None = None, progress
 
         check_encode_options(opts.codec, opts.crf)
     plan = plan_run(opts, shard)
+    suffixes = {Path(j.output).suffix for j in plan.todo if j.video}
+    if suffixes:  # a codec the container cannot hold is refused before any work, as other usage errors
+        from odcr_cli.files.video import check_container
+
+        for suffix in sorted(suffixes):
+            check_container(opts.codec, suffix)
     log = ResultLog(plan, opts, started, progress)
     if opts.dry_run:  # the plan, as a real run would carry it out: no model, nothing written
         _record_unprocessed(plan, log, dry_run=True)
