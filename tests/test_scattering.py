@@ -199,7 +199,7 @@ def test_readout_for_config() -> None:
     assert isinstance(readout_for(None), ImageReadout)
     assert isinstance(readout_for({"ngf": 64}), ImageReadout)  # saved before output kinds existed
     r = readout_for({"output": "scattering", "t_min": 0.05})
-    assert isinstance(r, ScatteringReadout) and r.t_min == 0.05 and not r.tiles
+    assert isinstance(r, ScatteringReadout) and r.t_min == 0.05 and not r.writes_image
     assert r.output_names == ("t", "airlight_correction")
     assert readout_for({"output": "scattering", "t_prior": "dcp"}).output_names == ("t_residual", "airlight_correction")
 

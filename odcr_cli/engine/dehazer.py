@@ -118,7 +118,7 @@ class Dehazer:
             return
         choice = choose_backend(choice, weights=weights, onnx_path=onnx_path, device=requested, half=half, model=model)
         self._attach(self._load(choice, weights, onnx_path, requested, half, model), side)
-        if keep_transmission and self.readout.tiles:
+        if keep_transmission and self.readout.writes_image:
             raise InferenceError("--save-transmission needs a model that estimates t (a scattering model, "
                                  "the default) or --method dcp; this one writes the image directly")
 
@@ -180,7 +180,7 @@ class Dehazer:
         self._ngf = ngf if isinstance(ngf, int) and ngf > 0 else 64  # memory estimates only: damaged metadata is no error
         self.readout = readout_for(backend.generator_config)
         if max_side == AUTO:
-            max_side = SCATTERING_MAX_SIDE if not self.readout.tiles else None if backend.on_gpu else CPU_AUTO_MAX_SIDE
+            max_side = SCATTERING_MAX_SIDE if not self.readout.writes_image else None if backend.on_gpu else CPU_AUTO_MAX_SIDE
         self._max_side = max_side
 
     @classmethod
@@ -296,7 +296,7 @@ class Dehazer:
             return out, plan
         with self._lock:  # one network pass at a time; the plan and the retry count are this call's
             retries = self.backend.fp32_retries
-            if not self.readout.tiles:
+            if not self.readout.writes_image:
                 out = self._dehaze_scattering(rgb, plan)
             else:
                 out = self._dehaze_direct(rgb, plan)

@@ -34,9 +34,9 @@ class ImageReadout:
 
     kind: str = "image"
     output_names: tuple[str, ...] = ("image",)
-    # a full-resolution run may be tiled (with frozen statistics): the Dehazer pads, tiles and
-    # guided-upsamples the image itself (odcr_cli.engine.tiling)
-    tiles: bool = True
+    # the network writes the image itself: the Dehazer runs it at full resolution (whole, tiled with
+    # frozen statistics, or in fast mode with guided upsampling; odcr_cli.engine.tiling)
+    writes_image: bool = True
 
 
 @dataclass(frozen=True)
@@ -51,7 +51,7 @@ class ScatteringReadout:
     t_prior: str = "none"
     flat_sigma: float = FLAT_SIGMA  # 0: the plain inversion, noise amplified by 1 / t everywhere
     kind: str = "scattering"
-    tiles: bool = False  # t needs no full resolution: the network never runs tiled
+    writes_image: bool = False  # it writes t, which needs no full resolution: a small copy, never tiled
 
     @property
     def output_names(self) -> tuple[str, ...]:
