@@ -77,7 +77,7 @@ def part_b(photo: str, model_name: str | None, out_dir: str) -> None:
     t_read = time.perf_counter() - t
     d.dehaze(img.pixels[:64, :64])  # session warm-up, as a long batch would have it
     t = time.perf_counter()
-    out, plan = d.dehaze_with_plan(img.pixels)
+    out, plan = d.dehaze_with_record(img.pixels)
     t_model = time.perf_counter() - t
     stages = plan.seconds
     t = time.perf_counter()

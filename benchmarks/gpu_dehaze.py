@@ -65,7 +65,7 @@ def main() -> None:
 
     rows = []
     for name, im in images.items():
-        t32, (y32, plan32) = timed_s(lambda: fp32.dehaze_with_plan(im), args.repeats, sync)
+        t32, (y32, plan32) = timed_s(lambda: fp32.dehaze_with_record(im), args.repeats, sync)
         t16, y16 = timed_s(lambda: fp16.dehaze(im), args.repeats, sync)
         row = {"photo": name, "size": f"{im.shape[1]}x{im.shape[0]}", "mode": plan32.mode,
                "fp32_s": round(t32, 4), "fp16_s": round(t16, 4), "fp16_vs_fp32_db": round(psnr(y32, y16, 255.0), 2)}
@@ -75,7 +75,7 @@ def main() -> None:
     big = cv2.resize(images.get("utk_foggyhouse.jpg", first), (4000, 3000), interpolation=cv2.INTER_CUBIC)
     default = Dehazer(args.weights, device=args.device, backend="torch")
     default.dehaze(big[:512, :512])
-    t_big, (_, big_plan) = timed_s(lambda: default.dehaze_with_plan(big), args.repeats, sync)
+    t_big, (_, big_plan) = timed_s(lambda: default.dehaze_with_record(big), args.repeats, sync)
     big_row = {"size": "4000x3000", "max_side": default.max_side, "mode": big_plan.mode,
                "seconds": round(t_big, 3)}
     print(json.dumps(big_row), flush=True)

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from conftest import make_photo
 from odcr_cli.cli.app import app
-from odcr_cli.engine.dehazer import PlanInfo
+from odcr_cli.engine.dehazer import ImageRecord
 from odcr_cli.tasks.dehazing import DehazeOptions, Interrupted, run_dehaze, write_report
 
 runner = CliRunner()
@@ -169,11 +169,11 @@ class InterruptOnSecond:
     def describe(self) -> dict:
         return {"method": "test", "strength": 1.0}
 
-    def dehaze_with_plan(self, image: np.ndarray) -> tuple[np.ndarray, PlanInfo]:
+    def dehaze_with_record(self, image: np.ndarray) -> tuple[np.ndarray, ImageRecord]:
         self.calls += 1
         if self.calls == 2:
             raise KeyboardInterrupt
-        return 255 - image, PlanInfo(mode="whole")
+        return 255 - image, ImageRecord(mode="whole")
 
 
 def test_ctrl_c_reports_what_was_finished_and_a_rerun_resumes(tmp_path):
@@ -203,15 +203,15 @@ def _three_inputs_interrupted_at_the_second(tmp_path, monkeypatch, interrupt) ->
 
     for k in range(3):
         _img(tmp_path / "in" / f"{k}.png", seed=k)
-    real, calls = Dehazer.dehaze_with_plan, []
+    real, calls = Dehazer.dehaze_with_record, []
 
-    def interrupt_second(self: Dehazer, image: np.ndarray) -> tuple[np.ndarray, PlanInfo]:
+    def interrupt_second(self: Dehazer, image: np.ndarray) -> tuple[np.ndarray, ImageRecord]:
         calls.append(1)
         if len(calls) == 2:
             interrupt()
         return real(self, image)
 
-    monkeypatch.setattr(Dehazer, "dehaze_with_plan", interrupt_second)  # the CLI builds its own Dehazer
+    monkeypatch.setattr(Dehazer, "dehaze_with_record", interrupt_second)  # the CLI builds its own Dehazer
 
 
 def test_ctrl_c_message_says_how_to_resume(tmp_path, monkeypatch):

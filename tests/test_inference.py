@@ -44,23 +44,23 @@ def test_tiled_matches_whole_image(tiny_weights):
     img = make_photo(200, 232)
     whole = Dehazer(weights=str(tiny_weights), device="cpu", max_side=0).dehaze(img.astype(np.float32) / 255)
     tiled_d = Dehazer(weights=str(tiny_weights), device="cpu", max_side=0, tile=64, halo=32)
-    tiled, plan = tiled_d.dehaze_with_plan(img.astype(np.float32) / 255)
+    tiled, plan = tiled_d.dehaze_with_record(img.astype(np.float32) / 255)
     assert plan.mode == "tiled" and plan.stats_scale == 1.0
     assert psnr(whole, tiled, peak=1.0) >= 40.0
     # above the memory budget the statistics come from a downscaled copy (an approximation)
     approx_d = Dehazer(weights=str(tiny_weights), device="cpu", max_side=0, tile=64, halo=32,
                        stats_max_pixels=200 * 232 // 4)
-    approx, plan = approx_d.dehaze_with_plan(img.astype(np.float32) / 255)
+    approx, plan = approx_d.dehaze_with_record(img.astype(np.float32) / 255)
     assert plan.stats_scale == 0.5 and np.isfinite(approx).all()
 
 
 def test_auto_tiling_above_memory_budget(tiny_weights):
     d = Dehazer(weights=str(tiny_weights), device="cpu", max_side=0, memory_budget_gb=0.3004)
     assert d.estimate_bytes(160, 160) > d.memory_budget
-    out, plan = d.dehaze_with_plan(make_photo(160, 160))
+    out, plan = d.dehaze_with_record(make_photo(160, 160))
     assert out.shape == (160, 160, 3) and plan.mode == "tiled"
     d2 = Dehazer(weights=str(tiny_weights), device="cpu", max_side=0)
-    assert d2.dehaze_with_plan(make_photo(160, 160))[1].mode == "whole"
+    assert d2.dehaze_with_record(make_photo(160, 160))[1].mode == "whole"
 
 
 class SmoothBackend(BaseBackend):
@@ -78,12 +78,12 @@ def test_fast_mode_carries_correction_to_full_resolution(tiny_weights):
     img = make_photo(240, 320).astype(np.float32) / 255
     full = Dehazer.from_backend(SmoothBackend(), max_side=0).dehaze(img)
     fast_d = Dehazer.from_backend(SmoothBackend(), max_side=160)
-    fast, plan = fast_d.dehaze_with_plan(img)
+    fast, plan = fast_d.dehaze_with_record(img)
     assert plan.mode == "fast" and plan.net_size == (120, 160)
     assert fast.shape == img.shape and psnr(full, fast, peak=1.0) > 32
     # with a real (tiny, random) generator too: runs and keeps the size
     d = Dehazer(weights=str(tiny_weights), device="cpu", max_side=100)
-    out, plan = d.dehaze_with_plan(make_photo(150, 201))
+    out, plan = d.dehaze_with_record(make_photo(150, 201))
     assert out.shape == (150, 201, 3) and plan.mode == "fast"
     # auto: fast mode on CPU only above the threshold side
     assert Dehazer(weights=str(tiny_weights), device="cpu").max_side is not None
@@ -129,7 +129,7 @@ def test_an_overflowing_fp16_pass_is_redone_in_fp32():
     with torch.no_grad():
         generator.model[1].weight.mul_(1e8)
     d = Dehazer.from_backend(TorchBackend(generator, "cuda", half=True), max_side=0)
-    out, plan = d.dehaze_with_plan(make_photo(32, 32))
+    out, plan = d.dehaze_with_record(make_photo(32, 32))
     assert plan.notes == ["fp16 output was not finite; redone in fp32"] and out.shape == (32, 32, 3)
 
 
@@ -177,7 +177,7 @@ class RetryingBackend(BaseBackend):
 
 def test_an_fp32_retry_is_a_note_of_the_image_plan():
     d = Dehazer.from_backend(RetryingBackend(), max_side=0)  # a note of the plan, not a Python warning
-    out, plan = d.dehaze_with_plan(np.zeros((16, 16, 3), np.uint8))
+    out, plan = d.dehaze_with_record(np.zeros((16, 16, 3), np.uint8))
     assert plan.notes == ["fp16 output was not finite; redone in fp32"] and out.shape == (16, 16, 3)
 
 

@@ -246,13 +246,13 @@ def test_scattering_dehazer_runs_the_network_on_a_reduced_copy(scattering_weight
 
     d = Dehazer(weights=str(scattering_weights), backend="torch", device="cpu", max_side=64, tile=32)
     photo = make_photo(150, 200)
-    out, plan = d.dehaze_with_plan(photo)
+    out, plan = d.dehaze_with_record(photo)
     assert out.shape == photo.shape and out.dtype == np.uint8
     assert plan.mode == "fast" and max(plan.net_size) == 64 and plan.tile is None  # never tiled
     assert d.describe()["output"] == "scattering"
     # a photo no larger than max_side is inverted with the network's own t, at full resolution
     small = make_photo(48, 60)
-    out, plan = d.dehaze_with_plan(small)
+    out, plan = d.dehaze_with_record(small)
     assert out.shape == small.shape and plan.mode == "whole"
     # the default side is the scattering one, on every device
     from odcr_cli.engine.dehazer import SCATTERING_MAX_SIDE

@@ -65,8 +65,8 @@ FIXED_OVERHEAD_BYTES = 300e6
 
 
 @dataclass
-class PlanInfo:
-    """How one image was processed (returned with it by ``Dehazer.dehaze_with_plan``)."""
+class ImageRecord:
+    """How one image was processed (returned with it by ``Dehazer.dehaze_with_record``)."""
     mode: str = "whole"          # whole | tiled | fast | dcp | identity
     tile: int | None = None
     stats_scale: float | None = None
@@ -94,8 +94,8 @@ class Dehazer:
     * ``method``, ``backend``, ``device``, ``max_side``: strings or the types of
       :mod:`odcr_cli.engine.options`, parsed here once (a bad value is an InferenceError).
     * ``dehaze(image)``: HxWx3, HxWx4 (alpha passed through) or HxW; uint8, uint16 or float
-      in [0, 1]; returns the same shape and dtype. ``dehaze_with_plan(image)`` also returns
-      the :class:`PlanInfo` of that image (how it was processed, notes, seconds by stage).
+      in [0, 1]; returns the same shape and dtype. ``dehaze_with_record(image)`` also returns
+      the :class:`ImageRecord` of that image (how it was processed, notes, seconds by stage).
     * ``__call__(batch)``: a Ray Data ``map_batches`` callable on ``batch["image"]``.
     """
 
@@ -137,7 +137,7 @@ class Dehazer:
         self.model_name: str | None = None
         self.parameters: int | None = None
         self.threads: int | None = None
-        self.keep_transmission = False  # the full-resolution t in each PlanInfo (--save-transmission)
+        self.keep_transmission = False  # the full-resolution t in each ImageRecord (--save-transmission)
         self.backend: Backend | None = None
         self.backend_name, self.device = "numpy", "cpu"
         self.readout: Readout = readout_for(None)
@@ -220,7 +220,7 @@ class Dehazer:
         return max(64, min(2048, side // SIZE_MULTIPLE * SIZE_MULTIPLE))
 
     # -- core -------------------------------------------------------------------------------
-    def _net_full(self, rgb: np.ndarray, plan: PlanInfo) -> np.ndarray:
+    def _net_full(self, rgb: np.ndarray, plan: ImageRecord) -> np.ndarray:
         """Full-resolution inference, whole or tiled."""
         h, w, _ = rgb.shape
         tile = self.tile
@@ -249,7 +249,7 @@ class Dehazer:
     def _run_image(self, x: np.ndarray) -> np.ndarray:
         return self.backend.run_outputs(x)["image"]
 
-    def _frozen_stats_backend(self, plan: PlanInfo) -> Backend:
+    def _frozen_stats_backend(self, plan: ImageRecord) -> Backend:
         """This backend, when it can freeze InstanceNorm statistics for tiling (tiles with their
         own statistics would drift in colour); ONNX Runtime cannot."""
         if self.backend.supports_frozen_stats:
@@ -264,7 +264,7 @@ class Dehazer:
         with self._lock:
             return self.backend.run_outputs(x[None])
 
-    def _dehaze_scattering(self, rgb: np.ndarray, plan: PlanInfo) -> np.ndarray:
+    def _dehaze_scattering(self, rgb: np.ndarray, plan: ImageRecord) -> np.ndarray:
         """The network on a copy whose longer side is at most ``max_side`` (never tiled: InstanceNorm
         statistics are always the whole image's), J at full resolution."""
         t0 = time.perf_counter()
@@ -283,8 +283,8 @@ class Dehazer:
         plan.seconds = {"downscale": t1 - t0, "network": t2 - t1, "readout": time.perf_counter() - t2}
         return out
 
-    def _dehaze_float(self, rgb: np.ndarray) -> tuple[np.ndarray, PlanInfo]:
-        plan = PlanInfo()
+    def _dehaze_float(self, rgb: np.ndarray) -> tuple[np.ndarray, ImageRecord]:
+        plan = ImageRecord()
         if self.strength == 0.0:  # --strength 0 is the input itself: no need to run anything
             plan.mode = "identity"
             return rgb.copy(), plan
@@ -304,7 +304,7 @@ class Dehazer:
                 plan.notes.append("fp16 output was not finite; redone in fp32")
         return out, plan
 
-    def _dehaze_direct(self, rgb: np.ndarray, plan: PlanInfo) -> np.ndarray:
+    def _dehaze_direct(self, rgb: np.ndarray, plan: ImageRecord) -> np.ndarray:
         """A direct model: whole, tiled or in fast mode; ``--strength`` blends with the input."""
         small = shrink_to(rgb, self._max_side)
         if small is not rgb:
@@ -317,7 +317,7 @@ class Dehazer:
             out = rgb + self.strength * (out - rgb)
         return out
 
-    def dehaze_with_plan(self, image: np.ndarray) -> tuple[np.ndarray, PlanInfo]:
+    def dehaze_with_record(self, image: np.ndarray) -> tuple[np.ndarray, ImageRecord]:
         """Dehaze one image; (same shape and dtype out as in, how it was processed)."""
         rgb, restore = to_float_rgb(np.asarray(image))
         out, plan = self._dehaze_float(rgb)
@@ -325,7 +325,7 @@ class Dehazer:
 
     def dehaze(self, image: np.ndarray) -> np.ndarray:
         """Dehaze one image; same shape and dtype out as in (see class doc)."""
-        return self.dehaze_with_plan(image)[0]
+        return self.dehaze_with_record(image)[0]
 
     def __call__(self, batch: dict) -> dict:
         images = batch["image"]
@@ -398,5 +398,5 @@ def to_float_rgb(arr: np.ndarray) -> tuple[np.ndarray, Callable[[np.ndarray], np
     return rgb, restore
 
 
-__all__: Sequence[str] = ("Dehazer", "PlanInfo",
+__all__: Sequence[str] = ("Dehazer", "ImageRecord",
                           "to_float_rgb", "CPU_AUTO_MAX_SIDE")

@@ -35,7 +35,7 @@ from odcr_cli.tasks.dehaze_plan import (STDIO, InputItem, InputSet, Job, Plan, g
 if TYPE_CHECKING:  # annotations only: the engine (numpy, OpenCV) loads when a model is needed
     import numpy as np
 
-    from odcr_cli.engine.dehazer import PlanInfo
+    from odcr_cli.engine.dehazer import ImageRecord
 
 
 class Interrupted(Exception):
@@ -112,7 +112,7 @@ class DehazerLike(Protocol):
     """What :func:`run_dehaze` needs of a dehazer: :class:`odcr_cli.engine.dehazer.Dehazer`, or a
     caller's own object."""
 
-    def dehaze_with_plan(self, image: np.ndarray) -> tuple[np.ndarray, PlanInfo]: ...
+    def dehaze_with_record(self, image: np.ndarray) -> tuple[np.ndarray, ImageRecord]: ...
 
     def describe(self) -> dict[str, Any]: ...
 
@@ -308,7 +308,7 @@ class _Batch:
         if self._on_begin is not None:
             self._on_begin(res)
         t0 = time.perf_counter()
-        pixels, plan = self._dehazer.dehaze_with_plan(img.pixels)
+        pixels, plan = self._dehazer.dehaze_with_record(img.pixels)
         res.net_seconds = time.perf_counter() - t0
         res.mode = plan.mode
         res.warnings += plan.notes
