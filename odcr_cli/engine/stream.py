@@ -89,7 +89,9 @@ class DehazeStream:
         dcp = dehazer.method is Method.DCP
         self.readout = ScatteringReadout(flat_sigma=0.0) if dcp else dehazer.readout
         self.smoothed = isinstance(self.readout, ScatteringReadout)
-        self.side = dehazer.max_side or SCATTERING_MAX_SIDE
+        # the network's side as for photos (--max-side 0: full resolution); dcp, full resolution
+        # on photos unless --max-side, estimates on a 512-px copy here unless told otherwise
+        self.side = dehazer.max_side if not dcp else dehazer.max_side or SCATTERING_MAX_SIDE
         step = 1.0 / max(fps, 1e-3)
         self._a_airlight = _blend(step, config.airlight_seconds)
         self._a_t = _blend(step, config.t_seconds)
