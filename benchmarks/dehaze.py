@@ -21,7 +21,8 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from odcr_cli.tasks.dehazing import DehazeOptions, run_dehaze
+from odcr_cli.tasks.dehaze_options import DehazeOptions
+from odcr_cli.tasks.dehazing import run_dehaze
 from odcr_cli.engine.dehazer import Dehazer
 from odcr_cli.files.folders import list_images
 from odcr_cli.imaging.metrics import psnr

@@ -76,7 +76,8 @@ def dehaze_command(
 
     Exit code 0 all done, 1 some failed, 2 usage error or no input, 130 interrupted (rerun with --skip-existing to resume)."""
     from odcr_cli.engine.options import BackendChoice, Device, Method, parse_choice, parse_max_side
-    from odcr_cli.tasks.dehazing import DehazeOptions, Interrupted, run_dehaze, write_report
+    from odcr_cli.tasks.dehaze_options import DehazeOptions
+    from odcr_cli.tasks.dehazing import Interrupted, run_dehaze, write_report
 
     if not inputs and not input_list:
         fail("no input given: pass files, folders, globs, '-' or --input-list FILE")

@@ -7,7 +7,7 @@
   decompression-bomb guard kept (``max_pixels``, 0 = no limit); truncated or non-image files
   raise :class:`ImageReadError` with a one-line message.
 * Writing: png | jpg | webp | tif, ``quality`` for JPEG/WebP, metadata unless ``strip``,
-  atomically (temporary file + rename). 16-bit stays 16-bit in PNG/TIFF.
+  encoded to bytes here; the dehaze task writes them atomically (temporary file + rename). 16-bit stays 16-bit in PNG/TIFF.
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ import cv2
 import numpy as np
 from PIL import Image, ImageOps
 
-from odcr_cli.files.fsutil import atomic_output
 from odcr_cli.errors import ImageReadError, ImageWriteError
 
 DEFAULT_MAX_PIXELS = 2 * int(Image.MAX_IMAGE_PIXELS or 89_478_485)  # Pillow's error threshold
@@ -327,22 +326,3 @@ def encode_image(img: ImageData, fmt: str, quality: int | None = None, strip: bo
     buf = io.BytesIO()
     im.save(buf, format=fmt, **kwargs)
     return buf.getvalue(), notes
-
-
-def write_image(path: str | Path, img: ImageData, fmt: str | None = None, quality: int | None = None,
-                strip: bool = False) -> list[str]:
-    """Encode and write atomically; the format comes from ``fmt`` or the suffix. Returns warnings."""
-    fmt = fmt or format_for_ext(Path(path).suffix)
-    data, notes = encode_image(img, fmt, quality, strip)
-    with atomic_output(path) as fh:
-        fh.write(data)
-    return notes
-
-
-def output_ext_for(img_format: str | None, source_suffix: str = "") -> str:
-    """``--ext auto``: keep the input's format when we can write it, else PNG."""
-    suffix = source_suffix.lower().lstrip(".")
-    if suffix in EXT_FORMAT and img_format and EXT_FORMAT[suffix] == img_format:
-        return source_suffix.lstrip(".")
-    return FORMAT_EXT.get(img_format or "", "png")
-

@@ -26,11 +26,8 @@ from odcr_cli.engine.options import check_strength
 from odcr_cli.errors import ImageReadError, OdcrError
 from odcr_cli.files.fsutil import atomic_output, remove_stale_temps
 from odcr_cli.files.imageio import FORMAT_EXT, ImageData, encode_image, format_for_ext, read_image
-# the options and the planning names, importable from here as they always were
 from odcr_cli.tasks.dehaze_options import DehazeOptions, transmission_paths
-from odcr_cli.tasks.dehaze_plan import (STDIO, InputItem, InputSet, Job, Plan, gather_inputs, job_outputs,
-                                        is_file_target, output_suffix, parse_shard, plan_outputs, plan_run,
-                                        shard_items)
+from odcr_cli.tasks.dehaze_plan import STDIO, InputSet, Job, Plan, job_outputs, parse_shard, plan_run
 
 if TYPE_CHECKING:  # annotations only: the engine (numpy, OpenCV) loads when a model is needed
     import numpy as np
@@ -432,6 +429,4 @@ def write_report(report: BatchReport, target: str, stdout: BinaryIO | None = Non
             fh.write(text)
 
 
-__all__ = ("STDIO", "BatchReport", "DehazeOptions", "DehazerLike", "FileResult", "InputItem", "InputSet",
-           "Interrupted", "Job", "ResultLog", "gather_inputs", "is_file_target",
-           "output_suffix", "parse_shard", "plan_outputs", "run_dehaze", "shard_items", "write_report")
+__all__ = ("BatchReport", "DehazerLike", "FileResult", "Interrupted", "ResultLog", "run_dehaze", "write_report")
