@@ -12,7 +12,7 @@ from odcr_cli.core import haze, losses
 from odcr_cli.core.network_input import to_signed
 from odcr_cli.core.methods import ContrastiveModel, method_config, prior_weight
 from odcr_cli.core.networks import GeneratorConfig, ResnetGenerator
-from odcr_cli.core.scattering import add_haze, remove_haze
+from odcr_cli.core.scattering import add_haze, output_names, remove_haze
 from odcr_cli.imaging.dcp import atmospheric_light, dark_channel, dcp_transmission, dehaze_dcp
 from odcr_cli.engine.readout import ImageReadout, ScatteringReadout, readout_for
 from odcr_cli.imaging.filters import upsample_transmission
@@ -119,7 +119,7 @@ def test_scattering_generator_shapes_and_identity_at_unit_transmission() -> None
     x = torch.rand(2, 3, 32, 40) * 2 - 1
     with torch.no_grad():
         raw, out = g.raw_outputs(x), g(x)
-    assert set(raw) == {"t", "airlight_correction"} == set(g.raw_output_names)
+    assert set(raw) == {"t", "airlight_correction"} == set(output_names(g.config.output, g.config.t_prior))
     assert raw["t"].shape == (2, 1, 32, 40) and raw["airlight_correction"].shape == (2, 3)
     assert float(raw["t"].min()) >= 0.1
     assert out.shape == x.shape and float(out.abs().max()) <= 1.0
@@ -134,7 +134,7 @@ def test_dcp_prior_at_zero_residual_is_the_dark_channel_prior() -> None:
     """With t_prior="dcp" an untrained network starts at the classical estimate (in training, in
     torch) and the numpy readout of inference computes the same t from the same outputs."""
     g = ResnetGenerator(_scattering(t_prior="dcp")).eval()
-    assert g.raw_output_names == ("t_residual", "airlight_correction")
+    assert output_names(g.config.output, g.config.t_prior) == ("t_residual", "airlight_correction")
     rgb = make_photo(64, 80, seed=4).astype(np.float32) / 255.0
     x = torch.from_numpy(rgb).permute(2, 0, 1)[None] * 2 - 1
     zero = {"t_residual": torch.zeros(1, 1, 64, 80), "airlight_correction": torch.zeros(1, 3)}

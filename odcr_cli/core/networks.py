@@ -16,7 +16,7 @@ from torch import nn
 
 from odcr_cli.core import haze
 from odcr_cli.core.network_input import SIZE_MULTIPLE, to_signed, to_unit
-from odcr_cli.core.scattering import output_names, remove_haze
+from odcr_cli.core.scattering import remove_haze
 
 NCE_LAYERS_DEFAULT: tuple[int, ...] = (0, 4, 8, 12, 16)
 OUTPUT_KINDS: tuple[str, ...] = ("image", "scattering")
@@ -134,7 +134,7 @@ class ResnetGenerator(nn.Module):
     (otherwise the output has 4*ceil(H/4) rows; callers pad: ``odcr_cli.engine.tiling.pad_to_multiple``).
     ``forward`` always returns the clear image, whatever ``config.output`` is, so that every loss
     and every caller sees one kind of generator; :meth:`raw_outputs` gives what the network
-    itself predicts (see :func:`raw_output_names`).
+    itself predicts (see :func:`odcr_cli.core.scattering.output_names`).
     """
 
     size_multiple: int = SIZE_MULTIPLE
@@ -175,10 +175,6 @@ class ResnetGenerator(nn.Module):
         # A small global correction of the rule-based airlight, from pooled bottleneck features.
         self.airlight_head = nn.Linear(ngf * 4, 3) if config.learned_airlight and config.output == "scattering" else None
 
-    @property
-    def raw_output_names(self) -> tuple[str, ...]:
-        return raw_output_names(self.config)
-
     def _run(self, x: torch.Tensor, layers: Sequence[int] = ()) -> tuple[dict[str, torch.Tensor], list[torch.Tensor]]:
         """One pass: the raw outputs and the features at ``layers`` (``model`` indices)."""
         wanted = set(layers)
@@ -202,7 +198,7 @@ class ResnetGenerator(nn.Module):
         return raw, [found[i] for i in layers]
 
     def raw_outputs(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """(B, 3, H, W) in [-1, 1] -> what the network itself predicts (:func:`raw_output_names`):
+        """(B, 3, H, W) in [-1, 1] -> what the network itself predicts (:func:`odcr_cli.core.scattering.output_names`):
         ``image`` (B, 3, H, W) for the paper's output; for scattering ``t`` (B, 1, H, W) in
         [t_min, 1], or with the DCP prior the logit residual ``t_residual`` (B, 1, H, W), and
         ``airlight_correction`` (B, 3)."""
@@ -264,11 +260,6 @@ class ResnetGenerator(nn.Module):
             p = next(self.parameters())
             feats = self.encode(torch.zeros(1, 3, 8, 8, dtype=p.dtype, device=p.device), layers)
         return [f.shape[1] for f in feats]
-
-
-def raw_output_names(config: GeneratorConfig) -> tuple[str, ...]:
-    """Names of what a generator of ``config`` predicts, in the order of its ONNX outputs."""
-    return output_names(config.output, config.t_prior)
 
 
 @dataclass(frozen=True)
