@@ -136,7 +136,7 @@ class DehazeReporter:
         if failed:
             line += f": {res.error}"
         else:
-            line += f" -> {res.output}" + (f" ({res.error})" if res.error else "")
+            line += f" -> {res.output}" + (f" ({res.reason})" if res.reason else "")
             if res.frames is not None and res.seconds:
                 line += f" ({res.frames} frames, {res.frames / res.seconds:.1f} fps)"
         for note in res.warnings if res.status == "ok" and res.frames is not None else []:
@@ -211,7 +211,7 @@ def _plan_line(res: FileResult) -> str:
     if res.status == "planned":
         return f"{res.input} -> {res.output}"
     if res.status == "skipped":
-        return f"{res.input} -> {res.output} (skipped: {res.error})"
+        return f"{res.input} -> {res.output} (skipped: {res.reason})"
     return f"{res.input}: failed: {res.error}"
 
 

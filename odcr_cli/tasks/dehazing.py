@@ -49,7 +49,7 @@ class FileResult:
     input: str
     output: str | None
     status: str            # ok | failed | skipped | planned (--dry-run)
-    error: str | None = None
+    error: str | None = None           # why it failed (failed files only)
     width: int | None = None
     height: int | None = None
     seconds: float = 0.0
@@ -60,6 +60,7 @@ class FileResult:
     fps: float | None = None           # videos: the clip's frame rate (kept)
     codec: str | None = None           # videos: the encoder written with
     details: dict[str, Any] = field(default_factory=dict)  # how it was processed (-v): stage seconds, sizes, counts
+    reason: str | None = None          # why it was skipped ("output exists")
 
 
 @dataclass
@@ -145,7 +146,7 @@ def _record_unprocessed(plan: Plan, log: ResultLog, dry_run: bool) -> None:
         log.finish(FileResult(raw, None, "failed", why))
     for job in plan.jobs:
         if not plan.runs(job):
-            log.finish(FileResult(job.item.source, job.output, "skipped", "output exists"))
+            log.finish(FileResult(job.item.source, job.output, "skipped", reason="output exists"))
         elif dry_run:
             log.finish(FileResult(job.item.source, job.output, "planned"))
 

@@ -57,7 +57,7 @@ if TYPE_CHECKING:
     from odcr_cli.engine.dehazer import Dehazer
 
 # names importers use from here; they live in pairing.py and evaluation_report.py
-__all__ = ["PSNR_CAP", "EvaluationReport", "ImageScore", "Contender", "MethodResult", "Pair", "Pairing",
+__all__ = ["PSNR_CAP", "EvaluationReport", "ImageScore", "LoadedMethod", "MethodResult", "Pair", "Pairing",
            "evaluate", "evaluate_generator_on_pairs", "gt_candidates", "hazy_only",
            "make_method", "match_gt", "measure_latency", "pair_images", "pairs_from_dir"]
 
@@ -67,7 +67,7 @@ PSNR_CAP = 100.0
 # --- methods -----------------------------------------------------------------------------------
 
 @dataclass
-class Contender:
+class LoadedMethod:
     """One method of an evaluation, loaded: what it is called in the report and how it dehazes."""
 
     name: str
@@ -79,7 +79,7 @@ class Contender:
 
 
 def make_method(spec: str, weights: str | None = None, device: Device | str = "auto",
-                max_side: int | None = None) -> Contender:
+                max_side: int | None = None) -> LoadedMethod:
     """``input``, ``dcp``, ``dcp@N`` (t estimated on a copy of at most N px), ``odcr`` (bundled or
     ``weights``), ``onnx:FILE`` or a weights path,
     each optionally named ``LABEL=SPEC`` (the label is the method's name in reports).
@@ -93,7 +93,7 @@ def make_method(spec: str, weights: str | None = None, device: Device | str = "a
         method.name = label
         return method
     if spec == "input":
-        return Contender("input", "input", lambda img: img, description="the hazy image itself")
+        return LoadedMethod("input", "input", lambda img: img, description="the hazy image itself")
     if spec == "dcp" or _dcp_side(spec) is not None:
         return _dcp_method(spec)
     if spec.startswith("onnx:"):
@@ -108,30 +108,30 @@ def _dcp_side(spec: str) -> int | None:
     return None
 
 
-def _dcp_method(spec: str) -> Contender:
+def _dcp_method(spec: str) -> LoadedMethod:
     """``dcp`` (the classical algorithm, at full resolution) or ``dcp@N``."""
     from odcr_cli.engine.dehazer import Dehazer
 
     side = _dcp_side(spec)
     if side is not None:
         d = Dehazer(method="dcp", max_side=side)
-        return Contender(spec, "dcp", d.dehaze, d, None,
+        return LoadedMethod(spec, "dcp", d.dehaze, d, None,
                          f"dark channel prior, t estimated on a copy of at most {side} px and guided-upsampled")
     d = Dehazer(method="dcp")
-    return Contender("dcp", "dcp", d.dehaze, d, None, "dark channel prior (numpy)")
+    return LoadedMethod("dcp", "dcp", d.dehaze, d, None, "dark channel prior (numpy)")
 
 
-def _onnx_method(spec: str, device: Device | str, max_side: int | None) -> Contender:
+def _onnx_method(spec: str, device: Device | str, max_side: int | None) -> LoadedMethod:
     from odcr_cli.engine.dehazer import Dehazer
 
     path = Path(spec[len("onnx:"):])
     if not path.is_file():
         raise EvaluationError(f"ONNX model not found: {path}")
     d = Dehazer(backend="onnx", onnx_path=str(path), device=device, max_side=_dehazer_side(max_side))
-    return Contender(spec, "onnx", d.dehaze, d, d.parameters, f"onnxruntime {d.device}")
+    return LoadedMethod(spec, "onnx", d.dehaze, d, d.parameters, f"onnxruntime {d.device}")
 
 
-def _torch_method(spec: str, weights: str | None, device: Device | str, max_side: int | None) -> Contender:
+def _torch_method(spec: str, weights: str | None, device: Device | str, max_side: int | None) -> LoadedMethod:
     """``odcr``, a bundled model's name or a weights file, on the torch backend."""
     from odcr_cli.engine.dehazer import Dehazer
     from odcr_cli.files.bundled import bundled_models
@@ -140,7 +140,7 @@ def _torch_method(spec: str, weights: str | None, device: Device | str, max_side
     if spec in named or (spec == "odcr" and weights is None):
         d = Dehazer(model=None if spec == "odcr" else spec, backend="torch", device=device,
                     max_side=_dehazer_side(max_side))
-        return Contender(spec, "torch", d.dehaze, d, d.parameters, f"bundled {d.model_name}, torch {d.device}")
+        return LoadedMethod(spec, "torch", d.dehaze, d, d.parameters, f"bundled {d.model_name}, torch {d.device}")
     if spec == "odcr":
         path = weights
     else:
@@ -149,14 +149,14 @@ def _torch_method(spec: str, weights: str | None, device: Device | str, max_side
                                   "(odcr models), onnx:FILE or a weights file")
         path = spec
     d = Dehazer(weights=path, backend="torch", device=device, max_side=_dehazer_side(max_side))
-    return Contender(spec, "torch", d.dehaze, d, d.parameters, f"torch {d.device}")
+    return LoadedMethod(spec, "torch", d.dehaze, d, d.parameters, f"torch {d.device}")
 
 
 def _dehazer_side(max_side: int | None) -> int | str:
     return "auto" if max_side is None else max_side
 
 
-def measure_latency(method: Contender, size: tuple[int, int] = (256, 256), repeats: int = 5) -> dict | None:
+def measure_latency(method: LoadedMethod, size: tuple[int, int] = (256, 256), repeats: int = 5) -> dict | None:
     """Median ms of ``dehaze`` on a ``size`` (H, W) uint8 image after one warm-up (learned methods)."""
     if method.kind not in ("torch", "onnx") or repeats <= 0:
         return None
@@ -211,7 +211,7 @@ def _choose_pairing(hazy_dir: str | Path | Sequence[str | Path] | None, gt_dir: 
     return pairing, paired
 
 
-def _load_methods(specs: Sequence[str], weights: str | None, device: Device | str, max_side: int | None) -> list[Contender]:
+def _load_methods(specs: Sequence[str], weights: str | None, device: Device | str, max_side: int | None) -> list[LoadedMethod]:
     """The methods named by ``specs`` (duplicates dropped, ``odcr`` when empty), names unique."""
     specs = list(dict.fromkeys(specs)) or ["odcr"]
     loaded = [make_method(s, weights=weights, device=device, max_side=max_side) for s in specs]
@@ -225,7 +225,7 @@ class _PairScorer:
     """Scores every method on one pair at a time into ``report``; saves the outputs under
     ``out_root`` and into ``page`` when given. A failure is recorded, never raised."""
 
-    def __init__(self, report: EvaluationReport, methods: Sequence[Contender], page: EvaluationPage | None,
+    def __init__(self, report: EvaluationReport, methods: Sequence[LoadedMethod], page: EvaluationPage | None,
                  out_root: Path | None) -> None:
         self.report, self.methods, self.page, self.out_root = report, list(methods), page, out_root
 
@@ -259,7 +259,7 @@ class _PairScorer:
         for m in self.methods:
             self._score_method(m, pair, hazy, gt)
 
-    def _score_method(self, m: Contender, pair: Pair, hazy: np.ndarray, gt: np.ndarray | None) -> None:
+    def _score_method(self, m: LoadedMethod, pair: Pair, hazy: np.ndarray, gt: np.ndarray | None) -> None:
         try:
             out = m.dehaze(hazy)
             if out.shape != hazy.shape or out.dtype != np.uint8:
