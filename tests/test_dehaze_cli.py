@@ -155,7 +155,7 @@ def test_tile_fast_mode_metadata_and_bomb_guard(tmp_path, tiny_weights):
 
 def test_options_dataclass_defaults():
     o = DehazeOptions()
-    assert o.ext == "auto" and o.max_side == "auto" and o.suffix is None
+    assert o.ext == "auto" and o.engine.max_side == "auto" and o.suffix is None
     with pytest.raises(UsageError, match="--shard 1/0"):
         parse_shard("1/0")
 

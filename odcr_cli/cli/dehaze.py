@@ -75,7 +75,7 @@ def dehaze_command(
     """Dehaze photos and videos: files, folders, globs or stdin (photos).
 
     Exit code 0 all done, 1 some failed, 2 usage error or no input, 130 interrupted (rerun with --skip-existing to resume)."""
-    from odcr_cli.engine.options import BackendChoice, Device, Method, parse_choice, parse_max_side
+    from odcr_cli.engine.options import EngineOptions, Method, parse_choice
     from odcr_cli.tasks.dehaze_options import DehazeOptions
     from odcr_cli.tasks.dehazing import Interrupted, run_dehaze, write_report
 
@@ -92,13 +92,13 @@ def dehaze_command(
         fail(f"--max-pixels {max_pixels}: give a number of pixels, or 0 for no limit")
     if (output == "-" or (output is None and inputs == ["-"])) and sys.stdout.isatty() and not dry_run:
         fail("refusing to write image bytes to a terminal; redirect stdout or pass -o FILE")
+    engine = EngineOptions(method=chosen_method, model=model, weights=weights, onnx_path=onnx, backend=backend,
+                           device=device, half=half, tile=tile, max_side=max_side, strength=strength, threads=threads,
+                           keep_transmission=save_transmission)
     opts = DehazeOptions(inputs=list(inputs or []), output=output, recursive=recursive, input_list=input_list,
                          suffix=suffix, ext=ext, quality=quality, overwrite=overwrite, skip_existing=skip_existing,
-                         shard=shard, weights=weights, model=model, method=chosen_method,
-                         device=Device.parse(device), half=half, backend=parse_choice(BackendChoice, backend, "--backend"),
-                         onnx=onnx, tile=tile, max_side=parse_max_side(max_side), max_pixels=max_pixels,
-                         strip_metadata=strip_metadata, strength=strength, dry_run=dry_run, json_report=json_report,
-                         codec=codec, crf=crf, preset=preset, threads=threads, save_transmission=save_transmission)
+                         shard=shard, engine=engine, max_pixels=max_pixels, strip_metadata=strip_metadata,
+                         dry_run=dry_run, json_report=json_report, codec=codec, crf=crf, preset=preset)
     rep = DehazeReporter(quiet, plan_to_stdout=dry_run and json_report != "-", verbose=verbose)
     # SIGTERM (what batch schedulers and `kill` send) ends a run as Ctrl-C does: the file being
     # written is discarded, and the summary and --json report still come out

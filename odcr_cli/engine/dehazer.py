@@ -37,17 +37,17 @@ import math
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import cv2
 import numpy as np
 
 from odcr_cli.core.network_input import MIN_SIDE, SIZE_MULTIPLE, from_net, padded_size, to_net
 from odcr_cli.engine.backends import Backend, choose_backend, make_backend
-from odcr_cli.engine.options import (AUTO, BackendChoice, Device, MaxSide, Method, check_strength, parse_choice,
-                                     parse_max_side)
+from odcr_cli.engine.options import (AUTO, DEFAULT_HALO, DEFAULT_MEMORY_BUDGET_GB, BackendChoice, Device,
+                                     EngineOptions, MaxSide, Method)
 from odcr_cli.engine.readout import Readout, readout_for
-from odcr_cli.engine.tiling import DEFAULT_HALO, guided_upsample, pad_to_multiple, run_padded, run_tiled
+from odcr_cli.engine.tiling import guided_upsample, pad_to_multiple, run_padded, run_tiled
 from odcr_cli.errors import InferenceError
 from odcr_cli.files.bundled import bundled_model
 from odcr_cli.imaging.filters import shrink_to
@@ -57,7 +57,6 @@ CPU_AUTO_MAX_SIDE = 1600
 # (t is smooth; the photo's detail comes from the full-resolution inversion). Chosen from
 # benchmarks/scattering_side.py on the dev pairs (see weights/MODEL_CARD.md).
 SCATTERING_MAX_SIDE = 512
-DEFAULT_MEMORY_BUDGET_GB = 4.0
 # Peak bytes per input pixel of whole-image inference for an ngf-64 generator under
 # inference_mode (measured: 1.3 GB at 1024^2 for torch, 3 GB for ORT), plus a margin.
 BYTES_PER_PIXEL_NGF64 = {"torch": 1500.0, "onnx": 3000.0}
@@ -99,45 +98,36 @@ class Dehazer:
     * ``__call__(batch)``: a Ray Data ``map_batches`` callable on ``batch["image"]``.
     """
 
-    def __init__(self, weights: str | None = None, method: Method | str = Method.ODCR, device: Device | str = "auto",
-                 backend: BackendChoice | str = BackendChoice.AUTO, onnx_path: str | None = None,
-                 tile: int | None = None, max_side: int | str | None = AUTO, half: bool = False,
-                 memory_budget_gb: float = DEFAULT_MEMORY_BUDGET_GB, halo: int = DEFAULT_HALO,
-                 stats_max_pixels: int | None = None, model: str | None = None, strength: float = 1.0,
-                 threads: int | None = None, keep_transmission: bool = False) -> None:
-        method = parse_choice(Method, method, "method")
-        choice = parse_choice(BackendChoice, backend, "backend")
-        requested, side = Device.parse(device), parse_max_side(max_side)
-        if model is not None and (weights is not None or onnx_path is not None):
-            raise InferenceError("--model picks a bundled model; --weights/--onnx pick a file: give one of them")
-        self._configure(method, tile, halo, memory_budget_gb, stats_max_pixels, strength)
-        self.threads = _limit_threads(threads)
-        self.keep_transmission = keep_transmission
-        if method is Method.DCP:  # full resolution unless a side is given: the classical algorithm
-            self._max_side = side if isinstance(side, int) else None
+    def __init__(self, options: EngineOptions | None = None, **settings: Any) -> None:
+        o = options if options is not None else EngineOptions(**settings)
+        if options is not None and settings:
+            raise InferenceError("give EngineOptions or keyword settings, not both")
+        self._configure(o)
+        if o.method is Method.DCP:  # full resolution unless a side is given: the classical algorithm
+            self._max_side = o.max_side if isinstance(o.max_side, int) else None
             return
-        choice = choose_backend(choice, weights=weights, onnx_path=onnx_path, device=requested, half=half, model=model)
-        self._attach(self._load(choice, weights, onnx_path, requested, half, model), side)
-        if keep_transmission and self.readout.writes_image:
+        choice = choose_backend(o.backend, weights=o.weights, onnx_path=o.onnx_path, device=o.device, half=o.half,
+                                model=o.model)
+        self._attach(self._load(choice, o.weights, o.onnx_path, o.device, o.half, o.model), o.max_side)
+        if o.keep_transmission and self.readout.writes_image:
             raise InferenceError("--save-transmission needs a model that estimates t (a scattering model, "
                                  "the default) or --method dcp; this one writes the image directly")
 
-    def _configure(self, method: Method, tile: int | None, halo: int, memory_budget_gb: float,
-                   stats_max_pixels: int | None, strength: float) -> None:
+    def _configure(self, o: EngineOptions) -> None:
         """What every Dehazer has, whatever runs it (``dcp`` runs numpy on the CPU)."""
-        check_strength(strength)
-        if tile is not None and tile < MIN_SIDE:
+        if o.tile is not None and o.tile < MIN_SIDE:
             raise InferenceError(f"--tile must be at least {MIN_SIDE} pixels")
-        self.method, self.strength = method, float(strength)
-        self.tile, self.halo = tile, halo
-        self.memory_budget = memory_budget_gb * 1e9
-        self.stats_max_pixels = stats_max_pixels
+        self.options = o
+        self.method, self.strength = o.method, o.strength
+        self.tile, self.halo = o.tile, o.halo
+        self.memory_budget = o.memory_budget_gb * 1e9
+        self.stats_max_pixels = o.stats_max_pixels
         self.weights_path: str | None = None
         self.weights_sha256: str | None = None
         self.model_name: str | None = None
         self.parameters: int | None = None
-        self.threads: int | None = None
-        self.keep_transmission = False  # the full-resolution t in each ImageRecord (--save-transmission)
+        self.threads = _limit_threads(o.threads)
+        self.keep_transmission = o.keep_transmission  # the full-resolution t in each ImageRecord
         self.backend: Backend | None = None
         self.backend_name, self.device = "numpy", "cpu"
         self.readout: Readout = readout_for(None)
@@ -190,8 +180,10 @@ class Dehazer:
         """A Dehazer around any object implementing :class:`~odcr_cli.engine.backends.Backend`
         (custom runtimes, tests, training's validation)."""
         self = cls.__new__(cls)
-        self._configure(Method.ODCR, tile, halo, memory_budget_gb, stats_max_pixels, strength)
-        self._attach(backend, parse_max_side(max_side))
+        o = EngineOptions(tile=tile, max_side=max_side, memory_budget_gb=memory_budget_gb, halo=halo,
+                          stats_max_pixels=stats_max_pixels, strength=strength)
+        self._configure(o)
+        self._attach(backend, o.max_side)
         return self
 
     # -- description ------------------------------------------------------------------------
@@ -344,8 +336,6 @@ def _limit_threads(threads: int | None) -> int | None:
     choice (all cores)."""
     if threads is None:
         return None
-    if threads < 1:
-        raise InferenceError(f"--threads {threads}: give at least 1")
     cv2.setNumThreads(int(threads))
     return int(threads)
 

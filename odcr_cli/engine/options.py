@@ -105,3 +105,42 @@ def check_strength(strength: float) -> float:
     if not 0.0 <= strength <= 1.0:
         raise InferenceError(f"--strength {strength}: use a value from 0 (the input) to 1 (full dehazing)")
     return float(strength)
+
+
+DEFAULT_MEMORY_BUDGET_GB = 4.0  # above this estimate a full-resolution direct model runs in tiles
+DEFAULT_HALO = 64               # px of context around each tile
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    """Everything a :class:`~odcr_cli.engine.dehazer.Dehazer` is made from, parsed and checked
+    once, here: strings become the types above, and a bad value is an InferenceError. The CLI
+    builds one from its flags; ``Dehazer(**same names)`` builds one too."""
+
+    method: Method = Method.ODCR
+    model: str | None = None           # a bundled model by name (None: the default)
+    weights: str | None = None         # a generator file or run folder (torch)
+    onnx_path: str | None = None       # an exported graph (ONNX Runtime)
+    backend: BackendChoice = BackendChoice.AUTO
+    device: Device = Device()
+    half: bool = False
+    tile: int | None = None
+    max_side: MaxSide = AUTO
+    strength: float = 1.0
+    threads: int | None = None
+    keep_transmission: bool = False    # the full-resolution t in each image's record
+    memory_budget_gb: float = DEFAULT_MEMORY_BUDGET_GB
+    halo: int = DEFAULT_HALO
+    stats_max_pixels: int | None = None
+
+    def __post_init__(self) -> None:
+        parsed = {"method": parse_choice(Method, self.method, "--method"),
+                  "backend": parse_choice(BackendChoice, self.backend, "--backend"),
+                  "device": Device.parse(self.device), "max_side": parse_max_side(self.max_side),
+                  "strength": check_strength(self.strength)}
+        for name, value in parsed.items():
+            object.__setattr__(self, name, value)
+        if self.model is not None and (self.weights is not None or self.onnx_path is not None):
+            raise InferenceError("--model picks a bundled model; --weights/--onnx pick a file: give one of them")
+        if self.threads is not None and self.threads < 1:
+            raise InferenceError(f"--threads {self.threads}: give at least 1")

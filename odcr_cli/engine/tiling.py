@@ -16,8 +16,8 @@ import numpy as np
 
 from odcr_cli.core.network_input import SIZE_MULTIPLE, from_net, padded_size, to_net
 from odcr_cli.imaging.filters import box
+from odcr_cli.engine.options import DEFAULT_HALO
 
-DEFAULT_HALO = 64
 
 
 def pad_to_multiple(chw: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
@@ -116,4 +116,4 @@ def guided_upsample(low_in: np.ndarray, low_out: np.ndarray, full_in: np.ndarray
     return np.clip(out, 0.0, 1.0, out=out)
 
 
-__all__ = ("pad_to_multiple", "run_padded", "run_tiled", "guided_upsample", "DEFAULT_HALO")
+__all__ = ("pad_to_multiple", "run_padded", "run_tiled", "guided_upsample")

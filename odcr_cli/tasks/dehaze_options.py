@@ -1,11 +1,12 @@
-"""The options of one ``odcr dehaze`` run, as the task takes them (the CLI fills them in)."""
+"""The options of one ``odcr dehaze`` run, as the task takes them (the CLI fills them in): where
+to read and write, and the engine's own options whole (:class:`~odcr_cli.engine.options.EngineOptions`)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from odcr_cli.engine.options import AUTO, BackendChoice, Device, MaxSide, Method
+from odcr_cli.engine.options import EngineOptions
 
 
 @dataclass
@@ -20,21 +21,10 @@ class DehazeOptions:
     overwrite: bool = False
     skip_existing: bool = False
     shard: str | None = None           # "i/N", 0 <= i < N
-    weights: str | None = None
-    model: str | None = None          # a bundled model by name (None: the default)
-    method: Method = Method.ODCR       # the engine's options, parsed by the CLI (Dehazer parses strings too)
-    device: Device = Device()
-    half: bool = False
-    backend: BackendChoice = BackendChoice.AUTO
-    onnx: str | None = None
-    tile: int | None = None
-    max_side: MaxSide = AUTO
+    engine: EngineOptions = field(default_factory=EngineOptions)  # the model, device, strength, --save-transmission...
     max_pixels: int | None = None
     strip_metadata: bool = False
     workers: int = 2
-    threads: int | None = None         # --threads: CPU threads of the network and OpenCV (None: all cores)
-    save_transmission: bool = False    # photos: also write t and -ln t as 16-bit PNGs beside each output
-    strength: float = 1.0              # 0 = the input, 1 = full dehazing
     dry_run: bool = False              # plan and report only: no model, nothing written
     json_report: str | None = None     # only checked up front (its folder must be writable)
     codec: str | None = None           # videos: --codec (None: H.264, VP9 into .webm)

@@ -323,7 +323,7 @@ def _stdio_job(items: list[InputItem], opts: DehazeOptions, ext: str) -> Job | N
         raise UsageError("'-' (stdin) cannot be combined with other inputs")
     if opts.output != STDIO and not (opts.output is None and has_stdin):
         return None
-    if opts.save_transmission:
+    if opts.engine.keep_transmission:
         raise UsageError("--save-transmission writes files beside the output: give -o FILE, not stdout")
     if len(items) != 1:
         raise UsageError("-o - (stdout) takes exactly one input")
@@ -414,7 +414,7 @@ def check_safety(jobs: list[Job], opts: DehazeOptions) -> None:
 
 def job_outputs(job: Job, opts: DehazeOptions) -> list[str]:
     """Every file a job writes: its output, and with --save-transmission (photos) t and -ln t."""
-    extra = transmission_paths(job.output) if opts.save_transmission and not job.video and job.output != STDIO else []
+    extra = transmission_paths(job.output) if opts.engine.keep_transmission and not job.video and job.output != STDIO else []
     return [job.output, *extra]
 
 

@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Iterator, Protocol
 
 from odcr_cli import __version__
-from odcr_cli.engine.options import check_strength
 from odcr_cli.errors import ImageReadError, OdcrError
 from odcr_cli.files.fsutil import atomic_output, remove_stale_temps
 from odcr_cli.files.imageio import FORMAT_EXT, ImageData, encode_image, format_for_ext, read_image
@@ -353,10 +352,7 @@ class _Batch:
 def _load_dehazer(opts: DehazeOptions) -> DehazerLike:
     from odcr_cli.engine.dehazer import Dehazer  # the engine only when a model is needed (not --dry-run)
 
-    return Dehazer(weights=opts.weights, method=opts.method, device=opts.device, backend=opts.backend,
-                   onnx_path=opts.onnx, tile=opts.tile, max_side=opts.max_side, half=opts.half,
-                   model=opts.model, strength=opts.strength, threads=opts.threads,
-                   keep_transmission=opts.save_transmission)
+    return Dehazer(opts.engine)
 
 
 def run_dehaze(opts: DehazeOptions, dehazer: DehazerLike | None = None, progress: ProgressFn | None = None,
@@ -373,7 +369,6 @@ def run_dehaze(opts: DehazeOptions, dehazer: DehazerLike | None = None, progress
     (``WeightsError``, ``InferenceError``) propagate to the caller too."""
     started = time.perf_counter()
     shard = parse_shard(opts.shard)
-    check_strength(opts.strength)  # before the plan: a dry run loads no Dehazer to check it
     if opts.codec is not None or opts.crf is not None:
         from odcr_cli.files.video import check_encode_options
 
@@ -388,9 +383,9 @@ def run_dehaze(opts: DehazeOptions, dehazer: DehazerLike | None = None, progress
     log = ResultLog(plan, opts, started, progress)
     if opts.dry_run:  # the plan, as a real run would carry it out: no model, nothing written
         _record_unprocessed(plan, log, dry_run=True)
-        return log.report({"method": opts.method, "model": opts.model, "weights": opts.weights,
-                           "strength": opts.strength})
-    engine: dict[str, Any] = {"method": opts.method, "strength": opts.strength}  # if Ctrl-C comes first
+        e = opts.engine
+        return log.report({"method": e.method, "model": e.model, "weights": e.weights, "strength": e.strength})
+    engine: dict[str, Any] = {"method": opts.engine.method, "strength": opts.engine.strength}  # if Ctrl-C comes first
     try:
         if dehazer is None:
             dehazer = _load_dehazer(opts)
