@@ -13,7 +13,7 @@ from odcr_cli.engine.dehazer import Dehazer
 from odcr_cli.imaging.metrics import psnr
 from odcr_cli.errors import InferenceError, WeightsError
 from odcr_cli.engine.tiling import guided_upsample
-from odcr_cli.engine.backends import BaseBackend
+from odcr_cli.engine.backend_base import Backend
 from odcr_cli.engine.options import Device, Method, parse_max_side
 from odcr_cli.engine.torch_backend import TorchBackend, finite_or_fp32, resolve_torch_device
 
@@ -63,7 +63,7 @@ def test_auto_tiling_above_memory_budget(tiny_weights):
     assert d2.dehaze_with_record(make_photo(160, 160))[1].mode == "whole"
 
 
-class SmoothBackend(BaseBackend):
+class SmoothBackend(Backend):
     """A stand-in network whose correction varies slowly across the image, as haze does."""
     name = "smooth"
 
@@ -166,7 +166,7 @@ def test_non_finite_fp16_output_is_redone_in_fp32():
     assert calls == [False] and not retried
 
 
-class RetryingBackend(BaseBackend):
+class RetryingBackend(Backend):
     """A runtime whose fp16 pass fails once per call, as TorchBackend(half=True) reports it."""
     name = "retrying"
 

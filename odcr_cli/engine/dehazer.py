@@ -43,7 +43,8 @@ import cv2
 import numpy as np
 
 from odcr_cli.core.network_input import MIN_SIDE, SIZE_MULTIPLE, from_net, padded_size, to_net
-from odcr_cli.engine.backends import Backend, choose_backend, make_backend
+from odcr_cli.engine.backend_base import Backend
+from odcr_cli.engine.backends import choose_backend, make_backend
 from odcr_cli.engine.options import (AUTO, DEFAULT_HALO, DEFAULT_MEMORY_BUDGET_GB, BackendChoice, Device,
                                      EngineOptions, MaxSide, Method)
 from odcr_cli.engine.readout import Readout, readout_for

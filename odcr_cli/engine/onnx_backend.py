@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from odcr_cli.core.network_input import SIZE_MULTIPLE
+from odcr_cli.engine.backend_base import Backend
 from odcr_cli.engine.options import Device
 
 from odcr_cli.errors import OnnxBackendError
@@ -83,7 +84,7 @@ def _provider_list(device: Device, available: list[str], cache_dir: Path | None)
     return chosen
 
 
-class OnnxBackend:
+class OnnxBackend(Backend):
     """One onnxruntime session for an exported odcr generator.
 
     Attributes: ``name`` ("onnx"), ``device`` (the provider really active, e.g.
@@ -117,7 +118,6 @@ class OnnxBackend:
             raise OnnxBackendError(f"{self.path}: onnxruntime cannot load it: {msg}") from None
         self.providers: list[str] = list(self.session.get_providers())
         self.device: str = self.providers[0]
-        self.on_gpu = self.device != "CPUExecutionProvider"
         if device.kind == "cuda" and "CUDAExecutionProvider" not in self.providers:
             raise OnnxBackendError(
                 "--device cuda was asked for, but onnxruntime could not activate the CUDA provider "
@@ -176,12 +176,6 @@ class OnnxBackend:
         if self.input_type == "tensor(float16)":
             feed = feed.astype(np.float16)
         return [np.asarray(o, dtype=np.float32) for o in self.session.run(names, {self.input_name: feed})]
-
-    def instance_norm_stats(self, x: np.ndarray) -> list:
-        raise OnnxBackendError("ONNX Runtime cannot freeze InstanceNorm statistics across tiles")
-
-    def run_frozen(self, x: np.ndarray, stats: list) -> np.ndarray:
-        raise OnnxBackendError("ONNX Runtime cannot freeze InstanceNorm statistics across tiles")
 
 
 

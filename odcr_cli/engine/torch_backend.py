@@ -12,6 +12,7 @@ from typing import Any, Callable, Iterator, TypeVar
 
 import numpy as np
 
+from odcr_cli.engine.backend_base import Backend
 from odcr_cli.engine.options import Device
 from odcr_cli.errors import InferenceError
 
@@ -56,7 +57,7 @@ def finite_or_fp32(run_half: Callable[[], T], run_fp32: Callable[[], T]) -> tupl
     return run_fp32(), True
 
 
-class TorchBackend:
+class TorchBackend(Backend):
     """PyTorch backend. ``half=True`` (CUDA only) runs fp16 and redoes any non-finite output in
     fp32, so a NaN never becomes a black image. Supports frozen InstanceNorm statistics."""
 
@@ -78,7 +79,6 @@ class TorchBackend:
         self.half = half
         self.generator = generator.to(self.device).float().eval()
         self._half_generator = copy.deepcopy(self.generator).half().eval() if half else None
-        self.on_gpu = self.device.startswith("cuda") or self.device == "mps"
         self.parameters: int | None = int(sum(p.numel() for p in self.generator.parameters()))
         self.fp32_retries = 0
         self._torch = torch
