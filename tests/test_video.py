@@ -147,6 +147,28 @@ def test_odd_sizes_no_audio_and_codecs(tmp_path):
     assert any("odd size 95x63" in w for w in report["warnings"]), report["warnings"]
 
 
+def test_a_10_bit_source_stays_10_bit_with_hevc_and_is_noted_with_h264(tmp_path):
+    out = av.open(str(tmp_path / "ten.mkv"), "w")
+    stream = out.add_stream("libx265", rate=25)
+    stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p10le"
+    stream.options = {"x265-params": "log-level=error"}
+    pixels = (make_photo(48, 64).astype(np.uint16) * 257)
+    for k in range(4):
+        frame = av.VideoFrame.from_ndarray(pixels, format="rgb48le")
+        frame.pts = k
+        for packet in stream.encode(frame):
+            out.mux(packet)
+    for packet in stream.encode():
+        out.mux(packet)
+    out.close()
+    assert dehaze(tmp_path / "ten.mkv", "-o", tmp_path / "h.mkv", "--codec", "hevc", "--method", "dcp").exit_code == 0
+    r = dehaze(tmp_path / "ten.mkv", "-o", tmp_path / "a.mp4", "--method", "dcp", "--json", tmp_path / "r.json")
+    assert r.exit_code == 0, r.output
+    assert _frames(tmp_path / "h.mkv")[0].format.name == "yuv420p10le"
+    assert _frames(tmp_path / "a.mp4")[0].format.name == "yuv420p"
+    assert "10-bit source written as 8-bit" in json.loads((tmp_path / "r.json").read_text())["files"][0]["warnings"][0]
+
+
 @pytest.mark.parametrize("args, says", [
     (["--codec", "divx"], "--codec divx"),
     (["--crf", "70"], "--crf 70"),

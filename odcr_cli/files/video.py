@@ -239,6 +239,12 @@ class VideoWriter:
             options.update({"b": "0", "row-mt": "1", "deadline": "good", "cpu-used": "4" if preset is None else preset})
         elif preset is not None or self.encoder in DEFAULT_PRESET:
             options["preset"] = preset if preset is not None else DEFAULT_PRESET[self.encoder]
+        if self.encoder == "libx265":  # x265 and SVT-AV1 print a page of settings to stderr per file
+            options["x265-params"] = "log-level=error"
+        elif self.encoder == "libsvtav1":
+            import os
+
+            os.environ.setdefault("SVT_LOG", "1")  # errors only, unless the user set a level
         stream.options = options
         if info.rotation:
             stream.set_display_rotation(info.rotation)
