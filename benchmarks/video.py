@@ -93,11 +93,9 @@ def _to8(x: np.ndarray) -> np.ndarray:
 
 
 def _methods(every: list[int]) -> dict[str, tuple[str, StreamConfig | None]]:
-    still = StreamConfig(network_every=1, field_blend=1.0, airlight_seconds=0.0, t_seconds=0.0)
     methods = {"odcr": ("odcr", StreamConfig()), "odcr per-frame": ("odcr", None)}
     for n in every:
         methods[f"odcr every {n}"] = ("odcr", StreamConfig(network_every=n))
-    methods["odcr stateless stream"] = ("odcr", still)
     methods.update({"dcp": ("dcp", StreamConfig()), "dcp per-frame": ("dcp", None)})
     return methods
 

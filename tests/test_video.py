@@ -39,13 +39,8 @@ def make_clip(path: Path, frames: int = 10, size: tuple[int, int] = (64, 96), au
         video.set_display_rotation(rotation)
     sound = out.add_stream("aac", rate=48000) if audio else None
     stamps = pts if pts is not None else [40 * k for k in range(frames)]
-    for k, stamp in enumerate(stamps):
-        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(scene[:, 2 * k:2 * k + w]), format="rgb24")
-        frame.pts, frame.time_base = stamp, time_base
-        for packet in video.encode(frame):
-            out.mux(packet)
-    for packet in video.encode():
-        out.mux(packet)
+    _encode(out, video, [av.VideoFrame.from_ndarray(np.ascontiguousarray(scene[:, 2 * k:2 * k + w]), format="rgb24")
+                         for k in range(len(stamps))], stamps, time_base)
     if sound is not None:
         t = np.arange(int(48000 * (stamps[-1] + 40) / 1000)) / 48000
         tone = (0.2 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)[None]
@@ -59,6 +54,18 @@ def make_clip(path: Path, frames: int = 10, size: tuple[int, int] = (64, 96), au
             out.mux(packet)
     out.close()
     return path
+
+
+def _encode(out, stream, frames: list, pts: list[int] | None = None, time_base: Fraction | None = None) -> None:
+    """Encode ``frames`` (at ``pts``, else 0, 1, 2...) into ``stream`` of ``out`` and flush it."""
+    for k, frame in enumerate(frames):
+        frame.pts = pts[k] if pts is not None else k
+        if time_base is not None:
+            frame.time_base = time_base
+        for packet in stream.encode(frame):
+            out.mux(packet)
+    for packet in stream.encode():
+        out.mux(packet)
 
 
 def _frames(path: Path) -> list:
@@ -105,13 +112,8 @@ def test_colour_tags_and_colours_survive(tmp_path):
     cc.colorspace, cc.color_primaries, cc.color_trc = 1, 1, 1  # BT.709
     img = np.zeros((48, 64, 3), np.uint8)
     img[:, :32], img[:, 32:] = (200, 40, 40), (40, 180, 90)
-    for k in range(3):
-        frame = av.VideoFrame.from_ndarray(img, format="rgb24").reformat(format="yuv420p", dst_colorspace="itu709")
-        frame.pts = k
-        for packet in stream.encode(frame):
-            out.mux(packet)
-    for packet in stream.encode():
-        out.mux(packet)
+    _encode(out, stream, [av.VideoFrame.from_ndarray(img, format="rgb24").reformat(format="yuv420p", dst_colorspace="itu709")
+                          for _ in range(3)])
     out.close()
     r = dehaze(tmp_path / "hd.mp4", "-o", tmp_path / "out.mp4", "--strength", "0")
     assert r.exit_code == 0, r.output
@@ -153,13 +155,7 @@ def test_a_10_bit_source_stays_10_bit_with_hevc_and_is_noted_with_h264(tmp_path)
     stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p10le"
     stream.options = {"x265-params": "log-level=error"}
     pixels = (make_photo(48, 64).astype(np.uint16) * 257)
-    for k in range(4):
-        frame = av.VideoFrame.from_ndarray(pixels, format="rgb48le")
-        frame.pts = k
-        for packet in stream.encode(frame):
-            out.mux(packet)
-    for packet in stream.encode():
-        out.mux(packet)
+    _encode(out, stream, [av.VideoFrame.from_ndarray(pixels, format="rgb48le") for _ in range(4)])
     out.close()
     assert dehaze(tmp_path / "ten.mkv", "-o", tmp_path / "h.mkv", "--codec", "hevc", "--method", "dcp").exit_code == 0
     r = dehaze(tmp_path / "ten.mkv", "-o", tmp_path / "a.mp4", "--method", "dcp", "--json", tmp_path / "r.json")
@@ -231,7 +227,7 @@ def test_ctrl_c_or_sigterm_mid_video_leaves_nothing_at_the_output(tmp_path, monk
 
 @pytest.mark.slow
 def test_kill_9_leaves_no_output_and_the_rerun_cleans_up(tmp_path):
-    clip = make_clip(tmp_path / "c.mp4", frames=150, size=(240, 320), audio=False)
+    clip = make_clip(tmp_path / "c.mp4", frames=300, size=(240, 320), audio=False)  # long enough to be killed mid-way
     cmd = [sys.executable, "-m", "odcr_cli", "dehaze", str(clip), "-o", str(tmp_path / "out.mp4"), "--method", "dcp"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 60
@@ -243,7 +239,7 @@ def test_kill_9_leaves_no_output_and_the_rerun_cleans_up(tmp_path):
     assert not (tmp_path / "out.mp4").exists()
     rerun = subprocess.run(cmd, capture_output=True, text=True)
     assert rerun.returncode == 0, rerun.stderr
-    assert len(_frames(tmp_path / "out.mp4")) == 150
+    assert len(_frames(tmp_path / "out.mp4")) == 300
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.mp4", "out.mp4"]
 
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
 
-from odcr_cli.files.folders import VIDEO_SUFFIXES
+from odcr_cli.files.folders import is_video_name
 
 FRAME_LINE_SECONDS = 5.0
 if TYPE_CHECKING:  # annotations only: the task module is imported inside the command
@@ -63,7 +64,7 @@ class DehazeReporter:
 
     def begin(self, res: FileResult) -> None:
         """A file's network pass starts."""
-        if _is_video(res.input):
+        if is_video_name(res.input):
             self._begin_video(res)
         elif self.bar is not None:
             self.bar.update(self.task, name=Path(res.input).name)
@@ -73,8 +74,6 @@ class DehazeReporter:
             self.status.start()
 
     def _begin_video(self, res: FileResult) -> None:
-        import time
-
         self.next_frames_line = time.monotonic() + FRAME_LINE_SECONDS
         if not self.live:
             return
@@ -86,8 +85,6 @@ class DehazeReporter:
 
     def frames(self, res: FileResult, done: int, total: int | None) -> None:
         """A video's frames: the bar on a terminal, a plain line now and then otherwise."""
-        import time
-
         if self.frames_task is not None:
             self.bar.update(self.frames_task, completed=done, total=total)
             return
@@ -195,10 +192,6 @@ def _details(res: FileResult) -> str:
                      f"{d['scene_cuts']} scene cut(s)")
     parts += [f"note: {w}" for w in res.warnings]
     return "; ".join(parts)
-
-
-def _is_video(path: str) -> bool:
-    return Path(path).suffix.lower() in VIDEO_SUFFIXES
 
 
 def _some(paths: list[str], n: int = 5) -> str:

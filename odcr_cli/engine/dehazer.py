@@ -253,18 +253,20 @@ class Dehazer:
     def network_outputs(self, small: np.ndarray) -> dict[str, np.ndarray]:
         """The network's named outputs on ``small`` (hxwx3 float32 [0, 1], already the size it
         should run at), padding included: what a readout's ``estimate`` takes. One pass at a time."""
-        x, _ = pad_to_multiple(to_net(small)[0])
         with self._lock:
-            return self.backend.run_outputs(x[None])
+            return self._run_small(small)
+
+    def _run_small(self, small: np.ndarray) -> dict[str, np.ndarray]:
+        x, _ = pad_to_multiple(to_net(small)[0])
+        return self.backend.run_outputs(x[None])
 
     def _dehaze_scattering(self, rgb: np.ndarray, plan: ImageRecord) -> np.ndarray:
         """The network on a copy whose longer side is at most ``max_side`` (never tiled: InstanceNorm
         statistics are always the whole image's), J at full resolution."""
         t0 = time.perf_counter()
         small = shrink_to(rgb, self._max_side)
-        x, _ = pad_to_multiple(to_net(small)[0])
         t1 = time.perf_counter()
-        outputs = self.backend.run_outputs(x[None])
+        outputs = self._run_small(small)  # the lock is held by _dehaze_float
         t2 = time.perf_counter()
         plan.net_size = small.shape[:2]
         plan.mode = "whole" if small is rgb else "fast"

@@ -69,8 +69,6 @@ class Haze:
 
     t_small: np.ndarray
     airlight: np.ndarray
-    network_ran: bool = False
-    cut: bool = False
 
 
 class DehazeStream:
@@ -117,30 +115,39 @@ class DehazeStream:
         if cut:
             self.reset()
             self.cuts += 1
-        matrix = None
-        if self._luma8 is not None:  # the camera's motion since the last frame (none found: assume none)
-            matrix = global_motion(self._luma8, luma8)
-            matrix = _IDENTITY if matrix is None else matrix
+        matrix = None if self._luma8 is None else self._motion(luma8)
         rule = self.readout.airlight_rule(small)
         self._rule = rule if self._rule is None else self._smooth_airlight(self._rule, rule)
-        t, airlight, ran = self._raw(small, matrix)
+        t, airlight = self._raw(small, matrix)
         if self._t is None or matrix is None:
             self._t, self._airlight = t, airlight
         else:
-            previous_t, previous_luma = warp(self._t, matrix), warp(self._luma, matrix)
-            # follow the current frame where the scene moves, where it was not seen, and where t
-            # changed by more than jitter; elsewhere average over time
-            moving = box(np.abs(luma - previous_luma), 2) / self.config.motion
-            moving = np.maximum(moving, np.abs(t - previous_t) / self.config.t_jump)
-            moving[~seen_before(luma.shape, matrix)] = 1.0
-            follow = self._a_t + (1.0 - self._a_t) * np.minimum(moving, 1.0)
-            self._t = (previous_t + follow * (t - previous_t)).astype(np.float32)
+            self._t = self._smooth_t(t, luma, matrix) if self._a_t < 1.0 else t
             self._airlight = self._smooth_airlight(self._airlight, airlight)
         self._luma, self._luma8, self._hist = luma, luma8, hist
         self.frames += 1
         s = self.dehazer.strength
         t_out = self._t if s == 1.0 else (1.0 - s * (1.0 - self._t)).astype(np.float32)
-        return Haze(t_out, self._airlight.copy(), ran, cut)
+        return Haze(t_out, self._airlight.copy())
+
+    def _motion(self, luma8: np.ndarray) -> np.ndarray:
+        """The camera's motion since the last frame, where something moves with it (the network's
+        last output, or t averaged over time); else none is assumed and none is looked for."""
+        if self._a_t == 1.0 and self.dehazer.method is Method.DCP:
+            return _IDENTITY
+        matrix = global_motion(self._luma8, luma8)
+        return _IDENTITY if matrix is None else matrix
+
+    def _smooth_t(self, t: np.ndarray, luma: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+        """t averaged over time where the scene is static (``t_seconds``): the current frame's t
+        where the scene moves, where the last frame did not see it, or where t changed by more
+        than jitter."""
+        previous_t, previous_luma = warp(self._t, matrix), warp(self._luma, matrix)
+        moving = box(np.abs(luma - previous_luma), 2) / self.config.motion
+        moving = np.maximum(moving, np.abs(t - previous_t) / self.config.t_jump)
+        moving[~seen_before(luma.shape, matrix)] = 1.0
+        follow = self._a_t + (1.0 - self._a_t) * np.minimum(moving, 1.0)
+        return (previous_t + follow * (t - previous_t)).astype(np.float32)
 
     def _smooth_airlight(self, previous: np.ndarray, new: np.ndarray) -> np.ndarray:
         """The moving average of the airlight, which follows a change larger than jitter at once."""
@@ -148,17 +155,16 @@ class DehazeStream:
         follow = self._a_airlight + (1.0 - self._a_airlight) * jump
         return (previous + follow * (new - previous)).astype(np.float32)
 
-    def _raw(self, small: np.ndarray, matrix: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, bool]:
-        """This frame's unsmoothed t and airlight (with the smoothed airlight rule), and whether
-        the network ran for them; between runs its last t map follows the camera (``matrix``)."""
+    def _raw(self, small: np.ndarray, matrix: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """This frame's unsmoothed t and airlight (with the smoothed airlight rule); between network
+        passes the last t map follows the camera (``matrix``)."""
         if self.dehazer.method is Method.DCP:
             t, airlight = dcp_transmission(small, airlight=self._rule)
-            return np.clip(t, 0.0, 1.0).astype(np.float32), airlight, False
+            return np.clip(t, 0.0, 1.0).astype(np.float32), airlight
         h, w = small.shape[:2]
         name = self.readout.output_names[0]  # "t" or "t_residual": the map; then the correction
-        ran = self._field is None or self._since_network >= self.config.network_every - 1
         moved = None if self._field is None else warp(self._field, matrix if matrix is not None else _IDENTITY)
-        if ran:
+        if moved is None or self._since_network >= self.config.network_every - 1:
             outputs = self.dehazer.network_outputs(small)
             new = np.ascontiguousarray(outputs[name][0, 0, :h, :w], dtype=np.float32)
             correction = np.asarray(outputs["airlight_correction"], np.float32)
@@ -172,8 +178,7 @@ class DehazeStream:
             self._field = moved
             self._since_network += 1
         outputs = {name: self._field[None, None], "airlight_correction": self._correction}
-        t, airlight = self.readout.estimate(small, outputs, rule=self._rule)
-        return t, airlight, ran
+        return self.readout.estimate(small, outputs, rule=self._rule)
 
     def render(self, rgb: np.ndarray, haze: Haze) -> np.ndarray:
         """HxWx3 float32 [0, 1] frame and its haze -> the dehazed frame (step 5; no state)."""

@@ -68,8 +68,11 @@ def check_container(codec: str | None, suffix: str) -> None:
 
     encoder = encoder_for(codec, suffix)
     with _av().open(io.BytesIO(), "w", format=_CONTAINERS.get(suffix.lower(), "mp4")) as probe:
-        fits = encoder in probe.supported_codecs
-    if not fits:
+        _refuse_unless_held(encoder, probe, suffix)
+
+
+def _refuse_unless_held(encoder: str, container, suffix: str) -> None:
+    if encoder not in container.supported_codecs:
         raise UsageError(f"{encoder} cannot be written into {suffix} files; choose another --codec or output suffix")
 
 
@@ -85,7 +88,6 @@ class VideoInfo:
     height: int
     fps: float                 # average frame rate (timestamps are kept per frame)
     frames: int | None         # as the container says (None: unknown)
-    seconds: float | None
     codec: str
     pix_fmt: str
     bits: int                  # per sample: 8, or 10/12/16 (decoded as uint16)
@@ -141,8 +143,6 @@ class VideoReader:
         if cc.width <= 0 or cc.height <= 0 or cc.format is None:
             raise VideoReadError(self.path, f"video stream of unknown size or codec ({cc.name})")
         rate = s.average_rate or s.guessed_rate or s.base_rate
-        seconds = (float(s.duration * s.time_base) if s.duration and s.time_base
-                   else c.duration / 1e6 if c.duration else None)
         audio = c.streams.audio[0].codec_context.name if c.streams.audio else None
         # the rotation lives in the frames' side data: decode the first frame now (kept for frames())
         frames = self._decode()
@@ -150,7 +150,7 @@ class VideoReader:
         self._frames = frames
         if self._first is None:
             raise VideoReadError(self.path, "no frame could be decoded")
-        return VideoInfo(cc.width, cc.height, float(rate) if rate else 25.0, s.frames or None, seconds, cc.name,
+        return VideoInfo(cc.width, cc.height, float(rate) if rate else 25.0, s.frames or None, cc.name,
                          cc.format.name, _bits(cc.format), self._rotation, audio,
                          Fraction(s.time_base) if s.time_base else None, self._colour)
 
@@ -217,9 +217,7 @@ class VideoWriter:
         self._last_pts: int | None = None
 
     def _add_video(self, info: VideoInfo, crf: int | None, preset: str | None):
-        if self.encoder not in self._container.supported_codecs:
-            raise UsageError(f"{self.encoder} cannot be written into {Path(self.path).suffix} files; "
-                             "choose another --codec or output suffix")
+        _refuse_unless_held(self.encoder, self._container, Path(self.path).suffix)  # dehaze_video's own callers
         rate = Fraction(info.fps).limit_denominator(1001)
         stream = self._container.add_stream(self.encoder, rate=rate)
         self._width, self._height = info.width + info.width % 2, info.height + info.height % 2
