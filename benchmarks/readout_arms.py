@@ -6,8 +6,8 @@ per image and option set (weights/MODEL_CARD.md, "Inversion and borders"):
 
 * ``--sigma``: the flat-region noise level of ``odcr_cli.imaging.inversion`` (0: the plain
   inversion J = (I - A) / t + A);
-* ``--pad``: reflect-pad the network's input by this many pixels and crop its output (a test of
-  whether the network's own border handling makes the dark band at image borders).
+* ``--pad``: the margin of mirrored context around the network's input, cropped off its outputs
+  (``odcr_cli.engine.dehazer.SCATTERING_MARGIN``, 16, is what ``odcr dehaze`` uses; 0: none).
 
 Prints PSNR / SSIM per subset of the dev pairs (as ``odcr evaluate``: RGB uint8, full resolution)
 and, with ``--real``, writes the outputs for ``dev/real_hazy`` as JPEG (what ``odcr dehaze``
@@ -25,12 +25,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import cv2
 import numpy as np
 
-from odcr_cli.core.network_input import to_net
-from odcr_cli.engine.dehazer import SCATTERING_MAX_SIDE, Dehazer
-from odcr_cli.engine.tiling import pad_to_multiple
+from odcr_cli.engine.dehazer import SCATTERING_MARGIN, SCATTERING_MAX_SIDE, Dehazer, run_with_margin
 from odcr_cli.files.folders import list_images
 from odcr_cli.imaging.filters import shrink_to
 from odcr_cli.imaging.metrics import psnr, ssim_uint8
@@ -40,20 +37,12 @@ from odcr_cli.tasks.pairing import match_gt, pairs_from_dir
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 
 
-def _outputs(dz: Dehazer, small: np.ndarray, pad: int) -> dict[str, np.ndarray]:
-    """The network's outputs on ``small``, reflect-padded by ``pad`` px, cropped back."""
-    padded = cv2.copyMakeBorder(small, pad, pad, pad, pad, cv2.BORDER_REFLECT_101) if pad else small
-    x, _ = pad_to_multiple(to_net(padded)[0])
-    out = dz.backend.run_outputs(x[None])
-    h, w = small.shape[:2]
-    return {k: (v[:, :, pad:pad + h, pad:pad + w] if v.ndim == 4 else v) for k, v in out.items()}
-
-
 def _dehaze(dz: Dehazer, rgb8: np.ndarray, cache: dict, key: tuple, sigma: float) -> np.ndarray:
+    """``key``: (image, margin, side)."""
     rgb = rgb8.astype(np.float32) / 255.0
-    small = shrink_to(rgb, SCATTERING_MAX_SIDE)
+    small = shrink_to(rgb, key[2])
     if key not in cache:
-        cache[key] = _outputs(dz, small, key[1])
+        cache[key] = run_with_margin(dz.backend.run_outputs, small, key[1])
     readout = dataclasses.replace(dz.readout, flat_sigma=sigma)
     out = readout.render(rgb, *readout.estimate(small, cache[key]))
     return np.clip(np.rint(out * 255.0), 0, 255).astype(np.uint8)
@@ -63,7 +52,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--weights", help="a scattering generator (default: the bundled default)")
     ap.add_argument("--onnx", help="an exported scattering model instead (e.g. an int8 one), on ONNX Runtime")
-    ap.add_argument("--pad", type=int, nargs="+", default=[0])
+    ap.add_argument("--pad", type=int, nargs="+", default=[SCATTERING_MARGIN])
+    ap.add_argument("--side", type=int, nargs="+", default=[SCATTERING_MAX_SIDE],
+                    help="the network's longer side (odcr_cli.engine.dehazer.SCATTERING_MAX_SIDE)")
     ap.add_argument("--sigma", type=float, nargs="+", default=[0.0, 0.015])
     ap.add_argument("--pairs", default=str(SHARED / "data" / "dev" / "paired"))
     ap.add_argument("--real", help="also dehaze dev/real_hazy into this folder and measure its artefacts")
@@ -80,24 +71,23 @@ def main() -> None:
         print(f"network at 512x384: {_latency_ms(dz):.0f} ms (median of 5, {dz.backend_name})", flush=True)
     pairing = pairs_from_dir(args.pairs)
     cache: dict = {}
-    for pad in args.pad:
-        for sigma in args.sigma:
-            scores: dict[str, list[tuple[float, float]]] = {}
-            for p in pairing.pairs:
-                hazy = read_rgb8(p.hazy)
-                gt, _ = match_gt(hazy, read_rgb8(p.gt))
-                out = _dehaze(dz, hazy, cache, (p.stem, pad), sigma)
-                scores.setdefault(p.subset or "all", []).append((psnr(out, gt, peak=255.0, cap=100.0), ssim_uint8(out, gt)))
-            every = [s for v in scores.values() for s in v]
+    for side, pad, sigma in ((a, b, c) for a in args.side for b in args.pad for c in args.sigma):
+        scores: dict[str, list[tuple[float, float]]] = {}
+        for p in pairing.pairs:
+            hazy = read_rgb8(p.hazy)
+            gt, _ = match_gt(hazy, read_rgb8(p.gt))
+            out = _dehaze(dz, hazy, cache, (p.stem, pad, side), sigma)
+            scores.setdefault(p.subset or "all", []).append((psnr(out, gt, peak=255.0, cap=100.0), ssim_uint8(out, gt)))
+        every = [s for v in scores.values() for s in v]
 
-            def mean(v: list[tuple[float, float]]) -> str:
-                return f"{np.mean([a for a, _ in v]):.2f} / {np.mean([b for _, b in v]):.3f}"
+        def mean(v: list[tuple[float, float]]) -> str:
+            return f"{np.mean([a for a, _ in v]):.2f} / {np.mean([b for _, b in v]):.3f}"
 
-            line = f"pad {pad:2d} sigma {sigma:.3f}: all {mean(every)}  " + "  ".join(
-                f"{k} {mean(v)}" for k, v in sorted(scores.items()))
-            if args.real:
-                line += "\n    real: " + _real(dz, cache, pad, sigma, Path(args.real), args.fade)
-            print(line, flush=True)
+        line = f"side {side} pad {pad:2d} sigma {sigma:.3f}: all {mean(every)}  " + "  ".join(
+            f"{k} {mean(v)}" for k, v in sorted(scores.items()))
+        if args.real:
+            line += "\n    real: " + _real(dz, cache, (pad, side), sigma, Path(args.real), args.fade)
+        print(line, flush=True)
 
 
 def _latency_ms(dz: Dehazer) -> float:
@@ -113,17 +103,18 @@ def _latency_ms(dz: Dehazer) -> float:
     return 1000 * float(np.median(times))
 
 
-def _real(dz: Dehazer, cache: dict, pad: int, sigma: float, root: Path, fade: bool = False) -> str:
+def _real(dz: Dehazer, cache: dict, arm: tuple[int, int], sigma: float, root: Path, fade: bool = False) -> str:
     from PIL import Image
 
     from odcr_cli.imaging.fade import fade as fade_of
 
     src = SHARED / "data" / "dev" / "real_hazy"
-    out_dir = root / f"pad{pad}_sigma{sigma:g}"
+    pad, side = arm
+    out_dir = root / f"side{side}_pad{pad}_sigma{sigma:g}"
     out_dir.mkdir(parents=True, exist_ok=True)
     fades = []
     for f in list_images(src):
-        out = _dehaze(dz, read_rgb8(f), cache, (f"real/{f.name}", pad), sigma)
+        out = _dehaze(dz, read_rgb8(f), cache, (f"real/{f.name}", pad, side), sigma)
         Image.fromarray(out).save(out_dir / f"{f.stem}.jpg", quality=95, subsampling=0)
         if fade:
             fades.append(fade_of(out))

@@ -1,13 +1,14 @@
 """Turn a run's generator into a bundled model in ``weights/``.
 
     python scripts/ship_weights.py GENERATOR [GENERATOR ...] --name odcr-interim-ngf32-b6 \
-        --summary "one-line card" [--default] [--fp16] [--int8 CALIB_DIR] [--check-dir ../shared/data/dev/real_hazy] [--note "..."]
+        --summary "one-line card" [--default] [--fp16] [--int8 CALIB_DIR | --no-onnx] [--check-dir ../shared/data/dev/real_hazy] [--note "..."]
 
 Several generators (checkpoints of one run) are averaged uniformly before shipping.
 
 Writes ``weights/NAME.safetensors`` (with its metadata: name, method, iterations, training data,
 recipe), its parity-checked ONNX export ``weights/NAME.onnx`` (what ``odcr dehaze`` runs on the
-CPU; ``--int8 CALIB_DIR``: with int8 convolutions calibrated on those photos), the model's entry in ``weights/models.json`` (``--default`` makes it the default) and
+CPU; ``--int8 CALIB_DIR``: with int8 convolutions calibrated on those photos; ``--no-onnx``: none,
+for a direct model, which PyTorch runs twice as fast on the CPU), the model's entry in ``weights/models.json`` (``--default`` makes it the default) and
 ``weights/SHA256SUMS``, which ``odcr dehaze`` verifies. With ``--fp16`` the tensors are
 stored in half precision, and the script refuses to ship unless the fp16 model's outputs match the
 fp32 ones at >= 45 dB PSNR on the photos of ``--check-dir``.
@@ -61,11 +62,15 @@ def main() -> None:
     ap.add_argument("--int8", type=Path, metavar="CALIB_DIR",
                     help="ship the ONNX export with int8 convolutions, calibrated on the photos of this folder "
                          "(training photos, never the dev data): what odcr dehaze runs on the CPU")
+    ap.add_argument("--no-onnx", action="store_true", help="ship no ONNX export (a direct model runs on PyTorch)")
     args = ap.parse_args()
+    if args.no_onnx and args.int8:
+        ap.error("--int8 needs the ONNX export; drop --no-onnx")
 
     if len(args.generators) == 1:
         loaded = load_generator(args.generators[0])
-        generator, meta = loaded.generator, dict(loaded.metadata, source_sha256=loaded.sha256)
+        generator, meta = loaded.generator, dict(loaded.metadata)
+        meta.setdefault("source_sha256", loaded.sha256)  # re-shipping a bundled file keeps its run's
     else:
         generator, meta = average_generators(args.generators)
     meta.update({"name": args.name, "note": args.note})
@@ -81,13 +86,15 @@ def main() -> None:
         if worst < 45:
             target.unlink()
             raise SystemExit("fp16 storage changes outputs by more than 45 dB allows; ship fp32 instead")
-    onnx_target = folder / f"{args.name}.onnx"
-    photos = list_images(args.check_dir)[:3] if args.check_dir.is_dir() else []
-    calibration = list_images(args.int8) if args.int8 else []
-    export_onnx(target, onnx_target, check_images=photos, int8_calibration=calibration)
+    onnx_target = None if args.no_onnx else folder / f"{args.name}.onnx"
+    if onnx_target is not None:
+        photos = list_images(args.check_dir)[:3] if args.check_dir.is_dir() else []
+        calibration = list_images(args.int8) if args.int8 else []
+        export_onnx(target, onnx_target, check_images=photos, int8_calibration=calibration)
     registry_path = folder / REGISTRY_NAME
     registry = json.loads(registry_path.read_text()) if registry_path.is_file() else {"default": args.name, "models": []}
-    entry = {"name": args.name, "kind": generator.config.output, "weights": target.name, "onnx": onnx_target.name,
+    entry = {"name": args.name, "kind": generator.config.output, "weights": target.name,
+             "onnx": onnx_target.name if onnx_target else None,
              "parameters": count_parameters(generator), "summary": args.summary}
     registry["models"] = [m for m in registry["models"] if m["name"] != args.name] + [entry]
     if args.default:
@@ -99,7 +106,7 @@ def main() -> None:
     with atomic_output(folder / MANIFEST_NAME, "w") as fh:
         for f in files:
             fh.write(f"{sha256_file(f)}  {f.name}\n")
-    for f in (target, onnx_target):
+    for f in (target, onnx_target) if onnx_target else (target,):
         print(f"wrote {f} ({f.stat().st_size / 2**20:.1f} MiB)")
 
 

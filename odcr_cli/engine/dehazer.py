@@ -55,9 +55,14 @@ from odcr_cli.imaging.filters import shrink_to
 
 CPU_AUTO_MAX_SIDE = 1600
 # Scattering models run the network on a copy whose longer side is at most this, on every device
-# (t is smooth; the photo's detail comes from the full-resolution inversion). Chosen from
-# benchmarks/scattering_side.py on the dev pairs (see weights/MODEL_CARD.md).
-SCATTERING_MAX_SIDE = 512
+# (t is smooth; the photo's detail comes from the full-resolution inversion), framed by
+# SCATTERING_MARGIN px of mirrored context that is cropped off its outputs: the network's
+# zero-padded strided convolutions bend its t within about 40 px of an edge (a band along a flat
+# sky), and the margin moves that out of the photo. 384 + 32 px: 20.13 dB on the dev pairs against
+# 20.00 for 512 px without a margin, on 20 % fewer network pixels (benchmarks/readout_arms.py
+# --side --pad; docs/scattering.md, weights/MODEL_CARD.md).
+SCATTERING_MAX_SIDE = 384
+SCATTERING_MARGIN = 32
 # Peak bytes per input pixel of whole-image inference for an ngf-64 generator under
 # inference_mode (measured: 1.3 GB at 1024^2 for torch, 3 GB for ORT), plus a margin.
 BYTES_PER_PIXEL_NGF64 = {"torch": 1500.0, "onnx": 3000.0}
@@ -252,13 +257,12 @@ class Dehazer:
 
     def network_outputs(self, small: np.ndarray) -> dict[str, np.ndarray]:
         """The network's named outputs on ``small`` (hxwx3 float32 [0, 1], already the size it
-        should run at), padding included: what a readout's ``estimate`` takes. One pass at a time."""
+        should run at; :func:`run_with_margin`): what a readout's ``estimate`` takes. One pass at a time."""
         with self._lock:
             return self._run_small(small)
 
     def _run_small(self, small: np.ndarray) -> dict[str, np.ndarray]:
-        x, _ = pad_to_multiple(to_net(small)[0])
-        return self.backend.run_outputs(x[None])
+        return run_with_margin(self.backend.run_outputs, small, SCATTERING_MARGIN)
 
     def _dehaze_scattering(self, rgb: np.ndarray, plan: ImageRecord) -> np.ndarray:
         """The network on a copy whose longer side is at most ``max_side`` (never tiled: InstanceNorm
@@ -331,6 +335,19 @@ class Dehazer:
         else:
             result["image"] = outs
         return result
+
+
+def run_with_margin(run: Callable[[np.ndarray], dict[str, np.ndarray]], small: np.ndarray,
+                    margin: int) -> dict[str, np.ndarray]:
+    """A scattering network's named outputs on ``small`` (hxwx3 float32 [0, 1]): ``small``
+    mirrored by ``margin`` px on every side (reflect-101, as the network's own padding), padded to
+    the network's multiple, run, and the spatial outputs cropped back to h x w."""
+    h, w = small.shape[:2]
+    m = max(0, min(margin, h - 1, w - 1))
+    framed = cv2.copyMakeBorder(small, m, m, m, m, cv2.BORDER_REFLECT_101) if m else small
+    x, _ = pad_to_multiple(to_net(framed)[0])
+    outputs = run(x[None])
+    return {k: (np.ascontiguousarray(v[:, :, m:m + h, m:m + w]) if v.ndim == 4 else v) for k, v in outputs.items()}
 
 
 def _limit_threads(threads: int | None) -> int | None:

@@ -25,7 +25,7 @@ from odcr_cli.files.imageio import read_image
 from odcr_cli.imaging.filters import shrink_to
 
 QUANTIZED_OPS = ("Conv", "ConvTranspose")
-CALIBRATION_SIDE = 512  # the side the scattering readout runs the network at (SCATTERING_MAX_SIDE)
+CALIBRATION_SIDE = 512  # near the 448 px the network runs at (SCATTERING_MAX_SIDE and its two margins)
 
 
 def calibration_inputs(photos: Sequence[Path], side: int = CALIBRATION_SIDE) -> Iterator[np.ndarray]:
