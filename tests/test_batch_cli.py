@@ -326,9 +326,10 @@ def test_strength_scattering_model_scales_t():
     from odcr_cli.engine.dehazer import Dehazer
     from odcr_cli.imaging.inversion import remove_haze_flat_aware
 
-    class ConstantT:  # a scattering "network" that says t = 0.5 everywhere
-        name, device, on_gpu, parameters = "fake", "cpu", False, None
-        supports_frozen_stats, fp32_retries = False, 0
+    from odcr_cli.engine.backend_base import Backend
+
+    class ConstantT(Backend):  # a scattering "network" that says t = 0.5 everywhere
+        name = "fake"
         generator_config = {"output": "scattering", "t_min": 0.1}
 
         def run_outputs(self, x):
@@ -535,7 +536,7 @@ def test_threads_and_verbose_say_how_each_file_was_processed(tmp_path):
     r = CliRunner().invoke(app, ["dehaze", str(tmp_path / "wide.png"), "-o", str(tmp_path / "out.png"),
                                  "--threads", "1", "-v", "--json", str(tmp_path / "r.json")])
     assert r.exit_code == 0, r.output
-    assert "700x300; mode fast; network at 512x219; downscale" in r.output and "readout" in r.output
+    assert "700x300; mode fast; network at 384x165; downscale" in r.output and "readout" in r.output
     assert json.loads((tmp_path / "r.json").read_text())["threads"] == 1
     quiet = CliRunner().invoke(app, ["dehaze", str(tmp_path / "wide.png"), "-o", str(tmp_path / "o2.png"), "-q", "-v"])
     assert quiet.exit_code == 0 and quiet.output == ""  # -q wins

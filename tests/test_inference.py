@@ -241,3 +241,32 @@ def test_half_runs_the_fp16_scattering_generator_and_redoes_non_finite_outputs_i
     backend._half_generator = FakeHalf(float("nan"))
     out = backend.run_outputs(x)
     assert backend.fp32_retries == 1 and np.array_equal(out["t_residual"], fp32["t_residual"])
+
+
+class FlatScatteringBackend(Backend):
+    """A scattering model that leaves the prior's t as it is; records the sizes it ran at."""
+    name = "flat-scattering"
+    generator_config = {"output": "scattering", "t_prior": "dcp", "ngf": 32}
+
+    def __init__(self):
+        self.shapes = []
+
+    def run_outputs(self, x):
+        self.shapes.append(x.shape[2:])
+        return {"t_residual": np.zeros((1, 1) + x.shape[2:], np.float32),
+                "airlight_correction": np.zeros((1, 3), np.float32)}
+
+
+def test_max_side_0_keeps_a_scattering_network_within_the_memory_budget():
+    """--max-side 0 asks for the network at full resolution; a scattering model never tiles, so a
+    photo whose estimate exceeds the budget runs at the largest side that fits, and says so."""
+    img = make_photo(300, 400)
+    roomy = FlatScatteringBackend()
+    _, plan = Dehazer.from_backend(roomy, max_side=0).dehaze_with_record(img)
+    assert plan.mode == "whole" and plan.net_size == (300, 400) and not plan.notes
+    tight = FlatScatteringBackend()
+    d = Dehazer.from_backend(tight, max_side=0, memory_budget_gb=0.42)  # ~0.12 GB for the network
+    out, plan = d.dehaze_with_record(img)
+    assert out.shape == img.shape and plan.mode == "fast" and max(plan.net_size) < 400
+    assert d.estimate_bytes(*(s + 64 for s in plan.net_size)) <= d.memory_budget
+    assert "memory budget" in plan.notes[0]

@@ -45,8 +45,9 @@ def dehaze_command(
     tile: Optional[int] = typer.Option(None, "--tile", help="Force tiling with N-px tiles (default: automatic above a 4 GB memory estimate); InstanceNorm statistics stay whole-image."),
     max_side: Optional[str] = typer.Option("auto", "--max-side",
                                            help="Run the network on a copy whose longer side is at most N px and carry the result to full "
-                                                "resolution. auto: scattering models (the default) at 512 px; direct models at full resolution "
-                                                "on GPU, 1600 px on CPU. 0 = the network at full resolution."),
+                                                "resolution. auto: scattering models (the default) at 384 px; direct models at full resolution "
+                                                "on GPU, 1600 px on CPU. 0 = the network at full resolution (a scattering model "
+                                                "as large as a 4 GB memory estimate allows, noted)."),
     max_pixels: Optional[int] = typer.Option(None, "--max-pixels", help="Decompression-bomb limit in pixels (default: Pillow's, ~179 MP); 0 = no limit."),
     strip_metadata: bool = typer.Option(False, "--strip-metadata", help="Do not copy ICC profile and EXIF to the outputs."),
     strength: float = typer.Option(1.0, "--strength", min=0.0, max=1.0,

@@ -56,8 +56,9 @@ class DehazeReporter:
         self.say(desc)
         if engine["method"] == "odcr" and engine["device"] in ("cpu", "CPUExecutionProvider"):  # torch's and ORT's names
             side = engine.get("max_side")
-            self.say("note: running on the CPU; " + (f"the network sees a copy of at most {side} px" if side
-                                                     else "the network runs at full resolution (slow)"))
+            full = ("the network runs at full resolution, as far as a 4 GB memory estimate allows (slow)"
+                    if engine.get("output") == "scattering" else "the network runs at full resolution (slow)")
+            self.say("note: running on the CPU; " + (f"the network sees a copy of at most {side} px" if side else full))
         if self.live and todo > 1:
             self.bar = self._progress("{task.fields[name]}")
             self.task = self.bar.add_task("dehazing", total=todo, name="")

@@ -23,6 +23,7 @@ class Backend:
     generator_config: Mapping[str, Any] = {}  # GeneratorConfig.to_dict(); {} = a direct model
     supports_frozen_stats = False          # can tile with the whole image's InstanceNorm statistics
     fp32_retries = 0                       # fp16 outputs redone in fp32 so far
+    precision = "fp32"                     # of the graph's weights: "fp32", "fp16" or "int8" (memory estimates)
 
     @property
     def on_gpu(self) -> bool:

@@ -63,10 +63,15 @@ CPU_AUTO_MAX_SIDE = 1600
 # --side --pad; docs/scattering.md, weights/MODEL_CARD.md).
 SCATTERING_MAX_SIDE = 384
 SCATTERING_MARGIN = 32
-# Peak bytes per input pixel of whole-image inference for an ngf-64 generator under
-# inference_mode (measured: 1.3 GB at 1024^2 for torch, 3 GB for ORT), plus a margin.
-BYTES_PER_PIXEL_NGF64 = {"torch": 1500.0, "onnx": 3000.0}
+# Peak bytes per input pixel of whole-image inference, scaled to an ngf-64 generator (measured:
+# 1.3 GB at 1024^2 for torch, 3 GB for ORT, plus a margin; an int8 ORT graph keeps quantized and
+# float copies of its activations: 2,550 B/px for the ngf-32 default at 1024x768 and 1536x1152).
+BYTES_PER_PIXEL_NGF64 = {"torch": 1500.0, "onnx": 3000.0, "onnx-int8": 5400.0}
 FIXED_OVERHEAD_BYTES = 300e6
+# Peak bytes per full-resolution pixel of a scattering model's readout (t carried up, the
+# inversion; about 1.0 GB at 12 MP, measured with benchmarks/big_photo.py), which the network's
+# memory shares the budget with when --max-side 0 asks for the network at full resolution.
+READOUT_BYTES_PER_PIXEL = 100.0
 
 
 @dataclass
@@ -205,13 +210,38 @@ class Dehazer:
                 "memory_budget_gb": self.memory_budget / 1e9, "strength": self.strength, "threads": self.threads}
 
     # -- planning ---------------------------------------------------------------------------
-    def estimate_bytes(self, h: int, w: int) -> float:
-        per_px = BYTES_PER_PIXEL_NGF64.get(self.backend_name, 3000.0) * self._ngf / 64
-        return padded_size(h) * padded_size(w) * per_px + FIXED_OVERHEAD_BYTES
+    def _bytes_per_pixel(self) -> float:
+        table = BYTES_PER_PIXEL_NGF64
+        per_px = table.get(f"{self.backend_name}-{self.backend.precision}", table.get(self.backend_name, 3000.0))
+        return per_px * self._ngf / 64
 
-    def _budget_pixels(self) -> float:
-        per_px = BYTES_PER_PIXEL_NGF64.get(self.backend_name, 3000.0) * self._ngf / 64
-        return max(64 * 64, (self.memory_budget - FIXED_OVERHEAD_BYTES) / per_px)
+    def estimate_bytes(self, h: int, w: int) -> float:
+        return padded_size(h) * padded_size(w) * self._bytes_per_pixel() + FIXED_OVERHEAD_BYTES
+
+    def _budget_pixels(self, budget: float | None = None) -> float:
+        budget = self.memory_budget if budget is None else budget
+        return max(64 * 64, (budget - FIXED_OVERHEAD_BYTES) / self._bytes_per_pixel())
+
+    def _side_within_budget(self, h: int, w: int, plan: ImageRecord) -> int | None:
+        """``--max-side 0`` on a scattering model (which never tiles): None (the photo itself) when
+        the network's estimated memory fits the budget, else the largest side that fits, noted."""
+        m, long = 2 * SCATTERING_MARGIN, max(h, w)
+        budget = self.memory_budget - READOUT_BYTES_PER_PIXEL * h * w
+
+        def fits(side: int) -> bool:  # the copy shrink_to makes at this side, framed by the margins
+            return self.estimate_bytes(round(h * side / long) + m, round(w * side / long) + m) <= budget
+
+        if fits(long):
+            return None
+        # the scale s whose framed copy (h s + m)(w s + m) holds the budget's pixels, then down to a fit
+        p = self._budget_pixels(budget)
+        s = (math.sqrt(m * m * (h + w) ** 2 - 4 * h * w * (m * m - p)) - m * (h + w)) / (2 * h * w)
+        side = max(MIN_SIDE, int(long * s) // SIZE_MULTIPLE * SIZE_MULTIPLE)
+        while side > MIN_SIDE and not fits(side):
+            side -= SIZE_MULTIPLE
+        plan.notes.append(f"the network ran at {side} px, not the full {max(h, w)}, to stay within the "
+                          f"{self.memory_budget / 1e9:g} GB memory budget")
+        return side
 
     def _auto_tile(self) -> int:
         side = int(math.sqrt(self._budget_pixels())) - 2 * self.halo
@@ -268,7 +298,7 @@ class Dehazer:
         """The network on a copy whose longer side is at most ``max_side`` (never tiled: InstanceNorm
         statistics are always the whole image's), J at full resolution."""
         t0 = time.perf_counter()
-        small = shrink_to(rgb, self._max_side)
+        small = shrink_to(rgb, self._max_side or self._side_within_budget(rgb.shape[0], rgb.shape[1], plan))
         t1 = time.perf_counter()
         outputs = self._run_small(small)  # the lock is held by _dehaze_float
         t2 = time.perf_counter()

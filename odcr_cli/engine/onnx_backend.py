@@ -127,6 +127,7 @@ class OnnxBackend(Backend):
 
         meta = self.session.get_modelmeta()
         self.metadata: dict[str, str] = dict(meta.custom_metadata_map or {})
+        self.precision = self.metadata.get("precision", "fp32")
         try:
             self.size_multiple = int(self.metadata.get("size_multiple", SIZE_MULTIPLE))
         except ValueError:
