@@ -270,3 +270,9 @@ def test_max_side_0_keeps_a_scattering_network_within_the_memory_budget():
     assert out.shape == img.shape and plan.mode == "fast" and max(plan.net_size) < 400
     assert d.estimate_bytes(*(s + 64 for s in plan.net_size)) <= d.memory_budget
     assert "memory budget" in plan.notes[0]
+    # a video's frames run at the same side (chosen at the first frame)
+    from odcr_cli.engine.stream import DehazeStream
+
+    stream = DehazeStream(d)
+    stream.push(img)
+    assert stream.side == max(plan.net_size) and tight.shapes[-1] == tight.shapes[-2]

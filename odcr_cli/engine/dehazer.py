@@ -222,9 +222,14 @@ class Dehazer:
         budget = self.memory_budget if budget is None else budget
         return max(64 * 64, (budget - FIXED_OVERHEAD_BYTES) / self._bytes_per_pixel())
 
-    def _side_within_budget(self, h: int, w: int, plan: ImageRecord) -> int | None:
+    def network_side(self, h: int, w: int) -> int | None:
+        """The longer side a scattering model's network runs at for an h x w photo (None: the photo
+        itself): ``max_side``, or with ``max_side`` 0 the largest that fits the memory budget."""
+        return self._max_side or self._side_within_budget(h, w)
+
+    def _side_within_budget(self, h: int, w: int) -> int | None:
         """``--max-side 0`` on a scattering model (which never tiles): None (the photo itself) when
-        the network's estimated memory fits the budget, else the largest side that fits, noted."""
+        the network's estimated memory fits the budget, else the largest side that fits."""
         m, long = 2 * SCATTERING_MARGIN, max(h, w)
         budget = self.memory_budget - READOUT_BYTES_PER_PIXEL * h * w
 
@@ -239,8 +244,6 @@ class Dehazer:
         side = max(MIN_SIDE, int(long * s) // SIZE_MULTIPLE * SIZE_MULTIPLE)
         while side > MIN_SIDE and not fits(side):
             side -= SIZE_MULTIPLE
-        plan.notes.append(f"the network ran at {side} px, not the full {max(h, w)}, to stay within the "
-                          f"{self.memory_budget / 1e9:g} GB memory budget")
         return side
 
     def _auto_tile(self) -> int:
@@ -298,7 +301,12 @@ class Dehazer:
         """The network on a copy whose longer side is at most ``max_side`` (never tiled: InstanceNorm
         statistics are always the whole image's), J at full resolution."""
         t0 = time.perf_counter()
-        small = shrink_to(rgb, self._max_side or self._side_within_budget(rgb.shape[0], rgb.shape[1], plan))
+        h, w = rgb.shape[:2]
+        side = self.network_side(h, w)
+        if side and not self._max_side:
+            plan.notes.append(f"the network ran at {side} px, not the full {max(h, w)}, to stay within the "
+                              f"{self.memory_budget / 1e9:g} GB memory budget")
+        small = shrink_to(rgb, side)
         t1 = time.perf_counter()
         outputs = self._run_small(small)  # the lock is held by _dehaze_float
         t2 = time.perf_counter()

@@ -87,9 +87,11 @@ class DehazeStream:
         dcp = dehazer.method is Method.DCP
         self.readout = ScatteringReadout(flat_sigma=0.0) if dcp else dehazer.readout
         self.smoothed = isinstance(self.readout, ScatteringReadout)
-        # the network's side as for photos (--max-side 0: full resolution); dcp, full resolution
-        # on photos unless --max-side, estimates on a 512-px copy here unless told otherwise
+        # the network's side as for photos (--max-side 0: full resolution as far as the memory
+        # budget allows, chosen at the first frame); dcp, full resolution on photos unless
+        # --max-side, estimates on a SCATTERING_MAX_SIDE copy here unless told otherwise
         self.side = dehazer.max_side if not dcp else dehazer.max_side or SCATTERING_MAX_SIDE
+        self._side_chosen = self.side is not None or dcp
         step = 1.0 / max(fps, 1e-3)
         self._a_airlight = _blend(step, config.airlight_seconds)
         self._a_t = _blend(step, config.t_seconds)
@@ -107,6 +109,8 @@ class DehazeStream:
     # -- the two halves ------------------------------------------------------------------------
     def estimate(self, rgb: np.ndarray) -> Haze:
         """HxWx3 float32 [0, 1] frame -> its haze, the stream's state updated (steps 1-4)."""
+        if not self._side_chosen:
+            self.side, self._side_chosen = self.dehazer.network_side(*rgb.shape[:2]), True
         small = shrink_to(rgb, self.side)
         luma = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY)
         luma8 = np.clip(luma * 255.0 + 0.5, 0, 255).astype(np.uint8)
