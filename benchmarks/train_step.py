@@ -20,13 +20,14 @@ import torch
 
 from odcr_cli.core.methods import method_config
 from odcr_cli.core.networks import GeneratorConfig
-from odcr_cli.tasks.training import Trainer, TrainConfig, resolve_device
+from odcr_cli.tasks.trainer import TrainingState, resolve_device
+from odcr_cli.tasks.training import TrainConfig, train_step
 
 
 def time_method(method: str, crop: int, iters: int, warmup: int, gen: GeneratorConfig, device: torch.device,
                 batch: int) -> float:
     cfg = TrainConfig(hazy="", clear="", out="", iters=1_000_000, crop=crop, batch=batch)
-    trainer = Trainer(cfg, method_config(method), gen, device)
+    state = TrainingState(cfg, method_config(method), gen, device)
     hazy = torch.rand(batch, 3, crop, crop) * 2 - 1
     clear = torch.rand(batch, 3, crop, crop) * 2 - 1
     times = []
@@ -34,7 +35,7 @@ def time_method(method: str, crop: int, iters: int, warmup: int, gen: GeneratorC
         if device.type == "cuda":
             torch.cuda.synchronize()
         t = time.perf_counter()
-        trainer.step(hazy, clear)
+        train_step(state, hazy, clear)
         if device.type == "cuda":
             torch.cuda.synchronize()
         if i >= warmup:

@@ -20,7 +20,9 @@ from odcr_cli.core.methods import method_config
 from odcr_cli.core.networks import GeneratorConfig
 from odcr_cli.errors import TrainingDiverged, TrainingError
 from odcr_cli.tasks.run_folder import RunFolder
-from odcr_cli.tasks.training import TrainConfig, Trainer, TrainingLoop, WeightAverage, lr_factor, train
+from odcr_cli.tasks import training
+from odcr_cli.tasks.trainer import TrainingState, WeightAverage, lr_factor
+from odcr_cli.tasks.training import TrainConfig, run_iterations, train, train_step
 from odcr_cli.files.weights_io import load_generator
 
 TINY = ["--ngf", "4", "--n-blocks", "1", "--crop", "32", "--num-patches", "16", "--num-clear-patches", "16"]
@@ -165,10 +167,10 @@ def test_bad_arguments_are_one_line_errors(pools, tmp_path) -> None:
     assert res.exit_code == 2 and "no such file" in res.output
 
 
-def _tiny_trainer(out: Path, **config: object) -> Trainer:
-    """A CPU trainer of the tiny CUT network on 32x32 crops (no data: the test hands it batches)."""
+def _tiny_state(out: Path, **config: object) -> TrainingState:
+    """The CPU training state of the tiny CUT network on 32x32 crops (no data: the test hands it batches)."""
     cfg = TrainConfig(hazy="", clear="", out=str(out), crop=32, **config)
-    return Trainer(cfg, method_config("cut", num_patches=16), GeneratorConfig(ngf=4, n_blocks=1), torch.device("cpu"))
+    return TrainingState(cfg, method_config("cut", num_patches=16), GeneratorConfig(ngf=4, n_blocks=1), torch.device("cpu"))
 
 
 def _crops(value: float | None = None) -> torch.Tensor:
@@ -178,7 +180,7 @@ def _crops(value: float | None = None) -> torch.Tensor:
 
 
 def test_non_finite_loss_stops_with_iteration_and_checkpoint(tmp_path) -> None:
-    trainer = _tiny_trainer(tmp_path, iters=4, checkpoint_every=1, sample_every=100)
+    state = _tiny_state(tmp_path, iters=4, checkpoint_every=1, sample_every=100)
     folder = RunFolder(tmp_path)
 
     def batches(iteration: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -186,7 +188,7 @@ def test_non_finite_loss_stops_with_iteration_and_checkpoint(tmp_path) -> None:
         return (_crops(float("nan")) if iteration == 2 else _crops()), _crops()
 
     with pytest.raises(TrainingDiverged, match=r"iteration 3.*ckpt_00000002\.pt"):
-        TrainingLoop(trainer, folder, batches, fixed=_crops()).run()
+        run_iterations(state, folder, batches, fixed=_crops())
     # the run stopped before writing anything of the bad iteration: checkpoint 2 is the last, and finite
     assert [it for it, _ in folder.checkpoints()] == [1, 2]
     saved = load_file(tmp_path / "generator.safetensors")
@@ -310,14 +312,14 @@ def test_max_minutes_stops_with_a_resumable_checkpoint(pools, tmp_path) -> None:
 
 
 def test_deferred_finite_check_names_the_first_bad_iteration(tmp_path) -> None:
-    trainer = _tiny_trainer(tmp_path, iters=10)
-    trainer.defer_finite_checks = True  # the GPU behaviour: no read-back inside a step
-    trainer.step(_crops(), _crops())
-    trainer.check_finite()
+    state = _tiny_state(tmp_path, iters=10)
+    state.defer_finite_checks = True  # the GPU behaviour: no read-back inside a step
+    train_step(state, _crops(), _crops())
+    state.check_finite()
     for _ in range(3):
-        trainer.step(_crops(float("inf")), _crops())  # iterations 2 to 4: no exception inside the steps
+        train_step(state, _crops(float("inf")), _crops())  # iterations 2 to 4: no exception inside the steps
     with pytest.raises(TrainingDiverged, match="iteration 2$"):
-        trainer.check_finite()
+        state.check_finite()
 
 
 def test_synthetic_batches_are_a_function_of_the_sample_and_follow_the_scattering_model(pools) -> None:
@@ -372,15 +374,15 @@ def test_ctrl_c_stops_after_the_iteration_with_a_checkpoint_and_says_how_to_resu
     import signal
 
     hazy, clear = pools
-    real_step, calls = Trainer.step, []
+    real_step, calls = train_step, []
 
-    def step(self, *args, **kwargs):  # noqa: ANN001, ANN202 - Trainer.step's signature
+    def step(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202 - train_step's signature
         calls.append(1)
         if len(calls) == 2:
             os.kill(os.getpid(), signal.SIGINT)
-        return real_step(self, *args, **kwargs)
+        return real_step(*args, **kwargs)
 
-    monkeypatch.setattr(Trainer, "step", step)
+    monkeypatch.setattr(training, "train_step", step)
     out = tmp_path / "run"
     before = signal.getsignal(signal.SIGINT)
     res = _cli_train(hazy, clear, out, "--iters", "6", "--checkpoint-every", "100")
@@ -388,7 +390,7 @@ def test_ctrl_c_stops_after_the_iteration_with_a_checkpoint_and_says_how_to_resu
     assert "interrupted" in res.output and "--resume" in res.output
     assert RunFolder(out).latest_checkpoint().name == "ckpt_00000002.pt" and len(calls) == 2
     assert signal.getsignal(signal.SIGINT) == before
-    monkeypatch.setattr(Trainer, "step", real_step)
+    monkeypatch.setattr(training, "train_step", real_step)
     res = _cli_train(hazy, clear, out, "--iters", "6", "--checkpoint-every", "100", "--resume")
     assert res.exit_code == 0 and "done: iteration 6 of 6" in res.output, res.output
 

@@ -26,6 +26,7 @@ import torch
 from PIL import Image
 from torch import nn
 
+from odcr_cli.errors import TrainingError
 from odcr_cli.files.fsutil import atomic_output
 from odcr_cli.files.weights_io import RUN_GENERATOR, save_generator
 from odcr_cli.tasks.training_report import write_training_report
@@ -80,6 +81,18 @@ class RunFolder:
 
     def load_latest_checkpoint(self, warn: Callable[[str], None]) -> dict | None:
         return load_latest_checkpoint(self.path, warn)
+
+    def state_to_resume(self, resume: bool, say: Callable[[str], None]) -> dict | None:
+        """The checkpoint to resume from (None: a new run); a new run never overwrites an old one."""
+        if not resume:
+            if self.checkpoints():
+                raise TrainingError(f"{self.path} already holds a run; "
+                                    "use --resume to continue it or choose another --out")
+            return None
+        state = self.load_latest_checkpoint(say)
+        if state is None:
+            raise TrainingError(f"--resume: no readable checkpoint in {self.checkpoint_dir}")
+        return state
 
     def write_config(self, effective: dict) -> None:
         """Create the folder and (re)write config.json."""

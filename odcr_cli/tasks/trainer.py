@@ -1,4 +1,7 @@
-"""One training run's models, optimisers, schedule and weight average, without any files.
+"""What a training run is made of, without any files: its models, optimisers, schedules and
+weight average (:class:`TrainingState`, built here and written to and read from checkpoints),
+the learning-rate schedule and the ranks of a multi-GPU run. The iterations that move them are
+:func:`odcr_cli.tasks.training.train_step` and :func:`odcr_cli.tasks.training.run_iterations`.
 
 The generator files, samples and validation use an exponential moving average (EMA) of the
 generator's weights when ``ema_decay > 0`` (the default): a GAN's raw weights swing from one
@@ -15,7 +18,7 @@ from __future__ import annotations
 import copy
 import os
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from typing import Iterable
 
 import numpy as np
@@ -29,63 +32,7 @@ from odcr_cli.core.network_input import to_unit
 from odcr_cli.core.networks import GeneratorConfig
 from odcr_cli.core.stiefel import StiefelSGD
 from odcr_cli.errors import InferenceError, TrainingDiverged, TrainingError
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Everything of a run except the method's loss settings (see MethodConfig)."""
-
-    hazy: tuple[str, ...]              # files/folders; a single str is accepted
-    clear: tuple[str, ...]
-    out: str
-    iters: int = 1000
-    decay_fraction: float = 0.5        # CUT's shape: constant LR, then linear decay to zero
-    crop: int = 256
-    load_size: int | None = None       # default: crop * 286 / 256 (CUT's 286 for 256)
-    preprocess: str = "scale_shortside_crop"
-    batch: int = 1
-    lr: float = 2e-4
-    beta1: float = 0.5
-    beta2: float = 0.999
-    stiefel_lr: float | None = None    # step size gamma of the Stiefel update; default = lr
-    seed: int = 0
-    device: str = "auto"
-    amp: str = "auto"                  # auto (bf16 on CUDA) | bf16 | off
-    checkpoint_every: int = 500
-    keep_checkpoints: int = 3
-    log_every: int = 10
-    sample_every: int = 500
-    num_samples: int = 4
-    val_hazy: str | None = None
-    val_gt: str | None = None
-    val_every: int = 1000
-    until: int | None = None           # stop after this iteration (the schedule still spans iters)
-    training_data: str = ""            # free text recorded in the generator's metadata
-    exclude_clear: tuple[str, ...] = ()  # lists of clear files to leave out (odcr synth's sources.txt)
-    ema_decay: float = 0.999           # EMA of the generator's weights for the saved model; 0 = raw weights
-    max_minutes: float | None = None   # wall-clock limit of this invocation; stops with a checkpoint
-
-    def __post_init__(self) -> None:
-        for name in ("hazy", "clear", "exclude_clear"):
-            value = getattr(self, name)
-            object.__setattr__(self, name, (value,) if isinstance(value, str) else tuple(str(v) for v in value))
-
-    @property
-    def effective_load_size(self) -> int:
-        return self.load_size or round(self.crop * 286 / 256)
-
-    @property
-    def stop(self) -> int:
-        """The last iteration of this invocation: ``until`` when given, never past ``iters``."""
-        return min(self.until or self.iters, self.iters)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict) -> "TrainConfig":
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in values.items() if k in names})
+from odcr_cli.tasks.train_settings import TrainConfig
 
 
 def lr_factor(iteration: int, total: int, decay_fraction: float) -> float:
@@ -204,8 +151,10 @@ class WeightAverage:
         self.updates = int(state["updates"])
 
 
-class Trainer:
-    """Models, optimisers and schedules of one run; ``step`` performs one training iteration."""
+class TrainingState:
+    """Models, optimisers, schedules, weight average and iteration count of one run: what a
+    checkpoint holds (:meth:`state_dict`), on its device. :func:`odcr_cli.tasks.training.train_step`
+    moves it by one iteration."""
 
     def __init__(self, config: TrainConfig, method: MethodConfig, generator: GeneratorConfig,
                  device: torch.device, dist_ctx: Distributed | None = None) -> None:
@@ -246,61 +195,16 @@ class Trainer:
     def optimizers(self) -> list[torch.optim.Optimizer]:
         return [o for o in (self.opt_g, self.opt_d, self.opt_f, self.opt_s) if o is not None]
 
-    def _to_device(self, x: torch.Tensor) -> torch.Tensor:
+    def to_device(self, x: torch.Tensor) -> torch.Tensor:
+        """A batch on the run's device (channels-last on CUDA, as the models are)."""
         x = x.to(self.device, non_blocking=True)
         return x.contiguous(memory_format=torch.channels_last) if self.device.type == "cuda" else x
 
-    def step(self, hazy: torch.Tensor, clear: torch.Tensor,
-             synthetic: tuple[torch.Tensor, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
-        """One iteration on (B, 3, H, W) batches in [-1, 1]: D step, then G + head (+ classifiers,
-        + Stiefel) step. ``synthetic``: (hazy, true t) made from the clear crops, for
-        ``lambda_synth``. Returns the losses as 0-d tensors, still on the device."""
-        m, it = self.model, self.iteration
-        rng = np.random.default_rng([self.config.seed, 3, it, self.dist.rank])
-        hazy, clear = self._to_device(hazy), self._to_device(clear)
-        flip = m.method.flip_equivariance and bool(rng.random() < 0.5)
-
-        with self.autocast:
-            state = m.translate(hazy, clear, flip)
-        # discriminator
-        m.discriminator.requires_grad_(True)
-        self.opt_d.zero_grad(set_to_none=True)
-        with self.autocast:
-            loss_d = m.discriminator_loss(clear, state["fake"])
-        self._note_finite(loss_d, it)
-        loss_d.backward()
-        self.dist.average_gradients(m.discriminator.parameters())
-        self.opt_d.step()
-        # generator, head, classifiers
-        m.discriminator.requires_grad_(False)
-        for o in (self.opt_g, self.opt_f, self.opt_s):
-            if o is not None:
-                o.zero_grad(set_to_none=True)
-        with self.autocast:
-            syn = tuple(self._to_device(x) for x in synthetic) if synthetic is not None else None
-            out = m.generator_objective(hazy, clear, state, rng, flip, it, syn)
-        self._note_finite(out.total, it)
-        out.total.backward()
-        self.dist.average_gradients(list(m.generator.parameters()) + list(m.head.parameters())
-                                    + (list(m.classifiers.parameters()) if m.classifiers is not None else []))
-        self.opt_g.step()
-        if self.ema is not None:
-            self.ema.update(m.generator)
-        self.opt_f.step()
-        if self.opt_s is not None:
-            self.opt_s.step()  # float64 polar retraction, outside autocast
-        self.last_lr = self.opt_g.param_groups[0]["lr"]  # the rate this iteration used
-        for s in self.schedulers:
-            s.step()
-        self.iteration += 1
-        terms = {f"G_{k}": v.detach() for k, v in out.terms.items()}
-        terms["G_total"] = out.total.detach()
-        terms["D"] = loss_d.detach()
-        return terms
-
-    def _note_finite(self, loss: torch.Tensor, iteration: int) -> None:
+    def note_finite(self, loss: torch.Tensor) -> None:
+        """Remember the first iteration whose loss is NaN or infinite; raise at once unless the
+        checks are deferred (on a GPU: :meth:`check_finite` reads the note at the loop's sync points)."""
         bad = ~torch.isfinite(loss.detach())
-        self._first_bad = torch.where(bad & (self._first_bad == 0), iteration + 1, self._first_bad)
+        self._first_bad = torch.where(bad & (self._first_bad == 0), self.iteration + 1, self._first_bad)
         if not self.defer_finite_checks:
             self.check_finite()
 
@@ -314,7 +218,7 @@ class Trainer:
         """The output generator on ``fixed`` (N, 3, H, W) hazy crops in [-1, 1] -> an
         (N*H, 2W, 3) uint8 image whose rows are input | output."""
         with torch.no_grad():
-            out = self.output_generator(self._to_device(fixed)).float().cpu()
+            out = self.output_generator(self.to_device(fixed)).float().cpu()
         rows = torch.cat([fixed, out], dim=3)  # (N, 3, H, 2W): input | output
         grid = torch.cat(list(rows), dim=1)    # (3, N*H, 2W)
         return (to_unit(grid.clamp(-1, 1)) * 255.0).round().byte().permute(1, 2, 0).numpy()

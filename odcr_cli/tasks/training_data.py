@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 
 from odcr_cli.core.network_input import to_signed, to_unit
-from odcr_cli.errors import ImageReadError
+from odcr_cli.errors import ImageReadError, TrainingError
 from odcr_cli.files.folders import list_images
 from odcr_cli.files.imageio import read_rgb8
 
@@ -156,3 +156,36 @@ class UnpairedSampler:
             return hazy, clear
         pairs = [self.synthetic_item(first_sample + i, c) for i, c in enumerate(clear)]
         return hazy, clear, torch.stack([a for a, _ in pairs]), torch.stack([b for _, b in pairs])
+
+
+def load_pools(hazy: Sequence[str], clear: Sequence[str], exclude_clear: Sequence[str], spec: CropSpec, seed: int,
+               synthetic: bool, say: Callable[[str], None]) -> tuple[ImageFolder, ImageFolder, UnpairedSampler]:
+    """The decoded hazy and clear pools and their sampler; unreadable images are reported and skipped."""
+    try:
+        hazy_files, _ = gather_images(hazy)
+        clear_files, n_excluded = gather_images(clear, exclude_clear)
+    except FileNotFoundError as exc:
+        raise TrainingError(str(exc)) from None
+    except (OSError, ValueError) as exc:  # an unreadable or binary --exclude-clear list
+        raise TrainingError(f"cannot read the image lists: {type(exc).__name__}: {exc}".splitlines()[0]) from None
+    if exclude_clear:
+        say(f"left {n_excluded} clear image(s) out of the clear pool (--exclude-clear)")
+
+    def skip(path: Path, why: str) -> None:
+        say(f"skipped unreadable image {path}: {why}")
+
+    hazy_pool, clear_pool = ImageFolder(hazy_files, spec, skip), ImageFolder(clear_files, spec, skip)
+    try:
+        sampler = UnpairedSampler(hazy_pool, clear_pool, seed, synthetic)
+    except ValueError as exc:
+        raise TrainingError(f"{exc} (hazy: {', '.join(hazy)}; clear: {', '.join(clear)})") from None
+    if len(hazy_pool) == 1:
+        say("one hazy image: single-image translation, negatives drawn from that image")
+    return hazy_pool, clear_pool, sampler
+
+
+def center_crop(im: Image.Image, size: int) -> torch.Tensor:
+    """The middle ``size`` x ``size`` of an image -> (3, size, size) in [-1, 1]."""
+    w, h = im.size
+    x, y = (w - size) // 2, (h - size) // 2
+    return to_tensor(im.crop((x, y, x + size, y + size)))
