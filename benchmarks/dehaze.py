@@ -47,7 +47,8 @@ def main() -> None:
     if weights is None:
         import torch
 
-        from odcr_cli.core.networks import GeneratorConfig, ResnetGenerator
+        from odcr_cli.core.configs import GeneratorConfig
+        from odcr_cli.core.networks import ResnetGenerator
         from odcr_cli.files.weights_io import save_generator
         torch.manual_seed(0)
         weights = os.path.join(tempfile.mkdtemp(), "random_full.safetensors")

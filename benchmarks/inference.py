@@ -72,7 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     import onnxruntime as ort
     import torch
 
-    from odcr_cli.core.networks import GeneratorConfig, ResnetGenerator, count_parameters
+    from odcr_cli.core.configs import GeneratorConfig
+    from odcr_cli.core.networks import ResnetGenerator, count_parameters
     from odcr_cli.tasks.export import export_onnx
     from odcr_cli.engine.onnx_backend import OnnxBackend
     from odcr_cli.errors import OnnxBackendError

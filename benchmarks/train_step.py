@@ -18,8 +18,7 @@ import time
 
 import torch
 
-from odcr_cli.core.methods import method_config
-from odcr_cli.core.networks import GeneratorConfig
+from odcr_cli.core.configs import GeneratorConfig, method_config
 from odcr_cli.tasks.trainer import TrainingState, resolve_device
 from odcr_cli.tasks.training import TrainConfig, train_step
 

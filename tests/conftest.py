@@ -18,7 +18,8 @@ def tiny_weights(tmp_path_factory):
     """A tiny random generator (ngf 4, 1 block) saved as safetensors."""
     import torch
 
-    from odcr_cli.core.networks import GeneratorConfig, ResnetGenerator
+    from odcr_cli.core.configs import GeneratorConfig
+    from odcr_cli.core.networks import ResnetGenerator
     from odcr_cli.files.weights_io import save_generator
 
     torch.manual_seed(0)

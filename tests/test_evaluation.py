@@ -92,7 +92,8 @@ def test_metric_conventions():
 def tiny_weights(tmp_path_factory) -> Path:
     import torch
 
-    from odcr_cli.core.networks import GeneratorConfig, ResnetGenerator
+    from odcr_cli.core.configs import GeneratorConfig
+    from odcr_cli.core.networks import ResnetGenerator
     from odcr_cli.files.weights_io import save_generator
 
     torch.manual_seed(0)

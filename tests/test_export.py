@@ -26,7 +26,8 @@ ODD_SIZES = [(33, 45), (20, 28), (37, 37)]  # odd and non-square: they go throug
 def tiny_weights(tmp_path_factory) -> Path:
     import torch
 
-    from odcr_cli.core.networks import GeneratorConfig, ResnetGenerator
+    from odcr_cli.core.configs import GeneratorConfig
+    from odcr_cli.core.networks import ResnetGenerator
     from odcr_cli.files.weights_io import save_generator
 
     torch.manual_seed(0)
@@ -98,7 +99,8 @@ def test_failed_parity_is_an_error_and_leaves_no_file(tmp_path):
     overflows, the parity check sees it, and nothing is written."""
     import torch
 
-    from odcr_cli.core.networks import GeneratorConfig, ResnetGenerator
+    from odcr_cli.core.configs import GeneratorConfig
+    from odcr_cli.core.networks import ResnetGenerator
     from odcr_cli.files.weights_io import save_generator
 
     torch.manual_seed(0)
@@ -120,7 +122,8 @@ def test_parity_check_holds_fp32_to_one_level(exported, tmp_path):
     """The fp32 rule (<= 1 level, >= 50 dB) fails for a graph that is not the weights' generator."""
     import torch
 
-    from odcr_cli.core.networks import GeneratorConfig, ResnetGenerator
+    from odcr_cli.core.configs import GeneratorConfig
+    from odcr_cli.core.networks import ResnetGenerator
     from odcr_cli.files.weights_io import save_generator
     from odcr_cli.tasks.export import run_parity
 
@@ -252,7 +255,8 @@ def test_int8_export_quantizes_the_convolutions_and_keeps_the_photo(tmp_path):
     from typer.testing import CliRunner
 
     from odcr_cli.cli.app import app
-    from odcr_cli.core.networks import GeneratorConfig, ResnetGenerator, init_weights
+    from odcr_cli.core.configs import GeneratorConfig
+    from odcr_cli.core.networks import ResnetGenerator, init_weights
     from odcr_cli.files.weights_io import save_generator
 
     torch.manual_seed(0)

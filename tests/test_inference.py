@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from conftest import make_photo
-from odcr_cli.core.networks import GeneratorConfig, ResnetGenerator
+from odcr_cli.core.configs import GeneratorConfig
+from odcr_cli.core.networks import ResnetGenerator
 from odcr_cli.files.fsutil import sha256_file
 from odcr_cli.engine.dehazer import Dehazer
 from odcr_cli.imaging.metrics import psnr
@@ -216,7 +217,8 @@ def test_half_runs_the_fp16_scattering_generator_and_redoes_non_finite_outputs_i
     the half copy idle); a non-finite fp16 output is redone in fp32 and counted."""
     import torch
 
-    from odcr_cli.core.networks import GeneratorConfig, ResnetGenerator
+    from odcr_cli.core.configs import GeneratorConfig
+    from odcr_cli.core.networks import ResnetGenerator
 
     torch.manual_seed(0)
     gen = ResnetGenerator(GeneratorConfig(ngf=4, n_blocks=1, output="scattering", t_prior="dcp"))

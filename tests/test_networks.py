@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import torch
 
+from odcr_cli.core.configs import GeneratorConfig
 from odcr_cli.core.networks import (
     ChannelClassifiers,
-    GeneratorConfig,
     PatchDiscriminator,
     ProjectionHead,
     ResnetGenerator,

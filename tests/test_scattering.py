@@ -10,8 +10,9 @@ import torch
 
 from odcr_cli.core import haze, losses
 from odcr_cli.core.network_input import to_signed
-from odcr_cli.core.methods import ContrastiveModel, method_config, prior_weight
-from odcr_cli.core.networks import GeneratorConfig, ResnetGenerator
+from odcr_cli.core.configs import GeneratorConfig, method_config
+from odcr_cli.core.methods import ContrastiveModel, prior_weight
+from odcr_cli.core.networks import ResnetGenerator
 from odcr_cli.core.scattering import add_haze, output_names, remove_haze
 from odcr_cli.imaging.dcp import atmospheric_light, dark_channel, dcp_transmission, dehaze_dcp
 from odcr_cli.engine.readout import ImageReadout, ScatteringReadout, readout_for

@@ -16,8 +16,7 @@ from safetensors.torch import load_file
 from typer.testing import CliRunner
 
 from odcr_cli.cli.app import app
-from odcr_cli.core.methods import method_config
-from odcr_cli.core.networks import GeneratorConfig
+from odcr_cli.core.configs import GeneratorConfig, method_config
 from odcr_cli.errors import TrainingDiverged, TrainingError
 from odcr_cli.tasks.run_folder import RunFolder
 from odcr_cli.tasks import training
@@ -439,3 +438,51 @@ def test_a_run_is_reproduced_from_its_config_and_flags_override_it(pools, tmp_pa
     bad.write_text("ngf = [unclosed")
     res = CliRunner().invoke(app, ["train", "--config", str(bad), "--out", str(tmp_path / "x")])
     assert res.exit_code == 2 and "not valid TOML" in res.output
+
+
+def test_the_train_flags_are_the_settings_fields_with_a_help_text() -> None:
+    """A setting is declared once, as a dataclass field with a help text: odcr train has exactly
+    those flags (beside its own --config, --recipe, --resume), each with that help."""
+    import typer
+
+    from odcr_cli.cli.field_options import flag_fields, parameter_name
+    from odcr_cli.core.configs import MethodConfig
+
+    params = {p.name: p for p in typer.main.get_command(app).commands["train"].params}
+    fields = [f for cls in (TrainConfig, GeneratorConfig, MethodConfig) for f in flag_fields(cls)]
+    assert set(params) - {"config", "recipe", "resume", "help"} == {parameter_name(f) for f in fields}
+    for f in fields:
+        assert params[parameter_name(f)].help.startswith(f.metadata["help"].removesuffix(".")), f.name
+    assert params["method"].opts == ["--method"] and params["learned_airlight"].secondary_opts == ["--rule-airlight"]
+
+
+def test_a_field_with_a_help_text_becomes_a_flag_with_its_type_and_default() -> None:
+    from dataclasses import dataclass
+
+    import typer
+
+    from odcr_cli.cli.field_options import field_values, options, with_options
+    from odcr_cli.core.configs import flag
+
+    @dataclass(frozen=True)
+    class Settings:
+        lambda_new: float = flag(0.5, help="A new loss weight.")
+        layers: tuple[int, ...] = flag((1, 2), help="Layer indices.")
+        folder: str | None = flag(None, help="A folder.", path=True)
+        switch: bool = flag(False, help="A switch.")
+        hidden: int = 3
+
+    seen: list[dict] = []
+
+    def command(**settings: object) -> None:
+        seen.append(field_values(Settings, settings))
+
+    cli = typer.Typer()
+    cli.command()(with_options(command, options(Settings, "Settings")))
+    assert CliRunner().invoke(cli, []).exit_code == 0
+    res = CliRunner().invoke(cli, ["--lambda-new", "2", "--layers", "4,5", "--folder", "x/", "--switch"])
+    assert res.exit_code == 0, res.output
+    assert seen == [{"lambda_new": 0.5, "layers": (1, 2), "switch": False},
+                    {"lambda_new": 2.0, "layers": (4, 5), "folder": "x", "switch": True}]
+    help_text = CliRunner().invoke(cli, ["--help"]).output
+    assert "A new loss weight." in help_text and "--hidden" not in help_text

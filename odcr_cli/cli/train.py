@@ -7,12 +7,15 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 
 from odcr_cli.cli.common import fail
+from odcr_cli.cli.field_options import field_values, options, with_options
+from odcr_cli.core.configs import GeneratorConfig, MethodConfig
 from odcr_cli.errors import OdcrError
+from odcr_cli.tasks.train_settings import TrainConfig
 
 
 # --recipe: the defaults of the options not typed (a --config file and typed flags override them).
@@ -92,111 +95,32 @@ def train_command(
                                     "--lambda-dcp 10 --dcp-warm-iters 300 --lambda-tv 5; ~80 min on 2 CPU cores) or "
                                     "paper (the paper's generator: --output image --ngf 64 --n-blocks 9 --crop 256 "
                                     "--iters 1000; a GPU recipe)."),
-    hazy: list[Path] = typer.Option(..., "--hazy", help="Folder (or one file) of hazy photos; repeatable."),
-    clear: list[Path] = typer.Option(..., "--clear", help="Folder of clear (haze-free) photos, unpaired; repeatable."),
-    exclude_clear: Optional[list[Path]] = typer.Option(None, "--exclude-clear",
-                                                       help="Text file of clear photos to leave out (e.g. odcr synth's sources.txt); repeatable."),
-    out: Path = typer.Option(..., "--out", help="Run folder: checkpoints, generator, log, samples."),
-    method: str = typer.Option("odcr", "--method", help="odcr | cut | fastcut."),
-    iters: int = typer.Option(1000, "--iters", show_default=False,
-                              help="Total iteration budget (the LR schedule spans it) [default: from --recipe]."),
-    crop: int = typer.Option(256, "--crop", show_default=False, help="Training crop size (multiple of 4) [default: from --recipe]."),
-    batch: int = typer.Option(1, "--batch", help="Images per iteration and per GPU (CUT: 1 works best)."),
-    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda[:i] | mps."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the weights, the data order, the crops and the patches (same seed, same run)."),
     resume: bool = typer.Option(False, "--resume", help="Continue from the newest valid checkpoint in --out."),
-    until: Optional[int] = typer.Option(None, "--until", help="Stop after this iteration (schedule still spans --iters)."),
-    load_size: Optional[int] = typer.Option(None, "--load-size", help="Scale before cropping (default crop*286/256)."),
-    preprocess: str = typer.Option("scale_shortside_crop", "--preprocess",
-                                   help="scale_shortside_crop | resize_crop (CUT, square) | crop (native)."),
-    lr: float = typer.Option(2e-4, "--lr", help="Adam learning rate of the generator, discriminator and head."),
-    beta1: float = typer.Option(0.5, "--beta1", help="Adam beta1 (CUT: 0.5)."),
-    beta2: float = typer.Option(0.999, "--beta2", help="Adam beta2."),
-    decay_fraction: float = typer.Option(0.5, "--decay-fraction", help="Final fraction of iterations with linear LR decay."),
-    stiefel_lr: Optional[float] = typer.Option(None, "--stiefel-lr", help="Stiefel step size gamma (default: --lr)."),
-    amp: str = typer.Option("auto", "--amp", help="auto (bf16 on CUDA) | bf16 | off."),
-    ngf: int = typer.Option(64, "--ngf", show_default=False, help="Generator width [default: from --recipe]."),
-    n_blocks: int = typer.Option(9, "--n-blocks", show_default=False, help="Generator residual blocks [default: from --recipe]."),
-    antialias: bool = typer.Option(True, "--antialias/--no-antialias", help="Blur down/upsampling (CUT default)."),
-    output: str = typer.Option("image", "--output", show_default=False,
-                               help="image (the paper's generator writes J) | scattering (it predicts t; J = (I - A)/t + A) "
-                                    "[default: from --recipe]."),
-    t_min: float = typer.Option(0.1, "--t-min", help="Scattering output: floor of the transmission (bounds 1/t noise gain)."),
-    t_prior: str = typer.Option("dcp", "--t-prior",
-                                help="Scattering output: dcp (the network refines the dark-channel-prior t, default) | none (it predicts t alone)."),
-    learned_airlight: bool = typer.Option(False, "--learned-airlight/--rule-airlight",
-                                          help="Scattering output: learn a small correction of the dark-channel airlight."),
-    lambda_dcp: Optional[float] = typer.Option(None, "--lambda-dcp", help="Warm start: weight of |t - t_dcp| (scattering)."),
-    dcp_warm_iters: Optional[int] = typer.Option(None, "--dcp-warm-iters",
-                                                 help="--lambda-dcp decays linearly to 0 over this many iterations (0: constant)."),
-    lambda_dark: Optional[float] = typer.Option(None, "--lambda-dark", help="Weight of the dark channel energy of J."),
-    lambda_tv: Optional[float] = typer.Option(None, "--lambda-tv", help="Weight of the edge-aware smoothness of t (scattering)."),
-    lambda_synth: Optional[float] = typer.Option(None, "--lambda-synth",
-                                                 help="Semi-supervised: weight of |t - t_true| on synthetic haze of the clear crops (scattering)."),
-    weight_scale: Optional[str] = typer.Option(None, "--weight-scale",
-                                               help="WPNCE channel weights: std (default) | max | printed (the paper's, flat)."),
-    weight_temperature: Optional[float] = typer.Option(None, "--weight-temperature", help="Softmax temperature of the channel weights."),
-    lambda_gan: Optional[float] = typer.Option(None, "--lambda-gan", help="Weight of the adversarial (LSGAN) term."),
-    lambda_nce: Optional[float] = typer.Option(None, "--lambda-nce", help="Weight of the PatchNCE / weighted PatchNCE term."),
-    lambda_ce: Optional[float] = typer.Option(None, "--lambda-ce", help="Weight of the hazy/clear channel classifiers' loss (ODCR)."),
-    lambda_idt: Optional[float] = typer.Option(None, "--lambda-idt", help="Weight of the identity term on clear images."),
-    nce_idt: Optional[bool] = typer.Option(None, "--nce-idt/--no-nce-idt", help="Identity term on the clear image."),
-    nce_layers: Optional[str] = typer.Option(None, "--nce-layers", help="Generator layer indices, e.g. 0,4,8,12,16."),
-    num_patches: Optional[int] = typer.Option(None, "--num-patches", help="Sampled locations per layer (S)."),
-    num_clear_patches: Optional[int] = typer.Option(None, "--num-clear-patches", help="Clear negatives per query (ODCR)."),
-    nce_t: Optional[float] = typer.Option(None, "--nce-t", help="Temperature tau."),
-    head: Optional[str] = typer.Option(None, "--head", help="mlp | linear (orthogonal head shape)."),
-    orthogonal_head: Optional[bool] = typer.Option(None, "--orthogonal-head/--no-orthogonal-head", help="Projection head on the Stiefel manifold (ODCR) or CUT's free MLP."),
-    wpnce_hazy_pair: Optional[str] = typer.Option(None, "--wpnce-hazy-pair", help="swapped (default) | literal."),
-    idt: Optional[str] = typer.Option(None, "--idt", help="nce (default) | l1."),
-    ce_trains_head: Optional[bool] = typer.Option(None, "--ce-trains-head/--no-ce-trains-head", help="Let the classifiers' loss also move the orthogonal head."),
-    flip_equivariance: Optional[bool] = typer.Option(None, "--flip-equivariance/--no-flip-equivariance", help="FastCUT's flip equivariance."),
-    checkpoint_every: int = typer.Option(500, "--checkpoint-every", help="Iterations between checkpoints (also written at the last iteration)."),
-    keep_checkpoints: int = typer.Option(3, "--keep-checkpoints", help="How many of the newest checkpoints to keep."),
-    log_every: int = typer.Option(10, "--log-every", help="Iterations between log lines (log.jsonl and the terminal)."),
-    sample_every: int = typer.Option(500, "--sample-every", help="Iterations between sample grids in the run folder."),
-    val_hazy: Optional[Path] = typer.Option(None, "--val-hazy", help="Paired validation: hazy folder."),
-    val_gt: Optional[Path] = typer.Option(None, "--val-gt", help="Paired validation: ground-truth folder."),
-    val_every: int = typer.Option(1000, "--val-every", help="Iterations between paired validations (with --val-hazy/--val-gt)."),
-    training_data: str = typer.Option("", "--training-data", help="Description stored in the weights' metadata."),
-    ema_decay: float = typer.Option(0.999, "--ema-decay", min=0.0, max=0.99999,
-                                    help="Save an EMA of the generator's weights (0 = the raw weights)."),
-    max_minutes: Optional[float] = typer.Option(None, "--max-minutes", min=0.0,
-                                                help="Stop, with a checkpoint, after this much wall-clock time (resumable)."),
+    **settings: Any,
 ) -> None:
-    from odcr_cli.core.methods import method_config
-    from odcr_cli.core.networks import GeneratorConfig
+    """The flags of the settings (``settings``) are the fields of TrainConfig, GeneratorConfig and
+    MethodConfig that carry a help text (:mod:`odcr_cli.cli.field_options` builds them)."""
+    from odcr_cli.core.configs import method_config
     from odcr_cli.engine.options import Device
-    from odcr_cli.tasks.training import TrainCallbacks, TrainConfig, train as run_training
+    from odcr_cli.tasks.training import TrainCallbacks, train as run_training
 
     try:
-        layers = tuple(int(v) for v in nce_layers.split(",")) if nce_layers else None
-        mcfg = method_config(method, lambda_gan=lambda_gan, lambda_nce=lambda_nce, lambda_ce=lambda_ce,
-                             lambda_idt=lambda_idt, nce_idt=nce_idt, nce_layers=layers, num_patches=num_patches,
-                             num_clear_patches=num_clear_patches, nce_t=nce_t, head=head,
-                             orthogonal_head=orthogonal_head, wpnce_hazy_pair=wpnce_hazy_pair, idt=idt,
-                             ce_trains_head=ce_trains_head, flip_equivariance=flip_equivariance,
-                             lambda_dcp=lambda_dcp, dcp_warm_iters=dcp_warm_iters, lambda_dark=lambda_dark,
-                             lambda_tv=lambda_tv, lambda_synth=lambda_synth, weight_scale=weight_scale, weight_temperature=weight_temperature)
-        gcfg = GeneratorConfig(ngf=ngf, n_blocks=n_blocks, antialias=antialias, output=output, t_min=t_min,
-                               learned_airlight=learned_airlight, t_prior=t_prior if output == "scattering" else "none")
+        mcfg = method_config(**field_values(MethodConfig, settings))
+        shape = field_values(GeneratorConfig, settings)
+        if shape["output"] != "scattering":
+            shape["t_prior"] = "none"
+        gcfg = GeneratorConfig(**shape)
     except ValueError as exc:
         fail(str(exc))
-    if (val_hazy is None) != (val_gt is None):
+    if (settings["val_hazy"] is None) != (settings["val_gt"] is None):
         fail("--val-hazy and --val-gt go together")
-    cfg = TrainConfig(hazy=tuple(map(str, hazy)), clear=tuple(map(str, clear)),
-                      exclude_clear=tuple(map(str, exclude_clear or ())), out=str(out), iters=iters, crop=crop, batch=batch,
-                      device=str(Device.parse(device)), seed=seed, until=until, load_size=load_size, preprocess=preprocess, lr=lr,
-                      beta1=beta1, beta2=beta2, decay_fraction=decay_fraction, stiefel_lr=stiefel_lr, amp=amp,
-                      checkpoint_every=checkpoint_every, keep_checkpoints=keep_checkpoints, log_every=log_every,
-                      sample_every=sample_every, val_hazy=str(val_hazy) if val_hazy else None,
-                      val_gt=str(val_gt) if val_gt else None, val_every=val_every, training_data=training_data,
-                      ema_decay=ema_decay, max_minutes=max_minutes)
-    reporter = TrainReporter(log_every)
+    run = field_values(TrainConfig, settings)
+    cfg = TrainConfig(**{**run, "device": str(Device.parse(run["device"]))})
+    reporter = TrainReporter(cfg.log_every)
 
     def on_start(start: int, total: int) -> None:
         # plain echo, not rich: a long path must stay on one line (the progress bar starts after it)
-        typer.echo(f"report: {out / 'report.html'} (rewritten at every checkpoint)", err=True)
+        typer.echo(f"report: {settings['out'] / 'report.html'} (rewritten at every checkpoint)", err=True)
         reporter.start(start, total)
 
     stopping = _StopOnSignal()
@@ -217,6 +141,17 @@ def train_command(
         typer.echo(f"interrupted; checkpoint: {result.last_checkpoint}; continue with the same command and --resume",
                    err=True)
         raise typer.Exit(130)
+
+
+# The flags of the settings, grouped in --help by the dataclass that holds them. A method's flags
+# default to its --method preset's values (None: not given), not to MethodConfig's fields. A flag
+# that every recipe sets has no default of its own to show: its help says it comes from --recipe.
+_SET_BY_EVERY_RECIPE = frozenset.intersection(*(frozenset(r) for r in RECIPES.values()))
+with_options(train_command,
+             options(TrainConfig, "Data, schedule and files", without_default=_SET_BY_EVERY_RECIPE),
+             options(GeneratorConfig, "Generator", without_default=_SET_BY_EVERY_RECIPE),
+             options(MethodConfig, "Method and losses", without_default=_SET_BY_EVERY_RECIPE,
+                     default_of=lambda f: f.default if f.name == "name" else None))
 
 
 def _given_on_the_command_line(ctx: typer.Context) -> frozenset[str]:

@@ -13,9 +13,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from odcr_cli.core import haze
+from odcr_cli.core.configs import WEIGHT_SCALES
 
 HAZY_PAIR_MODES: tuple[str, ...] = ("swapped", "literal")
-WEIGHT_SCALES: tuple[str, ...] = ("std", "max", "printed")
 
 
 def lsgan_d_loss(pred_real: Tensor, pred_fake: Tensor) -> Tensor:

@@ -1,106 +1,30 @@
 """Method definitions: ``odcr`` (default), ``cut`` and ``fastcut`` built from the same parts.
 
-A :class:`MethodConfig` says which losses and heads a method uses (docs/method.md, sections 2 and 3.5);
-:class:`ContrastiveModel` holds the trainable networks of one method and computes the
-discriminator loss and the generator-side objective for one batch. The training step and loop
+A :class:`~odcr_cli.core.configs.MethodConfig` says which losses and heads a method uses
+(docs/method.md, sections 2 and 3.5); :class:`ContrastiveModel` holds the trainable networks of
+one method and computes the discriminator loss and the generator-side objective for one batch. The training step and loop
 (``odcr_cli.tasks.training``) own optimisers, schedules, data and files.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from torch import nn
 
 from odcr_cli.core import haze, losses
+from odcr_cli.core.configs import GeneratorConfig, MethodConfig
 from odcr_cli.core.network_input import to_unit
 from odcr_cli.core.networks import (
-    NCE_LAYERS_DEFAULT,
     ChannelClassifiers,
     DiscriminatorConfig,
-    GeneratorConfig,
     PatchDiscriminator,
     ProjectionHead,
     ResnetGenerator,
     init_weights,
 )
-
-METHODS = ("odcr", "cut", "fastcut")
-
-
-@dataclass(frozen=True)
-class MethodConfig:
-    """Every loss-side hyper-parameter of a method. Field names double as CLI flags."""
-
-    name: str = "odcr"
-    lambda_gan: float = 1.0
-    lambda_nce: float = 1.0
-    lambda_ce: float = 1.0
-    lambda_idt: float = 1.0
-    nce_idt: bool = True                     # identity term on the clear image
-    halve_nce: bool = False                  # CUT: 0.5 * (NCE + NCE_idt); ODCR Eq. 15: no halving
-    flip_equivariance: bool = False          # FastCUT
-    nce_layers: tuple[int, ...] = NCE_LAYERS_DEFAULT
-    num_patches: int = 256                   # S: sampled locations per layer in the hazy image
-    num_clear_patches: int = 256             # N_{-+}: clear keys per query (ODCR)
-    nce_t: float = 0.07
-    negatives_from_batch: bool = False       # SinCUT-style negatives over the whole batch
-    head: str = "mlp"                        # mlp | linear (linear only when orthogonal)
-    head_dim: int = 256
-    orthogonal_head: bool = True             # Stiefel-constrained head matrices (ODCR)
-    weighted_nce: bool = True                # WPNCE with channel classifiers (ODCR)
-    wpnce_hazy_pair: str = "swapped"         # swapped (ours) | literal (as printed)
-    idt: str = "nce"                         # nce | l1
-    ce_trains_head: bool = True              # the CE loss also moves the orthogonal head
-    weight_scale: str = "std"                # std | max | printed: normalisation of |theta (.) x| (WPNCE)
-    weight_temperature: float = 1.0          # softmax temperature after that normalisation
-    # priors of the scattering output (docs/scattering.md); 0 switches a term off
-    lambda_dcp: float = 0.0                  # warm start: |t - t_dcp| of each crop
-    dcp_warm_iters: int = 0                  # lambda_dcp decays linearly to 0 over this many iterations (0: constant)
-    lambda_dark: float = 0.0                 # dark channel energy of J
-    lambda_tv: float = 0.0                   # edge-aware total variation of t
-    lambda_synth: float = 0.0                # semi-supervised: |t - t_true| on synthetic haze of the clear crop
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["nce_layers"] = list(self.nce_layers)
-        return d
-
-    @classmethod
-    def from_dict(cls, values: dict) -> "MethodConfig":
-        names = {f.name for f in fields(cls)}
-        kept = {k: v for k, v in values.items() if k in names}
-        if "nce_layers" in kept:
-            kept["nce_layers"] = tuple(kept["nce_layers"])
-        return cls(**kept)
-
-
-def method_config(name: str, **overrides) -> MethodConfig:
-    """Preset of ``name`` with ``overrides`` (None values are ignored)."""
-    presets = {
-        "odcr": MethodConfig(name="odcr"),
-        "cut": MethodConfig(name="cut", orthogonal_head=False, weighted_nce=False, halve_nce=True,
-                            lambda_ce=0.0),
-        "fastcut": MethodConfig(name="fastcut", orthogonal_head=False, weighted_nce=False,
-                                lambda_nce=10.0, nce_idt=False, flip_equivariance=True, lambda_ce=0.0,
-                                lambda_idt=0.0),
-    }
-    if name not in presets:
-        raise ValueError(f"unknown method {name!r}; choose one of {', '.join(METHODS)}")
-    config = replace(presets[name], **{k: v for k, v in overrides.items() if v is not None})
-    if config.head == "linear" and not config.orthogonal_head:
-        raise ValueError("--head linear needs the orthogonal head")
-    if config.wpnce_hazy_pair not in ("swapped", "literal"):
-        raise ValueError(f"unknown --wpnce-hazy-pair {config.wpnce_hazy_pair!r}")
-    if config.idt not in ("nce", "l1"):
-        raise ValueError(f"unknown --idt {config.idt!r}")
-    if config.weight_scale not in losses.WEIGHT_SCALES:
-        raise ValueError(f"unknown --weight-scale {config.weight_scale!r}; choose one of {', '.join(losses.WEIGHT_SCALES)}")
-    if config.weight_temperature <= 0:
-        raise ValueError("--weight-temperature must be positive")
-    return config
 
 
 def prior_weight(method: MethodConfig, iteration: int) -> float:

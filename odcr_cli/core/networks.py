@@ -7,7 +7,7 @@ by it loads into :class:`ResnetGenerator` with ``strict=True`` (docs/method.md, 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from typing import Iterable, Sequence
 
 import torch
@@ -15,54 +15,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from odcr_cli.core import haze
+from odcr_cli.core.configs import NCE_LAYERS_DEFAULT, GeneratorConfig
 from odcr_cli.core.network_input import SIZE_MULTIPLE, to_signed, to_unit
 from odcr_cli.core.scattering import remove_haze
-
-NCE_LAYERS_DEFAULT: tuple[int, ...] = (0, 4, 8, 12, 16)
-OUTPUT_KINDS: tuple[str, ...] = ("image", "scattering")
-T_PRIORS: tuple[str, ...] = ("none", "dcp")
-
-
-@dataclass(frozen=True)
-class GeneratorConfig:
-    """Shape of a :class:`ResnetGenerator`. Defaults are CUT's ``resnet_9blocks``, ngf 64.
-
-    ``output="image"`` is the paper's generator (a Tanh image). ``output="scattering"`` keeps the
-    trunk and ends in a one-channel transmission logit instead; the clear image is then
-    J = (I - A) / t + A with t >= ``t_min`` and A from the dark-channel rule (``airlight_patch``,
-    ``airlight_top``), plus a small learned correction when ``learned_airlight``.
-
-    ``t_prior="dcp"``: the network's logit is a residual on the logit of the dark-channel-prior
-    transmission of its input, so it starts at the classical estimate and learns corrections.
-    Why: InstanceNorm after the first convolution makes the trunk blind to any affine change of
-    the input (a hazy photo and its contrast-stretched version give the same features), so on
-    its own it can see where haze is relatively thicker, never how thick it is."""
-
-    ngf: int = 64
-    n_blocks: int = 9
-    antialias: bool = True
-    output: str = "image"
-    t_min: float = 0.1
-    learned_airlight: bool = False
-    airlight_patch: int = 15
-    airlight_top: float = 0.001
-    t_prior: str = "none"
-
-    def __post_init__(self) -> None:
-        if self.output not in OUTPUT_KINDS:
-            raise ValueError(f"unknown generator output {self.output!r}; choose one of {', '.join(OUTPUT_KINDS)}")
-        if self.t_prior not in T_PRIORS:
-            raise ValueError(f"unknown t prior {self.t_prior!r}; choose one of {', '.join(T_PRIORS)}")
-        if not 0.0 < self.t_min < 1.0:
-            raise ValueError(f"t_min must be in (0, 1), got {self.t_min}")
-
-    def to_dict(self) -> dict[str, int | bool]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict) -> "GeneratorConfig":
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in values.items() if k in names})
 
 
 def _binomial_filter(size: int) -> torch.Tensor:

@@ -14,7 +14,8 @@ from safetensors import safe_open
 from safetensors.torch import save as safetensors_save
 
 from odcr_cli import __version__
-from odcr_cli.core.networks import GeneratorConfig, ResnetGenerator
+from odcr_cli.core.configs import GeneratorConfig
+from odcr_cli.core.networks import ResnetGenerator
 from odcr_cli.files.fsutil import atomic_output, sha256_file
 from odcr_cli.errors import WeightsError
 

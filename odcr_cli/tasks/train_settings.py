@@ -1,6 +1,7 @@
 """The settings of a training run: :class:`TrainConfig` (everything but the method's losses and
 the generator's shape), the checks of its values, and what a resumed run may change.
 
+Torch- and numpy-free: the command line builds its flags from these fields whenever it starts.
 A run keeps the settings it was started with: ``--resume`` reads them back from the checkpoint,
 applies the changes that may differ between invocations (its budget, files and reporting) and
 refuses any other, naming the flag.
@@ -12,46 +13,53 @@ import os
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Callable
 
-from odcr_cli.core.methods import MethodConfig
-from odcr_cli.core.network_input import MIN_SIDE, SIZE_MULTIPLE
-from odcr_cli.core.networks import GeneratorConfig
+from odcr_cli.core.configs import GeneratorConfig, MethodConfig, flag
 from odcr_cli.errors import TrainingError
-from odcr_cli.tasks.training_data import PREPROCESS
+
+PREPROCESS = ("scale_shortside_crop", "resize_crop", "crop")
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Everything of a run except the method's loss settings (see MethodConfig)."""
+    """Everything of a run except the method's loss settings and the generator's shape (see
+    :mod:`odcr_cli.core.configs`). The fields with a help text are flags of ``odcr train``."""
 
-    hazy: tuple[str, ...]              # files/folders; a single str is accepted
-    clear: tuple[str, ...]
-    out: str
-    iters: int = 1000
-    decay_fraction: float = 0.5        # CUT's shape: constant LR, then linear decay to zero
-    crop: int = 256
-    load_size: int | None = None       # default: crop * 286 / 256 (CUT's 286 for 256)
-    preprocess: str = "scale_shortside_crop"
-    batch: int = 1
-    lr: float = 2e-4
-    beta1: float = 0.5
-    beta2: float = 0.999
-    stiefel_lr: float | None = None    # step size gamma of the Stiefel update; default = lr
-    seed: int = 0
-    device: str = "auto"
-    amp: str = "auto"                  # auto (bf16 on CUDA) | bf16 | off
-    checkpoint_every: int = 500
-    keep_checkpoints: int = 3
-    log_every: int = 10
-    sample_every: int = 500
+    hazy: tuple[str, ...] = flag(help="Folder (or one file) of hazy photos; repeatable.", path=True)  # or one str
+    clear: tuple[str, ...] = flag(help="Folder of clear (haze-free) photos, unpaired; repeatable.", path=True)
+    out: str = flag(help="Run folder: checkpoints, generator, log, samples.", path=True)
+    iters: int = flag(1000, help="Total iteration budget (the LR schedule spans it).")
+    # CUT's shape: constant LR, then linear decay to zero
+    decay_fraction: float = flag(0.5, help="Final fraction of iterations with linear LR decay.")
+    crop: int = flag(256, help="Training crop size (multiple of 4).")
+    # CUT's 286 for a 256 crop
+    load_size: int | None = flag(None, help="Scale before cropping (default crop*286/256).")
+    preprocess: str = flag("scale_shortside_crop", help="scale_shortside_crop | resize_crop (CUT, square) | crop (native).")
+    batch: int = flag(1, help="Images per iteration and per GPU (CUT: 1 works best).")
+    lr: float = flag(2e-4, help="Adam learning rate of the generator, discriminator and head.")
+    beta1: float = flag(0.5, help="Adam beta1 (CUT: 0.5).")
+    beta2: float = flag(0.999, help="Adam beta2.")
+    stiefel_lr: float | None = flag(None, help="Stiefel step size gamma (default: --lr).")
+    seed: int = flag(0, help="Seed of the weights, the data order, the crops and the patches (same seed, same run).")
+    device: str = flag("auto", help="auto | cpu | cuda[:i] | mps.")
+    amp: str = flag("auto", help="auto (bf16 on CUDA) | bf16 | off.")
+    checkpoint_every: int = flag(500, help="Iterations between checkpoints (also written at the last iteration).")
+    keep_checkpoints: int = flag(3, help="How many of the newest checkpoints to keep.")
+    log_every: int = flag(10, help="Iterations between log lines (log.jsonl and the terminal).")
+    sample_every: int = flag(500, help="Iterations between sample grids in the run folder.")
     num_samples: int = 4
-    val_hazy: str | None = None
-    val_gt: str | None = None
-    val_every: int = 1000
-    until: int | None = None           # stop after this iteration (the schedule still spans iters)
-    training_data: str = ""            # free text recorded in the generator's metadata
-    exclude_clear: tuple[str, ...] = ()  # lists of clear files to leave out (odcr synth's sources.txt)
-    ema_decay: float = 0.999           # EMA of the generator's weights for the saved model; 0 = raw weights
-    max_minutes: float | None = None   # wall-clock limit of this invocation; stops with a checkpoint
+    val_hazy: str | None = flag(None, help="Paired validation: hazy folder.", path=True)
+    val_gt: str | None = flag(None, help="Paired validation: ground-truth folder.", path=True)
+    val_every: int = flag(1000, help="Iterations between paired validations (with --val-hazy/--val-gt).")
+    until: int | None = flag(None, help="Stop after this iteration (schedule still spans --iters).")
+    training_data: str = flag("", help="Description stored in the weights' metadata.")
+    exclude_clear: tuple[str, ...] = flag((), help="Text file of clear photos to leave out (e.g. odcr synth's "
+                                                   "sources.txt); repeatable.", path=True)
+    # 0: the raw weights are saved; the average never changes training itself
+    ema_decay: float = flag(0.999, help="Save an EMA of the generator's weights (0 = the raw weights).",
+                            min=0.0, max=0.99999)
+    # this invocation's limit, not the run's: a resumed run counts afresh
+    max_minutes: float | None = flag(None, help="Stop, with a checkpoint, after this much wall-clock time (resumable).",
+                                     min=0.0)
 
     def __post_init__(self) -> None:
         for name in ("hazy", "clear", "exclude_clear"):
@@ -78,6 +86,8 @@ class TrainConfig:
 
 def check_options(config: TrainConfig) -> None:
     """The values no layer below checks, as one-line TrainingErrors naming the flag."""
+    from odcr_cli.core.network_input import MIN_SIDE, SIZE_MULTIPLE  # numpy: not at the command line's start
+
     if config.preprocess not in PREPROCESS:
         raise TrainingError(f"unknown --preprocess {config.preprocess!r}")
     if config.iters < 1 or config.batch < 1 or config.crop < MIN_SIDE or config.crop % SIZE_MULTIPLE:

@@ -25,8 +25,7 @@ import torch
 import torch.distributed as dist
 
 from odcr_cli import __version__
-from odcr_cli.core.methods import MethodConfig
-from odcr_cli.core.networks import GeneratorConfig
+from odcr_cli.core.configs import GeneratorConfig, MethodConfig
 from odcr_cli.errors import TrainingDiverged, TrainingError
 from odcr_cli.tasks.run_folder import RunFolder
 from odcr_cli.tasks.train_settings import TrainConfig, check_options, resumed_config
