@@ -21,11 +21,11 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from odcr_cli.tasks.dehaze_options import DehazeOptions
-from odcr_cli.tasks.dehazing import run_dehaze
 from odcr_cli.engine.dehazer import Dehazer
 from odcr_cli.files.folders import list_images
 from odcr_cli.imaging.metrics import psnr
+from odcr_cli.tasks.dehaze.dehazing import run_dehaze
+from odcr_cli.tasks.dehaze.options import DehazeOptions
 
 # the shared data folder sits beside the checkout (../shared), as in CI
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data", "dev", "real_hazy")

@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from odcr_cli.core.configs import GeneratorConfig
     from odcr_cli.core.networks import ResnetGenerator, count_parameters
-    from odcr_cli.tasks.export import export_onnx
+    from odcr_cli.tasks.export.export import export_onnx
     from odcr_cli.engine.onnx_backend import OnnxBackend
     from odcr_cli.errors import OnnxBackendError
     from odcr_cli.files.weights_io import load_generator, save_generator

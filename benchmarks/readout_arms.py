@@ -32,7 +32,7 @@ from odcr_cli.files.folders import list_images
 from odcr_cli.imaging.filters import shrink_to
 from odcr_cli.imaging.metrics import psnr, ssim_uint8
 from odcr_cli.files.imageio import read_rgb8
-from odcr_cli.tasks.pairing import match_gt, pairs_from_dir
+from odcr_cli.tasks.evaluate.pairing import match_gt, pairs_from_dir
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 

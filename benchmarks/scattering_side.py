@@ -14,7 +14,7 @@ import argparse
 import os
 import time
 
-from odcr_cli.tasks.evaluation import evaluate
+from odcr_cli.tasks.evaluate.evaluation import evaluate
 
 PAIRS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data", "dev", "paired")
 

@@ -19,8 +19,8 @@ import time
 import torch
 
 from odcr_cli.core.configs import GeneratorConfig, method_config
-from odcr_cli.tasks.trainer import TrainingState, resolve_device
-from odcr_cli.tasks.training import TrainConfig, train_step
+from odcr_cli.tasks.train.state import TrainingState, resolve_device
+from odcr_cli.tasks.train.training import TrainConfig, train_step
 
 
 def time_method(method: str, crop: int, iters: int, warmup: int, gen: GeneratorConfig, device: torch.device,

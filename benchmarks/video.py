@@ -37,7 +37,7 @@ from odcr_cli.engine.dehazer import Dehazer
 from odcr_cli.engine.stream import DehazeStream, StreamConfig
 from odcr_cli.imaging.metrics import psnr, ssim_uint8
 from odcr_cli.files.imageio import read_rgb8
-from odcr_cli.tasks.pairing import match_gt, pairs_from_dir
+from odcr_cli.tasks.evaluate.pairing import match_gt, pairs_from_dir
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 FPS = 25.0
@@ -236,7 +236,7 @@ def speed_one(clip: Path, method: str) -> None:
     import tempfile
     import time
 
-    from odcr_cli.tasks.videos import dehaze_video
+    from odcr_cli.tasks.dehaze.videos import dehaze_video
 
     dz = Dehazer(method=method) if method == "dcp" else Dehazer()
     with tempfile.TemporaryDirectory() as tmp:

@@ -44,7 +44,7 @@ PART_BYTES = 15 * 1024 * 1024
 def worker(args: argparse.Namespace) -> None:
     """One training run (a subprocess of the orchestrator)."""
     from odcr_cli.core.configs import GeneratorConfig, method_config
-    from odcr_cli.tasks.training import TrainCallbacks, TrainConfig, train
+    from odcr_cli.tasks.train.training import TrainCallbacks, TrainConfig, train
 
     recipe = dict(RECIPE, crop=args.crop, batch=args.batch)
     every = max(1, args.iters // 4)

@@ -132,7 +132,8 @@ def test_the_checks_see_the_whole_package() -> None:
 
 def test_the_readme_architecture_names_every_module() -> None:
     """The README's architecture section is the map of the package: every module is on it, under
-    its folder, and every folder on it exists."""
+    its folder (a subpackage's modules in the part of its layer's text that begins at ``name/``,
+    up to the next subpackage), and every folder on it exists."""
     import re
 
     readme = (PACKAGE.parent / "README.md").read_text()
@@ -140,9 +141,20 @@ def test_the_readme_architecture_names_every_module() -> None:
     section = section[: section.index("```", section.index("```") + 3)]
     blocks = dict(re.findall(r"^odcr_cli/(\w+)/\s+(.*?)(?=^\S|\Z)", section, flags=re.M | re.S))
     assert set(blocks) == {p.name for p in PACKAGE.iterdir() if (p / "__init__.py").is_file()}
-    missing = [f"{layer}/{path.stem}" for layer, text in blocks.items()
-               for path in sorted((PACKAGE / layer).glob("*.py"))
-               if path.stem != "__init__" and not re.search(rf"\b{path.stem}\b", text)]
+    missing = []
+    for layer, text in blocks.items():
+        subs = {p.name: m.span() for p in (PACKAGE / layer).iterdir() if (p / "__init__.py").is_file()
+                for m in [re.search(rf"\b{p.name}/", text)] if m}
+        missing += [f"{layer}/{p.name}/" for p in (PACKAGE / layer).iterdir()
+                    if (p / "__init__.py").is_file() and p.name not in subs]
+        for path in sorted((PACKAGE / layer).rglob("*.py")):
+            folder = path.parent.name if path.parent != PACKAGE / layer else None
+            start, end = 0, len(text)
+            if folder in subs:  # from after "folder/" to the next subpackage's name
+                start = subs[folder][1]
+                end = min([a for a, _ in subs.values() if a > start], default=len(text))
+            if path.stem != "__init__" and not re.search(rf"\b{path.stem}\b", text[start:end]):
+                missing.append(str(path.relative_to(PACKAGE)))
     assert not missing, f"not on the README's map: {', '.join(missing)}"
 
 

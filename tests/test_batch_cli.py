@@ -15,8 +15,8 @@ from typer.testing import CliRunner
 from conftest import make_photo
 from odcr_cli.cli.app import app
 from odcr_cli.engine.dehazer import ImageRecord
-from odcr_cli.tasks.dehaze_options import DehazeOptions
-from odcr_cli.tasks.dehazing import Interrupted, run_dehaze, write_report
+from odcr_cli.tasks.dehaze.dehazing import Interrupted, run_dehaze, write_report
+from odcr_cli.tasks.dehaze.options import DehazeOptions
 
 runner = CliRunner()
 

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from odcr_cli.tasks.training_data import CropSpec, ImageFolder, UnpairedSampler, list_images, load_rgb
+from odcr_cli.tasks.train.data import CropSpec, ImageFolder, UnpairedSampler, list_images, load_rgb
 
 
 def test_exif_orientation_is_applied(tmp_path: Path) -> None:
@@ -48,7 +48,7 @@ def test_sampling_is_a_function_of_seed_and_index(tmp_path: Path) -> None:
 
 
 def test_several_folders_are_pooled_once_and_listed_files_excluded(tmp_path: Path) -> None:
-    from odcr_cli.tasks.training_data import gather_images
+    from odcr_cli.tasks.train.data import gather_images
 
     for name in ("a", "b"):
         (tmp_path / name).mkdir()

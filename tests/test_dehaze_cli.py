@@ -8,8 +8,8 @@ from typer.testing import CliRunner
 from conftest import make_photo
 from odcr_cli.cli.app import app
 from odcr_cli.errors import UsageError
-from odcr_cli.tasks.dehaze_options import DehazeOptions
-from odcr_cli.tasks.dehaze_plan import gather_inputs, parse_shard, shard_items
+from odcr_cli.tasks.dehaze.options import DehazeOptions
+from odcr_cli.tasks.dehaze.plan import gather_inputs, parse_shard, shard_items
 
 runner = CliRunner()
 

@@ -12,7 +12,7 @@ from PIL import Image
 
 from odcr_cli.errors import EvaluationError
 from odcr_cli.imaging.metrics import psnr, ssim_uint8
-from odcr_cli.tasks.evaluation import PSNR_CAP, evaluate, gt_candidates, match_gt, pair_images
+from odcr_cli.tasks.evaluate.evaluation import PSNR_CAP, evaluate, gt_candidates, match_gt, pair_images
 
 DEV_PAIRS = Path(__file__).resolve().parents[2] / "shared" / "data" / "dev" / "paired"
 
@@ -103,7 +103,7 @@ def tiny_weights(tmp_path_factory) -> Path:
 
 def test_methods_side_by_side_with_reports(tiny_weights, tmp_path):
     pytest.importorskip("onnxruntime")
-    from odcr_cli.tasks.export import export_onnx
+    from odcr_cli.tasks.export.export import export_onnx
 
     onnx_path = export_onnx(tiny_weights, tmp_path / "t.onnx", check_sizes=[(20, 28)]).output
     for k in range(2):

@@ -14,7 +14,7 @@ onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
 from odcr_cli.errors import ExportCheckError, ExportError, OnnxBackendError  # noqa: E402
-from odcr_cli.tasks.export import export_onnx, parse_hw  # noqa: E402
+from odcr_cli.tasks.export.export import export_onnx, parse_hw  # noqa: E402
 from odcr_cli.engine.onnx_backend import OnnxBackend, nvidia_driver_present  # noqa: E402
 from odcr_cli.files.folders import list_images  # noqa: E402
 
@@ -125,7 +125,7 @@ def test_parity_check_holds_fp32_to_one_level(exported, tmp_path):
     from odcr_cli.core.configs import GeneratorConfig
     from odcr_cli.core.networks import ResnetGenerator
     from odcr_cli.files.weights_io import save_generator
-    from odcr_cli.tasks.export import run_parity
+    from odcr_cli.tasks.export.export import run_parity
 
     torch.manual_seed(1)  # same shape, other weights
     other = save_generator(tmp_path / "other.safetensors", ResnetGenerator(GeneratorConfig(ngf=4, n_blocks=1)))

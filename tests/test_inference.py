@@ -25,7 +25,7 @@ def dh(tiny_weights):
 
 
 def test_inference_module_does_not_import_torch():
-    code = "import sys, odcr_cli.engine.dehazer, odcr_cli.tasks.dehazing, odcr_cli.files.imageio; assert 'torch' not in sys.modules"
+    code = "import sys, odcr_cli.engine.dehazer, odcr_cli.tasks.dehaze.dehazing, odcr_cli.files.imageio; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
 
 

@@ -20,8 +20,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from odcr_cli.tasks.evaluation import evaluate
-from odcr_cli.tasks.training_report import write_training_report
+from odcr_cli.tasks.evaluate.evaluation import evaluate
+from odcr_cli.tasks.train.report import write_training_report
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "images"
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome")

@@ -9,13 +9,13 @@ import pytest
 import torch
 
 from odcr_cli.core import haze, losses
-from odcr_cli.core.network_input import to_signed
 from odcr_cli.core.configs import GeneratorConfig, method_config
 from odcr_cli.core.methods import ContrastiveModel, prior_weight
+from odcr_cli.core.network_input import to_signed
 from odcr_cli.core.networks import ResnetGenerator
 from odcr_cli.core.scattering import add_haze, output_names, remove_haze
-from odcr_cli.imaging.dcp import atmospheric_light, dark_channel, dcp_transmission, dehaze_dcp
 from odcr_cli.engine.readout import ImageReadout, ScatteringReadout, readout_for
+from odcr_cli.imaging.dcp import atmospheric_light, dark_channel, dcp_transmission, dehaze_dcp
 from odcr_cli.imaging.filters import upsample_transmission
 from tests.conftest import make_photo
 
@@ -279,8 +279,8 @@ def test_scattering_output_keeps_the_photos_detail(tmp_path) -> None:
 def test_scattering_export_and_onnx_backend_match_torch(scattering_weights, tmp_path) -> None:
     import onnx
 
-    from odcr_cli.tasks.export import export_onnx
     from odcr_cli.engine.dehazer import Dehazer
+    from odcr_cli.tasks.export.export import export_onnx
 
     out = tmp_path / "s.onnx"
     report = export_onnx(scattering_weights, out, check_sizes=[(64, 80), (61, 77)])

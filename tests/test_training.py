@@ -18,11 +18,11 @@ from typer.testing import CliRunner
 from odcr_cli.cli.app import app
 from odcr_cli.core.configs import GeneratorConfig, method_config
 from odcr_cli.errors import TrainingDiverged, TrainingError
-from odcr_cli.tasks.run_folder import RunFolder
-from odcr_cli.tasks import training
-from odcr_cli.tasks.trainer import TrainingState, WeightAverage, lr_factor
-from odcr_cli.tasks.training import TrainConfig, run_iterations, train, train_step
 from odcr_cli.files.weights_io import load_generator
+from odcr_cli.tasks.train import training
+from odcr_cli.tasks.train.run_folder import RunFolder
+from odcr_cli.tasks.train.state import TrainingState, WeightAverage, lr_factor
+from odcr_cli.tasks.train.training import TrainConfig, run_iterations, train, train_step
 
 TINY = ["--ngf", "4", "--n-blocks", "1", "--crop", "32", "--num-patches", "16", "--num-clear-patches", "16"]
 
@@ -322,7 +322,7 @@ def test_deferred_finite_check_names_the_first_bad_iteration(tmp_path) -> None:
 
 
 def test_synthetic_batches_are_a_function_of_the_sample_and_follow_the_scattering_model(pools) -> None:
-    from odcr_cli.tasks.training_data import CropSpec, ImageFolder, UnpairedSampler, gather_images
+    from odcr_cli.tasks.train.data import CropSpec, ImageFolder, UnpairedSampler, gather_images
 
     hazy, clear = pools
     spec = CropSpec(crop=32, load_size=40)

@@ -1,8 +1,8 @@
 """The ``odcr`` command line: argument parsing and reporting only.
 
 Each command (one module each in this package) hands its arguments to a task function
-(``odcr_cli.tasks.training.train``, ``odcr_cli.tasks.dehazing.run_dehaze``,
-``odcr_cli.tasks.evaluation.evaluate``, ``odcr_cli.tasks.export.export_onnx``). Heavy modules
+(``odcr_cli.tasks.train.training.train``, ``odcr_cli.tasks.dehaze.dehazing.run_dehaze``,
+``odcr_cli.tasks.evaluate.evaluation.evaluate``, ``odcr_cli.tasks.export.export.export_onnx``). Heavy modules
 (torch above all, ~1.5 s to import) are imported inside the commands, so that ``odcr --help`` and
 the ONNX path stay fast. Every :class:`~odcr_cli.errors.OdcrError` is reported as one line by
 :class:`odcr_cli.cli.common.Command`.

@@ -1,4 +1,4 @@
-"""``odcr dehaze``: options -> :func:`odcr_cli.tasks.dehazing.run_dehaze`, reported per file."""
+"""``odcr dehaze``: options -> :func:`odcr_cli.tasks.dehaze.dehazing.run_dehaze`, reported per file."""
 
 from __future__ import annotations
 
@@ -77,8 +77,8 @@ def dehaze_command(
 
     Exit code 0 all done, 1 some failed, 2 usage error or no input, 130 interrupted (rerun with --skip-existing to resume)."""
     from odcr_cli.engine.options import EngineOptions, Method, parse_choice
-    from odcr_cli.tasks.dehaze_options import DehazeOptions
-    from odcr_cli.tasks.dehazing import Interrupted, run_dehaze, write_report
+    from odcr_cli.tasks.dehaze.dehazing import Interrupted, run_dehaze, write_report
+    from odcr_cli.tasks.dehaze.options import DehazeOptions
 
     if not inputs and not input_list:
         fail("no input given: pass files, folders, globs, '-' or --input-list FILE")

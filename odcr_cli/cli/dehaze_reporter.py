@@ -12,7 +12,7 @@ from odcr_cli.files.folders import is_video_name
 
 FRAME_LINE_SECONDS = 5.0
 if TYPE_CHECKING:  # annotations only: the task module is imported inside the command
-    from odcr_cli.tasks.dehazing import BatchReport, FileResult
+    from odcr_cli.tasks.dehaze.dehazing import BatchReport, FileResult
 
 
 class DehazeReporter:

@@ -1,4 +1,4 @@
-"""``odcr evaluate``: options -> :func:`odcr_cli.tasks.evaluation.evaluate`, and the score table."""
+"""``odcr evaluate``: options -> :func:`odcr_cli.tasks.evaluate.evaluation.evaluate`, and the score table."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ if TYPE_CHECKING:  # annotations only: rich and the task are imported inside the
     from rich.console import Console
     from rich.table import Table
 
-    from odcr_cli.tasks.evaluation import EvaluationReport
+    from odcr_cli.tasks.evaluate.evaluation import EvaluationReport
 
 
 def evaluate_command(
@@ -40,8 +40,8 @@ def evaluate_command(
     from rich.console import Console
 
     from odcr_cli.engine.options import Device
-    from odcr_cli.tasks.evaluation import evaluate
-    from odcr_cli.tasks.export import parse_hw
+    from odcr_cli.tasks.evaluate.evaluation import evaluate
+    from odcr_cli.tasks.export.export import parse_hw
 
     if pairs is None and not hazy:
         fail("give --pairs DIR, --hazy DIR --gt DIR, or --hazy DIR alone (real photos, FADE)")

@@ -56,7 +56,7 @@ def export_command(
 
     from odcr_cli.errors import ExportCheckError
     from odcr_cli.files.bundled import bundled_model
-    from odcr_cli.tasks.export import export_onnx, parse_hw
+    from odcr_cli.tasks.export.export import export_onnx, parse_hw
 
     if not onnx_flag:
         fail("choose a format: --onnx")

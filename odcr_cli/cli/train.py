@@ -1,4 +1,4 @@
-"""``odcr train``: options -> :func:`odcr_cli.tasks.training.train`, with a progress bar."""
+"""``odcr train``: options -> :func:`odcr_cli.tasks.train.training.train`, with a progress bar."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from odcr_cli.cli.common import fail
 from odcr_cli.cli.field_options import field_values, options, with_options
 from odcr_cli.core.configs import GeneratorConfig, MethodConfig
 from odcr_cli.errors import OdcrError
-from odcr_cli.tasks.train_settings import TrainConfig
+from odcr_cli.tasks.train.settings import TrainConfig
 
 
 # --recipe: the defaults of the options not typed (a --config file and typed flags override them).
@@ -102,7 +102,7 @@ def train_command(
     MethodConfig that carry a help text (:mod:`odcr_cli.cli.field_options` builds them)."""
     from odcr_cli.core.configs import method_config
     from odcr_cli.engine.options import Device
-    from odcr_cli.tasks.training import TrainCallbacks, train as run_training
+    from odcr_cli.tasks.train.training import TrainCallbacks, train as run_training
 
     try:
         mcfg = method_config(**field_values(MethodConfig, settings))

@@ -3,7 +3,7 @@
 A :class:`~odcr_cli.core.configs.MethodConfig` says which losses and heads a method uses
 (docs/method.md, sections 2 and 3.5); :class:`ContrastiveModel` holds the trainable networks of
 one method and computes the discriminator loss and the generator-side objective for one batch. The training step and loop
-(``odcr_cli.tasks.training``) own optimisers, schedules, data and files.
+(``odcr_cli.tasks.train.training``) own optimisers, schedules, data and files.
 """
 
 from __future__ import annotations

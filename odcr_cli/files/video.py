@@ -11,7 +11,7 @@
   A 10-bit source stays 10-bit with codecs that players decode at 10 bits (HEVC, VP9, AV1);
   H.264 writes 8 bits, what every phone and browser plays (noted).
 
-No engine here: the caller turns frames into frames (:mod:`odcr_cli.tasks.videos`).
+No engine here: the caller turns frames into frames (:mod:`odcr_cli.tasks.dehaze.videos`).
 """
 
 from __future__ import annotations

@@ -103,7 +103,7 @@ def _read_torch(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str], Ge
     raise WeightsError(f"{path}: not a generator state_dict or an odcr checkpoint")
 
 
-RUN_GENERATOR = "generator.safetensors"  # what a run folder of odcr train holds (tasks/run_folder.py)
+RUN_GENERATOR = "generator.safetensors"  # what a run folder of odcr train holds (tasks/train/run_folder.py)
 
 
 def load_generator(path: str | os.PathLike, device: str | torch.device = "cpu",

@@ -106,7 +106,7 @@ def _write_variants(src: Path, jobs: list[_Job], rng_of: Callable[[int], np.rand
     """Each variant of one clear photo, written atomically, yielded once it is on disk; an
     unreadable photo raises."""
     from odcr_cli.files.fsutil import atomic_path
-    from odcr_cli.tasks.training_data import load_rgb
+    from odcr_cli.tasks.train.data import load_rgb
 
     im = load_rgb(src)
     if max_side and max(im.size) > max_side:

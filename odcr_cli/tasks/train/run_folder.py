@@ -29,7 +29,7 @@ from torch import nn
 from odcr_cli.errors import TrainingError
 from odcr_cli.files.fsutil import atomic_output
 from odcr_cli.files.weights_io import RUN_GENERATOR, save_generator
-from odcr_cli.tasks.training_report import write_training_report
+from odcr_cli.tasks.train.report import write_training_report
 
 CKPT_RE = re.compile(r"ckpt_(\d{8})\.pt$")
 

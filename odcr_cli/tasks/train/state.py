@@ -1,7 +1,7 @@
 """What a training run is made of, without any files: its models, optimisers, schedules and
 weight average (:class:`TrainingState`, built here and written to and read from checkpoints),
 the learning-rate schedule and the ranks of a multi-GPU run. The iterations that move them are
-:func:`odcr_cli.tasks.training.train_step` and :func:`odcr_cli.tasks.training.run_iterations`.
+:func:`odcr_cli.tasks.train.training.train_step` and :func:`odcr_cli.tasks.train.training.run_iterations`.
 
 The generator files, samples and validation use an exponential moving average (EMA) of the
 generator's weights when ``ema_decay > 0`` (the default): a GAN's raw weights swing from one
@@ -28,12 +28,12 @@ from torch import nn
 
 from odcr_cli import __version__
 from odcr_cli.core.configs import MethodConfig
+from odcr_cli.core.configs import GeneratorConfig
 from odcr_cli.core.methods import ContrastiveModel
 from odcr_cli.core.network_input import to_unit
-from odcr_cli.core.configs import GeneratorConfig
 from odcr_cli.core.stiefel import StiefelSGD
 from odcr_cli.errors import InferenceError, TrainingDiverged, TrainingError
-from odcr_cli.tasks.train_settings import TrainConfig
+from odcr_cli.tasks.train.settings import TrainConfig
 
 
 def lr_factor(iteration: int, total: int, decay_fraction: float) -> float:
@@ -154,7 +154,7 @@ class WeightAverage:
 
 class TrainingState:
     """Models, optimisers, schedules, weight average and iteration count of one run: what a
-    checkpoint holds (:meth:`state_dict`), on its device. :func:`odcr_cli.tasks.training.train_step`
+    checkpoint holds (:meth:`state_dict`), on its device. :func:`odcr_cli.tasks.train.training.train_step`
     moves it by one iteration."""
 
     def __init__(self, config: TrainConfig, method: MethodConfig, generator: GeneratorConfig,

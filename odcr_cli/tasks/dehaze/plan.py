@@ -19,7 +19,7 @@ from odcr_cli.errors import UsageError
 from odcr_cli.files.folders import VIDEO_SUFFIXES, is_image_name, is_video_name, walk_folder
 from odcr_cli.files.fsutil import writable_dir_problem
 from odcr_cli.files.imageio import EXT_FORMAT, format_for_ext
-from odcr_cli.tasks.dehaze_options import TRANSMISSION_KINDS, DehazeOptions, transmission_paths
+from odcr_cli.tasks.dehaze.options import TRANSMISSION_KINDS, DehazeOptions, transmission_paths
 
 
 STDIO = "-"
@@ -59,7 +59,7 @@ class Job:
 
     @property
     def video(self) -> bool:
-        """A video in, a video out (odcr_cli.tasks.videos); else a photo."""
+        """A video in, a video out (odcr_cli.tasks.dehaze.videos); else a photo."""
         return self.item.source != STDIO and is_video_name(self.item.source)
 
 

@@ -11,7 +11,7 @@ Conventions (what the numbers mean exactly)
   photos up to 1600 px on the CPU, which covers every dev pair). ``max_side=N`` (``--max-side``)
   puts every learned method's network on a copy whose longer side is at most N; 0 = the network
   at full resolution.
-* Pairing, subsets and GT cropping: ``odcr_cli.tasks.pairing`` (same stem, ``_hazy`` -> ``_GT``,
+* Pairing, subsets and GT cropping: ``odcr_cli.tasks.evaluate.pairing`` (same stem, ``_hazy`` -> ``_GT``,
   RESIDE ``_<number>`` suffixes; unmatched files listed, never dropped; a GT larger by a uniform
   border, e.g. SOTS-indoor's 10 px, is centre-cropped; any other size mismatch is a per-pair
   failure, listed).
@@ -25,7 +25,7 @@ Conventions (what the numbers mean exactly)
   resolution, uint8 RGB; in paired runs also of each GT (``gt_fade``). Without ``--gt`` every image
   under the hazy folder is scored, FADE only.
 * Means and medians: plain, of per-image values, over all images and per subset
-  (``odcr_cli.tasks.evaluation_report``).
+  (``odcr_cli.tasks.evaluate.report``).
 * Latency (learned methods): median wall time of ``Dehazer.dehaze`` on a ``latency_size`` uint8
   image (conversion, padding, network and back) over ``latency_repeats`` runs after one warm-up,
   with the device and backend that really ran.
@@ -48,15 +48,15 @@ from odcr_cli.engine.options import Device
 from odcr_cli.errors import EvaluationError, FadeError
 from odcr_cli.files.imageio import read_rgb8
 from odcr_cli.imaging.metrics import psnr, ssim_uint8
-from odcr_cli.tasks.evaluation_report import EvaluationReport, ImageScore, MethodResult
-from odcr_cli.tasks.pairing import (Pair, Pairing, gt_candidates, hazy_only, match_gt, pair_images,
+from odcr_cli.tasks.evaluate.report import EvaluationReport, ImageScore, MethodResult
+from odcr_cli.tasks.evaluate.pairing import (Pair, Pairing, gt_candidates, hazy_only, match_gt, pair_images,
                                     pairs_from_dir)
-from odcr_cli.tasks.evaluation_page import EvaluationPage
+from odcr_cli.tasks.evaluate.page import EvaluationPage
 
 if TYPE_CHECKING:
     from odcr_cli.engine.dehazer import Dehazer
 
-# names importers use from here; they live in pairing.py and evaluation_report.py
+# names importers use from here; they live in pairing.py and report.py
 __all__ = ["PSNR_CAP", "EvaluationReport", "ImageScore", "LoadedMethod", "MethodResult", "Pair", "Pairing",
            "evaluate", "evaluate_generator_on_pairs", "gt_candidates", "hazy_only",
            "make_method", "match_gt", "measure_latency", "pair_images", "pairs_from_dir"]

@@ -6,10 +6,10 @@ photos, the models. :func:`run_iterations` is the loop: every iteration loads a 
 projection head's and the channel classifiers' step, the weight average and the Stiefel step of
 the orthogonal head; docs/method.md), and logs, checkpoints, samples and validates when due.
 
-What the loop uses are separate concerns, each in its own module: :mod:`~odcr_cli.tasks.trainer`
+What the loop uses are separate concerns, each in its own module: :mod:`~odcr_cli.tasks.train.state`
 builds the models, optimisers and weight average and checkpoints them (and holds the ranks of a
-multi-GPU run), :mod:`~odcr_cli.tasks.train_settings` the settings and what a resume may change,
-:mod:`~odcr_cli.tasks.run_folder` the files, :mod:`~odcr_cli.tasks.training_data` the pools and
+multi-GPU run), :mod:`~odcr_cli.tasks.train.settings` the settings and what a resume may change,
+:mod:`~odcr_cli.tasks.train.run_folder` the files, :mod:`~odcr_cli.tasks.train.data` the pools and
 their batches, :mod:`odcr_cli.core.methods` the losses.
 """
 
@@ -27,10 +27,10 @@ import torch.distributed as dist
 from odcr_cli import __version__
 from odcr_cli.core.configs import GeneratorConfig, MethodConfig
 from odcr_cli.errors import TrainingDiverged, TrainingError
-from odcr_cli.tasks.run_folder import RunFolder
-from odcr_cli.tasks.train_settings import TrainConfig, check_options, resumed_config
-from odcr_cli.tasks.trainer import Distributed, TrainingState, init_distributed, resolve_device
-from odcr_cli.tasks.training_data import CropSpec, center_crop, load_pools
+from odcr_cli.tasks.train.data import CropSpec, center_crop, load_pools
+from odcr_cli.tasks.train.run_folder import RunFolder
+from odcr_cli.tasks.train.settings import TrainConfig, check_options, resumed_config
+from odcr_cli.tasks.train.state import Distributed, TrainingState, init_distributed, resolve_device
 
 __all__ = ("TrainCallbacks", "TrainConfig", "TrainResult", "run_iterations", "train", "train_step")
 
@@ -69,7 +69,7 @@ def train(config: TrainConfig, method: MethodConfig, generator: GeneratorConfig,
 
     ``explicit``: the names of the settings the user gave (the CLI's flags). On ``resume`` the run
     keeps its own settings: an explicit one that differs is an error naming it, except those that
-    may change between invocations (``train_settings.MAY_CHANGE_ON_RESUME``), which are applied
+    may change between invocations (``settings.MAY_CHANGE_ON_RESUME``), which are applied
     and reported. None: ``config`` is used as given (the Python API's old behaviour)."""
     cb = callbacks or TrainCallbacks()
     dctx = init_distributed()
@@ -252,7 +252,7 @@ def train_step(state: TrainingState, hazy: torch.Tensor, clear: torch.Tensor,
 
 def _validation_scores(state: TrainingState) -> dict[str, float]:
     """Mean PSNR/SSIM of the output generator on the paired folders (evaluate's conventions)."""
-    from odcr_cli.tasks.evaluation import evaluate_generator_on_pairs
+    from odcr_cli.tasks.evaluate.evaluation import evaluate_generator_on_pairs
 
     c, g = state.config, state.output_generator
     was_training = g.training

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 
 from odcr_cli.errors import EvaluationError
-from odcr_cli.tasks.evaluation_report import EvaluationReport
+from odcr_cli.tasks.evaluate.report import EvaluationReport
 from odcr_cli.tasks.html_page import esc, now, page, url, write_text
 
 if TYPE_CHECKING:

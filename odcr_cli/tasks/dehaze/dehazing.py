@@ -1,6 +1,6 @@
 """The ``dehaze`` task: read each planned input, run a dehazer over it, write the result, with
 reading and encoding overlapped with the network, and report per file. What to do (inputs,
-shards, output paths, the safety checks) is decided first, in :mod:`odcr_cli.tasks.dehaze_plan`.
+shards, output paths, the safety checks) is decided first, in :mod:`odcr_cli.tasks.dehaze.plan`.
 
 No Typer / rich here: the CLI passes progress callbacks. Usage problems (detected before
 any work starts: bad options, an unsafe plan, an output folder that cannot be written, no input
@@ -25,8 +25,8 @@ from odcr_cli import __version__
 from odcr_cli.errors import ImageReadError, OdcrError
 from odcr_cli.files.fsutil import atomic_output, remove_stale_temps
 from odcr_cli.files.imageio import FORMAT_EXT, ImageData, encode_image, format_for_ext, read_image
-from odcr_cli.tasks.dehaze_options import DehazeOptions, transmission_paths
-from odcr_cli.tasks.dehaze_plan import STDIO, InputSet, Job, Plan, job_outputs, parse_shard, plan_run
+from odcr_cli.tasks.dehaze.options import DehazeOptions, transmission_paths
+from odcr_cli.tasks.dehaze.plan import STDIO, InputSet, Job, Plan, job_outputs, parse_shard, plan_run
 
 if TYPE_CHECKING:  # annotations only: the engine (numpy, OpenCV) loads when a model is needed
     import numpy as np
@@ -315,7 +315,7 @@ class _Batch:
 
     def _video(self, job: Job) -> None:
         """One video; any error is this file's alone (nothing is left at its output's name)."""
-        from odcr_cli.tasks.videos import EncodeOptions, dehaze_video  # PyAV only when a video is met
+        from odcr_cli.tasks.dehaze.videos import EncodeOptions, dehaze_video  # PyAV only when a video is met
 
         started = time.perf_counter()
         res = FileResult(job.item.source, job.output, "failed")

@@ -2,7 +2,7 @@
 
 Means are plain means of per-image values, over all images and per subset; medians likewise.
 Non-finite and missing scores (no ground truth, ``--no-fade``, FADE undefined) are left out of
-both. The conventions behind each number are in ``odcr_cli.tasks.evaluation``.
+both. The conventions behind each number are in ``odcr_cli.tasks.evaluate.evaluation``.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
-from odcr_cli.tasks.pairing import Pairing
+from odcr_cli.tasks.evaluate.pairing import Pairing
 
 METRICS = ("psnr", "ssim", "fade")
 

@@ -12,12 +12,12 @@ The model
     precision and parameter count; ``odcr_cli.engine.onnx_backend`` reads them back.
 
 int8
-    ``int8_calibration`` (photos) quantizes the convolutions (:mod:`odcr_cli.tasks.onnx_int8`).
+    ``int8_calibration`` (photos) quantizes the convolutions (:mod:`odcr_cli.tasks.export.onnx_int8`).
 
 fp16 and fp16 weight storage
-    ``fp16=True`` converts the graph with :func:`odcr_cli.tasks.onnx_fp16.convert_to_fp16`
+    ``fp16=True`` converts the graph with :func:`odcr_cli.tasks.export.onnx_fp16.convert_to_fp16`
     (float16 compute, InstanceNorm and reductions in float32, float32 I/O); an fp32 export whose
-    weights are all fp16-exact stores them as float16 with :func:`~odcr_cli.tasks.onnx_fp16.store_weights_fp16`
+    weights are all fp16-exact stores them as float16 with :func:`~odcr_cli.tasks.export.onnx_fp16.store_weights_fp16`
     (bit-identical float32 compute, half the file).
 
 Parity check
@@ -46,8 +46,8 @@ from odcr_cli.core.network_input import SIZE_MULTIPLE
 from odcr_cli.imaging.metrics import psnr as psnr_of
 from odcr_cli.engine.readout import readout_for
 from odcr_cli.errors import ExportCheckError, ExportError, ImageReadError
-from odcr_cli.tasks.onnx_fp16 import convert_to_fp16, store_weights_fp16
-from odcr_cli.tasks.onnx_int8 import quantize_int8
+from odcr_cli.tasks.export.onnx_fp16 import convert_to_fp16, store_weights_fp16
+from odcr_cli.tasks.export.onnx_int8 import quantize_int8
 
 if TYPE_CHECKING:
     import torch
