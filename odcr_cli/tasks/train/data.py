@@ -21,6 +21,7 @@ from odcr_cli.errors import ImageReadError, TrainingError
 from odcr_cli.files.folders import list_images
 from odcr_cli.files.imageio import read_rgb8
 
+
 def gather_images(paths: Sequence[str | Path], exclude_lists: Sequence[str | Path] = ()) -> tuple[list[Path], int]:
     """Every image of several files/folders (duplicates once), minus the files named in the
     ``exclude_lists`` (text files, one path per line, e.g. the sources.txt of ``odcr synth``).
