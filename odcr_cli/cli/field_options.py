@@ -61,7 +61,7 @@ def options(cls: type, panel: str, default_of: DefaultOf = field_default,
         decls = f.metadata.get("decls") or (f"--{dash}/--no-{dash}" if kind is bool else f"--{dash}")
         text = f.metadata["help"]
         if name in quiet:
-            text = text.removesuffix(".") + " [default: from --recipe]."
+            text = text.removesuffix(".") + r" \[default: from --recipe]."  # \[: not rich markup
         option = typer.Option(default, decls, help=text, show_default=name not in quiet, min=f.metadata.get("min"),
                               max=f.metadata.get("max"), rich_help_panel=panel)
         annotation = Optional[kind] if optional or default is None else kind
