@@ -6,6 +6,8 @@
 # thread and stop at ARM_ITERS (--until: the LR schedule still spans ITERS), so that every arm
 # is compared with the default's checkpoint at the same iteration.
 # ODCR_ARMS="direct nodcp" runs only the arms listed; ODCR_ARMS="" none. ODCR_DEFAULT=0 skips the default.
+# Every arm states the priors' weights it differs in: a flag left out takes the scattering recipe's
+# value (odcr train --recipe), not zero.
 set -euo pipefail
 ITERS=${1:-2400}
 ARM_ITERS=${2:-500}
@@ -23,9 +25,10 @@ declare -A ARM=(
   [synth]="${DEFAULT[*]} --lambda-synth 10"
   [hazymore]="${DEFAULT[*]} --hazy $DATA/hazy_more"
   [narrow]="${DEFAULT[*]} --ngf 16"
-  [direct]="--output image"
-  [nodcp]="--output scattering --t-prior dcp --lambda-tv 5"
-  [notv]="--output scattering --t-prior dcp --lambda-dcp 10 --dcp-warm-iters 300"
+  [direct]="--output image --lambda-dcp 0 --lambda-tv 0"
+  [nodcp]="--output scattering --t-prior dcp --lambda-dcp 0 --lambda-tv 5"
+  [notv]="--output scattering --t-prior dcp --lambda-dcp 10 --dcp-warm-iters 300 --lambda-tv 0"
+  [notv_synth3]="${DEFAULT[*]} --lambda-tv 0 --lambda-synth 3"
   [noprior]="--output scattering --t-prior none --lambda-dcp 10 --dcp-warm-iters 300 --lambda-tv 5"
   [dark]="${DEFAULT[*]} --lambda-dark 1"
   [learnedA]="${DEFAULT[*]} --learned-airlight"
