@@ -333,7 +333,7 @@ def evaluate_generator_on_pairs(generator: object, hazy_dir: str | Path, gt_dir:
     """Mean PSNR/SSIM of an in-memory generator on a paired folder (training's validation).
 
     Same pairing, GT cropping, inference (the network's side chosen as ``odcr dehaze`` and
-    ``odcr evaluate`` choose it: at most 512 px for a scattering model) and metrics as ``odcr evaluate``.
+    ``odcr evaluate`` choose it: at most 384 px and its margin for a scattering model) and metrics as ``odcr evaluate``.
     """
     from odcr_cli.engine.dehazer import Dehazer
     from odcr_cli.engine.torch_backend import TorchBackend
