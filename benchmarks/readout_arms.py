@@ -2,12 +2,13 @@
 per image and option set (weights/MODEL_CARD.md, "Inversion and borders"):
 
     python benchmarks/readout_arms.py [--weights W | --onnx M] [--pad 0 16] [--sigma 0 0.01 0.015]
-        [--real OUT_DIR [--fade]] [--latency]
+        [--depth 1 1.2] [--real OUT_DIR [--fade]] [--latency]
 
+* ``--depth``: scales the optical depth -ln t of the network's t (t -> t ** depth; 1: as shipped);
 * ``--sigma``: the flat-region noise level of ``odcr_cli.imaging.inversion`` (0: the plain
   inversion J = (I - A) / t + A);
 * ``--pad``: the margin of mirrored context around the network's input, cropped off its outputs
-  (``odcr_cli.engine.dehazer.SCATTERING_MARGIN``, 16, is what ``odcr dehaze`` uses; 0: none).
+  (``odcr_cli.engine.dehazer.SCATTERING_MARGIN``, 32, is what ``odcr dehaze`` uses; 0: none).
 
 Prints PSNR / SSIM per subset of the dev pairs (as ``odcr evaluate``: RGB uint8, full resolution)
 and, with ``--real``, writes the outputs for ``dev/real_hazy`` as JPEG (what ``odcr dehaze``
@@ -37,14 +38,16 @@ from odcr_cli.tasks.evaluate.pairing import match_gt, pairs_from_dir
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 
 
-def _dehaze(dz: Dehazer, rgb8: np.ndarray, cache: dict, key: tuple, sigma: float) -> np.ndarray:
-    """``key``: (image, margin, side)."""
+def _dehaze(dz: Dehazer, rgb8: np.ndarray, cache: dict, key: tuple, sigma: float,
+            depth: float = 1.0) -> np.ndarray:
+    """``key``: (image, margin, side); ``depth`` scales the optical depth -ln t (t -> t ** depth)."""
     rgb = rgb8.astype(np.float32) / 255.0
     small = shrink_to(rgb, key[2])
     if key not in cache:
         cache[key] = run_with_margin(dz.backend.run_outputs, small, key[1])
     readout = dataclasses.replace(dz.readout, flat_sigma=sigma)
-    out = readout.render(rgb, *readout.estimate(small, cache[key]))
+    t, airlight = readout.estimate(small, cache[key])
+    out = readout.render(rgb, t ** np.float32(depth) if depth != 1.0 else t, airlight)
     return np.clip(np.rint(out * 255.0), 0, 255).astype(np.uint8)
 
 
@@ -56,6 +59,8 @@ def main() -> None:
     ap.add_argument("--side", type=int, nargs="+", default=[SCATTERING_MAX_SIDE],
                     help="the network's longer side (odcr_cli.engine.dehazer.SCATTERING_MAX_SIDE)")
     ap.add_argument("--sigma", type=float, nargs="+", default=[0.0, 0.015])
+    ap.add_argument("--depth", type=float, nargs="+", default=[1.0],
+                    help="scale the optical depth -ln t of the network's t by these factors (t -> t ** depth)")
     ap.add_argument("--pairs", default=str(SHARED / "data" / "dev" / "paired"))
     ap.add_argument("--real", help="also dehaze dev/real_hazy into this folder and measure its artefacts")
     ap.add_argument("--fade", action="store_true", help="with --real: also the mean FADE of those outputs")
@@ -71,22 +76,23 @@ def main() -> None:
         print(f"network at 512x384: {_latency_ms(dz):.0f} ms (median of 5, {dz.backend_name})", flush=True)
     pairing = pairs_from_dir(args.pairs)
     cache: dict = {}
-    for side, pad, sigma in ((a, b, c) for a in args.side for b in args.pad for c in args.sigma):
+    for side, pad, sigma, depth in ((a, b, c, d) for a in args.side for b in args.pad for c in args.sigma
+                                    for d in args.depth):
         scores: dict[str, list[tuple[float, float]]] = {}
         for p in pairing.pairs:
             hazy = read_rgb8(p.hazy)
             gt, _ = match_gt(hazy, read_rgb8(p.gt))
-            out = _dehaze(dz, hazy, cache, (p.stem, pad, side), sigma)
+            out = _dehaze(dz, hazy, cache, (p.stem, pad, side), sigma, depth)
             scores.setdefault(p.subset or "all", []).append((psnr(out, gt, peak=255.0, cap=100.0), ssim_uint8(out, gt)))
         every = [s for v in scores.values() for s in v]
 
         def mean(v: list[tuple[float, float]]) -> str:
             return f"{np.mean([a for a, _ in v]):.2f} / {np.mean([b for _, b in v]):.3f}"
 
-        line = f"side {side} pad {pad:2d} sigma {sigma:.3f}: all {mean(every)}  " + "  ".join(
+        line = f"side {side} pad {pad:2d} sigma {sigma:.3f} depth {depth:g}: all {mean(every)}  " + "  ".join(
             f"{k} {mean(v)}" for k, v in sorted(scores.items()))
         if args.real:
-            line += "\n    real: " + _real(dz, cache, (pad, side), sigma, Path(args.real), args.fade)
+            line += "\n    real: " + _real(dz, cache, (pad, side), sigma, Path(args.real), args.fade, depth)
         print(line, flush=True)
 
 
@@ -103,18 +109,19 @@ def _latency_ms(dz: Dehazer) -> float:
     return 1000 * float(np.median(times))
 
 
-def _real(dz: Dehazer, cache: dict, arm: tuple[int, int], sigma: float, root: Path, fade: bool = False) -> str:
+def _real(dz: Dehazer, cache: dict, arm: tuple[int, int], sigma: float, root: Path, fade: bool = False,
+          depth: float = 1.0) -> str:
     from PIL import Image
 
     from odcr_cli.imaging.fade import fade as fade_of
 
     src = SHARED / "data" / "dev" / "real_hazy"
     pad, side = arm
-    out_dir = root / f"side{side}_pad{pad}_sigma{sigma:g}"
+    out_dir = root / f"side{side}_pad{pad}_sigma{sigma:g}" / f"depth{depth:g}"
     out_dir.mkdir(parents=True, exist_ok=True)
     fades = []
     for f in list_images(src):
-        out = _dehaze(dz, read_rgb8(f), cache, (f"real/{f.name}", pad, side), sigma)
+        out = _dehaze(dz, read_rgb8(f), cache, (f"real/{f.name}", pad, side), sigma, depth)
         Image.fromarray(out).save(out_dir / f"{f.stem}.jpg", quality=95, subsampling=0)
         if fade:
             fades.append(fade_of(out))
