@@ -4,10 +4,12 @@ The convolutions (Conv and ConvTranspose) get int8 weights, one scale per output
 uint8 activations whose ranges are calibrated (min/max) on real photos at the network's working
 side; everything else (InstanceNorm, padding, the activations between, the outputs) stays
 float32, in QDQ form, so that ONNX Runtime fuses each quantize-conv-dequantize into one integer
-convolution. On the 2-core development CPU (AVX-512 VNNI) this nearly halves the network's time on
-the bundled scattering model at 512x384, and its dev-pair scores stay within 0.01 dB of the fp32
-twin (weights/MODEL_CARD.md, ``benchmarks/readout_arms.py --latency``). Calibrating on random noise instead of photos gives ranges that
-fit no photo: always pass real ones.
+convolution. The weights use 7 of their 8 bits (``reduce_range``): on CPUs with AVX2 but no VNNI,
+ONNX Runtime multiplies uint8 by int8 with an instruction whose int16 sums saturate, and full-range
+weights cost the bundled default 0.11 dB on the dev pairs there (20.02 against 20.13 for fp32; 7-bit:
+20.14), at the same speed; on AVX-512 VNNI there is no such sum. The int8 graph takes about 0.6x
+the fp32 one's time (weights/MODEL_CARD.md, ``benchmarks/readout_arms.py --onnx M --latency``).
+Calibrating on random noise instead of photos gives ranges that fit no photo: always pass real ones.
 """
 
 from __future__ import annotations
@@ -62,12 +64,13 @@ def quantize_int8(src: Path, dst: Path, photos: Sequence[Path]) -> None:
         quant_pre_process(str(src), str(prepared))
         quantize_static(str(prepared), str(dst), Photos(), quant_format=QuantFormat.QDQ, per_channel=True,
                         weight_type=QuantType.QInt8, activation_type=QuantType.QUInt8,
-                        op_types_to_quantize=list(QUANTIZED_OPS))
+                        reduce_range=True, op_types_to_quantize=list(QUANTIZED_OPS))
     finally:
         prepared.unlink(missing_ok=True)
     quantized = onnx.load(str(dst))
     metadata.update(precision="int8", calibration=f"{len(photos)} photos, min/max, side {CALIBRATION_SIDE}",
-                    quantization="QDQ: Conv/ConvTranspose int8 weights per channel, uint8 activations; rest float32")
+                    quantization="QDQ: Conv/ConvTranspose int8 weights (7-bit range) per channel, uint8 activations; "
+                             "rest float32")
     del quantized.metadata_props[:]
     onnx.helper.set_model_props(quantized, metadata)
     onnx.save(quantized, str(dst))
