@@ -280,6 +280,6 @@ def test_int8_export_quantizes_the_convolutions_and_keeps_the_photo(tmp_path):
     assert props["precision"] == "int8" and props["output_kind"] == "scattering"
     assert not list(tmp_path.glob("*.pre.onnx")) and not list(tmp_path.glob("*.fp32.onnx"))
     # the weights keep to 7 bits: AVX2 CPUs without VNNI sum uint8 x int8 products in saturating
-    # int16, which full-range weights overflow (a 0.11 dB loss for the bundled default there)
+    # int16, which full-range weights overflow
     weights8 = [onnx.numpy_helper.to_array(t) for t in model.graph.initializer if t.data_type == onnx.TensorProto.INT8]
     assert weights8 and max(int(np.abs(w.astype(np.int16)).max()) for w in weights8) <= 64

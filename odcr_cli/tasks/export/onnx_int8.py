@@ -5,10 +5,10 @@ uint8 activations whose ranges are calibrated (min/max) on real photos at the ne
 side; everything else (InstanceNorm, padding, the activations between, the outputs) stays
 float32, in QDQ form, so that ONNX Runtime fuses each quantize-conv-dequantize into one integer
 convolution. The weights use 7 of their 8 bits (``reduce_range``): on CPUs with AVX2 but no VNNI,
-ONNX Runtime multiplies uint8 by int8 with an instruction whose int16 sums saturate, and full-range
-weights cost the bundled default 0.11 dB on the dev pairs there (20.02 against 20.13 for fp32; 7-bit:
-20.14), at the same speed; on AVX-512 VNNI there is no such sum. The int8 graph takes about 0.6x
-the fp32 one's time (weights/MODEL_CARD.md, ``benchmarks/readout_arms.py --onnx M --latency``).
+ONNX Runtime multiplies uint8 by int8 with an instruction whose int16 sums saturate: full-range
+weights lost the bundled default a tenth of a dB on the dev pairs there, 7-bit ones nothing, at
+the same speed (on AVX-512 VNNI there is no such sum). The int8 graph takes about 0.6x the fp32
+one's time (weights/MODEL_CARD.md, ``benchmarks/readout_arms.py --onnx M --latency``).
 Calibrating on random noise instead of photos gives ranges that fit no photo: always pass real ones.
 """
 
