@@ -66,7 +66,8 @@ def test_plain_train_uses_the_recommended_recipe_and_flags_override_it(pools, tm
     assert res.exit_code == 0, res.output
     config = json.loads((tmp_path / "plain" / "config.json").read_text())
     assert config["generator"]["output"] == "scattering" and config["generator"]["ngf"] == 4  # TINY's --ngf 4 wins
-    assert (config["method"]["lambda_dcp"], config["method"]["lambda_tv"], config["train"]["load_size"]) == (10.0, 5.0, 256)
+    assert (config["method"]["lambda_dcp"], config["method"]["lambda_tv"], config["method"]["lambda_synth"],
+            config["train"]["load_size"]) == (10.0, 5.0, 3.0, 256)
     toml = tmp_path / "mine.toml"
     toml.write_text("lambda-tv = 2.5\n")
     res = CliRunner().invoke(app, ["train", "--hazy", str(hazy), "--clear", str(clear), "--out", str(tmp_path / "cfg"),
@@ -76,7 +77,8 @@ def test_plain_train_uses_the_recommended_recipe_and_flags_override_it(pools, tm
     assert config["generator"]["output"] == "scattering" and config["method"]["lambda_tv"] == 2.5
     paper = _cli_train(hazy, clear, tmp_path / "paper", "--iters", "1")
     assert paper.exit_code == 0, paper.output
-    assert json.loads((tmp_path / "paper" / "config.json").read_text())["generator"]["output"] == "image"
+    paper_config = json.loads((tmp_path / "paper" / "config.json").read_text())
+    assert paper_config["generator"]["output"] == "image" and paper_config["method"]["lambda_synth"] == 0.0
 
 
 @pytest.mark.parametrize("method", ["odcr", "cut", "fastcut"])

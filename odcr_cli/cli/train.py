@@ -24,7 +24,7 @@ from odcr_cli.tasks.train.settings import TrainConfig
 # ODCR paper's full-size generator writing the image directly (hours on a CPU; a GPU recipe).
 RECIPES: dict[str, dict[str, object]] = {
     "scattering": {"output": "scattering", "t_prior": "dcp", "lambda_dcp": 10.0, "dcp_warm_iters": 300,
-                   "lambda_tv": 5.0, "ngf": 32, "n_blocks": 6, "crop": 128, "load_size": 256, "iters": 2400},
+                   "lambda_tv": 5.0, "lambda_synth": 3.0, "ngf": 32, "n_blocks": 6, "crop": 128, "load_size": 256, "iters": 2400},
     "paper": {"output": "image", "ngf": 64, "n_blocks": 9, "crop": 256, "iters": 1000},
 }
 
