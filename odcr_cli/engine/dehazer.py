@@ -58,9 +58,9 @@ CPU_AUTO_MAX_SIDE = 1600
 # (t is smooth; the photo's detail comes from the full-resolution inversion), framed by
 # SCATTERING_MARGIN px of mirrored context that is cropped off its outputs: the network's
 # zero-padded strided convolutions bend its t within about 40 px of an edge (a band along a flat
-# sky), and the margin moves that out of the photo. 384 + 32 px: 20.13 dB on the dev pairs against
-# 20.00 for 512 px without a margin, on 20 % fewer network pixels (benchmarks/readout_arms.py
-# --side --pad; docs/scattering.md, weights/MODEL_CARD.md).
+# sky), and the margin moves that out of the photo. 384 + 32 px scored above 512 px without a
+# margin on the dev pairs, on 20 % fewer network pixels (benchmarks/readout_arms.py --side --pad;
+# the table is in docs/scattering.md).
 SCATTERING_MAX_SIDE = 384
 SCATTERING_MARGIN = 32
 # Peak bytes per input pixel of whole-image inference, scaled to an ngf-64 generator (measured:
