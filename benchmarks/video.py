@@ -1,7 +1,7 @@
 """Video: fidelity and flicker on clips whose truth is known, real clips to look at, and speed
 (README, Video; docs/video.md):
 
-    python benchmarks/video.py fidelity [--pairs N] [--frames 50] [--every 1 5 10]
+    python benchmarks/video.py fidelity [--pairs N] [--frames 50] [--every 1 5 10] [--blend 0.15 0.5]
     python benchmarks/video.py real OUT_DIR [--seconds 10]
     python benchmarks/video.py speed [--seconds 4] [--sizes 720 1080]
 
@@ -13,7 +13,8 @@
   pixels both frames see; the ground-truth clip's own figure (resampling alone) is the floor.
   Methods: ``odcr`` (the stream, as ``odcr dehaze clip.mp4``), ``odcr per-frame`` (each frame
   dehazed as a photo), ``dcp`` (the stream with the dark channel prior) and ``dcp per-frame``.
-  ``--every``: also the stream with the network every N frames.
+  ``--every``: also the stream with the network every N frames; ``--blend``: also the stream with
+  each new network pass blended in with this weight (``StreamConfig.field_blend``).
 * ``real``: for each clip of ``shared/data/video``: the first ``--seconds`` dehazed per frame and
   by the stream; a strip of frames (input | per-frame | stream) and a plot of the mean brightness
   over time, as JPEGs under OUT_DIR.
@@ -92,10 +93,12 @@ def _to8(x: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(x * 255.0), 0, 255).astype(np.uint8)
 
 
-def _methods(every: list[int]) -> dict[str, tuple[str, StreamConfig | None]]:
+def _methods(every: list[int], blends: list[float]) -> dict[str, tuple[str, StreamConfig | None]]:
     methods = {"odcr": ("odcr", StreamConfig()), "odcr per-frame": ("odcr", None)}
     for n in every:
         methods[f"odcr every {n}"] = ("odcr", StreamConfig(network_every=n))
+    for b in blends:
+        methods[f"odcr blend {b:g}"] = ("odcr", StreamConfig(field_blend=b))
     methods.update({"dcp": ("dcp", StreamConfig()), "dcp per-frame": ("dcp", None)})
     return methods
 
@@ -105,7 +108,7 @@ def fidelity(args: argparse.Namespace) -> None:
     pairs = {Path(p.hazy).stem: p for p in pairing.pairs}
     names = [n for n in PAIRS if n in pairs][: args.pairs]
     dehazers = {"odcr": Dehazer(), "dcp": Dehazer(method="dcp", max_side=512)}
-    methods = _methods(args.every)
+    methods = _methods(args.every, args.blend)
     rows: dict[str, list[tuple[float, float, float]]] = {m: [] for m in methods}
     gt_flicker, stills = [], []
     for name in names:
@@ -266,6 +269,7 @@ def main(argv: list[str] | None = None) -> None:
     f.add_argument("--pairs", type=int, default=len(PAIRS))
     f.add_argument("--frames", type=int, default=50)
     f.add_argument("--every", type=int, nargs="*", default=[])
+    f.add_argument("--blend", type=float, nargs="*", default=[])
     r = sub.add_parser("real")
     r.add_argument("out")
     r.add_argument("--seconds", type=float, default=5.0)
