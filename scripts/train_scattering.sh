@@ -7,7 +7,8 @@
 # is compared with the default's checkpoint at the same iteration.
 # ODCR_ARMS="direct nodcp" runs only the arms listed; ODCR_ARMS="" none. ODCR_DEFAULT=0 skips the default.
 # Every arm states the priors' weights it differs in: a flag left out takes the scattering recipe's
-# value (odcr train --recipe), not zero.
+# value (odcr train --recipe), not zero. An arm built on DEFAULT or UNPAIRED repeats a flag to change
+# it: the last one given wins.
 set -euo pipefail
 ITERS=${1:-2400}
 ARM_ITERS=${2:-500}
@@ -32,10 +33,10 @@ declare -A ARM=(
   [hazymore]="${UNPAIRED[*]} --hazy $DATA/hazy_more"
   [narrow]="${UNPAIRED[*]} --ngf 16"
   [direct]="--output image --lambda-dcp 0 --lambda-tv 0 --lambda-synth 0"
-  [nodcp]="--output scattering --t-prior dcp --lambda-dcp 0 --lambda-tv 5 --lambda-synth 0"
-  [notv]="--output scattering --t-prior dcp --lambda-dcp 10 --dcp-warm-iters 300 --lambda-tv 0 --lambda-synth 0"
+  [nodcp]="${UNPAIRED[*]} --lambda-dcp 0"
+  [notv]="${UNPAIRED[*]} --lambda-tv 0"
   [notv_synth3]="${DEFAULT[*]} --lambda-tv 0"
-  [noprior]="--output scattering --t-prior none --lambda-dcp 10 --dcp-warm-iters 300 --lambda-tv 5 --lambda-synth 0"
+  [noprior]="${UNPAIRED[*]} --t-prior none"
   [dark]="${UNPAIRED[*]} --lambda-dark 1"
   [learnedA]="${UNPAIRED[*]} --learned-airlight"
   [printed]="${UNPAIRED[*]} --weight-scale printed"
