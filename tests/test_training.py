@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -324,12 +325,13 @@ def test_deferred_finite_check_names_the_first_bad_iteration(tmp_path) -> None:
 
 
 def test_synthetic_batches_are_a_function_of_the_sample_and_follow_the_scattering_model(pools) -> None:
+    from odcr_cli.imaging.haze_synthesis import SynthConfig
     from odcr_cli.tasks.train.data import CropSpec, ImageFolder, UnpairedSampler, gather_images
 
     hazy, clear = pools
     spec = CropSpec(crop=32, load_size=40)
     sampler = UnpairedSampler(ImageFolder(gather_images([hazy])[0], spec), ImageFolder(gather_images([clear])[0], spec),
-                              seed=3, synthetic=True)
+                              seed=3, synthetic=SynthConfig())
     first, again = sampler.batch(5, 2), sampler.batch(5, 2)
     assert len(first) == 4 and all(torch.equal(a, b) for a, b in zip(first, again))
     _, clear_crops, syn, t = first
@@ -340,6 +342,25 @@ def test_synthetic_batches_are_a_function_of_the_sample_and_follow_the_scatterin
     a = (i - j * t) / (1 - t).clamp_min(1e-3)
     far = (t < 0.5).expand_as(a)
     assert far.any() and float(a[far].std()) < 0.05
+
+
+def test_synth_beta_sets_how_thick_the_synthetic_haze_is(pools) -> None:
+    """--synth-beta 0,0 gives haze-free synthetic crops (t = 1: the clear crop itself); a range
+    of thick haze gives a far end near exp(-beta)."""
+    from odcr_cli.core.configs import method_config
+    from odcr_cli.imaging.haze_synthesis import SynthConfig
+    from odcr_cli.tasks.train.data import CropSpec, ImageFolder, UnpairedSampler, gather_images
+
+    hazy, clear = pools
+    spec = CropSpec(crop=32, load_size=40)
+    folders = ImageFolder(gather_images([hazy])[0], spec), ImageFolder(gather_images([clear])[0], spec)
+    beta = method_config("odcr", synth_beta=(0.0, 0.0)).synth_beta
+    _, clear_crops, syn, t = UnpairedSampler(*folders, seed=3, synthetic=SynthConfig(beta=beta)).batch(5, 2)
+    assert torch.all(t == 1) and torch.allclose(syn, clear_crops, atol=1e-5)
+    _, _, _, thick = UnpairedSampler(*folders, seed=3, synthetic=SynthConfig(beta=(4.0, 4.0))).batch(5, 2)
+    assert float(thick.min()) == pytest.approx(math.exp(-4.0), rel=0.05)
+    with pytest.raises(ValueError, match="synth-beta"):
+        method_config("odcr", synth_beta=(3.0, 1.0))
 
 
 def test_the_synthetic_transmission_term_teaches_how_thick_the_haze_is(pools, tmp_path) -> None:

@@ -79,8 +79,8 @@ def config_defaults(path: Path, names: set[str]) -> dict[str, object]:
     out: dict[str, object] = {}
     for key, value in flat.items():
         name = {"name": "method"}.get(key, key).replace("-", "_")
-        if name == "nce_layers" and isinstance(value, (list, tuple)):
-            value = ",".join(str(v) for v in value)
+        if isinstance(value, (list, tuple)) and value and all(isinstance(v, (int, float)) for v in value):
+            value = ",".join(str(v) for v in value)  # a list of numbers (--nce-layers, --synth-beta) as typed
         if name in names and name not in ("config", "resume") and value is not None:
             out[name] = value
     return out

@@ -9,6 +9,7 @@ added in one place. Torch-free, because the command line reads these fields when
 
 from __future__ import annotations
 
+import math
 from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from typing import Any
 
@@ -111,18 +112,23 @@ class MethodConfig:
     lambda_tv: float = flag(0.0, help="Weight of the edge-aware smoothness of t (scattering).")
     lambda_synth: float = flag(0.0, help="Semi-supervised: weight of |t - t_true| on synthetic haze of the clear "
                                          "crops (scattering).")
+    # the synthetic haze's density: t at the far end is exp(-beta); 0 includes haze-free crops
+    synth_beta: tuple[float, ...] = flag((0.5, 3.0), help="Range LO,HI of the synthetic haze's scattering "
+                                         "coefficient beta (t at the far end: exp(-beta)), drawn uniformly.")
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d["nce_layers"] = list(self.nce_layers)
+        d["synth_beta"] = list(self.synth_beta)
         return d
 
     @classmethod
     def from_dict(cls, values: dict) -> "MethodConfig":
         names = {f.name for f in fields(cls)}
         kept = {k: v for k, v in values.items() if k in names}
-        if "nce_layers" in kept:
-            kept["nce_layers"] = tuple(kept["nce_layers"])
+        for name in ("nce_layers", "synth_beta"):
+            if name in kept:
+                kept[name] = tuple(kept[name])
         return cls(**kept)
 
 
@@ -147,6 +153,9 @@ def method_config(name: str, **overrides: Any) -> MethodConfig:
         raise ValueError(f"unknown --idt {config.idt!r}")
     if config.weight_scale not in WEIGHT_SCALES:
         raise ValueError(f"unknown --weight-scale {config.weight_scale!r}; choose one of {', '.join(WEIGHT_SCALES)}")
+    lo_hi = config.synth_beta
+    if len(lo_hi) != 2 or not all(math.isfinite(b) for b in lo_hi) or not 0 <= lo_hi[0] <= lo_hi[1]:
+        raise ValueError(f"--synth-beta: expected LO,HI with 0 <= LO <= HI, got {','.join(map(str, lo_hi))}")
     if config.weight_temperature <= 0:
         raise ValueError("--weight-temperature must be positive")
     return config

@@ -20,6 +20,7 @@ from odcr_cli.core.network_input import to_signed, to_unit
 from odcr_cli.errors import ImageReadError, TrainingError
 from odcr_cli.files.folders import list_images
 from odcr_cli.files.imageio import read_rgb8
+from odcr_cli.imaging.haze_synthesis import SynthConfig, synthesize
 
 
 def gather_images(paths: Sequence[str | Path], exclude_lists: Sequence[str | Path] = ()) -> tuple[list[Path], int]:
@@ -116,10 +117,12 @@ class ImageFolder:
 
 class UnpairedSampler:
     """Batches of (hazy, clear) crops as a deterministic function of the sample index; with
-    ``synthetic``, also a synthetic hazy version of each clear crop and its true transmission
-    (``odcr_cli.tasks.synthesis``: plausible depth, random haze density and airlight)."""
+    ``synthetic`` (the ranges to draw from), also a synthetic hazy version of each clear crop and
+    its true transmission (``odcr_cli.imaging.haze_synthesis``: plausible depth, random haze
+    density and airlight)."""
 
-    def __init__(self, hazy: ImageFolder, clear: ImageFolder, seed: int, synthetic: bool = False) -> None:
+    def __init__(self, hazy: ImageFolder, clear: ImageFolder, seed: int,
+                 synthetic: SynthConfig | None = None) -> None:
         if len(hazy) == 0 or len(clear) == 0:
             raise ValueError("both the hazy and the clear pool need at least one readable image")
         self.hazy, self.clear, self.seed, self.synthetic = hazy, clear, seed, synthetic
@@ -139,10 +142,8 @@ class UnpairedSampler:
     def synthetic_item(self, sample: int, clear: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """A clear crop (3, H, W) in [-1, 1] -> (synthetic hazy crop (3, H, W) in [-1, 1], its
         true t (1, H, W)), drawn from the sample's own generator."""
-        from odcr_cli.imaging.haze_synthesis import synthesize
-
         rng = np.random.default_rng([self.seed, 4, sample])
-        hazy, t, _ = synthesize(to_unit(clear.numpy().transpose(1, 2, 0)), rng)
+        hazy, t, _ = synthesize(to_unit(clear.numpy().transpose(1, 2, 0)), rng, self.synthetic)
         return torch.from_numpy(to_signed(hazy).transpose(2, 0, 1).copy()), torch.from_numpy(t[None].copy())
 
     def batch(self, first_sample: int, size: int) -> tuple[torch.Tensor, ...]:
@@ -150,14 +151,15 @@ class UnpairedSampler:
         its t (size, 1, crop, crop))."""
         items = [self.item(first_sample + i) for i in range(size)]
         hazy, clear = torch.stack([a for a, _ in items]), torch.stack([b for _, b in items])
-        if not self.synthetic:
+        if self.synthetic is None:
             return hazy, clear
         pairs = [self.synthetic_item(first_sample + i, c) for i, c in enumerate(clear)]
         return hazy, clear, torch.stack([a for a, _ in pairs]), torch.stack([b for _, b in pairs])
 
 
 def load_pools(hazy: Sequence[str], clear: Sequence[str], exclude_clear: Sequence[str], spec: CropSpec, seed: int,
-               synthetic: bool, say: Callable[[str], None]) -> tuple[ImageFolder, ImageFolder, UnpairedSampler]:
+               synthetic: SynthConfig | None, say: Callable[[str], None]
+               ) -> tuple[ImageFolder, ImageFolder, UnpairedSampler]:
     """The decoded hazy and clear pools and their sampler; unreadable images are reported and skipped."""
     try:
         hazy_files, _ = gather_images(hazy)

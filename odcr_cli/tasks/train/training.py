@@ -27,6 +27,7 @@ import torch.distributed as dist
 from odcr_cli import __version__
 from odcr_cli.core.configs import GeneratorConfig, MethodConfig
 from odcr_cli.errors import TrainingDiverged, TrainingError
+from odcr_cli.imaging.haze_synthesis import SynthConfig
 from odcr_cli.tasks.train.data import CropSpec, center_crop, load_pools
 from odcr_cli.tasks.train.run_folder import RunFolder
 from odcr_cli.tasks.train.settings import TrainConfig, check_options, resumed_config
@@ -103,7 +104,7 @@ def _set_up_and_run(config: TrainConfig, method: MethodConfig, generator: Genera
     spec = CropSpec(crop=config.crop, load_size=max(config.effective_load_size, config.crop),
                     preprocess=config.preprocess)
     hazy, clear, sampler = load_pools(config.hazy, config.clear, config.exclude_clear, spec, config.seed,
-                                      method.lambda_synth > 0, say)
+                                      SynthConfig(beta=method.synth_beta) if method.lambda_synth > 0 else None, say)
 
     state = TrainingState(config, method, generator, device, dctx)
     if checkpoint is not None:
