@@ -2,7 +2,7 @@
 per image and option set (weights/MODEL_CARD.md, "Inversion and borders"):
 
     python benchmarks/readout_arms.py [--weights W | --onnx M] [--pad 0 16] [--sigma 0 0.01 0.015]
-        [--depth 1 1.2] [--real OUT_DIR [--fade]] [--latency]
+        [--depth 1 1.2] [--real OUT_DIR [--fade]] [--clear] [--latency]
 
 * ``--depth``: scales the optical depth -ln t of the network's t (t -> t ** depth; 1: as shipped);
 * ``--sigma``: the flat-region noise level of ``odcr_cli.imaging.inversion`` (0: the plain
@@ -13,7 +13,8 @@ per image and option set (weights/MODEL_CARD.md, "Inversion and borders"):
 Prints PSNR / SSIM per subset of the dev pairs (as ``odcr evaluate``: RGB uint8, full resolution)
 and, with ``--real``, writes the outputs for ``dev/real_hazy`` as JPEG (what ``odcr dehaze``
 writes) under OUT_DIR and prints the last line of ``shared/tools/real_artifacts.py`` on them, and
-with ``--fade`` their mean FADE. ``--latency``: the median time of the network alone on a
+with ``--fade`` their mean FADE. ``--clear``: the ground truths dehazed as if they were hazy, scored
+against themselves (a dehazer should leave a haze-free photo nearly as it is). ``--latency``: the median time of the network alone on a
 512x384 input (5 runs after a warm-up), for comparing an fp32 and an int8 export.
 Measuring only: the dev data are never used for training.
 """
@@ -64,6 +65,9 @@ def main() -> None:
     ap.add_argument("--pairs", default=str(SHARED / "data" / "dev" / "paired"))
     ap.add_argument("--real", help="also dehaze dev/real_hazy into this folder and measure its artefacts")
     ap.add_argument("--fade", action="store_true", help="with --real: also the mean FADE of those outputs")
+    ap.add_argument("--clear", action="store_true",
+                    help="also dehaze the ground truths themselves: PSNR / SSIM of the output against its haze-free "
+                         "input, per subset (how far a clear photo is left alone; higher is better)")
     ap.add_argument("--latency", action="store_true", help="time the network alone at 512x384 first")
     args = ap.parse_args()
     if args.onnx:
@@ -79,18 +83,27 @@ def main() -> None:
     for side, pad, sigma, depth in ((a, b, c, d) for a in args.side for b in args.pad for c in args.sigma
                                     for d in args.depth):
         scores: dict[str, list[tuple[float, float]]] = {}
+        left_alone: dict[str, list[tuple[float, float]]] = {}
         for p in pairing.pairs:
             hazy = read_rgb8(p.hazy)
             gt, _ = match_gt(hazy, read_rgb8(p.gt))
             out = _dehaze(dz, hazy, cache, (p.stem, pad, side), sigma, depth)
             scores.setdefault(p.subset or "all", []).append((psnr(out, gt, peak=255.0, cap=100.0), ssim_uint8(out, gt)))
-        every = [s for v in scores.values() for s in v]
+            if args.clear:
+                again = _dehaze(dz, gt, cache, (f"gt/{p.stem}", pad, side), sigma, depth)
+                left_alone.setdefault(p.subset or "all", []).append(
+                    (psnr(again, gt, peak=255.0, cap=100.0), ssim_uint8(again, gt)))
 
         def mean(v: list[tuple[float, float]]) -> str:
             return f"{np.mean([a for a, _ in v]):.2f} / {np.mean([b for _, b in v]):.3f}"
 
-        line = f"side {side} pad {pad:2d} sigma {sigma:.3f} depth {depth:g}: all {mean(every)}  " + "  ".join(
-            f"{k} {mean(v)}" for k, v in sorted(scores.items()))
+        def by_subset(table: dict[str, list[tuple[float, float]]]) -> str:
+            every = [s for v in table.values() for s in v]
+            return f"all {mean(every)}  " + "  ".join(f"{k} {mean(v)}" for k, v in sorted(table.items()))
+
+        line = f"side {side} pad {pad:2d} sigma {sigma:.3f} depth {depth:g}: {by_subset(scores)}"
+        if args.clear:
+            line += f"\n    clear photos left alone: {by_subset(left_alone)}"
         if args.real:
             line += "\n    real: " + _real(dz, cache, (pad, side), sigma, Path(args.real), args.fade, depth)
         print(line, flush=True)
