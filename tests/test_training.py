@@ -363,6 +363,16 @@ def test_synth_beta_sets_how_thick_the_synthetic_haze_is(pools) -> None:
         method_config("odcr", synth_beta=(3.0, 1.0))
 
 
+@pytest.mark.parametrize("typed", ["0,2.5", "0:2.5"])
+def test_synth_beta_is_typed_as_a_range(typed: str) -> None:
+    """--synth-beta takes LO,HI and also LO:HI, the form odcr synth's --beta takes."""
+    from odcr_cli.cli.field_options import field_values, flag_fields, parameter_name
+    from odcr_cli.core.configs import MethodConfig
+
+    given = {parameter_name(f): None for f in flag_fields(MethodConfig)} | {"synth_beta": typed}
+    assert field_values(MethodConfig, given)["synth_beta"] == (0.0, 2.5)
+
+
 def test_the_synthetic_transmission_term_teaches_how_thick_the_haze_is(pools, tmp_path) -> None:
     """A short run with --lambda-synth predicts the known t of unseen synthetic haze better than
     the same run without it (the network alone: raw weights, no average)."""

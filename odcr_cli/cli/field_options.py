@@ -95,6 +95,8 @@ def field_values(cls: type, given: dict[str, Any]) -> dict[str, Any]:
             if not value:
                 continue
             item = typing.get_args(kind)[0]
+            if item is float:  # a range may also be written LOW:HIGH, as odcr synth's --beta takes it
+                value = value.replace(":", ",")
             value = tuple(item(v) for v in value.split(","))
         elif isinstance(value, Path):
             value = str(value)

@@ -113,8 +113,9 @@ class MethodConfig:
     lambda_synth: float = flag(0.0, help="Semi-supervised: weight of |t - t_true| on synthetic haze of the clear "
                                          "crops (scattering).")
     # the synthetic haze's density: t at the far end is exp(-beta); 0 includes haze-free crops
-    synth_beta: tuple[float, ...] = flag((0.5, 3.0), help="Range LO,HI of the synthetic haze's scattering "
-                                         "coefficient beta (t at the far end: exp(-beta)), drawn uniformly.")
+    synth_beta: tuple[float, ...] = flag((0.5, 3.0), help="Range LO,HI (or LO:HI, as odcr synth --beta) of "
+                                         "the synthetic haze's scattering coefficient beta (t at the far end: "
+                                         "exp(-beta)), drawn uniformly.")
 
     def to_dict(self) -> dict:
         d = asdict(self)
