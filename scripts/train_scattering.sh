@@ -21,9 +21,15 @@ COMMON=(--hazy "$DATA/hazy" --clear "$DATA/clear" --iters "$ITERS" --crop 128 --
 # The default recipe (the bundled default since 2026-12-05; odcr train --recipe scattering):
 # scattering output refining the DCP transmission (--t-prior dcp, the default), a DCP warm start
 # fading out over 300 iterations, edge-aware smoothness of t, the semi-supervised t term on
-# synthetic haze of the clear crops (--lambda-synth 3), std-normalised WPNCE channel weights (the
-# odcr default).
-DEFAULT=(--output scattering --t-prior dcp --lambda-dcp 10 --dcp-warm-iters 300 --lambda-tv 5 --lambda-synth 3)
+# synthetic haze of the clear crops (--lambda-synth 3) whose density runs from none to thick
+# (--synth-beta 0,2; the default since the afternoon of 2026-12-05), std-normalised WPNCE channel
+# weights (the odcr default).
+DEFAULT=(--output scattering --t-prior dcp --lambda-dcp 10 --dcp-warm-iters 300 --lambda-tv 5 --lambda-synth 3
+         --synth-beta 0,2)
+# The default of the morning of 2026-12-05 (synthetic haze beta 0.5 to 3); the arms beta03, beta02
+# and notv_synth3 are measured against it.
+SYNTH3=(--output scattering --t-prior dcp --lambda-dcp 10 --dcp-warm-iters 300 --lambda-tv 5 --lambda-synth 3
+        --synth-beta 0.5,3)
 # The purely unpaired recipe of the default before 2026-12-05; the arms measured against it (the
 # model card's tables) build on it.
 UNPAIRED=(--output scattering --t-prior dcp --lambda-dcp 10 --dcp-warm-iters 300 --lambda-tv 5 --lambda-synth 0)
@@ -35,9 +41,10 @@ declare -A ARM=(
   [direct]="--output image --lambda-dcp 0 --lambda-tv 0 --lambda-synth 0"
   [nodcp]="${UNPAIRED[*]} --lambda-dcp 0"
   [notv]="${UNPAIRED[*]} --lambda-tv 0"
-  [notv_synth3]="${DEFAULT[*]} --lambda-tv 0"
-  [beta03]="${DEFAULT[*]} --synth-beta 0,3"
-  [beta02]="${DEFAULT[*]} --synth-beta 0,2"
+  [synth3]="${SYNTH3[*]}"
+  [notv_synth3]="${SYNTH3[*]} --lambda-tv 0"
+  [beta03]="${SYNTH3[*]} --synth-beta 0,3"
+  [beta02]="${SYNTH3[*]} --synth-beta 0,2"
   [noprior]="${UNPAIRED[*]} --t-prior none"
   [dark]="${UNPAIRED[*]} --lambda-dark 1"
   [learnedA]="${UNPAIRED[*]} --learned-airlight"

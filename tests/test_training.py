@@ -68,7 +68,7 @@ def test_plain_train_uses_the_recommended_recipe_and_flags_override_it(pools, tm
     config = json.loads((tmp_path / "plain" / "config.json").read_text())
     assert config["generator"]["output"] == "scattering" and config["generator"]["ngf"] == 4  # TINY's --ngf 4 wins
     assert (config["method"]["lambda_dcp"], config["method"]["lambda_tv"], config["method"]["lambda_synth"],
-            config["train"]["load_size"]) == (10.0, 5.0, 3.0, 256)
+            config["method"]["synth_beta"], config["train"]["load_size"]) == (10.0, 5.0, 3.0, [0.0, 2.0], 256)
     toml = tmp_path / "mine.toml"
     toml.write_text("lambda-tv = 2.5\n")
     res = CliRunner().invoke(app, ["train", "--hazy", str(hazy), "--clear", str(clear), "--out", str(tmp_path / "cfg"),
