@@ -24,8 +24,8 @@ from odcr_cli.tasks.train.settings import TrainConfig
 # ODCR paper's full-size generator writing the image directly (hours on a CPU; a GPU recipe).
 RECIPES: dict[str, dict[str, object]] = {
     "scattering": {"output": "scattering", "t_prior": "dcp", "lambda_dcp": 10.0, "dcp_warm_iters": 300,
-                   "lambda_tv": 5.0, "lambda_synth": 3.0, "synth_beta": "0,2", "ngf": 32, "n_blocks": 6, "crop": 128, "load_size": 256,
-                   "iters": 2400},
+                   "lambda_tv": 5.0, "lambda_synth": 3.0, "synth_beta": "0,2", "ngf": 32, "n_blocks": 6, "crop": 128,
+                   "load_size": 256, "iters": 2400},
     "paper": {"output": "image", "ngf": 64, "n_blocks": 9, "crop": 256, "iters": 1000},
 }
 
@@ -93,9 +93,8 @@ def train_command(
     recipe: str = typer.Option("scattering", "--recipe", is_eager=True, callback=_apply_recipe,
                                help="Defaults of the options not given: scattering (the bundled default's recipe: "
                                     "--output scattering --ngf 32 --n-blocks 6 --crop 128 --load-size 256 --iters 2400 "
-                                    "--lambda-dcp 10 --dcp-warm-iters 300 --lambda-tv 5 --lambda-synth 3 --synth-beta 0,2; ~100 min on 2 "
-                                    "CPU "
-                                    "cores) or "
+                                    "--lambda-dcp 10 --dcp-warm-iters 300 --lambda-tv 5 --lambda-synth 3 --synth-beta 0,2; "
+                                    "~100 min on 2 CPU cores) or "
                                     "paper (the paper's generator: --output image --ngf 64 --n-blocks 9 --crop 256 "
                                     "--iters 1000; a GPU recipe)."),
     resume: bool = typer.Option(False, "--resume", help="Continue from the newest valid checkpoint in --out."),

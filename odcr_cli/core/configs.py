@@ -77,6 +77,11 @@ class GeneratorConfig:
         return cls(**{k: v for k, v in values.items() if k in names})
 
 
+def _tuple_fields(cls: type) -> list[str]:
+    """The fields of ``cls`` that hold tuples (lists in a run's config.json)."""
+    return [f.name for f in fields(cls) if str(f.type).startswith("tuple")]
+
+
 @dataclass(frozen=True)
 class MethodConfig:
     """Every loss-side hyper-parameter of a method (docs/method.md, sections 2 and 3.5); the
@@ -119,15 +124,15 @@ class MethodConfig:
 
     def to_dict(self) -> dict:
         d = asdict(self)
-        d["nce_layers"] = list(self.nce_layers)
-        d["synth_beta"] = list(self.synth_beta)
+        for name in _tuple_fields(MethodConfig):
+            d[name] = list(d[name])
         return d
 
     @classmethod
     def from_dict(cls, values: dict) -> "MethodConfig":
         names = {f.name for f in fields(cls)}
         kept = {k: v for k, v in values.items() if k in names}
-        for name in ("nce_layers", "synth_beta"):
+        for name in _tuple_fields(cls):  # JSON gives lists
             if name in kept:
                 kept[name] = tuple(kept[name])
         return cls(**kept)
