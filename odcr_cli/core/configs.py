@@ -121,6 +121,11 @@ class MethodConfig:
     synth_beta: tuple[float, ...] = flag((0.5, 3.0), help="Range LO,HI (or LO:HI, as odcr synth --beta) of "
                                          "the synthetic haze's scattering coefficient beta (t at the far end: "
                                          "exp(-beta)), drawn uniformly.")
+    lambda_density: float = flag(0.0, help="Density consistency: weight of |t' - t**k|, t' the transmission of "
+                                           "the output re-hazed with t**k (scattering).")
+    # k > 1 thickens the model's own haze, k < 1 thins it; drawn log-uniformly so that each is as likely
+    density_k: tuple[float, ...] = flag((0.5, 2.0), help="Range LO,HI of the exponent k of the density "
+                                        "consistency term, drawn log-uniformly.")
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -136,6 +141,15 @@ class MethodConfig:
             if name in kept:
                 kept[name] = tuple(kept[name])
         return cls(**kept)
+
+    @property
+    def transmission_terms(self) -> bool:
+        """Whether a term of the scattering output's transmission is on (they need --output scattering)."""
+        return bool(self.lambda_dcp or self.lambda_tv or self.lambda_synth or self.lambda_density)
+
+
+TRANSMISSION_TERMS_NEED_SCATTERING = ("the transmission priors (--lambda-dcp, --lambda-tv, --lambda-synth, "
+                                      "--lambda-density) need --output scattering")
 
 
 def method_config(name: str, **overrides: Any) -> MethodConfig:
@@ -162,6 +176,9 @@ def method_config(name: str, **overrides: Any) -> MethodConfig:
     lo_hi = config.synth_beta
     if len(lo_hi) != 2 or not all(math.isfinite(b) for b in lo_hi) or not 0 <= lo_hi[0] <= lo_hi[1]:
         raise ValueError(f"--synth-beta: expected LO,HI with 0 <= LO <= HI, got {','.join(map(str, lo_hi))}")
+    lo_hi = config.density_k
+    if len(lo_hi) != 2 or not all(math.isfinite(k) for k in lo_hi) or not 0 < lo_hi[0] <= lo_hi[1]:
+        raise ValueError(f"--density-k: expected LO,HI with 0 < LO <= HI, got {','.join(map(str, lo_hi))}")
     if config.weight_temperature <= 0:
         raise ValueError("--weight-temperature must be positive")
     return config

@@ -15,8 +15,8 @@ import torch
 from torch import nn
 
 from odcr_cli.core import haze, losses
-from odcr_cli.core.configs import GeneratorConfig, MethodConfig
-from odcr_cli.core.network_input import to_unit
+from odcr_cli.core.configs import TRANSMISSION_TERMS_NEED_SCATTERING, GeneratorConfig, MethodConfig
+from odcr_cli.core.network_input import to_signed, to_unit
 from odcr_cli.core.networks import (
     ChannelClassifiers,
     DiscriminatorConfig,
@@ -25,6 +25,7 @@ from odcr_cli.core.networks import (
     ResnetGenerator,
     init_weights,
 )
+from odcr_cli.core.scattering import add_haze, remove_haze
 
 
 def prior_weight(method: MethodConfig, iteration: int) -> float:
@@ -61,8 +62,8 @@ class ContrastiveModel(nn.Module):
     def __init__(self, method: MethodConfig, generator: GeneratorConfig = GeneratorConfig(),
                  discriminator: DiscriminatorConfig = DiscriminatorConfig()) -> None:
         super().__init__()
-        if generator.output != "scattering" and (method.lambda_dcp or method.lambda_tv or method.lambda_synth):
-            raise ValueError("the transmission priors (--lambda-dcp, --lambda-tv, --lambda-synth) need --output scattering")
+        if generator.output != "scattering" and method.transmission_terms:
+            raise ValueError(TRANSMISSION_TERMS_NEED_SCATTERING)
         self.method = method
         self.generator = init_weights(ResnetGenerator(generator))
         self.discriminator = init_weights(PatchDiscriminator(discriminator))
@@ -84,6 +85,8 @@ class ContrastiveModel(nn.Module):
         out: dict[str, torch.Tensor | list] = {"fake": fake[:n], "idt": fake[n:] if use_clear else None}
         if "t" in est:  # the hazy images' t, unflipped, for the priors
             out["t"] = torch.flip(est["t"][:n], dims=[3]) if flip else est["t"][:n]
+        if "airlight" in est:  # one per image, so a flip leaves it as it is
+            out["airlight"] = est["airlight"][:n]
         if "t_dcp" in est and not flip:  # under a flip the airlight rule may break ties elsewhere
             out["t_dcp"] = est["t_dcp"][:n]
         # Keys are detached in every loss, so the features of this pass serve as keys: no second
@@ -170,7 +173,28 @@ class ContrastiveModel(nn.Module):
         if m.lambda_synth > 0 and synthetic is not None:
             terms["synth"] = self.synthetic_transmission_loss(*synthetic)
             total = total + m.lambda_synth * terms["synth"]
+        if m.lambda_density > 0:  # drawn last, so that the patches of a run without it are unchanged
+            lo, hi = np.log(m.density_k)
+            k = torch.from_numpy(np.exp(rng.uniform(lo, hi, size=n))).to(hazy)[:, None, None, None]
+            terms["density"] = self.density_consistency_loss(hazy, state["t"], state["airlight"], k)
+            total = total + m.lambda_density * terms["density"]
         return StepOutput(total=total, terms=terms)
+
+    def density_consistency_loss(self, hazy: torch.Tensor, t: torch.Tensor, airlight: torch.Tensor,
+                                 k: torch.Tensor) -> torch.Tensor:
+        """Mean |t' - t**k|: the generator's clear image of ``hazy`` (B, 3, H, W, [-1, 1]) re-hazed
+        with ``t**k`` (its own t (B, 1, H, W) and airlight (B, 3); k (B, 1, 1, 1)) shows the same
+        scene under thicker (k > 1) or thinner haze, and t' is the generator's transmission of it.
+        The re-hazed image and its target are constants (no gradient through the first pass), so
+        the term asks the network to be consistent about density, not to change its first answer
+        (docs/scattering.md, Training)."""
+        with torch.no_grad():
+            a = airlight.detach()[:, :, None, None]
+            clear = remove_haze(to_unit(hazy), t.detach(), a).clamp(0.0, 1.0)
+            t_k = (t.detach() ** k).clamp(min=self.generator.config.t_min)
+            rehazed = to_signed(add_haze(clear, t_k, a))
+        t_new = self.generator.haze_estimate(rehazed, self.generator.raw_outputs(rehazed))["t"]
+        return losses.transmission_fit_loss(t_new, t_k)
 
     def synthetic_transmission_loss(self, hazy: torch.Tensor, t_true: torch.Tensor) -> torch.Tensor:
         """Mean |t - t_true| of the generator's transmission on hazy images whose t is known

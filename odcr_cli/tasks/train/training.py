@@ -25,7 +25,7 @@ import torch
 import torch.distributed as dist
 
 from odcr_cli import __version__
-from odcr_cli.core.configs import GeneratorConfig, MethodConfig
+from odcr_cli.core.configs import TRANSMISSION_TERMS_NEED_SCATTERING, GeneratorConfig, MethodConfig
 from odcr_cli.errors import TrainingDiverged, TrainingError
 from odcr_cli.imaging.haze_synthesis import SynthConfig
 from odcr_cli.tasks.train.data import CropSpec, center_crop, load_pools
@@ -96,8 +96,8 @@ def _set_up_and_run(config: TrainConfig, method: MethodConfig, generator: Genera
             config = resumed_config(config, method, generator, checkpoint, explicit, say)
         method = MethodConfig.from_dict(checkpoint["method"])
         generator = GeneratorConfig.from_dict(checkpoint["generator_config"])
-    if generator.output != "scattering" and (method.lambda_dcp or method.lambda_tv or method.lambda_synth):
-        raise TrainingError("the transmission priors (--lambda-dcp, --lambda-tv, --lambda-synth) need --output scattering")
+    if generator.output != "scattering" and method.transmission_terms:
+        raise TrainingError(TRANSMISSION_TERMS_NEED_SCATTERING)
     device = resolve_device(config.device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # training crops have one fixed size
