@@ -33,6 +33,8 @@ SYNTH3=(--output scattering --t-prior dcp --lambda-dcp 10 --dcp-warm-iters 300 -
 # The purely unpaired recipe of the default before 2026-12-05; the arms measured against it (the
 # model card's tables) build on it.
 UNPAIRED=(--output scattering --t-prior dcp --lambda-dcp 10 --dcp-warm-iters 300 --lambda-tv 5 --lambda-synth 0)
+# density: the recipe with density consistency (docs/scattering.md). long: the recipe with twice the
+# iterations; it runs its whole schedule only with ARM_ITERS = 2 x ITERS (about 3.3 h on one thread).
 declare -A ARM=(
   [unpaired]="${UNPAIRED[*]}"
   [synth]="${UNPAIRED[*]} --lambda-synth 10"

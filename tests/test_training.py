@@ -373,6 +373,56 @@ def test_synth_beta_is_typed_as_a_range(typed: str) -> None:
     assert field_values(MethodConfig, given)["synth_beta"] == (0.0, 2.5)
 
 
+def test_density_consistency_asks_for_the_first_answer_at_k_1_and_for_t_to_the_k_beyond() -> None:
+    """The density term re-hazes the output with t**k: at k = 1 that is the input again, so the
+    term is (nearly: J is clipped to [0, 1]) zero; at k = 2 or 1/2 an untrained network does not
+    give t**k back. Its gradient reaches the network through the re-hazed image only."""
+    from odcr_cli.core.methods import ContrastiveModel
+
+    torch.manual_seed(0)
+    model = ContrastiveModel(method_config("odcr", lambda_density=1.0),
+                             GeneratorConfig(ngf=8, n_blocks=1, output="scattering", t_prior="dcp"))
+    x = (torch.rand(2, 3, 48, 48) * 0.2 + 0.5) * 2 - 1
+    est = model.generator.haze_estimate(x, model.generator.raw_outputs(x))
+
+    def loss(k: float) -> torch.Tensor:
+        return model.density_consistency_loss(x, est["t"], est["airlight"], torch.full((2, 1, 1, 1), k))
+
+    same, thicker, thinner = (float(loss(k).detach()) for k in (1.0, 2.0, 0.5))
+    assert same < 1e-3 and thicker > 10 * same and thinner > 10 * same
+    t_grad = torch.autograd.grad(loss(2.0), [est["t"], *model.generator.parameters()], allow_unused=True)
+    assert t_grad[0] is None and any(g is not None and float(g.abs().sum()) > 0 for g in t_grad[1:])
+    with pytest.raises(ValueError, match="density-k"):
+        method_config("odcr", density_k=(0.0, 2.0))
+
+
+def test_the_density_term_makes_the_network_consistent_about_density(pools, tmp_path) -> None:
+    """A short run with --lambda-density gives t**2 back on its own output re-hazed with t**2
+    more nearly than the same run without it (unseen hazy photos; raw weights, no average)."""
+    hazy, clear = pools
+    rng = np.random.default_rng(12)
+    photos = [torch.from_numpy(np.asarray(_photo(rng, 48, 48, 0.6), np.float32).transpose(2, 0, 1) / 127.5 - 1)
+              for _ in range(4)]
+    x = torch.stack(photos)
+
+    def inconsistency(run: Path) -> float:
+        from odcr_cli.core.methods import ContrastiveModel
+
+        loaded = load_generator(run / "generator.safetensors")
+        model = ContrastiveModel(method_config("odcr"), loaded.generator.config)
+        model.generator.load_state_dict(loaded.generator.state_dict())
+        with torch.no_grad():
+            est = model.generator.haze_estimate(x, model.generator.raw_outputs(x))
+            return float(model.density_consistency_loss(x, est["t"], est["airlight"], torch.full((4, 1, 1, 1), 2.0)))
+
+    common = ("--iters", "100", "--output", "scattering", "--ema-decay", "0", "--ngf", "8", "--lambda-dcp", "10",
+              "--dcp-warm-iters", "5")
+    for name, weight in (("with", "30"), ("without", "0")):
+        res = _cli_train(hazy, clear, tmp_path / name, *common, "--lambda-density", weight)
+        assert res.exit_code == 0, res.output
+    assert inconsistency(tmp_path / "with") < 0.8 * inconsistency(tmp_path / "without")
+
+
 def test_the_synthetic_transmission_term_teaches_how_thick_the_haze_is(pools, tmp_path) -> None:
     """A short run with --lambda-synth predicts the known t of unseen synthetic haze better than
     the same run without it (the network alone: raw weights, no average)."""
