@@ -373,6 +373,18 @@ def test_synth_beta_is_typed_as_a_range(typed: str) -> None:
     assert field_values(MethodConfig, given)["synth_beta"] == (0.0, 2.5)
 
 
+def _short_scattering_runs(hazy: Path, clear: Path, tmp_path: Path, iters: int, term: str,
+                           weight: str) -> tuple[Path, Path]:
+    """Two small scattering runs, the same but for the training term ``term`` (``weight``, then 0):
+    raw weights (no average), a warm start of 5 iterations. Returns their folders."""
+    common = ("--iters", str(iters), "--output", "scattering", "--ema-decay", "0", "--ngf", "8", "--lambda-dcp", "10",
+              "--dcp-warm-iters", "5")
+    for name, w in (("with", weight), ("without", "0")):
+        res = _cli_train(hazy, clear, tmp_path / name, *common, term, w)
+        assert res.exit_code == 0, res.output
+    return tmp_path / "with", tmp_path / "without"
+
+
 def test_density_consistency_asks_for_the_first_answer_at_k_1_and_for_t_to_the_k_beyond() -> None:
     """The density term re-hazes the output with t**k: at k = 1 that is the input again, so the
     term is (nearly: J is clipped to [0, 1]) zero; at k = 2 or 1/2 an untrained network does not
@@ -415,12 +427,8 @@ def test_the_density_term_makes_the_network_consistent_about_density(pools, tmp_
             est = model.generator.haze_estimate(x, model.generator.raw_outputs(x))
             return float(model.density_consistency_loss(x, est["t"], est["airlight"], torch.full((4, 1, 1, 1), 2.0)))
 
-    common = ("--iters", "100", "--output", "scattering", "--ema-decay", "0", "--ngf", "8", "--lambda-dcp", "10",
-              "--dcp-warm-iters", "5")
-    for name, weight in (("with", "30"), ("without", "0")):
-        res = _cli_train(hazy, clear, tmp_path / name, *common, "--lambda-density", weight)
-        assert res.exit_code == 0, res.output
-    assert inconsistency(tmp_path / "with") < 0.8 * inconsistency(tmp_path / "without")
+    with_it, without = _short_scattering_runs(hazy, clear, tmp_path, 100, "--lambda-density", "30")
+    assert inconsistency(with_it) < 0.8 * inconsistency(without)
 
 
 def test_the_synthetic_transmission_term_teaches_how_thick_the_haze_is(pools, tmp_path) -> None:
@@ -444,12 +452,8 @@ def test_the_synthetic_transmission_term_teaches_how_thick_the_haze_is(pools, tm
                 errs.append(float(np.abs(t - t_true).mean()))
         return float(np.mean(errs))
 
-    common = ("--iters", "40", "--output", "scattering", "--ema-decay", "0", "--ngf", "8", "--lambda-dcp", "10",
-              "--dcp-warm-iters", "5")
-    for name, weight in (("with", "20"), ("without", "0")):
-        res = _cli_train(hazy, clear, tmp_path / name, *common, "--lambda-synth", weight)
-        assert res.exit_code == 0, res.output
-    assert t_error(tmp_path / "with") < 0.8 * t_error(tmp_path / "without")
+    with_it, without = _short_scattering_runs(hazy, clear, tmp_path, 40, "--lambda-synth", "20")
+    assert t_error(with_it) < 0.8 * t_error(without)
 
 
 def test_ctrl_c_stops_after_the_iteration_with_a_checkpoint_and_says_how_to_resume(pools, tmp_path, monkeypatch) -> None:
