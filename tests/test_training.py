@@ -408,6 +408,16 @@ def test_density_consistency_asks_for_the_first_answer_at_k_1_and_for_t_to_the_k
         method_config("odcr", density_k=(0.0, 2.0))
 
 
+@pytest.mark.parametrize("term", ["--lambda-density", "--lambda-synth", "--lambda-tv"])
+def test_a_transmission_term_on_the_image_output_is_refused_in_one_line(pools, tmp_path, term) -> None:
+    """The paper's generator writes J and has no t: a term on t is a usage error, said before any
+    photo is read, and nothing is written."""
+    hazy, clear = pools
+    res = _cli_train(hazy, clear, tmp_path / "run", "--iters", "2", term, "1")
+    assert res.exit_code != 0 and "need --output scattering" in res.output
+    assert not (tmp_path / "run" / "generator.safetensors").exists()
+
+
 def test_the_density_term_makes_the_network_consistent_about_density(pools, tmp_path) -> None:
     """A short run with --lambda-density gives t**2 back on its own output re-hazed with t**2
     more nearly than the same run without it (unseen hazy photos; raw weights, no average)."""

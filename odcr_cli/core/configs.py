@@ -148,7 +148,7 @@ class MethodConfig:
         return bool(self.lambda_dcp or self.lambda_tv or self.lambda_synth or self.lambda_density)
 
 
-TRANSMISSION_TERMS_NEED_SCATTERING = ("the transmission priors (--lambda-dcp, --lambda-tv, --lambda-synth, "
+TRANSMISSION_TERMS_NEED_SCATTERING = ("the transmission terms (--lambda-dcp, --lambda-tv, --lambda-synth, "
                                       "--lambda-density) need --output scattering")
 
 
