@@ -283,3 +283,13 @@ def test_int8_export_quantizes_the_convolutions_and_keeps_the_photo(tmp_path):
     # int16, which full-range weights overflow
     weights8 = [onnx.numpy_helper.to_array(t) for t in model.graph.initializer if t.data_type == onnx.TensorProto.INT8]
     assert weights8 and max(int(np.abs(w.astype(np.int16)).max()) for w in weights8) <= 64
+
+
+def test_int8_calibrates_at_the_side_the_network_runs_at():
+    """A scattering model is calibrated on photos at its own side framed by its margins (a student
+    that runs at 256 px sees 320); a direct model keeps the generic side."""
+    from odcr_cli.tasks.export.onnx_int8 import CALIBRATION_SIDE, calibration_side
+
+    assert calibration_side({"output": "scattering"}) == 384 + 2 * 32
+    assert calibration_side({"output": "scattering", "inference_side": 256}) == 256 + 2 * 32
+    assert calibration_side({"output": "image"}) == CALIBRATION_SIDE

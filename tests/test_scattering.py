@@ -95,6 +95,25 @@ def test_priors_are_pure_and_respond_to_what_they_measure() -> None:
     assert float(losses.transmission_fit_loss(flat_t, flat_t + 0.25)) == pytest.approx(0.25)
 
 
+def test_distillation_costs_an_error_of_t_more_where_the_haze_is_thick() -> None:
+    """The student's loss (scripts/distill_student.py): zero on the teacher's own t; the same error
+    of t costs the same in t everywhere, but more in the image where t is small, as it does in the
+    output; the teacher gets no gradient."""
+    photo = torch.full((1, 3, 16, 16), 0.7)
+    airlight = torch.full((1, 3, 1, 1), 0.9)
+    thick, thin = torch.full((1, 1, 16, 16), 0.3), torch.full((1, 1, 16, 16), 0.8)
+    lt, lj = losses.distillation_loss(thick, thick, photo, airlight)
+    assert float(lt) == 0.0 and float(lj) == 0.0
+    lt_thick, lj_thick = losses.distillation_loss(thick + 0.05, thick, photo, airlight)
+    lt_thin, lj_thin = losses.distillation_loss(thin + 0.05, thin, photo, airlight)
+    assert float(lt_thick) == pytest.approx(float(lt_thin)) == pytest.approx(0.05)
+    assert float(lj_thick) > 3 * float(lj_thin)  # |I - A| dt / t^2: (0.8/0.3)^2 ~ 7 before clipping
+    teacher = thick.clone().requires_grad_(True)
+    student = (thick + 0.05).requires_grad_(True)
+    sum(losses.distillation_loss(student, teacher, photo, airlight)).backward()
+    assert teacher.grad is None and student.grad is not None
+
+
 def test_channel_weight_scale_sharpens_the_printed_flat_softmax() -> None:
     g = torch.Generator().manual_seed(0)
     x = torch.nn.functional.normalize(torch.randn(64, 256, generator=g), dim=-1)
@@ -256,8 +275,33 @@ def test_scattering_dehazer_runs_the_network_on_a_reduced_copy(scattering_weight
     out, plan = d.dehaze_with_record(small)
     assert out.shape == small.shape and plan.mode == "whole"
     # the default side is the scattering one, on every device
-    from odcr_cli.engine.dehazer import SCATTERING_MAX_SIDE
+    from odcr_cli.engine.readout import SCATTERING_MAX_SIDE
     assert Dehazer(weights=str(scattering_weights), backend="torch", device="cpu").max_side == SCATTERING_MAX_SIDE
+
+
+def test_a_model_that_records_its_side_runs_there_unless_told(tmp_path) -> None:
+    """A student distilled to run at a smaller side records it (``inference_side``): `odcr dehaze`
+    runs it there by default, in PyTorch and in its ONNX export alike, and --max-side still wins."""
+    from odcr_cli.engine.dehazer import Dehazer
+    from odcr_cli.files.weights_io import load_generator, save_generator
+    from odcr_cli.tasks.export.export import export_onnx
+
+    torch.manual_seed(0)
+    student = ResnetGenerator(_scattering(t_prior="dcp", inference_side=96))
+    # saved with the metadata of the run it came from, whose config says nothing of a side: the
+    # generator's own config is what the file records
+    stale = load_generator(save_generator(tmp_path / "run.safetensors", ResnetGenerator(_scattering(t_prior="dcp")))).metadata
+    path = save_generator(tmp_path / "student.safetensors", student, stale)
+    assert load_generator(path).generator.config.inference_side == 96
+    export_onnx(path, tmp_path / "student.onnx")
+    for d in (Dehazer(weights=str(path), backend="torch", device="cpu"),
+              Dehazer(onnx_path=str(tmp_path / "student.onnx"), device="cpu")):
+        assert d.max_side == 96
+        _, plan = d.dehaze_with_record(make_photo(150, 200))
+        assert max(plan.net_size) == 96
+    assert Dehazer(weights=str(path), backend="torch", device="cpu", max_side=64).max_side == 64
+    with pytest.raises(ValueError, match="inference_side"):
+        _scattering(inference_side=-1)
 
 
 def test_scattering_output_keeps_the_photos_detail(tmp_path) -> None:

@@ -59,6 +59,9 @@ class GeneratorConfig:
     # of every saved config without the field
     t_prior: str = flag("none", help="Scattering output: dcp (the network refines the dark-channel-prior t, default) | "
                                      "none (it predicts t alone).", flag_default="dcp")
+    # the longer side `odcr dehaze` runs a scattering network at by default (its copy of the photo);
+    # 0: the engine's own default. A student distilled to run smaller records its side here.
+    inference_side: int = 0
 
     def __post_init__(self) -> None:
         if self.output not in OUTPUT_KINDS:
@@ -67,6 +70,8 @@ class GeneratorConfig:
             raise ValueError(f"unknown t prior {self.t_prior!r}; choose one of {', '.join(T_PRIORS)}")
         if not 0.0 < self.t_min < 1.0:
             raise ValueError(f"t_min must be in (0, 1), got {self.t_min}")
+        if self.inference_side < 0:
+            raise ValueError(f"inference_side must be 0 or more, got {self.inference_side}")
 
     def to_dict(self) -> dict[str, int | bool]:
         return asdict(self)

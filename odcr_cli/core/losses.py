@@ -14,6 +14,7 @@ from torch import Tensor
 
 from odcr_cli.core import haze
 from odcr_cli.core.configs import WEIGHT_SCALES
+from odcr_cli.core.scattering import remove_haze
 
 HAZY_PAIR_MODES: tuple[str, ...] = ("swapped", "literal")
 
@@ -162,6 +163,17 @@ def l1_identity_loss(output: Tensor, target: Tensor) -> Tensor:
 def transmission_fit_loss(t: Tensor, target: Tensor) -> Tensor:
     """Warm start: mean |t - target| for t and a (detached) target transmission, both (B, 1, H, W)."""
     return (t - target.detach()).abs().mean()
+
+
+def distillation_loss(t: Tensor, t_teacher: Tensor, photo: Tensor, airlight: Tensor) -> tuple[Tensor, Tensor]:
+    """A student's transmission against its teacher's on the same photo: (mean |t - t_teacher|,
+    mean |J - J_teacher|), J = (I - A) / t + A clipped to [0, 1] with the teacher's airlight. The
+    image term makes an error where t is small (thick haze) cost what it costs in the output.
+    t, t_teacher (B, 1, H, W); photo (B, 3, H, W) in [0, 1]; airlight (B, 3, 1, 1) -> two ()."""
+    t_teacher = t_teacher.detach()
+    clear = remove_haze(photo, t, airlight).clamp(0.0, 1.0)
+    clear_teacher = remove_haze(photo, t_teacher, airlight).clamp(0.0, 1.0)
+    return (t - t_teacher).abs().mean(), (clear - clear_teacher).abs().mean()
 
 
 def dark_channel_loss(clear: Tensor, patch: int = 15) -> Tensor:

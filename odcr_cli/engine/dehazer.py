@@ -6,7 +6,8 @@ backend is :mod:`odcr_cli.engine.torch_backend`, imported (with torch) only when
 chosen, so the ONNX path never pays for it.
 
 Scattering models (the default) never take the paths below: the network runs on a copy whose
-longer side is at most :data:`SCATTERING_MAX_SIDE`, and ``odcr_cli.engine.readout`` carries t to full
+longer side is at most the model's side (``odcr_cli.engine.readout.model_side``: 384 px, or the
+smaller side a distilled student records), and ``odcr_cli.engine.readout`` carries t to full
 resolution and inverts the scattering model there (``Dehazer._dehaze_scattering``).
 
 Pipeline for one image of a direct model (``Dehazer.dehaze``)::
@@ -47,22 +48,13 @@ from odcr_cli.engine.backend_base import Backend
 from odcr_cli.engine.backends import choose_backend, make_backend
 from odcr_cli.engine.options import (AUTO, DEFAULT_HALO, DEFAULT_MEMORY_BUDGET_GB, BackendChoice, Device,
                                      EngineOptions, MaxSide, Method)
-from odcr_cli.engine.readout import Readout, readout_for
+from odcr_cli.engine.readout import SCATTERING_MARGIN, Readout, model_side, readout_for
 from odcr_cli.engine.tiling import guided_upsample, pad_to_multiple, run_padded, run_tiled
 from odcr_cli.errors import InferenceError
 from odcr_cli.files.bundled import bundled_model
 from odcr_cli.imaging.filters import shrink_to
 
 CPU_AUTO_MAX_SIDE = 1600
-# Scattering models run the network on a copy whose longer side is at most this, on every device
-# (t is smooth; the photo's detail comes from the full-resolution inversion), framed by
-# SCATTERING_MARGIN px of mirrored context that is cropped off its outputs: the network's
-# zero-padded strided convolutions bend its t within about 40 px of an edge (a band along a flat
-# sky), and the margin moves that out of the photo. 384 + 32 px scored above 512 px without a
-# margin on the dev pairs, on 20 % fewer network pixels (benchmarks/readout_arms.py --side --pad;
-# the table is in docs/scattering.md).
-SCATTERING_MAX_SIDE = 384
-SCATTERING_MARGIN = 32
 # Peak bytes per input pixel of whole-image inference, scaled to an ngf-64 generator (measured:
 # 1.3 GB at 1024^2 for torch, 3 GB for ORT, plus a margin; an int8 ORT graph keeps quantized and
 # float copies of its activations: 2,550 B/px for the ngf-32 default at 1024x768 and 1536x1152).
@@ -181,7 +173,8 @@ class Dehazer:
         self._ngf = ngf if isinstance(ngf, int) and ngf > 0 else 64  # memory estimates only: damaged metadata is no error
         self.readout = readout_for(backend.generator_config)
         if max_side == AUTO:
-            max_side = SCATTERING_MAX_SIDE if not self.readout.writes_image else None if backend.on_gpu else CPU_AUTO_MAX_SIDE
+            max_side = (model_side(backend.generator_config) if not self.readout.writes_image
+                        else None if backend.on_gpu else CPU_AUTO_MAX_SIDE)
         self._max_side = max_side
 
     @classmethod

@@ -27,6 +27,23 @@ from odcr_cli.imaging.inversion import FLAT_SIGMA, remove_haze_flat_aware
 
 Outputs = Mapping[str, np.ndarray]
 
+# Scattering models run the network on a copy whose longer side is at most this, on every device
+# (t is smooth; the photo's detail comes from the full-resolution inversion), framed by
+# SCATTERING_MARGIN px of mirrored context that is cropped off its outputs: the network's
+# zero-padded strided convolutions bend its t within about 40 px of an edge (a band along a flat
+# sky), and the margin moves that out of the photo. 384 + 32 px scored above 512 px without a
+# margin on the dev pairs, on 20 % fewer network pixels (benchmarks/readout_arms.py --side --pad;
+# the table is in docs/scattering.md).
+SCATTERING_MAX_SIDE = 384
+SCATTERING_MARGIN = 32
+
+
+def model_side(generator_config: Mapping) -> int:
+    """The side a scattering model's network runs at by default: the one it records
+    (``inference_side``, a student distilled to run smaller), else :data:`SCATTERING_MAX_SIDE`."""
+    side = generator_config.get("inference_side", 0)
+    return side if isinstance(side, int) and side > 0 else SCATTERING_MAX_SIDE  # damaged metadata is no error
+
 
 @dataclass(frozen=True)
 class ImageReadout:

@@ -32,9 +32,9 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from odcr_cli.engine.dehazer import SCATTERING_MAX_SIDE, Dehazer, to_float_rgb
+from odcr_cli.engine.dehazer import Dehazer, to_float_rgb
 from odcr_cli.engine.options import Method
-from odcr_cli.engine.readout import ScatteringReadout
+from odcr_cli.engine.readout import SCATTERING_MAX_SIDE, ScatteringReadout
 from odcr_cli.imaging.dcp import dcp_transmission
 from odcr_cli.imaging.filters import box, shrink_to
 from odcr_cli.imaging.motion import global_motion, seen_before, warp

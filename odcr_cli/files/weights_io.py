@@ -32,13 +32,15 @@ class LoadedGenerator:
 
 def save_generator(path: str | os.PathLike, generator: ResnetGenerator,
                    metadata: dict[str, str] | None = None, dtype: torch.dtype | None = None) -> Path:
-    """Write the generator as safetensors (atomically), with what is needed to rebuild it."""
+    """Write the generator as safetensors (atomically), with what is needed to rebuild it.
+    ``metadata`` adds to that; its own ``generator_config`` (a stale copy, say from the file the
+    generator was loaded from) never replaces the generator's."""
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in generator.state_dict().items()}
     if dtype is not None:
         tensors = {k: v.to(dtype) if v.is_floating_point() else v for k, v in tensors.items()}
     meta = {"format": FORMAT_TAG, "odcr_version": __version__,
             "generator_config": json.dumps(generator.config.to_dict())}
-    meta.update({k: str(v) for k, v in (metadata or {}).items()})
+    meta.update({k: str(v) for k, v in (metadata or {}).items() if k != "generator_config"})
     with atomic_output(path) as fh:
         fh.write(safetensors_save(tensors, metadata=meta))
     return Path(path)

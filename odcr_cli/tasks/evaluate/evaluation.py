@@ -6,8 +6,8 @@ Conventions (what the numbers mean exactly)
 * Decoding: Pillow, ``Image.convert("RGB")`` (no EXIF rotation; 16-bit files are reduced to
   8 bits by Pillow's conversion). Outputs are never resized: every method is scored at the hazy
   image's full resolution. By default each learned method runs as ``odcr dehaze`` runs it
-  (scattering models: the network on a copy whose longer side is at most
-  ``SCATTERING_MAX_SIDE``, t guided-upsampled; direct models: the network at full resolution for
+  (scattering models: the network on a copy whose longer side is at most the model's side,
+  ``engine.dehazer.model_side``, t guided-upsampled; direct models: the network at full resolution for
   photos up to 1600 px on the CPU, which covers every dev pair). ``max_side=N`` (``--max-side``)
   puts every learned method's network on a copy whose longer side is at most N; 0 = the network
   at full resolution.
@@ -85,8 +85,8 @@ def make_method(spec: str, weights: str | None = None, device: Device | str = "a
     each optionally named ``LABEL=SPEC`` (the label is the method's name in reports).
     ``max_side > 0`` runs learned methods in dehaze's fast mode (network on a copy whose longer
     side is at most ``max_side``, guided upsampling to full resolution); 0 = full resolution;
-    None = what ``odcr dehaze`` does by default (scattering models on a copy of at most
-    ``SCATTERING_MAX_SIDE`` px, direct models at full resolution up to 1600 px on the CPU)."""
+    None = what ``odcr dehaze`` does by default (scattering models on a copy of at most the model's
+    side, ``model_side``, direct models at full resolution up to 1600 px on the CPU)."""
     label, sep, rest = spec.partition("=")
     if sep and label and rest and not any(c in label for c in "/\\:") and not Path(spec).exists():
         method = make_method(rest, weights, device, max_side)

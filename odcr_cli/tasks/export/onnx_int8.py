@@ -14,20 +14,29 @@ Calibrating on random noise instead of photos gives ranges that fit no photo: al
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Iterator, Sequence
 
 import numpy as np
 
 from odcr_cli.core.network_input import to_net
-from odcr_cli.engine.dehazer import to_float_rgb
+from odcr_cli.engine.dehazer import SCATTERING_MARGIN, model_side, to_float_rgb
 from odcr_cli.engine.tiling import pad_to_multiple
 from odcr_cli.errors import ExportError
 from odcr_cli.files.imageio import read_image
 from odcr_cli.imaging.filters import shrink_to
 
 QUANTIZED_OPS = ("Conv", "ConvTranspose")
-CALIBRATION_SIDE = 512  # near the 448 px the network runs at (SCATTERING_MAX_SIDE and its two margins)
+CALIBRATION_SIDE = 512  # a direct model's; a scattering model is calibrated at its own side (below)
+
+
+def calibration_side(generator_config: dict) -> int:
+    """The longer side the network sees in ``odcr dehaze``: a scattering model's side framed by its
+    two margins (448 px for the 384-px default, 320 for a 256-px student), else ``CALIBRATION_SIDE``."""
+    if generator_config.get("output") == "scattering":
+        return model_side(generator_config) + 2 * SCATTERING_MARGIN
+    return CALIBRATION_SIDE
 
 
 def calibration_inputs(photos: Sequence[Path], side: int = CALIBRATION_SIDE) -> Iterator[np.ndarray]:
@@ -50,10 +59,11 @@ def quantize_int8(src: Path, dst: Path, photos: Sequence[Path]) -> None:
     model = onnx.load(str(src))
     input_name = model.graph.input[0].name
     metadata = {p.key: p.value for p in model.metadata_props}
+    side = calibration_side(json.loads(metadata.get("generator_config") or "{}"))
 
     class Photos(CalibrationDataReader):
         def __init__(self) -> None:
-            self.inputs = calibration_inputs(photos)
+            self.inputs = calibration_inputs(photos, side)
 
         def get_next(self) -> dict[str, np.ndarray] | None:
             x = next(self.inputs, None)
@@ -68,7 +78,7 @@ def quantize_int8(src: Path, dst: Path, photos: Sequence[Path]) -> None:
     finally:
         prepared.unlink(missing_ok=True)
     quantized = onnx.load(str(dst))
-    metadata.update(precision="int8", calibration=f"{len(photos)} photos, min/max, side {CALIBRATION_SIDE}",
+    metadata.update(precision="int8", calibration=f"{len(photos)} photos, min/max, side {side}",
                     quantization="QDQ: Conv/ConvTranspose int8 weights (7-bit range) per channel, uint8 activations; "
                              "rest float32")
     del quantized.metadata_props[:]
