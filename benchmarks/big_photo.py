@@ -1,6 +1,6 @@
 """Speed and memory of `odcr dehaze` as a user runs it (issue 11). Run from the checkout:
 
-    python benchmarks/big_photo.py [--model NAME] [--count 50] [--repeats 2]
+    python benchmarks/big_photo.py [--model NAME | --onnx FILE] [--max-side N] [--count 50] [--repeats 2]
 
 (a) A 12-MP JPEG (4000x3000: a real 2048x1536 hazy photo upscaled, bicubic): the default
     `odcr dehaze photo.jpg -o out.jpg` and `odcr dehaze --method dcp` side by side, each run
@@ -81,11 +81,11 @@ def part_a(photo: str, model: list[str], repeats: int, out_dir: str) -> None:
           f"{max(m for _, m in rows['default']):.2f} GB (goals: <= 2x, <= 1.5 GB)", flush=True)
 
 
-def part_b(photo: str, model_name: str | None, out_dir: str) -> None:
+def part_b(photo: str, engine: dict, out_dir: str) -> None:
     from odcr_cli.files.imageio import encode_image, read_image
     from odcr_cli.engine.dehazer import Dehazer
 
-    d = Dehazer(model=model_name, device="cpu")
+    d = Dehazer(device="cpu", **engine)
     t = time.perf_counter()
     img = read_image(photo)
     t_read = time.perf_counter() - t
@@ -105,7 +105,7 @@ def part_b(photo: str, model_name: str | None, out_dir: str) -> None:
           f"({inner}; uint8<->float {conversions:.2f}); encode+metadata {t_write:.2f} s", flush=True)
 
 
-def part_c(count: int, model: list[str], model_name: str | None, out_dir: str) -> None:
+def part_c(count: int, model: list[str], engine: dict, out_dir: str) -> None:
     from odcr_cli.engine.dehazer import Dehazer
 
     folder = tempfile.mkdtemp(dir=out_dir)
@@ -118,7 +118,7 @@ def part_c(count: int, model: list[str], model_name: str | None, out_dir: str) -
                        interpolation=cv2.INTER_AREA)
         Image.fromarray(a).save(os.path.join(folder, f"{k:03d}.jpg"), quality=92)
         arrays.append(np.asarray(Image.open(os.path.join(folder, f"{k:03d}.jpg")).convert("RGB")))
-    d = Dehazer(model=model_name, device="cpu")
+    d = Dehazer(device="cpu", **engine)
     d.dehaze(arrays[0])
     t = time.perf_counter()
     for a in arrays:
@@ -145,23 +145,28 @@ def part_d(photo: str, model: list[str], out_dir: str) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", help="bundled model name (default: the default model)")
+    ap.add_argument("--onnx", help="an exported model instead of a bundled one (a candidate before it is shipped)")
+    ap.add_argument("--max-side", type=int, help="the network's side (default: the model's own)")
     ap.add_argument("--count", type=int, default=50)
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--parts", default="abcd")
     args = ap.parse_args()
-    model = ["--model", args.model] if args.model else []
-    print(f"cpu count {os.cpu_count()}, {cpu_kind()}; model {args.model or 'default'}", flush=True)
+    source = (["--model", args.model] if args.model else []) + (["--onnx", args.onnx] if args.onnx else [])
+    model = source + (["--max-side", str(args.max_side)] if args.max_side else [])
+    engine = {"model": args.model, "onnx_path": args.onnx, **({"max_side": args.max_side} if args.max_side else {})}
+    print(f"cpu count {os.cpu_count()}, {cpu_kind()}; model {args.onnx or args.model or 'default'}"
+          f"{f', network side {args.max_side}' if args.max_side else ''}", flush=True)
     work = tempfile.mkdtemp(prefix="odcr_bench_")
     try:
         photo = make_12mp(work)
         if "a" in args.parts:
             part_a(photo, model, args.repeats, work)
         if "b" in args.parts:
-            part_b(photo, args.model, work)
+            part_b(photo, engine, work)
         if "c" in args.parts:
-            part_c(args.count, model, args.model, work)
+            part_c(args.count, model, engine, work)
         if "d" in args.parts:
-            part_d(photo, model, work)
+            part_d(photo, source, work)  # with its own --max-side 0
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

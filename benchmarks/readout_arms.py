@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from odcr_cli.engine.dehazer import SCATTERING_MARGIN, SCATTERING_MAX_SIDE, Dehazer, run_with_margin
+from odcr_cli.engine.dehazer import SCATTERING_MARGIN, Dehazer, run_with_margin
 from odcr_cli.files.folders import list_images
 from odcr_cli.imaging.filters import shrink_to
 from odcr_cli.imaging.metrics import psnr, ssim_uint8
@@ -57,8 +57,8 @@ def main() -> None:
     ap.add_argument("--weights", help="a scattering generator (default: the bundled default)")
     ap.add_argument("--onnx", help="an exported scattering model instead (e.g. an int8 one), on ONNX Runtime")
     ap.add_argument("--pad", type=int, nargs="+", default=[SCATTERING_MARGIN])
-    ap.add_argument("--side", type=int, nargs="+", default=[SCATTERING_MAX_SIDE],
-                    help="the network's longer side (odcr_cli.engine.dehazer.SCATTERING_MAX_SIDE)")
+    ap.add_argument("--side", type=int, nargs="+",
+                    help="the network's longer side (default: the model's own, odcr_cli.engine.dehazer.model_side)")
     ap.add_argument("--sigma", type=float, nargs="+", default=[0.0, 0.015])
     ap.add_argument("--depth", type=float, nargs="+", default=[1.0],
                     help="scale the optical depth -ln t of the network's t by these factors (t -> t ** depth)")
@@ -80,7 +80,7 @@ def main() -> None:
         print(f"network at 512x384: {_latency_ms(dz):.0f} ms (median of 5, {dz.backend_name})", flush=True)
     pairing = pairs_from_dir(args.pairs)
     cache: dict = {}
-    for side, pad, sigma, depth in ((a, b, c, d) for a in args.side for b in args.pad for c in args.sigma
+    for side, pad, sigma, depth in ((a, b, c, d) for a in args.side or [dz.max_side] for b in args.pad for c in args.sigma
                                     for d in args.depth):
         scores: dict[str, list[tuple[float, float]]] = {}
         left_alone: dict[str, list[tuple[float, float]]] = {}
