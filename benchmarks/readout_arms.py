@@ -29,7 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
-from odcr_cli.engine.dehazer import SCATTERING_MARGIN, Dehazer, run_with_margin
+from odcr_cli.engine.dehazer import Dehazer, run_with_margin
+from odcr_cli.engine.readout import SCATTERING_MARGIN
 from odcr_cli.files.folders import list_images
 from odcr_cli.imaging.filters import shrink_to
 from odcr_cli.imaging.metrics import psnr, ssim_uint8
@@ -58,7 +59,7 @@ def main() -> None:
     ap.add_argument("--onnx", help="an exported scattering model instead (e.g. an int8 one), on ONNX Runtime")
     ap.add_argument("--pad", type=int, nargs="+", default=[SCATTERING_MARGIN])
     ap.add_argument("--side", type=int, nargs="+",
-                    help="the network's longer side (default: the model's own, odcr_cli.engine.dehazer.model_side)")
+                    help="the network's longer side (default: the model's own, odcr_cli.engine.readout.model_side)")
     ap.add_argument("--sigma", type=float, nargs="+", default=[0.0, 0.015])
     ap.add_argument("--depth", type=float, nargs="+", default=[1.0],
                     help="scale the optical depth -ln t of the network's t by these factors (t -> t ** depth)")

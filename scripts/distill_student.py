@@ -1,5 +1,5 @@
 """Distil a scattering model's transmission into a narrower student that runs at a smaller side
-(issue 18, item 5: fast on ordinary photos; docs/scattering.md, "The fast student").
+(issue 18, item 5: fast on ordinary photos; docs/scattering.md, "A student for speed").
 
     python scripts/distill_student.py cache --out runs/student [--teacher W] [--data ../shared/data/train]
     python scripts/distill_student.py fit --out runs/student [--sides 256 320 384] [--iters 3000] [--lr 1e-3]

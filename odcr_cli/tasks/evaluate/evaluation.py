@@ -7,7 +7,7 @@ Conventions (what the numbers mean exactly)
   8 bits by Pillow's conversion). Outputs are never resized: every method is scored at the hazy
   image's full resolution. By default each learned method runs as ``odcr dehaze`` runs it
   (scattering models: the network on a copy whose longer side is at most the model's side,
-  ``engine.dehazer.model_side``, t guided-upsampled; direct models: the network at full resolution for
+  ``engine.readout.model_side``, t guided-upsampled; direct models: the network at full resolution for
   photos up to 1600 px on the CPU, which covers every dev pair). ``max_side=N`` (``--max-side``)
   puts every learned method's network on a copy whose longer side is at most N; 0 = the network
   at full resolution.

@@ -21,7 +21,8 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from odcr_cli.core.network_input import to_net
-from odcr_cli.engine.dehazer import SCATTERING_MARGIN, model_side, to_float_rgb
+from odcr_cli.engine.dehazer import to_float_rgb
+from odcr_cli.engine.readout import SCATTERING_MARGIN, model_side
 from odcr_cli.engine.tiling import pad_to_multiple
 from odcr_cli.errors import ExportError
 from odcr_cli.files.imageio import read_image
@@ -33,7 +34,7 @@ CALIBRATION_SIDE = 512  # a direct model's; a scattering model is calibrated at 
 
 def calibration_side(generator_config: dict) -> int:
     """The longer side the network sees in ``odcr dehaze``: a scattering model's side framed by its
-    two margins (448 px for the 384-px default, 320 for a 256-px student), else ``CALIBRATION_SIDE``."""
+    two margins (448 px for a 384-px model, 384 for the 320-px default student), else ``CALIBRATION_SIDE``."""
     if generator_config.get("output") == "scattering":
         return model_side(generator_config) + 2 * SCATTERING_MARGIN
     return CALIBRATION_SIDE
