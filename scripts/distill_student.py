@@ -40,17 +40,16 @@ import torch
 
 from odcr_cli.core import haze, losses
 from odcr_cli.core.configs import GeneratorConfig
-from odcr_cli.core.network_input import to_net
 from odcr_cli.core.networks import ResnetGenerator, init_weights
-from odcr_cli.engine.dehazer import Dehazer
+from odcr_cli.engine.dehazer import Dehazer, frame_for_network
 from odcr_cli.engine.readout import SCATTERING_MARGIN, SCATTERING_MAX_SIDE
-from odcr_cli.engine.tiling import pad_to_multiple
 from odcr_cli.files.folders import list_images
 from odcr_cli.files.weights_io import load_generator, save_generator
 from odcr_cli.imaging.dcp import dcp_transmission
 from odcr_cli.imaging.filters import shrink_to
 from odcr_cli.imaging.haze_synthesis import SynthConfig, synthesize
 from odcr_cli.tasks.train.data import load_rgb
+from odcr_cli.tasks.train.state import WeightAverage
 
 ROOT = Path(__file__).resolve().parent.parent
 TEACHER = ROOT / "weights" / "odcr-scatter-synth3-beta02-ngf32-b6-cpu-ema.safetensors"
@@ -79,34 +78,25 @@ def cache(out: Path, teacher: Path, data: Path) -> None:
     torch.save(entries, out / "cache.pt")
 
 
-def student_input(small: np.ndarray) -> torch.Tensor:
-    """The photo framed by the mirrored margin and padded, as ``odcr dehaze`` gives it to the network."""
-    m = SCATTERING_MARGIN
-    framed = cv2.copyMakeBorder(small, m, m, m, m, cv2.BORDER_REFLECT_101)
-    x, _ = pad_to_multiple(to_net(framed)[0])
-    return torch.from_numpy(np.ascontiguousarray(x))[None]
-
-
 def fit(a: argparse.Namespace) -> None:
     out = Path(a.out)
     entries = torch.load(Path(a.cache or out / "cache.pt"), weights_only=False)
     config = GeneratorConfig(ngf=a.ngf, n_blocks=a.n_blocks, output="scattering", t_prior="dcp")
-    t_min, m = config.t_min, SCATTERING_MARGIN
+    t_min = config.t_min
     torch.manual_seed(0)
-    student, average = init_weights(ResnetGenerator(config)), init_weights(ResnetGenerator(config))
-    average.load_state_dict(student.state_dict())
-    average.requires_grad_(False)
+    student = init_weights(ResnetGenerator(config))
+    average = WeightAverage(student, 0.999)
     opt = torch.optim.Adam(student.parameters(), lr=a.lr)
     first = start = 0
     if a.from_state:
         s = torch.load(a.from_state)
         student.load_state_dict(s["student"])
-        average.load_state_dict(s["ema"])
+        average.load_state_dict(s["average"])
         first = start = s["it"]
     if a.resume and (out / "state.pt").exists():
         s = torch.load(out / "state.pt")
         student.load_state_dict(s["student"])
-        average.load_state_dict(s["ema"])
+        average.load_state_dict(s["average"])
         opt.load_state_dict(s["opt"])
         start = s["it"]
     log = open(out / "log.txt", "a")
@@ -127,7 +117,8 @@ def fit(a: argparse.Namespace) -> None:
         lr = a.lr * 0.5 * (1 + math.cos(math.pi * (it - first) / (a.iters - first)))
         for g in opt.param_groups:
             g["lr"] = lr
-        residual = student.raw_outputs(student_input(small))["t_residual"][:, :, m:m + h, m:m + w]
+        x, m = frame_for_network(small, SCATTERING_MARGIN)  # as odcr dehaze gives it to the network
+        residual = student.raw_outputs(torch.from_numpy(np.ascontiguousarray(x)))["t_residual"][:, :, m:m + h, m:m + w]
         t = haze.transmission_from_logit(residual + logit, t_min)
         photo = torch.from_numpy(small.transpose(2, 0, 1).copy())[None]
         loss_t, loss_j = losses.distillation_loss(t, torch.from_numpy(target)[None, None], photo,
@@ -136,23 +127,17 @@ def fit(a: argparse.Namespace) -> None:
         (loss_t + loss_j).backward()
         opt.step()
         sum_t, sum_j = sum_t + loss_t.item(), sum_j + loss_j.item()
-        with torch.no_grad():
-            decay = min(0.999, (1 + it) / (10 + it))
-            for pa, ps in zip(average.state_dict().values(), student.state_dict().values()):
-                if pa.is_floating_point():
-                    pa.mul_(decay).add_(ps, alpha=1 - decay)
-                else:
-                    pa.copy_(ps)
+        average.update(student)
         if (it + 1) % 50 == 0:
             print(f"{it + 1} lt {sum_t / 50:.4f} lj {sum_j / 50:.4f} lr {lr:.2e} "
                   f"{(time.perf_counter() - started) / (it + 1 - start):.2f} s/it", file=log, flush=True)
             sum_t = sum_j = 0.0
         if (it + 1) % 500 == 0 or it + 1 == a.iters:
-            torch.save({"student": student.state_dict(), "ema": average.state_dict(), "opt": opt.state_dict(),
+            torch.save({"student": student.state_dict(), "average": average.state_dict(), "opt": opt.state_dict(),
                         "it": it + 1}, out / "state.pt")
             meta = {"training_data": f"distilled from {a.teacher_name} on shared/data/train (research use)"}
-            save_generator(out / "generator.safetensors", average, meta)
-            save_generator(out / f"generator_{it + 1:05d}.safetensors", average, meta)
+            save_generator(out / "generator.safetensors", average.module, meta)
+            save_generator(out / f"generator_{it + 1:05d}.safetensors", average.module, meta)
 
 
 def record_side(weights: Path, side: int, output: Path) -> None:

@@ -368,16 +368,23 @@ class Dehazer:
         return result
 
 
-def run_with_margin(run: Callable[[np.ndarray], dict[str, np.ndarray]], small: np.ndarray,
-                    margin: int) -> dict[str, np.ndarray]:
-    """A scattering network's named outputs on ``small`` (hxwx3 float32 [0, 1]): ``small``
-    mirrored by ``margin`` px on every side (reflect-101, as the network's own padding), padded to
-    the network's multiple, run, and the spatial outputs cropped back to h x w."""
+def frame_for_network(small: np.ndarray, margin: int) -> tuple[np.ndarray, int]:
+    """``small`` (hxwx3 float32 [0, 1]) as a scattering network sees it: mirrored by ``margin`` px
+    on every side (reflect-101, as the network's own padding; less on tiny images), padded to the
+    network's multiple: ((1, 3, H, W) in [-1, 1], the margin m used; outputs [m:m + h, m:m + w])."""
     h, w = small.shape[:2]
     m = max(0, min(margin, h - 1, w - 1))
     framed = cv2.copyMakeBorder(small, m, m, m, m, cv2.BORDER_REFLECT_101) if m else small
-    x, _ = pad_to_multiple(to_net(framed)[0])
-    outputs = run(x[None])
+    return pad_to_multiple(to_net(framed)[0])[0][None], m
+
+
+def run_with_margin(run: Callable[[np.ndarray], dict[str, np.ndarray]], small: np.ndarray,
+                    margin: int) -> dict[str, np.ndarray]:
+    """A scattering network's named outputs on ``small`` (hxwx3 float32 [0, 1]), framed by
+    :func:`frame_for_network`, run, and the spatial outputs cropped back to h x w."""
+    h, w = small.shape[:2]
+    x, m = frame_for_network(small, margin)
+    outputs = run(x)
     return {k: (np.ascontiguousarray(v[:, :, m:m + h, m:m + w]) if v.ndim == 4 else v) for k, v in outputs.items()}
 
 
