@@ -10,6 +10,24 @@ from __future__ import annotations
 from typing import Any
 
 
+# The commands that install an extra, said once: every "needs the X extra" error and README's
+# Extras paragraph quote them (tests/test_install.py holds the two equal). pip alone resolves
+# torch to its CUDA build on Linux (several GB of nvidia-* packages), so the extra that brings
+# torch installs the CPU build first; on a CUDA machine the user installs the build they want.
+TORCH_CPU_INSTALL = "pip install torch --index-url https://download.pytorch.org/whl/cpu"
+GPU_ONNX_INSTALL = "pip uninstall -y onnxruntime && pip install 'odcr[gpu]'"
+
+
+def install_hint(extra: str) -> str:
+    """The command line that installs the extra ``extra`` (``train`` brings torch: its CPU build)."""
+    if extra == "train":
+        return (f"{TORCH_CPU_INSTALL} && pip install 'odcr[train]' "
+                "(the CPU build of torch; on a CUDA machine install the torch build you want first)")
+    if extra == "gpu":
+        return GPU_ONNX_INSTALL
+    return f"pip install 'odcr[{extra}]'"
+
+
 class OdcrError(Exception):
     """A problem the user can act on; ``str()`` is one line."""
 
@@ -86,6 +104,6 @@ class FadeError(OdcrError, ValueError):
     """An image FADE cannot score (too small, wrong layout)."""
 
 
-__all__ = ("OdcrError", "UsageError", "InferenceError", "OnnxBackendError", "WeightsError", "BundledModelError",
+__all__ = ("TORCH_CPU_INSTALL", "GPU_ONNX_INSTALL", "install_hint", "OdcrError", "UsageError", "InferenceError", "OnnxBackendError", "WeightsError", "BundledModelError",
            "ImageReadError", "ImageWriteError", "SynthesisError", "TrainingError", "TrainingDiverged", "EvaluationError",
            "ExportError", "ExportCheckError", "FadeError")

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from odcr_cli.errors import GPU_ONNX_INSTALL, install_hint
+
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "docs" / "images" / "sample_hazy.jpg"
 
@@ -17,7 +19,9 @@ SAMPLE = ROOT / "docs" / "images" / "sample_hazy.jpg"
 def _odcr_without(modules: list[str], args: list[str], cwd: Path) -> subprocess.CompletedProcess:
     """Run the CLI in a fresh interpreter where ``modules`` cannot be imported (as in a base install)."""
     blocked = "".join(f"sys.modules[{m!r}] = None; " for m in modules)
-    code = f"import sys; {blocked}from odcr_cli.cli import main; sys.argv = ['odcr'] + {args!r}; main()"
+    # this checkout's odcr_cli, whatever an installed one says (cwd is elsewhere)
+    code = (f"import sys; sys.path.insert(0, {str(ROOT)!r}); {blocked}"
+            f"from odcr_cli.cli import main; sys.argv = ['odcr'] + {args!r}; main()")
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=cwd, timeout=300)
 
 
@@ -43,5 +47,30 @@ def test_a_missing_extra_is_one_line_naming_it(tmp_path, args, extra):
     res = _odcr_without(["torch"], args, tmp_path)
     assert res.returncode == 2
     lines = [line for line in res.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and f"pip install 'odcr[{extra}]'" in lines[0] and "Traceback" not in res.stderr
+    assert len(lines) == 1 and install_hint(extra) in lines[0] and "Traceback" not in res.stderr
     assert not (tmp_path / "t.jpg").exists() and not (tmp_path / "m.onnx").exists()
+
+
+def test_the_torch_hint_installs_the_cpu_build_and_the_readme_says_the_same():
+    # pip alone resolves torch to several GB of CUDA packages on Linux: the hint names the CPU index
+    hint = install_hint("train")
+    assert "--index-url https://download.pytorch.org/whl/cpu" in hint and "pip install 'odcr[train]'" in hint
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    command = hint.split(" (")[0]
+    assert command in readme and GPU_ONNX_INSTALL in readme
+
+
+@pytest.mark.parametrize("device", ["gpu", "cuda:1", "tensorrt"])
+def test_a_gpu_asked_of_the_base_install_points_to_the_onnxruntime_gpu_route(tmp_path, device):
+    # no torch, the CPU build of onnxruntime: the bundled model's graph could run on a GPU with [gpu]
+    res = _odcr_without(["torch"], ["dehaze", str(SAMPLE), "-o", "t.jpg", "--device", device], tmp_path)
+    assert res.returncode == 2 and "needs torch" not in res.stderr
+    assert GPU_ONNX_INSTALL in res.stderr and "--device cpu" in res.stderr and "Traceback" not in res.stderr
+    assert not (tmp_path / "t.jpg").exists()
+
+
+def test_synth_runs_on_the_base_install(tmp_path):
+    res = _odcr_without(["torch", "safetensors", "skimage", "onnx"], ["synth", str(SAMPLE.parent), "-o", "syn"], tmp_path)
+    assert res.returncode == 0, res.stderr
+    written = list((tmp_path / "syn" / "hazy").iterdir())
+    assert written and (tmp_path / "syn" / "manifest.json").is_file() and (tmp_path / "syn" / "sources.txt").is_file()

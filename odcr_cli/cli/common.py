@@ -10,7 +10,7 @@ from typing import Any, NoReturn
 import typer
 from typer.core import TyperCommand, TyperGroup
 
-from odcr_cli.errors import OdcrError
+from odcr_cli.errors import OdcrError, install_hint
 
 
 def _no_type_label(ctx: object = None) -> None:
@@ -68,7 +68,7 @@ class Command(_OneLineUsage, _NoTypeLabels, TyperCommand):
             if root not in EXTRA_OF_MODULE:
                 raise
             fail(f"odcr {ctx.info_name} needs {root}, which the base install leaves out: "
-                 f"pip install 'odcr[{EXTRA_OF_MODULE[root]}]'")
+                 f"{install_hint(EXTRA_OF_MODULE[root])}")
 
 
 class Group(_OneLineUsage, _NoTypeLabels, TyperGroup):

@@ -24,13 +24,28 @@ def choose_backend(choice: BackendChoice | str, *, weights: str | None, onnx_pat
         return choice
     if onnx_path is not None or (weights is not None and str(weights).endswith(".onnx")):
         return BackendChoice.ONNX
-    if weights is not None or half or device.kind not in ("auto", "cpu"):
+    if weights is not None or half:
         return BackendChoice.TORCH
+    if device.kind not in ("auto", "cpu"):
+        # a GPU: PyTorch where it is installed; on the base install, ONNX Runtime's GPU route
+        # (the [gpu] extra) for a bundled model with a graph, whose error says how to get it
+        onnx_gpu = device.kind in ("cuda", "tensorrt") and not torch_installed() and bundled_onnx_available(model)
+        return BackendChoice.ONNX if onnx_gpu else BackendChoice.TORCH
     from odcr_cli.engine.onnx_backend import nvidia_driver_present
 
     if device.kind == "auto" and nvidia_driver_present():
         return BackendChoice.TORCH
     return BackendChoice.ONNX if bundled_onnx_available(model) else BackendChoice.TORCH
+
+
+def torch_installed() -> bool:
+    """Whether torch can be imported, without importing it (1.5 s)."""
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec("torch") is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def make_backend(choice: BackendChoice | str, *, generator: Any = None, onnx_path: str | None = None,

@@ -26,7 +26,7 @@ from odcr_cli.core.network_input import SIZE_MULTIPLE
 from odcr_cli.engine.backend_base import Backend
 from odcr_cli.engine.options import Device
 
-from odcr_cli.errors import OnnxBackendError
+from odcr_cli.errors import GPU_ONNX_INSTALL, OnnxBackendError
 
 PREFERRED_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
 
@@ -67,6 +67,10 @@ def _provider_list(device: Device, available: list[str], cache_dir: Path | None)
               "tensorrt": list(PREFERRED_PROVIDERS), "auto": list(PREFERRED_PROVIDERS)}.get(device.kind)
     if wanted is None:
         raise OnnxBackendError(f"device {device.named} is not one of ONNX Runtime's (auto, cpu, cuda, tensorrt)")
+    gpu = {"cuda": ("CUDAExecutionProvider", "CUDA"), "tensorrt": ("TensorrtExecutionProvider", "TensorRT")}.get(device.kind)
+    if gpu is not None and gpu[0] not in available:  # the CPU build of onnxruntime
+        raise OnnxBackendError(f"--device {device.named}: this onnxruntime has no {gpu[1]} provider (the CPU "
+                               f"build); for ONNX Runtime on an NVIDIA GPU: {GPU_ONNX_INSTALL}, or use --device cpu")
     chosen: list = []
     for name in wanted:
         if name not in available:

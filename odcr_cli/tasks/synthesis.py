@@ -106,9 +106,9 @@ def _write_variants(src: Path, jobs: list[_Job], rng_of: Callable[[int], np.rand
     """Each variant of one clear photo, written atomically, yielded once it is on disk; an
     unreadable photo raises."""
     from odcr_cli.files.fsutil import atomic_path
-    from odcr_cli.tasks.train.data import load_rgb
+    from odcr_cli.files.imageio import read_rgb8
 
-    im = load_rgb(src)
+    im = Image.fromarray(read_rgb8(src))  # numpy and Pillow only: synth runs on the base install
     if max_side and max(im.size) > max_side:
         k = max_side / max(im.size)
         im = im.resize((max(1, round(im.width * k)), max(1, round(im.height * k))), Image.LANCZOS)
