@@ -5,8 +5,9 @@ Conventions (what the numbers mean exactly)
 -------------------------------------------
 * Decoding: Pillow, ``Image.convert("RGB")`` (no EXIF rotation; 16-bit files are reduced to
   8 bits by Pillow's conversion). Outputs are never resized: every method is scored at the hazy
-  image's full resolution. By default each learned method runs as ``odcr dehaze`` runs it
-  (scattering models: the network on a copy whose longer side is at most the model's side,
+  image's full resolution. By default each learned method runs as ``odcr dehaze`` runs it (the
+  bundled models on ONNX Runtime with their int8 graphs on the CPU, PyTorch with ``backend="torch"``;
+  scattering models: the network on a copy whose longer side is at most the model's side,
   ``engine.readout.model_side``, t guided-upsampled; direct models: the network at full resolution for
   photos up to 1600 px on the CPU, which covers every dev pair). ``max_side=N`` (``--max-side``)
   puts every learned method's network on a copy whose longer side is at most N; 0 = the network
@@ -57,7 +58,7 @@ if TYPE_CHECKING:
     from odcr_cli.engine.dehazer import Dehazer
 
 # names importers use from here; they live in pairing.py and report.py
-__all__ = ["PSNR_CAP", "EvaluationReport", "ImageScore", "LoadedMethod", "MethodResult", "Pair", "Pairing",
+__all__ = ["ran_on", "PSNR_CAP", "EvaluationReport", "ImageScore", "LoadedMethod", "MethodResult", "Pair", "Pairing",
            "evaluate", "evaluate_generator_on_pairs", "gt_candidates", "hazy_only",
            "make_method", "match_gt", "measure_latency", "pair_images", "pairs_from_dir"]
 
@@ -79,17 +80,19 @@ class LoadedMethod:
 
 
 def make_method(spec: str, weights: str | None = None, device: Device | str = "auto",
-                max_side: int | None = None) -> LoadedMethod:
+                max_side: int | None = None, backend: str = "auto") -> LoadedMethod:
     """``input``, ``dcp``, ``dcp@N`` (t estimated on a copy of at most N px), ``odcr`` (bundled or
     ``weights``), ``onnx:FILE`` or a weights path,
     each optionally named ``LABEL=SPEC`` (the label is the method's name in reports).
     ``max_side > 0`` runs learned methods in dehaze's fast mode (network on a copy whose longer
     side is at most ``max_side``, guided upsampling to full resolution); 0 = full resolution;
     None = what ``odcr dehaze`` does by default (scattering models on a copy of at most the model's
-    side, ``model_side``, direct models at full resolution up to 1600 px on the CPU)."""
+    side, ``model_side``, direct models at full resolution up to 1600 px on the CPU).
+    ``backend`` (bundled models): ``auto`` runs what ``odcr dehaze`` runs (ONNX Runtime and the
+    model's int8 graph on the CPU: no torch needed), ``torch`` the PyTorch fp32 weights."""
     label, sep, rest = spec.partition("=")
     if sep and label and rest and not any(c in label for c in "/\\:") and not Path(spec).exists():
-        method = make_method(rest, weights, device, max_side)
+        method = make_method(rest, weights, device, max_side, backend)
         method.name = label
         return method
     if spec == "input":
@@ -98,7 +101,7 @@ def make_method(spec: str, weights: str | None = None, device: Device | str = "a
         return _dcp_method(spec)
     if spec.startswith("onnx:"):
         return _onnx_method(spec, device, max_side)
-    return _torch_method(spec, weights, device, max_side)
+    return _network_method(spec, weights, device, max_side, backend)
 
 
 def _dcp_side(spec: str) -> int | None:
@@ -128,19 +131,20 @@ def _onnx_method(spec: str, device: Device | str, max_side: int | None) -> Loade
     if not path.is_file():
         raise EvaluationError(f"ONNX model not found: {path}")
     d = Dehazer(backend="onnx", onnx_path=str(path), device=device, max_side=_dehazer_side(max_side))
-    return LoadedMethod(spec, "onnx", d.dehaze, d, d.parameters, f"onnxruntime {d.device}")
+    return LoadedMethod(spec, "onnx", d.dehaze, d, d.parameters, ran_on(d))
 
 
-def _torch_method(spec: str, weights: str | None, device: Device | str, max_side: int | None) -> LoadedMethod:
-    """``odcr``, a bundled model's name or a weights file, on the torch backend."""
+def _network_method(spec: str, weights: str | None, device: Device | str, max_side: int | None,
+                    backend: str) -> LoadedMethod:
+    """``odcr``, a bundled model's name (on ``backend``) or a weights file (PyTorch)."""
     from odcr_cli.engine.dehazer import Dehazer
     from odcr_cli.files.bundled import bundled_models
 
     named = {m.name for m in bundled_models()}
     if spec in named or (spec == "odcr" and weights is None):
-        d = Dehazer(model=None if spec == "odcr" else spec, backend="torch", device=device,
+        d = Dehazer(model=None if spec == "odcr" else spec, backend=backend, device=device,
                     max_side=_dehazer_side(max_side))
-        return LoadedMethod(spec, "torch", d.dehaze, d, d.parameters, f"bundled {d.model_name}, torch {d.device}")
+        return LoadedMethod(spec, d.backend_name, d.dehaze, d, d.parameters, f"bundled {d.model_name}, {ran_on(d)}")
     if spec == "odcr":
         path = weights
     else:
@@ -148,8 +152,17 @@ def _torch_method(spec: str, weights: str | None, device: Device | str, max_side
             raise EvaluationError(f"unknown method {spec!r}: use odcr, dcp, dcp@N, input, a bundled model's name "
                                   "(odcr models), onnx:FILE or a weights file")
         path = spec
+    if backend == "onnx":
+        raise EvaluationError(f"{spec}: a weights file runs on PyTorch; export it (odcr export --onnx) and "
+                              "score onnx:FILE")
     d = Dehazer(weights=path, backend="torch", device=device, max_side=_dehazer_side(max_side))
-    return LoadedMethod(spec, "torch", d.dehaze, d, d.parameters, f"torch {d.device}")
+    return LoadedMethod(spec, "torch", d.dehaze, d, d.parameters, ran_on(d))
+
+
+def ran_on(dehazer: "Dehazer") -> str:
+    """Which path a learned method ran: the backend, its graph's precision and the device
+    (``onnx int8 on CPUExecutionProvider``, ``torch fp32 on cpu``)."""
+    return f"{dehazer.backend_name} {getattr(dehazer.backend, 'precision', 'fp32')} on {dehazer.device}"
 
 
 def _dehazer_side(max_side: int | None) -> int | str:
@@ -211,10 +224,11 @@ def _choose_pairing(hazy_dir: str | Path | Sequence[str | Path] | None, gt_dir: 
     return pairing, paired
 
 
-def _load_methods(specs: Sequence[str], weights: str | None, device: Device | str, max_side: int | None) -> list[LoadedMethod]:
+def _load_methods(specs: Sequence[str], weights: str | None, device: Device | str, max_side: int | None,
+                  backend: str = "auto") -> list[LoadedMethod]:
     """The methods named by ``specs`` (duplicates dropped, ``odcr`` when empty), names unique."""
     specs = list(dict.fromkeys(specs)) or ["odcr"]
-    loaded = [make_method(s, weights=weights, device=device, max_side=max_side) for s in specs]
+    loaded = [make_method(s, weights=weights, device=device, max_side=max_side, backend=backend) for s in specs]
     names = [m.name for m in loaded]
     if len(set(names)) != len(names):
         raise EvaluationError(f"two methods share the name {next(n for n in names if names.count(n) > 1)!r}")
@@ -299,16 +313,17 @@ def evaluate(*, hazy_dir: str | Path | Sequence[str | Path] | None = None, gt_di
              weights: str | None = None, device: Device | str = "auto", save_outputs: str | Path | None = None,
              latency_size: tuple[int, int] = (256, 256), latency_repeats: int = 5, max_side: int | None = None,
              fade: bool = True, report_dir: str | Path | None = None,
-             progress: Callable[[int, int, str], None] | None = None) -> EvaluationReport:
+             progress: Callable[[int, int, str], None] | None = None, backend: str = "auto") -> EvaluationReport:
     """Evaluate ``methods`` side by side on the pairs found in ``pairs_dir`` or ``hazy_dir``/``gt_dir``,
     or, with ``hazy_dir`` alone, on its images without ground truth (FADE only).
     ``report_dir``: write an HTML page (``index.html``) with every output and its scores there.
-    ``progress(done, total, stem)`` is called before each pair and once at the end."""
+    ``progress(done, total, stem)`` is called before each pair and once at the end. ``backend``:
+    how bundled models run (``auto``: as ``odcr dehaze`` runs them; ``torch``: PyTorch fp32)."""
     t0 = time.perf_counter()
     pairing, paired = _choose_pairing(hazy_dir, gt_dir, pairs_dir, fade)
     if report_dir is not None and Path(report_dir).exists() and not Path(report_dir).is_dir():
         raise EvaluationError(f"--report: {report_dir} exists and is not a folder")
-    loaded = _load_methods(methods, weights, device, max_side)
+    loaded = _load_methods(methods, weights, device, max_side, backend)
     report = EvaluationReport({m.name: MethodResult(m.name, m.kind, m.description, parameters=m.parameters)
                                for m in loaded}, pairing, max_side=max_side, paired=paired, fade=fade)
     page = EvaluationPage(report_dir, [(m.name, m.kind) for m in loaded]) if report_dir is not None else None

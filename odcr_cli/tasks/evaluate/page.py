@@ -1,5 +1,5 @@
 """The page of ``odcr evaluate --report DIR``: ``DIR/index.html``, a summary table (overall and
-per subset, the best value of every column marked), then one row per photo: the input, every
+per subset, the best PSNR and SSIM of every column marked; FADE is shown, not ranked), then one row per photo: the input, every
 method's output and the ground truth where there is one, each a small JPEG thumbnail
 (``thumbs/``) that opens the full-size JPEG (``full/``), with its scores under it. Rows sort by
 any score (the select above the table, or a click on a score)."""
@@ -130,8 +130,9 @@ class EvaluationPage:
                 f'<p class="meta">{esc(mode)} · {report.seconds:.1f} s · written {esc(now())}</p>',
                 '<p class="note">' + " · ".join(
                     ["PSNR (dB) and SSIM against the ground truth: higher is better"] * report.paired
-                    + ["FADE: perceptual fog density (Choi, You &amp; Bovik 2015), lower is less fog"] * report.fade)
-                + ". The best value of each column is marked; click an image for the full-size picture.</p>",
+                    + [FADE_NOTE + (", e.g. the ground truth's" if report.paired else "")] * report.fade)
+                + (". The best PSNR and SSIM of each column are marked" if report.paired else "")
+                + "; click an image for the full-size picture.</p>",
                 "<h2>Summary</h2>", self._summary(report, metrics)]
         body += self._problems(report)
         body += ["<h2>Photos</h2>", self._photo_table(report, metrics, input_method, shown),
@@ -147,16 +148,16 @@ class EvaluationPage:
         cols = [(m, "mean") for m in metrics] + ([("fade", "median")] if "fade" in metrics else [])
         head1 = "".join(f'<th colspan="{len(cols)}">{esc(g)} (n={max(v.get("n", 0) for v in d.values())})</th>'
                         for g, d in groups)
-        head2 = "".join(f'<th>{_LABELS[m]}{" median" if how == "median" else ""} '
-                        f'{"↑" if m != "fade" else "↓"}</th>' for m, how in cols) * len(groups)
+        head2 = "".join(f'<th>{_LABELS[m]}{" median" if how == "median" else ""}'
+                        f'{" ↑" if m != "fade" else " (fog)"}</th>' for m, how in cols) * len(groups)
         rows = []
         best: dict[tuple[int, int], float] = {}
         for gi, (_, d) in enumerate(groups):
             for ci, (m, how) in enumerate(cols):
                 vals = [_value(v, m, how) for v in d.values()]
                 vals = [v for v in vals if v is not None]
-                if vals:
-                    best[(gi, ci)] = min(vals) if m == "fade" else max(vals)
+                if vals and m != "fade":  # FADE is a reading, not a ranking (FADE_NOTE)
+                    best[(gi, ci)] = max(vals)
         for name in report.methods:
             cells = []
             for gi, (_, d) in enumerate(groups):
@@ -262,6 +263,14 @@ class EvaluationPage:
         return f"<span{cls}{sort}>{_LABELS[metric]} {_fmt(v, metric)}</span> "
 
 
+# FADE measures how foggy an image looks; noise and over-stretched contrast lower it too, so the
+# lowest FADE is not the best dehazing (the dark channel prior has the lowest almost everywhere):
+# no FADE is marked best, and the page says what the figure means beside it.
+FADE_NOTE = ("FADE: perceptual fog density (Choi, You &amp; Bovik 2015): lower means less fog as FADE sees it, "
+             "which noise and over-stretched contrast also lower, so the lowest FADE is not marked best; "
+             "read it beside a haze-free reference")
+
+
 def _value(d: dict, metric: str, how: str) -> float | None:
     return (d.get("median") or {}).get(metric) if how == "median" else d.get(metric)
 
@@ -270,6 +279,8 @@ def _row_best(scores: dict, methods: list[str], stem: str, metrics: list[str]) -
     """The best value of each metric among the methods on one photo (marked in its row)."""
     out = {}
     for m in metrics:
+        if m == "fade":  # a reading, not a ranking (FADE_NOTE)
+            continue
         vals = [getattr(scores[n].get(stem), m, None) for n in methods if scores.get(n, {}).get(stem)]
         vals = [v for v in vals if v is not None]
         if len(vals) > 1:
