@@ -200,6 +200,40 @@ def test_cli_evaluate(tmp_path):
     assert res.exit_code == 2 and "error:" in res.output
 
 
+def test_bundled_models_score_as_dehaze_runs_them_or_on_torch(tmp_path):
+    """The default path is what `odcr dehaze` runs (ONNX Runtime, int8 graph); --backend torch
+    scores the fp32 weights; the report names the path each ran."""
+    _write(tmp_path / "hazy" / "a.png", _img(40, 48, 1))
+    _write(tmp_path / "gt" / "a.png", _img(40, 48, 2))
+    runs = {b: evaluate(hazy_dir=tmp_path / "hazy", gt_dir=tmp_path / "gt", methods=["odcr"], latency_repeats=0,
+                        fade=False, backend=b).methods["odcr"] for b in ("auto", "torch")}
+    assert runs["auto"].kind == "onnx" and "onnx int8 on CPUExecutionProvider" in runs["auto"].description
+    assert runs["torch"].kind == "torch" and "torch fp32 on cpu" in runs["torch"].description
+    with pytest.raises(EvaluationError, match="runs on PyTorch"):
+        evaluate(hazy_dir=tmp_path / "hazy", gt_dir=tmp_path / "gt", methods=[str(_write(tmp_path / "w.png", _img()))],
+                 latency_repeats=0, fade=False, backend="onnx")
+
+
+def test_piped_score_table_keeps_every_cell_whole(tmp_path):
+    """Not on a terminal (a pipe, a log), the table is plain: one line per method, no cell cut or wrapped."""
+    from typer.testing import CliRunner
+
+    from odcr_cli.cli.app import app
+
+    for sub in ("SOTS-outdoor-long-subset-name", "HazeRD"):
+        _write(tmp_path / "p" / "hazy" / f"{sub}_1.png", _img(24, 24, 3))
+        _write(tmp_path / "p" / "gt" / f"{sub}_1.png", _img(24, 24, 4))
+    res = CliRunner().invoke(app, ["evaluate", "--pairs", str(tmp_path / "p"), "-m", "input", "-m", "dcp@64",
+                                   "--latency-repeats", "0", "-q"])
+    assert res.exit_code == 0, res.output
+    lines = res.output.splitlines()
+    header = next(line for line in lines if line.startswith("method"))
+    assert "latency 256x256" in header and "…" not in res.output
+    for name in ("input", "dcp@64"):
+        row = next(line for line in lines if line.startswith(name + " "))
+        assert row.count("(n=") == 1 + len({c for c in header.split() if c not in ("method", "all", "params", "latency", "256x256")})
+
+
 def test_cli_evaluate_takes_hazy_files_and_repeated_hazy(tmp_path):
     """Without ground truth, --hazy is repeatable and may name single photos, as dehaze's inputs."""
     from typer.testing import CliRunner

@@ -74,3 +74,19 @@ def test_synth_runs_on_the_base_install(tmp_path):
     assert res.returncode == 0, res.stderr
     written = list((tmp_path / "syn" / "hazy").iterdir())
     assert written and (tmp_path / "syn" / "manifest.json").is_file() and (tmp_path / "syn" / "sources.txt").is_file()
+
+
+def test_evaluate_scores_the_bundled_model_without_torch(tmp_path):
+    # the [evaluate] extra is enough: the bundled model runs as odcr dehaze runs it (ONNX Runtime)
+    from PIL import Image
+
+    photo = Image.open(SAMPLE).convert("RGB").resize((96, 72))
+    for sub in ("hazy", "gt"):
+        (tmp_path / "p" / sub).mkdir(parents=True)
+        photo.save(tmp_path / "p" / sub / "a.png")
+    res = _odcr_without(["torch", "safetensors", "onnx"], ["evaluate", "--pairs", "p", "-m", "odcr", "-m", "dcp",
+                                                           "--latency-repeats", "0", "--no-fade"], tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert "odcr: bundled odcr-scatter-student-ngf16-b6-320-cpu, onnx int8 on CPUExecutionProvider" in res.stderr
+    row = next(line for line in res.stdout.splitlines() if line.startswith("odcr "))
+    assert "(n=1)" in row and "492,513" in row   # piped: one whole line per method
