@@ -105,6 +105,27 @@ def test_subfolders_and_non_images_are_counted_and_named(tmp_path):
     assert (tmp_path / "out2" / "sub2" / "c.png").exists()
 
 
+def test_an_output_folder_inside_the_input_folder_is_left_out_of_the_walk(tmp_path):
+    # `odcr dehaze photos -o photos/out --recursive`, rerun: the outputs are not read as inputs
+    _img(tmp_path / "photos" / "a.png")
+    _img(tmp_path / "photos" / "sub" / "b.png", seed=1)
+    out = tmp_path / "photos" / "out"
+    r = dcp(tmp_path / "photos", "-o", out, "--recursive")
+    assert r.exit_code == 0, r.output
+    first = _tree(tmp_path / "photos")
+    assert sorted(first) == ["a.png", "out/a.png", "out/sub/b.png", "sub/b.png"]
+    for extra in (["--skip-existing"], ["--dry-run", "--skip-existing"], ["--skip-existing", "--json", tmp_path / "r.json"]):
+        r = dcp(tmp_path / "photos", "-o", out, "--recursive", *extra)
+        assert r.exit_code == 0, r.output
+        assert "refusing" not in r.output and "out/a.png -> " not in r.output
+    assert _tree(tmp_path / "photos") == first
+    assert "left out the output folder" in _plain(runner.invoke(app, ["dehaze", str(tmp_path / "photos"), "-o", str(out),
+                                                                      "--recursive", "--skip-existing", "--method", "dcp"]).output)
+    assert json.loads((tmp_path / "r.json").read_text())["left_out"]["output_folder"] == [str(out)]
+    r = dcp(tmp_path / "photos", "-o", out, "--skip-existing")   # not recursive: out is no "subfolder not read"
+    assert r.exit_code == 0 and "1 subfolder(s) not read (add --recursive): sub\n" in _plain(r.output)
+
+
 # --- 4. an unwritable output folder is found before any work ------------------------------------
 def test_unwritable_output_folder_stops_before_computing(tmp_path, tiny_weights):
     src = _img(tmp_path / "a.png")

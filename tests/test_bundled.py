@@ -90,8 +90,10 @@ def test_bundled_torch_and_onnx_agree(name: str) -> None:
     assert np.abs(a.astype(int) - b.astype(int)).max() <= 1
 
 
-def test_every_bundled_file_is_packaged() -> None:
-    """``pip install .`` must ship every file of the manifest (the ONNX export was once left out)."""
+def test_the_base_wheel_ships_what_the_base_install_runs() -> None:
+    """``pip install .`` ships every file of the manifest (the ONNX export was once left out)
+    except the weights of models that only PyTorch runs (no ONNX graph), which the base install
+    cannot use: the paper's 21.7 MiB direct generator."""
     import fnmatch
     import tomllib
 
@@ -99,8 +101,35 @@ def test_every_bundled_file_is_packaged() -> None:
     config = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]
     assert config["package-dir"]["odcr_cli.weights"] == "weights"
     patterns = config["package-data"]["odcr_cli.weights"]
+    excluded = config.get("exclude-package-data", {}).get("odcr_cli.weights", [])
+    torch_only = {m.weights for m in bundled.bundled_models() if m.onnx is None}
     for name in [*bundled.read_manifest(root / "weights"), bundled.MANIFEST_NAME, bundled.REGISTRY_NAME, "MODEL_CARD.md"]:
-        assert any(fnmatch.fnmatch(name, p) for p in patterns), name
+        shipped = any(fnmatch.fnmatch(name, p) for p in patterns) and not any(fnmatch.fnmatch(name, p) for p in excluded)
+        assert shipped == (name not in torch_only), name
+    assert torch_only == {"odcr-full-ngf64-b9-h100-ema.safetensors"}
+
+
+def test_a_model_left_out_of_the_wheel_is_listed_honestly(tmp_path, monkeypatch) -> None:
+    """An install without the direct generator's weights: `odcr models` says it is not installed
+    and how to add it; asking for it is one line saying the same, and nothing is written."""
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from odcr_cli.cli.app import app
+
+    for f in bundled.bundled_dir().iterdir():
+        if f.is_file() and f.name != "odcr-full-ngf64-b9-h100-ema.safetensors":
+            shutil.copy(f, tmp_path / f.name)
+    monkeypatch.setattr(bundled, "bundled_dir", lambda: tmp_path)
+    runner = CliRunner()
+    listed = {m["name"]: m for m in json.loads(runner.invoke(app, ["models", "--json"]).output)}
+    assert not listed["odcr-full-ngf64-b9-h100-ema"]["installed"] and listed["odcr-scatter-student-ngf16-b6-320-cpu"]["installed"]
+    text = runner.invoke(app, ["models"]).output
+    assert "not installed: the base wheel leaves it out; copy weights/odcr-full-ngf64-b9-h100-ema.safetensors" in text
+    res = runner.invoke(app, ["dehaze", str(Path(__file__).resolve().parents[1] / "docs" / "images" / "sample_hazy.jpg"),
+                              "-o", str(tmp_path / "out.jpg"), "--model", "odcr-full-ngf64-b9-h100-ema"])
+    assert res.exit_code == 2 and "is not in this install" in res.output and not (tmp_path / "out.jpg").exists()
 
 
 def test_models_command_lists_every_bundled_model() -> None:

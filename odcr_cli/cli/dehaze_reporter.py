@@ -157,6 +157,9 @@ class DehazeReporter:
             self.say(f"done: {report.ok} ok, {report.failed} failed, {report.skipped} skipped "
                      f"in {report.seconds:.1f} s (network {report.net_seconds:.1f} s)")
         found = report.inputs
+        if found.output_folder:
+            self.say(f"note: left out the output folder {', '.join(found.output_folder)} (inside an input folder: "
+                     "its files are this command's outputs, not inputs)")
         if found.own_outputs:
             self.say(f"note: left out {len(found.own_outputs)} file(s) that carry the output suffix "
                      "(outputs of an earlier run, not inputs)")

@@ -17,7 +17,7 @@ def models_command(
     import json as _json
 
     from odcr_cli.errors import BundledModelError
-    from odcr_cli.files.bundled import bundled_models
+    from odcr_cli.files.bundled import bundled_dir, bundled_models
 
     try:
         models = bundled_models()
@@ -25,14 +25,17 @@ def models_command(
         fail(str(exc), code=1)
     if json_out:
         typer.echo(_json.dumps([{"name": m.name, "default": m.default, "kind": m.kind, "parameters": m.parameters,
-                                 "bytes": m.size_bytes(), "onnx": m.onnx is not None, "summary": m.summary}
-                                for m in models], indent=2))
+                                 "installed": m.installed(), "bytes": m.size_bytes(), "onnx": m.onnx is not None,
+                                 "summary": m.summary} for m in models], indent=2))
         return
     if not models:
         fail("no bundled model is installed", code=1)
     for m in models:  # one block per model: readable in any terminal width and in a pipe
+        size = (f"{m.size_bytes() / 2**20:.1f} MiB" if m.installed() else
+                f"not installed: the base wheel leaves it out; copy weights/{m.weights} from the odcr repository "
+                f"into {bundled_dir()}")
         typer.echo(f"{m.name}{'  (default)' if m.default else ''}\n    {m.kind}, {m.parameters / 1e6:.2f} M parameters, "
-                   f"{m.size_bytes() / 2**20:.1f} MiB{', ONNX export' if m.onnx else ''}\n    {m.summary}")
+                   f"{size}{', ONNX export' if m.onnx else ''}\n    {m.summary}")
 
 
 def export_command(

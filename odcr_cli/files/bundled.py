@@ -44,6 +44,11 @@ class BundledModel:
     def onnx_file(self) -> VerifiedFile | None:
         return bundled_file(self.onnx) if self.onnx else None
 
+    def installed(self) -> bool:
+        """Whether its weights are here: the base wheel leaves out a model that only PyTorch runs
+        (pyproject.toml, exclude-package-data); a checkout's weights/ holds every one."""
+        return (bundled_dir() / self.weights).is_file()
+
     def size_bytes(self) -> int:
         folder = bundled_dir()
         return sum((folder / f).stat().st_size for f in (self.weights, self.onnx) if f and (folder / f).is_file())
@@ -108,6 +113,10 @@ def bundled_file(name: str) -> VerifiedFile:
     folder = bundled_dir()
     path = folder / name
     if not path.is_file():
+        if name in read_manifest(folder):  # listed, not shipped: the base wheel leaves it out
+            raise BundledModelError(f"{name} is not in this install (the base wheel leaves out a model only PyTorch "
+                                    f"runs): copy weights/{name} from the odcr repository into {folder}, or pass "
+                                    f"--weights PATH")
         raise BundledModelError(f"bundled file {name} is missing from {folder}; reinstall odcr or pass --weights PATH")
     expected = read_manifest(folder).get(name)
     if expected is None:

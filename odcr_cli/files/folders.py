@@ -34,13 +34,15 @@ class FolderListing:
     subfolders: list[Path] = field(default_factory=list)   # not entered (not recursive)
     broken_links: list[Path] = field(default_factory=list)  # symlinks to nothing
     loops: list[Path] = field(default_factory=list)         # symlinked folders already walked
+    left_out: list[Path] = field(default_factory=list)      # folders the caller asked to skip
 
 
-def walk_folder(folder: Path, recursive: bool = True) -> FolderListing:
+def walk_folder(folder: Path, recursive: bool = True, skip: frozenset[str] = frozenset()) -> FolderListing:
     """Every file under ``folder`` (in sub-folders too when ``recursive``), sorted; anything under
     a hidden name is skipped. Symlinked folders are followed, each real folder once (a link back
     up the tree is listed in ``loops``, not walked again); symlinks to nothing are listed in
-    ``broken_links``."""
+    ``broken_links``. Sub-folders whose real path is in ``skip`` (a run's output folder inside
+    its input folder) are not entered: they are listed in ``left_out``."""
     listing = FolderListing()
     seen = {os.path.realpath(folder)}
     pending = [folder]
@@ -50,7 +52,9 @@ def walk_folder(folder: Path, recursive: bool = True) -> FolderListing:
             if f.name.startswith("."):
                 continue
             if f.is_dir():
-                if not recursive:
+                if os.path.realpath(f) in skip:
+                    listing.left_out.append(f)
+                elif not recursive:
                     listing.subfolders.append(f)
                 elif os.path.realpath(f) in seen:
                     listing.loops.append(f)

@@ -8,7 +8,6 @@ Everything here raises :class:`UsageError` (exit code 2): nothing has been proce
 from __future__ import annotations
 
 import glob
-import hashlib
 import os
 import sys
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ from odcr_cli.files.folders import VIDEO_SUFFIXES, is_image_name, is_video_name,
 from odcr_cli.files.fsutil import writable_dir_problem
 from odcr_cli.files.imageio import EXT_FORMAT, format_for_ext
 from odcr_cli.tasks.dehaze.options import TRANSMISSION_KINDS, DehazeOptions, transmission_paths
+from odcr_cli.tasks.dehaze.shards import in_shard, parse_shard, shard_items  # noqa: F401 - parse_shard: importers
 
 
 STDIO = "-"
@@ -44,9 +44,11 @@ class InputSet:
     same_file: list[str] = field(default_factory=list)             # another name (a symlink) of an input
     broken_links: list[str] = field(default_factory=list)          # symlinks to nothing, in folders
     loops: list[str] = field(default_factory=list)                 # symlinked folders walked already
+    output_folder: list[str] = field(default_factory=list)         # the -o folder, met inside an input folder
 
     def left_out(self) -> dict[str, Any]:
-        return {"own_outputs": len(self.own_outputs), "subfolders_not_read": self.subfolders,
+        return {"own_outputs": len(self.own_outputs), "output_folder": self.output_folder,
+                "subfolders_not_read": self.subfolders,
                 "not_images": self.not_images, "same_file": self.same_file, "broken_links": self.broken_links,
                 "symlink_loops": self.loops}
 
@@ -125,15 +127,18 @@ def _add_found(found: InputSet, f: Path, rel: Path, own_suffix: str) -> None:
         found.items.append(InputItem(str(f), rel))
 
 
-def _add_named(found: InputSet, raw: str, recursive: bool, own_suffix: str) -> None:
-    """One input as given: stdin, a folder, a file, a glob, or a missing name."""
+def _add_named(found: InputSet, raw: str, recursive: bool, own_suffix: str, out_dir: str | None = None) -> None:
+    """One input as given: stdin, a folder, a file, a glob, or a missing name. Inside a folder or
+    a glob, the output folder ``out_dir`` is left out: a rerun must not read its outputs as inputs."""
     p = Path(raw)
+    skip = frozenset({os.path.realpath(out_dir)}) if out_dir is not None else frozenset()
     if raw == STDIO:
         found.items.append(InputItem(STDIO, Path("stdin.png")))
     elif p.is_dir():
-        listing = walk_folder(p, recursive)
+        listing = walk_folder(p, recursive, skip)
         for f in listing.images + listing.videos + listing.not_images:
             _add_found(found, f, f.relative_to(p), own_suffix)
+        found.output_folder += [str(f) for f in listing.left_out if str(f) not in found.output_folder]
         found.subfolders += [str(f) for f in listing.subfolders]
         found.broken_links += [str(f) for f in listing.broken_links]
         found.loops += [str(f) for f in listing.loops]
@@ -144,10 +149,17 @@ def _add_named(found: InputSet, raw: str, recursive: bool, own_suffix: str) -> N
         matches = sorted(m for m in glob.glob(raw, recursive=True) if Path(m).is_file())
         if not matches:
             found.missing.append((raw, "no files match"))
+        inside = [m for m in matches if skip and _under(m, next(iter(skip)))]
+        found.output_folder += [out_dir] if inside and out_dir not in found.output_folder else []
         for m in matches:
-            _add_found(found, Path(m), Path(os.path.relpath(m, root)), own_suffix)
+            if m not in inside:
+                _add_found(found, Path(m), Path(os.path.relpath(m, root)), own_suffix)
     else:
         found.missing.append((raw, "not found"))
+
+
+def _under(path: str, folder: str) -> bool:
+    return os.path.realpath(path).startswith(folder.rstrip(os.sep) + os.sep)
 
 
 def _list_items(input_list: str) -> list[InputItem]:
@@ -197,16 +209,16 @@ def _unique(items: list[InputItem], same_file: list[str]) -> list[InputItem]:
 
 
 def gather_inputs(inputs: list[str], recursive: bool = False, input_list: str | None = None,
-                  own_suffix: str = "") -> InputSet:
+                  own_suffix: str = "", out_dir: str | None = None) -> InputSet:
     """Files, folders, globs, "-" and the lines of an input list -> sorted unique items, plus what
     was left out. Files found in folders and globs whose name carries ``own_suffix`` (the run's
     output suffix, e.g. "_dehazed") are outputs of an earlier run, not inputs: leaving them out is
     what makes a beside-the-input run rerunnable. A file named one by one is an input, unless it
     is the output of another named input (``a_dehazed.png`` beside ``a.png``: what the shell's
-    ``*.png`` gives on a rerun)."""
+    ``*.png`` gives on a rerun). The -o folder ``out_dir`` is not walked (see _add_named)."""
     found = InputSet()
     for raw in inputs:
-        _add_named(found, raw, recursive, own_suffix)
+        _add_named(found, raw, recursive, own_suffix, out_dir)
     if input_list is not None:
         for it in _list_items(input_list):
             if os.path.exists(it.source):
@@ -252,33 +264,6 @@ def no_input_message(found: InputSet) -> str:
     return "no input images or videos found" + (f" ({'; '.join(notes)})" if notes else "")
 
 
-# -- shards -----------------------------------------------------------------------------------------
-
-def parse_shard(shard: str | None) -> tuple[int, int] | None:
-    if shard is None:
-        return None
-    try:
-        i, n = (int(v) for v in shard.split("/"))
-    except ValueError:
-        raise UsageError(f"--shard expects i/N (e.g. 0/4), got {shard!r}") from None
-    if n < 1 or not 0 <= i < n:
-        raise UsageError(f"--shard {shard}: need N >= 1 and 0 <= i < N (i counts from 0)")
-    return i, n
-
-
-def in_shard(rel: Path, shard: tuple[int, int]) -> bool:
-    i, n = shard
-    return int(hashlib.sha1(rel.as_posix().encode()).hexdigest(), 16) % n == i
-
-
-def shard_items(items: list[InputItem], shard: tuple[int, int] | None) -> list[InputItem]:
-    """Deterministic slice by a hash of the relative path: the same file always lands in the same
-    shard, whatever the machine and whatever else is in the folder."""
-    if shard is None:
-        return items
-    return [it for it in items if in_shard(it.rel, shard)]
-
-
 # -- output planning --------------------------------------------------------------------------------
 
 def is_file_target(out: str) -> bool:
@@ -293,7 +278,6 @@ def earlier_output_suffix(opts: DehazeOptions) -> str:
     not dehaze its outputs again."""
     return output_suffix(opts) or (_BESIDE_SUFFIX if opts.output not in (None, STDIO) and not is_file_target(opts.output)
                                    else "")
-
 
 
 def output_suffix(opts: DehazeOptions) -> str:
@@ -433,7 +417,8 @@ def check_writable(jobs: list[Job], opts: DehazeOptions) -> None:
 
 def plan_run(opts: DehazeOptions, shard: tuple[int, int] | None) -> Plan:
     """Inputs -> this shard's jobs, every check done; raises :class:`UsageError` when nothing can start."""
-    found = gather_inputs(opts.inputs, opts.recursive, opts.input_list, earlier_output_suffix(opts))
+    out_dir = opts.output if opts.output not in (None, STDIO) and not is_file_target(opts.output) else None
+    found = gather_inputs(opts.inputs, opts.recursive, opts.input_list, earlier_output_suffix(opts), out_dir)
     if not found.items:
         raise UsageError(no_input_message(found))
     items = shard_items(found.items, shard)
