@@ -238,3 +238,16 @@ def test_every_option_has_help_and_every_example_uses_real_flags():
             for w in words[2:]:
                 if w.startswith("-") and w != "-":
                     assert w in flags, f"example {line!r}: {w} is not an option of odcr {words[1]}"
+
+
+@pytest.mark.parametrize("name", ["out.bmp", "out.gif", "out.HEIC", "out.avif"])
+def test_an_image_suffix_the_writer_cannot_write_is_refused(tmp_path, name):
+    # not silently a folder called out.bmp/: the error names what can be written
+    src = _img(tmp_path / "a.png")
+    r = runner.invoke(app, ["dehaze", str(src), "-o", str(tmp_path / name), "--method", "dcp"])
+    assert r.exit_code == 2 and "cannot write" in r.output
+    assert all(ext in r.output for ext in ("png", "jpg", "webp", "tif"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png"]
+    (tmp_path / "folder.gif").mkdir()   # an existing folder of that name is still a folder
+    assert runner.invoke(app, ["dehaze", str(src), "-o", str(tmp_path / "folder.gif"), "--method", "dcp"]).exit_code == 0
+    assert (tmp_path / "folder.gif" / "a.png").is_file()

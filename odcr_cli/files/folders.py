@@ -9,6 +9,10 @@ from pathlib import Path
 
 # what odcr reads (odcr_cli.files.imageio through Pillow, OpenCV for 16-bit colour)
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".jfif", ".png", ".webp", ".tif", ".tiff", ".bmp", ".gif", ".ppm"})
+# image formats odcr neither reads nor writes, known by name so that `-o photo.heic` is refused
+# as a photo it cannot write rather than taken for the name of a folder
+FOREIGN_IMAGE_SUFFIXES = frozenset({".heic", ".heif", ".avif", ".jxl", ".jp2", ".ico", ".psd", ".tga", ".svg",
+                                    ".dng", ".raw", ".cr2", ".nef", ".arw"})
 # what odcr reads as video (odcr_cli.files.video, through PyAV)
 VIDEO_SUFFIXES = frozenset({".mp4", ".mov", ".mkv", ".m4v", ".avi", ".webm"})
 

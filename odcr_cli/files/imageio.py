@@ -30,6 +30,8 @@ from odcr_cli.errors import ImageReadError, ImageWriteError
 DEFAULT_MAX_PIXELS = 2 * int(Image.MAX_IMAGE_PIXELS or 89_478_485)  # Pillow's error threshold
 FORMAT_EXT = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp", "TIFF": "tif"}
 EXT_FORMAT = {"jpg": "JPEG", "jpeg": "JPEG", "png": "PNG", "webp": "WEBP", "tif": "TIFF", "tiff": "TIFF"}
+# what the writer takes, for messages: "jpg, png, webp or tif" (one name per format)
+WRITABLE = ", ".join(list(FORMAT_EXT.values())[:-1]) + f" or {list(FORMAT_EXT.values())[-1]}"
 ORIENTATION = 0x0112
 
 _PIL_LOCK = threading.Lock()
@@ -243,7 +245,7 @@ def format_for_ext(ext: str) -> str:
     try:
         return EXT_FORMAT[ext.lower().lstrip(".")]
     except KeyError:
-        raise ImageWriteError(f"unsupported output extension {ext!r}: use png, jpg, webp or tif") from None
+        raise ImageWriteError(f"unsupported output extension {ext!r}: use {WRITABLE}") from None
 
 
 def _png_chunk(kind: bytes, payload: bytes) -> bytes:

@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from odcr_cli.errors import UsageError
-from odcr_cli.files.folders import VIDEO_SUFFIXES, is_image_name, is_video_name, walk_folder
+from odcr_cli.files.folders import (FOREIGN_IMAGE_SUFFIXES, IMAGE_SUFFIXES, VIDEO_SUFFIXES, is_image_name,
+                                   is_video_name, walk_folder)
 from odcr_cli.files.fsutil import writable_dir_problem
-from odcr_cli.files.imageio import EXT_FORMAT, format_for_ext
+from odcr_cli.files.imageio import EXT_FORMAT, WRITABLE, format_for_ext
 from odcr_cli.tasks.dehaze.options import TRANSMISSION_KINDS, DehazeOptions, transmission_paths
 from odcr_cli.tasks.dehaze.shards import in_shard, parse_shard, shard_items  # noqa: F401 - parse_shard: importers
 
@@ -292,7 +293,7 @@ def output_suffix(opts: DehazeOptions) -> str:
 def _requested_ext(opts: DehazeOptions) -> str:
     ext = (opts.ext or "auto").lower().lstrip(".")
     if ext != "auto" and ext not in EXT_FORMAT:
-        raise UsageError(f"--ext {opts.ext}: use auto, png, jpg, webp or tif")
+        raise UsageError(f"--ext {opts.ext}: use auto, {WRITABLE}")
     if opts.overwrite and opts.skip_existing:
         raise UsageError("--overwrite and --skip-existing exclude each other")
     return ext
@@ -317,7 +318,12 @@ def _stdio_job(items: list[InputItem], opts: DehazeOptions, ext: str) -> Job | N
 def _writes_a_folder(out: str, opts: DehazeOptions, n_given: int) -> bool:
     """Whether -o is a folder (False: one file). One rule, whatever the number of inputs (so that a
     script behaves the same when its list holds one file): a path with an image suffix names a
-    file, anything else a folder."""
+    file, anything else a folder. An image suffix the writer cannot write is an error."""
+    suffix = Path(out).suffix.lower()
+    if suffix in IMAGE_SUFFIXES | FOREIGN_IMAGE_SUFFIXES and not is_file_target(out) and not Path(out).is_dir() \
+            and not out.endswith(("/", os.sep)):
+        raise UsageError(f"-o {out}: odcr cannot write {suffix} images; use {WRITABLE} "
+                         f"(e.g. -o {Path(out).with_suffix('.png')}), or a name without a suffix for a folder")
     if not is_file_target(out):
         return True
     if n_given > 1:
