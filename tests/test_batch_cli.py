@@ -126,6 +126,26 @@ def test_an_output_folder_inside_the_input_folder_is_left_out_of_the_walk(tmp_pa
     assert r.exit_code == 0 and "1 subfolder(s) not read (add --recursive): sub\n" in _plain(r.output)
 
 
+def test_save_transmission_names_every_file_it_writes(tmp_path):
+    src = _img(tmp_path / "a.png")
+    r = dcp(src, "-o", tmp_path / "o.png", "--save-transmission", "--json", tmp_path / "r.json")
+    assert r.exit_code == 0, r.output
+    written = [str(tmp_path / "o_transmission.png"), str(tmp_path / "o_depth.png")]
+    assert all(Path(p).is_file() for p in written)
+    [f] = json.loads((tmp_path / "r.json").read_text())["files"]
+    assert f["output"] == str(tmp_path / "o.png") and f["also_written"] == written
+    assert f"-> {tmp_path / 'o.png'} (and {written[0]}, {written[1]})" in _plain(r.output)
+
+
+def test_the_start_up_header_fits_80_columns_with_a_short_weights_name(tmp_path):
+    src = _img(tmp_path / "a.png")
+    r = runner.invoke(app, ["dehaze", str(src), "-o", str(tmp_path / "o.png")])
+    assert r.exit_code == 0, r.output
+    header = _plain(r.output).splitlines()[:3]
+    assert header[1].startswith("model odcr-") and header[2].startswith("weights odcr-") and "sha256" in header[2]
+    assert all(len(line) <= 80 for line in header) and "/" not in header[2]
+
+
 # --- 4. an unwritable output folder is found before any work ------------------------------------
 def test_unwritable_output_folder_stops_before_computing(tmp_path, tiny_weights):
     src = _img(tmp_path / "a.png")

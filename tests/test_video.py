@@ -221,7 +221,11 @@ def test_ctrl_c_or_sigterm_mid_video_leaves_nothing_at_the_output(tmp_path, monk
     monkeypatch.setattr(VideoWriter, "write", write_then_sigterm)
     r = dehaze(clip, "-o", tmp_path / "out.mp4", "--method", "dcp", "--json", tmp_path / "r.json")
     assert r.exit_code == 130, r.output
-    assert json.loads((tmp_path / "r.json").read_text())["summary"]["interrupted"] is True
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["summary"]["interrupted"] is True and report["summary"]["interrupted_files"] == 1
+    [cut] = report["files"]   # the clip cut short is in the report, with what became of it
+    assert cut["input"] == str(clip) and cut["status"] == "interrupted" and "nothing written" in cut["error"]
+    assert "1 video cut short (nothing written)" in r.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.mp4", "r.json"]  # no output, no temp file
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -44,16 +45,16 @@ class DehazeReporter:
         self.first_processed, self.todo, self.total = total - todo + 1, todo, total
         if self.quiet:
             return
-        sha = (engine.get("weights_sha256") or "")[:12]
+        self.say(f"odcr dehaze: {total} file(s), method {engine['method']}, backend {engine['backend']} on {engine['device']}"
+                 + (f", strength {engine['strength']:g}" if engine.get("strength", 1.0) != 1.0 else ""))
+        # short lines (80 columns): a bundled model by its name, its file by name alone
         params = engine.get("parameters")
-        desc = f"odcr dehaze: {total} file(s), method {engine['method']}, backend {engine['backend']} on {engine['device']}"
         if engine.get("model"):
-            desc += f", model {engine['model']} ({engine.get('output')} output)"
+            self.say(f"model {engine['model']} ({engine.get('output')}" + (f", {params:,} parameters)" if params else ")"))
+        sha = (engine.get("weights_sha256") or "")[:12]
         if sha:
-            desc += f", weights {engine.get('weights')} (sha256 {sha}…" + (f", {params:,} parameters)" if params else ")")
-        if engine.get("strength", 1.0) != 1.0:
-            desc += f", strength {engine['strength']:g}"
-        self.say(desc)
+            self.say(f"weights {_short_path(engine.get('weights'), bundled=bool(engine.get('model')))}, sha256 {sha}…"
+                     + (f", {params:,} parameters" if params and not engine.get("model") else ""))
         if engine["method"] == "odcr" and engine["device"] in ("cpu", "CPUExecutionProvider"):  # torch's and ORT's names
             side = engine.get("max_side")
             full = ("the network runs at full resolution, as far as a 4 GB memory estimate allows (slow)"
@@ -123,18 +124,19 @@ class DehazeReporter:
         if self.plan_to_stdout:
             typer.echo(_plan_line(res))
             return
-        failed = res.status == "failed"
+        failed = res.status in ("failed", "interrupted")
         if self.verbose and res.status == "ok":
             self.say(f"{res.input}: {_details(res)}")
         if self.quiet or (self.live and not failed):
             if failed:
-                self.say(f"failed: {res.input}: {res.error}", "red")
+                self.say(f"{res.status}: {res.input}: {res.error}", "red")
             return
         line = f"[{done}/{total}] {res.status}: {res.input}"
         if failed:
             line += f": {res.error}"
         else:
             line += f" -> {res.output}" + (f" ({res.reason})" if res.reason else "")
+            line += f" (and {', '.join(res.also_written)})" if res.also_written else ""
             if res.frames is not None and res.seconds:
                 line += f" ({res.frames} frames, {res.frames / res.seconds:.1f} fps)"
         for note in res.warnings if res.status == "ok" and res.frames is not None else []:
@@ -178,9 +180,10 @@ class DehazeReporter:
 
     def interrupted(self, report: BatchReport) -> None:
         of = f" of {self.total}" if self.total else ""
-        self.say(f"interrupted: {len(report.files)}{of} file(s) finished ({report.ok} written, {report.skipped} "
-                 f"skipped, {report.failed} failed); every output written is complete. Resume with the same "
-                 "command and --skip-existing", "red")
+        cut = report.count("interrupted")
+        self.say(f"interrupted: {len(report.files) - cut}{of} file(s) finished ({report.ok} written, {report.skipped} "
+                 f"skipped, {report.failed} failed)" + (f", {cut} video cut short (nothing written)" if cut else "")
+                 + "; every output written is complete. Resume with the same command and --skip-existing", "red")
 
 
 def _details(res: FileResult) -> str:
@@ -196,6 +199,14 @@ def _details(res: FileResult) -> str:
                      f"{d['scene_cuts']} scene cut(s)")
     parts += [f"note: {w}" for w in res.warnings]
     return "; ".join(parts)
+
+
+def _short_path(path: str | None, bundled: bool) -> str:
+    """A bundled file by its name; the user's own weights relative to here when that is shorter."""
+    if not path or bundled:
+        return Path(path or "").name
+    rel = os.path.relpath(path)
+    return rel if len(rel) < len(path) else path
 
 
 def _some(paths: list[str], n: int = 5) -> str:

@@ -47,7 +47,7 @@ class Interrupted(Exception):
 class FileResult:
     input: str
     output: str | None
-    status: str            # ok | failed | skipped | planned (--dry-run)
+    status: str            # ok | failed | skipped | planned (--dry-run) | interrupted (a video: nothing written)
     error: str | None = None           # why it failed (failed files only)
     width: int | None = None
     height: int | None = None
@@ -60,6 +60,7 @@ class FileResult:
     codec: str | None = None           # videos: the encoder written with
     details: dict[str, Any] = field(default_factory=dict)  # how it was processed (-v): stage seconds, sizes, counts
     reason: str | None = None          # why it was skipped ("output exists")
+    also_written: list[str] = field(default_factory=list)  # --save-transmission: t and depth beside the output
 
 
 @dataclass
@@ -91,6 +92,7 @@ class BatchReport:
                 "dry_run": self.dry_run,
                 "summary": {"total": len(self.files), "ok": self.ok, "failed": self.failed,
                             "skipped": self.skipped, "planned": self.planned, "interrupted": self.interrupted,
+                            "interrupted_files": self.count("interrupted"),
                             "seconds": round(self.seconds, 3), "network_seconds": round(self.net_seconds, 3)},
                 "left_out": self.inputs.left_out(),
                 "files": [asdict(f) for f in self.files]}
@@ -243,6 +245,7 @@ class _Writes:
                 res.status = "ok"
             except Exception as exc:  # noqa: BLE001 - per-file isolation
                 res.status, res.error = "failed", f"cannot write {res.output}: {exc}"
+                res.also_written = [p for p in res.also_written if Path(p).is_file()]
             res.seconds = time.perf_counter() - started
             # dropped before it is logged: a Ctrl-C in the progress callback must not log it twice
             self._pending.remove(entry)
@@ -292,6 +295,8 @@ class _Batch:
         res = FileResult(job.item.source, job.output, "failed")
         try:
             img, transmission = self._dehaze(image.result(), res)
+            if transmission is not None and job.output != STDIO:
+                res.also_written = transmission_paths(job.output)
             writes.submit(job, img, res, started, transmission)
         except ImageReadError as exc:  # the report names the file already: the reason alone
             self._failed(res, exc.reason, started)
@@ -322,10 +327,21 @@ class _Batch:
         opts = self._files.opts
         if self._on_begin is not None:
             self._on_begin(res)
-        frames = None if self._on_frames is None else (lambda done, total: self._on_frames(res, done, total))
+        done = [0]
+
+        def frames(n: int, total: int | None) -> None:
+            done[0] = n
+            if self._on_frames is not None:
+                self._on_frames(res, n, total)
+
         try:
             video = dehaze_video(job.item.source, job.output, self._dehazer,
                                  EncodeOptions(opts.codec, opts.crf, opts.preset), frames)
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the report lists the clip, then the interrupt goes on
+            res.status, res.error = "interrupted", f"interrupted after {done[0]} frame(s); nothing written"
+            res.seconds = time.perf_counter() - started
+            self._log.finish(res)
+            raise
         except ImageReadError as exc:
             return self._failed(res, exc.reason, started)
         except OdcrError as exc:
