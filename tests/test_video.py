@@ -26,12 +26,12 @@ av = pytest.importorskip("av")
 
 def make_clip(path: Path, frames: int = 10, size: tuple[int, int] = (64, 96), audio: bool = True,
               rotation: int = 0, pts: list[int] | None = None, time_base: Fraction = Fraction(1, 1000),
-              seed: int = 0) -> Path:
+              seed: int = 0, faststart: bool = False) -> Path:
     """An H.264 clip of a hazy scene panning right, at the given timestamps (ms), with a sine tone
-    (4:4:4 when a side is odd: 4:2:0 cannot hold it)."""
+    (4:4:4 when a side is odd: 4:2:0 cannot hold it); ``faststart``: the index at the head."""
     h, w = size
     scene = make_photo(h, w + 2 * frames, seed=seed)
-    out = av.open(str(path), "w")
+    out = av.open(str(path), "w", options={"movflags": "faststart"} if faststart else {})
     video = out.add_stream("libx264", rate=25)
     video.width, video.height, video.pix_fmt = w, h, "yuv444p" if h % 2 or w % 2 else "yuv420p"
     video.codec_context.time_base = time_base
@@ -202,6 +202,19 @@ def test_bad_videos_fail_one_line_each_and_never_stop_the_batch(tmp_path):
         assert files[name]["status"] == "failed" and "\n" not in files[name]["error"], files[name]
     assert "no video stream" in files["voice.m4v"]["error"]
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["good.mp4"]
+
+
+def test_a_clip_cut_short_is_a_failure_not_a_shorter_output(tmp_path):
+    # the index at the head announces every frame; the file ends half-way: the decoder stops
+    # without an error, as with a download cut short
+    data = make_clip(tmp_path / "whole.mp4", frames=60, audio=False, faststart=True).read_bytes()
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "cut.mp4").write_bytes(data[: len(data) * 8 // 10])   # about half the frames
+    r = dehaze(tmp_path / "in", "-o", tmp_path / "out", "--method", "dcp", "--json", tmp_path / "r.json")
+    assert r.exit_code == 1, r.output
+    [f] = json.loads((tmp_path / "r.json").read_text())["files"]
+    assert f["status"] == "failed" and "of the 60 frames the container announces" in f["error"]
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
 
 def test_ctrl_c_or_sigterm_mid_video_leaves_nothing_at_the_output(tmp_path, monkeypatch):

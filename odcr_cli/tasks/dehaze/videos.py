@@ -23,7 +23,7 @@ import numpy as np
 from odcr_cli.engine.dehazer import to_float_rgb
 from odcr_cli.engine.stream import DehazeStream
 from odcr_cli.files.fsutil import atomic_path
-from odcr_cli.files.video import Frame, VideoReader, VideoWriter
+from odcr_cli.files.video import Frame, VideoReadError, VideoReader, VideoWriter
 
 FrameFn = Callable[[int, "int | None"], None]  # (frames done, frames in the clip or None)
 _END = object()
@@ -61,11 +61,19 @@ def dehaze_video(source: str, output: str, dehazer: Any, encode: EncodeOptions =
         with atomic_path(output) as tmp:
             with VideoWriter(tmp, info, source, encode.codec, encode.crf, encode.preset, threads) as writer:
                 frames = _Pipeline(reader, stream, writer, on_frame, min(_RENDERERS, threads or _RENDERERS)).run()
+                _refuse_a_partial_decode(source, frames, info.frames)  # before the file gets its name
         result = VideoResult(frames, info.fps, writer.encoder, info.width, info.height, list(writer.notes),
                              stream.network_runs, stream.cuts)
-    if info.frames and frames < 0.95 * info.frames:  # containers often announce a few frames they do not hold
-        result.notes.append(f"decoded {frames} of the {info.frames} frames the container announces")
     return result
+
+
+def _refuse_a_partial_decode(source: str, frames: int, announced: int | None) -> None:
+    """A clip that decodes only in part (a file cut short: the decoder stops without an error) is
+    a failure, as a truncated photo is; containers often announce a few frames they do not hold,
+    so up to 5% (at least 2) may be missing."""
+    if announced and announced - frames > max(2, 0.05 * announced):
+        raise VideoReadError(source, f"decoded only {frames} of the {announced} frames the container announces "
+                                     "(the file is cut short or damaged); nothing written")
 
 
 class _Pipeline:
