@@ -96,6 +96,7 @@ def test_a_clip_keeps_its_timestamps_audio_and_rotation(tmp_path):
     assert (got[0].width, got[0].height, got[0].rotation) == (96, 64, 90)
     assert _audio_packets(tmp_path / "out.mp4") == _audio_packets(clip) != []
     report = json.loads((tmp_path / "r.json").read_text())["files"][0]
+    assert "audio (aac) copied" in report["warnings"]
     assert (report["frames"], report["fps"], report["codec"]) == (len(stamps), pytest.approx(25.0, rel=0.5), "libx264")
     # dehazed, not copied: the haze (a grey veil) is thinner, so the contrast is larger
     out0 = got[3].to_ndarray(format="rgb24").astype(float)
@@ -202,6 +203,44 @@ def test_bad_videos_fail_one_line_each_and_never_stop_the_batch(tmp_path):
         assert files[name]["status"] == "failed" and "\n" not in files[name]["error"], files[name]
     assert "no video stream" in files["voice.m4v"]["error"]
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["good.mp4"]
+
+
+def _avi_with_mp2(path: Path, frames: int = 12) -> Path:
+    """An AVI clip as old cameras write it: MPEG-4 Part 2 video, MP2 audio (a 440 Hz tone)."""
+    out = av.open(str(path), "w")
+    video = out.add_stream("mpeg4", rate=25)
+    video.width, video.height, video.pix_fmt = 96, 64, "yuv420p"
+    sound = out.add_stream("mp2", rate=48000)
+    sound.codec_context.layout = "stereo"
+    scene = make_photo(64, 96 + 2 * frames)
+    _encode(out, video, [av.VideoFrame.from_ndarray(np.ascontiguousarray(scene[:, 2 * k:2 * k + 96]), format="rgb24")
+                         for k in range(frames)])
+    tone = np.repeat((0.2 * np.sin(2 * np.pi * 440 * np.arange(48000 * frames // 25) / 48000)).astype(np.float32)[None], 2, 0)
+    for start in range(0, tone.shape[1], 1152):
+        chunk = av.AudioFrame.from_ndarray(np.ascontiguousarray(tone[:, start:start + 1152]), format="fltp", layout="stereo")
+        chunk.sample_rate, chunk.pts = 48000, start
+        for packet in sound.encode(chunk):
+            out.mux(packet)
+    for packet in sound.encode():
+        out.mux(packet)
+    out.close()
+    return path
+
+
+def test_audio_players_cannot_take_is_transcoded_and_the_log_says_which(tmp_path):
+    clip = _avi_with_mp2(tmp_path / "old.avi")
+    r = dehaze(clip, "-o", tmp_path / "out.mp4", "--method", "dcp", "--json", tmp_path / "r.json")
+    assert r.exit_code == 0, r.output
+    with av.open(str(tmp_path / "out.mp4")) as c:
+        audio = c.streams.audio[0]
+        assert audio.codec_context.name == "aac" and audio.codec_context.channels == 2
+        samples = sum(f.samples for f in c.decode(audio))
+    assert abs(samples - 48000 * 12 / 25) < 3 * 1152   # the whole tone, give or take a frame or two
+    [f] = json.loads((tmp_path / "r.json").read_text())["files"]
+    assert "audio (mp2) transcoded to AAC" in " ".join(f["warnings"]) and "transcoded to AAC" in r.output
+    r = dehaze(clip, "-o", tmp_path / "out.mkv", "--method", "dcp")   # Matroska players take MP2: copied
+    assert r.exit_code == 0 and "audio (mp2) copied" in r.output
+    assert _audio_packets(tmp_path / "out.mkv") == _audio_packets(clip)
 
 
 def test_a_clip_cut_short_is_a_failure_not_a_shorter_output(tmp_path):

@@ -6,7 +6,8 @@
   :class:`VideoReadError` with a one-line reason.
 * Writing: frames with their timestamps, encoded with a codec in the conventions of ffmpeg users
   (``libx264`` by default, ``crf``, ``preset``), rotation set as the source's, colour tags copied;
-  the source's audio stream copied packet for packet (no re-encode), interleaved by time.
+  the source's audio stream copied packet for packet (no re-encode) where common players take its
+  codec from the output's container, else transcoded to AAC (Opus into WebM), interleaved by time.
   4:2:0 needs even sides: an odd-sized frame gets its last row or column repeated (noted).
   A 10-bit source stays 10-bit with codecs that players decode at 10 bits (HEVC, VP9, AV1);
   H.264 writes 8 bits, what every phone and browser plays (noted).
@@ -74,6 +75,20 @@ def check_container(codec: str | None, suffix: str) -> None:
 def _refuse_unless_held(encoder: str, container, suffix: str) -> None:
     if encoder not in container.supported_codecs:
         raise UsageError(f"{encoder} cannot be written into {suffix} files; choose another --codec or output suffix")
+
+
+# audio that common players play from each container (the rest is transcoded): MP4 players take
+# AAC, MP3, AC-3 and ALAC but rarely MP2 or PCM; WebM holds Opus and Vorbis only; Matroska and
+# AVI players take what the container holds
+_PLAYABLE_AUDIO = {".mp4": {"aac", "mp3", "ac3", "eac3", "alac"}, ".m4v": {"aac", "ac3", "alac"},
+                   ".mov": {"aac", "mp3", "ac3", "eac3", "alac", "pcm_s16le", "pcm_s16be", "pcm_s24le"},
+                   ".webm": {"opus", "vorbis"}}
+
+
+def plays_in(codec: str, suffix: str) -> bool:
+    """Whether common players play audio in ``codec`` from a ``suffix`` file (copied as it is)."""
+    playable = _PLAYABLE_AUDIO.get(suffix.lower())
+    return playable is None or codec in playable
 
 
 def _av():
@@ -256,17 +271,48 @@ class VideoWriter:
         return stream
 
     def _add_audio(self, source: str) -> None:
+        """The source's audio copied packet for packet where the output's container and common
+        players take its codec; otherwise transcoded (AAC, Opus for WebM), and the notes say which."""
         av = _av()
         self._audio_in = av.open(source)
         template = self._audio_in.streams.audio[0]
-        if template.codec_context.name not in self._container.supported_codecs:
-            self.notes.append(f"audio ({template.codec_context.name}) cannot be copied into "
-                              f"{Path(self.path).suffix}: left out")
-            self._audio_in.close()
-            self._audio_in = None
+        name, suffix = template.codec_context.name, Path(self.path).suffix.lower()
+        if name in self._container.supported_codecs and plays_in(name, suffix):
+            self._audio_out = self._container.add_stream_from_template(template)
+            self._audio_packets = (p for p in self._audio_in.demux(template) if p.dts is not None)
+            self.notes.append(f"audio ({name}) copied")
             return
-        self._audio_out = self._container.add_stream_from_template(template)
-        self._audio_packets = (p for p in self._audio_in.demux(template) if p.dts is not None)
+        encoder = "libopus" if suffix == ".webm" else "aac"
+        rate = 48000 if encoder == "libopus" else (template.codec_context.sample_rate or 48000)
+        self._audio_out = self._container.add_stream(encoder, rate=rate)
+        self._audio_out.codec_context.layout = template.codec_context.layout.name
+        self._audio_packets = self._transcoded(template)
+        self.notes.append(f"audio ({name}) transcoded to {'Opus' if encoder == 'libopus' else 'AAC'}: "
+                          f"common players do not play {name} in {suffix}")
+
+    def _transcoded(self, template) -> Iterator:
+        """The source's audio decoded, converted to the encoder's sample format, layout and rate,
+        and encoded, in time order; timestamps count samples from where the source's audio starts."""
+        cc = self._audio_out.codec_context
+        resampler = _av().AudioResampler(format=cc.format.name, layout=cc.layout.name, rate=cc.sample_rate)
+        clock = Fraction(1, cc.sample_rate)
+        samples = None
+
+        def stamped(frames: list) -> Iterator:
+            nonlocal samples
+            for f in frames:
+                f.pts, f.time_base = samples, clock
+                samples += f.samples
+                yield from self._audio_out.encode(f)
+
+        for packet in self._audio_in.demux(template):
+            for frame in packet.decode():
+                if samples is None:
+                    samples = round(frame.pts * frame.time_base * cc.sample_rate) if frame.pts is not None else 0
+                yield from stamped(resampler.resample(frame))
+        if samples is not None:
+            yield from stamped(resampler.resample(None))
+        yield from self._audio_out.encode(None)
 
     def write(self, pixels: np.ndarray, pts: int | None, time_base: Fraction | None) -> None:
         """One HxWx3 RGB frame (uint8 or uint16) at ``pts`` in ``time_base`` (None: the next
