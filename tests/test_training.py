@@ -169,6 +169,16 @@ def test_bad_arguments_are_one_line_errors(pools, tmp_path) -> None:
     assert res.exit_code == 2 and "no such file" in res.output
 
 
+@pytest.mark.parametrize("flag, value, says", [("--iters", "0", "--iters 0: must be at least 1"),
+                                               ("--batch", "0", "--batch 0: must be at least 1"),
+                                               ("--crop", "30", "--crop 30: must be a multiple of 4")])
+def test_a_bad_size_option_is_named_alone(pools, tmp_path, flag, value, says) -> None:
+    hazy, clear = pools
+    res = _cli_train(hazy, clear, tmp_path / "r", flag, value)
+    assert res.exit_code == 2 and says in res.output
+    assert not any(other in res.output for other in ("--iters", "--batch", "--crop") if other != flag)
+
+
 def _tiny_state(out: Path, **config: object) -> TrainingState:
     """The CPU training state of the tiny CUT network on 32x32 crops (no data: the test hands it batches)."""
     cfg = TrainConfig(hazy="", clear="", out=str(out), crop=32, **config)

@@ -90,9 +90,11 @@ def check_options(config: TrainConfig) -> None:
 
     if config.preprocess not in PREPROCESS:
         raise TrainingError(f"unknown --preprocess {config.preprocess!r}")
-    if config.iters < 1 or config.batch < 1 or config.crop < MIN_SIDE or config.crop % SIZE_MULTIPLE:
-        raise TrainingError(f"--iters and --batch must be >= 1 and --crop a multiple of {SIZE_MULTIPLE}, "
-                            f"at least {MIN_SIDE}")
+    for flag, value in (("--iters", config.iters), ("--batch", config.batch)):  # the one that is wrong, by name
+        if value < 1:
+            raise TrainingError(f"{flag} {value}: must be at least 1")
+    if config.crop < MIN_SIDE or config.crop % SIZE_MULTIPLE:
+        raise TrainingError(f"--crop {config.crop}: must be a multiple of {SIZE_MULTIPLE}, at least {MIN_SIDE}")
 
 
 # Settings of one invocation, never carried over by a resume (where to stop this time, on what).
