@@ -211,3 +211,14 @@ def test_report_folder_that_is_a_file_is_a_one_line_error(photo_pairs, tmp_path)
     res = CliRunner().invoke(app, ["evaluate", "--pairs", str(photo_pairs), "-m", "input",
                                    "--report", str(tmp_path / "f")])
     assert res.exit_code == 2 and "is not a folder" in res.output
+
+
+@pytest.mark.parametrize("low, high", [(1.375, 1.385), (0.69310, 0.69318), (12000.0, 12000.5), (0.0, 3.0)])
+def test_chart_axis_labels_are_distinct_for_any_range(low, high):
+    # a G_ce curve between 1.375 and 1.385 was labelled 1.39 / 1.38 / 1.38
+    from odcr_cli.tasks.train.report import _chart
+
+    svg = _chart("G_ce", list(range(200)), [low + (high - low) * (k % 50) / 49 for k in range(200)])
+    labels = re.findall(r'text-anchor="end">([^<]*)</text>', svg)[:3]
+    assert len(labels) == 3 and len(set(labels)) == 3, labels
+    assert abs(float(labels[0]) - low) <= 0.2 * (high - low) and abs(float(labels[2]) - high) <= 0.2 * (high - low)

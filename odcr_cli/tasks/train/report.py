@@ -123,10 +123,20 @@ def _ema(ys: Sequence[float], span: int) -> list[float]:
     return out
 
 
-def _nice(v: float) -> str:
+def _nice(v: float, digits: int = 3) -> str:
     if v == 0 or not math.isfinite(v):
         return "0" if v == 0 else str(v)
-    return f"{v:.3g}" if 1e-3 <= abs(v) < 1e5 else f"{v:.2e}"
+    return f"{v:.{digits}g}" if 1e-3 <= abs(v) < 1e5 else f"{v:.{digits - 1}e}"
+
+
+def _tick_labels(values: Sequence[float]) -> list[str]:
+    """The axis labels of ``values`` with as many significant digits as it takes to tell them apart
+    (1.385 / 1.38 / 1.375, not 1.39 / 1.38 / 1.38), at least 3."""
+    for digits in range(3, 12):
+        labels = [_nice(v, digits) for v in values]
+        if len(set(labels)) == len(labels):
+            return labels
+    return labels
 
 
 def _chart(title: str, xs: Sequence[float], ys: Sequence[float], smooth: bool = True,
@@ -154,10 +164,11 @@ def _chart(title: str, xs: Sequence[float], ys: Sequence[float], smooth: bool = 
                         for x, y in zip(bx, yv))
 
     svg.append(f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="none" stroke="#ccc"/>')
-    for frac in (0.0, 0.5, 1.0):
+    fracs = (0.0, 0.5, 1.0)
+    for frac, label in zip(fracs, _tick_labels([y0 + f * (y1 - y0) for f in fracs])):
         y = top + (1 - frac) * ph
         svg.append(f'<line x1="{left}" x2="{left + pw}" y1="{y:.1f}" y2="{y:.1f}" stroke="#eee"/>'
-                   f'<text x="{left - 4}" y="{y + 4:.1f}" text-anchor="end">{_nice(y0 + frac * (y1 - y0))}</text>')
+                   f'<text x="{left - 4}" y="{y + 4:.1f}" text-anchor="end">{label}</text>')
     svg.append(f'<text x="{left}" y="{height - 8}">{int(x0):,}</text>'
                f'<text x="{left + pw}" y="{height - 8}" text-anchor="end">{int(x1):,} it</text>')
     if smooth and len(by) > 20:
