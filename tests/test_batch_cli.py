@@ -620,3 +620,69 @@ def test_save_transmission_refuses_a_direct_model(tmp_path, tiny_weights):
     r = CliRunner().invoke(app, ["dehaze", str(tmp_path / "a.png"), "--weights", str(tiny_weights), "--save-transmission"])
     assert r.exit_code == 2 and "--save-transmission needs a model that estimates t" in r.output, r.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png"]
+
+
+def _screen(stream: bytes, width: int) -> list[str]:
+    """What a terminal `width` columns wide shows after `stream`: characters, CR, LF, erase-line
+    and cursor-up, with the wrap a full line gets from one more character (enough for rich's bar)."""
+    rows: dict[int, list[str]] = {}
+    row = col = 0
+    for m in re.finditer(r"\x1b\[([0-9;?]*)([A-Za-z])|(.)", stream.decode("utf-8", "replace"), re.S):
+        arg, cmd, ch = m.groups()
+        if cmd == "K" and arg == "2":
+            rows[row] = []
+        elif cmd == "A":
+            row = max(0, row - int(arg or 1))
+        elif ch == "\r":
+            col = 0
+        elif ch == "\n":
+            row += 1
+        elif ch is not None:
+            if col >= width:
+                row, col = row + 1, 0
+            line = rows.setdefault(row, [])
+            line += [" "] * (col + 1 - len(line))
+            line[col] = ch
+            col += 1
+    return ["".join(rows.get(r, [])).rstrip() for r in range(max(rows, default=0) + 1)]
+
+
+@pytest.mark.slow
+def test_ctrl_c_at_a_terminal_leaves_the_progress_bar_once(tmp_path):
+    # ^C echoed after a bar as wide as the terminal wraps: a last draw of the bar would show it twice
+    import fcntl
+    import pty
+    import select
+    import struct
+    import subprocess
+    import sys
+    import termios
+    import time
+
+    for k in range(60):
+        _img(tmp_path / "in" / f"a_rather_long_photo_name_from_a_phone_{k:02d}.png", 360, 480, seed=k)
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+    env = {**os.environ, "COLUMNS": "80", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    proc = subprocess.Popen([sys.executable, "-m", "odcr_cli", "dehaze", str(tmp_path / "in"), "-o", str(tmp_path / "out"),
+                             "--method", "dcp", "--threads", "1"], stdin=slave, stdout=slave, stderr=slave, env=env,
+                            start_new_session=True, preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0))
+    os.close(slave)
+    out, sent, deadline = b"", False, time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if select.select([master], [], [], 0.1)[0]:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:
+                break
+            out += chunk
+        if not sent and out.count(b"dehazing ") > 3:
+            os.write(master, b"\x03")   # the terminal's Ctrl-C: echoed as ^C, SIGINT to the process
+            sent = True
+        if proc.poll() is not None and not select.select([master], [], [], 0.2)[0]:
+            break
+    os.close(master)
+    assert proc.wait(10) == 130 and sent
+    screen = [line for line in _screen(out, 80) if line]
+    assert sum(line.startswith("dehazing ") for line in screen) <= 1, screen
+    assert any(line.startswith("interrupted: ") for line in screen[-3:]), screen

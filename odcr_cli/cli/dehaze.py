@@ -107,13 +107,13 @@ def dehaze_command(
     try:
         report = run_dehaze(opts, progress=rep.file, on_start=rep.start, on_begin=rep.begin, on_frames=rep.frames)
     except Interrupted as exc:
-        rep.close()
+        rep.close(interrupted=True)
         if json_report:
             write_report(exc.report, json_report)
         rep.interrupted(exc.report)
         raise typer.Exit(130)
     except KeyboardInterrupt:
-        rep.close()
+        rep.close(interrupted=True)
         rep.say("interrupted before any file was processed", "red")
         raise typer.Exit(130)
     finally:

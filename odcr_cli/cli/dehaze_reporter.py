@@ -143,9 +143,14 @@ class DehazeReporter:
             line += f"\n  note: {note}"
         self.say(line, "red" if failed else None)
 
-    def close(self) -> None:
+    def close(self, interrupted: bool = False) -> None:
+        """Stop the live bar or status line. ``interrupted``: erase it instead of drawing it once
+        more: the terminal's ^C echo may have wrapped it onto a new line, where a last draw would
+        show the bar twice; the summary that follows gives the counts."""
         for live in (self.status, self.bar):
             if live is not None:
+                if interrupted:
+                    (live.live if live is self.bar else live._live).transient = True
                 live.stop()
         self.status = self.bar = None
 
