@@ -90,3 +90,17 @@ def test_evaluate_scores_the_bundled_model_without_torch(tmp_path):
     assert "odcr: bundled odcr-scatter-student-ngf16-b6-320-cpu, onnx int8 on CPUExecutionProvider" in res.stderr
     row = next(line for line in res.stdout.splitlines() if line.startswith("odcr "))
     assert "(n=1)" in row and "492,513" in row   # piped: one whole line per method
+
+
+def test_a_gpu_machine_without_torch_runs_the_bundled_graph(monkeypatch):
+    # an NVIDIA driver and the base install: auto and --device gpu pick ONNX Runtime, never "needs torch"
+    from odcr_cli.engine import backends, onnx_backend
+    from odcr_cli.engine.options import BackendChoice, Device
+
+    monkeypatch.setattr(onnx_backend, "nvidia_driver_present", lambda: True)
+    for torch_there, want in ((False, BackendChoice.ONNX), (True, BackendChoice.TORCH)):
+        monkeypatch.setattr(backends, "torch_installed", lambda: torch_there)
+        for device in ("auto", "gpu"):
+            got = backends.choose_backend("auto", weights=None, onnx_path=None, device=Device.parse(device),
+                                          half=False, model=None)
+            assert got is want, (torch_there, device)

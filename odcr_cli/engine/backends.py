@@ -33,7 +33,7 @@ def choose_backend(choice: BackendChoice | str, *, weights: str | None, onnx_pat
         return BackendChoice.ONNX if onnx_gpu else BackendChoice.TORCH
     from odcr_cli.engine.onnx_backend import nvidia_driver_present
 
-    if device.kind == "auto" and nvidia_driver_present():
+    if device.kind == "auto" and nvidia_driver_present() and torch_installed():
         return BackendChoice.TORCH
     return BackendChoice.ONNX if bundled_onnx_available(model) else BackendChoice.TORCH
 
