@@ -9,17 +9,18 @@ import pytest
 import torch
 
 from odcr_cli.core import losses
-from odcr_cli.haze import prior_torch as haze
-from odcr_cli.haze.transmission_torch import transmission_from_logit
 from odcr_cli.core.configs import GeneratorConfig, method_config
 from odcr_cli.core.methods import ContrastiveModel, prior_weight
-from odcr_cli.haze.network_input import to_signed
 from odcr_cli.core.networks import ResnetGenerator
+from odcr_cli.haze import pipeline
+from odcr_cli.haze import prior_torch as haze
 from odcr_cli.haze.dcp import dehaze_dcp
 from odcr_cli.haze.filters import upsample_transmission
+from odcr_cli.haze.network_input import shrink_to, to_signed
 from odcr_cli.haze.prior import atmospheric_light, dark_channel, dcp_transmission
 from odcr_cli.haze.readout import ImageReadout, ScatteringReadout, output_names, readout_for
 from odcr_cli.haze.scattering import add_haze, remove_haze
+from odcr_cli.haze.transmission_torch import transmission_from_logit
 from tests.conftest import make_photo
 
 
@@ -247,6 +248,30 @@ def test_dcp_on_a_reduced_copy_keeps_full_resolution() -> None:
     full = dehaze_dcp(rgb)
     # the same algorithm estimated on a smaller copy: nearer the classical result than the input is
     assert np.abs(out - full).mean() < np.abs(rgb - full).mean()
+
+
+def test_the_pipeline_runs_any_network_on_the_framed_small_copy() -> None:
+    """The method's one pipeline with a network that answers a zero residual: the network is given
+    the photo's small copy framed by the margin, and the t it estimates is the dark channel prior's
+    of that copy; the strength rule scales the haze removed; J and t come back at full resolution."""
+    rgb = make_photo(300, 400).astype(np.float32) / 255.0
+    seen = []
+
+    def run(x: np.ndarray) -> dict[str, np.ndarray]:
+        seen.append(x)
+        return {"t_residual": np.zeros((1, 1) + x.shape[2:], np.float32), "airlight_correction": np.zeros((1, 3))}
+
+    readout = ScatteringReadout(t_prior="dcp")
+    done = pipeline.dehaze(rgb, run, readout, side=200, margin=16)
+    assert seen[0].shape == (1, 3, 184, 232)  # 150 x 200 framed by 16 px, padded to a multiple of 4
+    np.testing.assert_array_equal(seen[0], pipeline.network_input(rgb, 200, 16))
+    t_dcp, airlight = dcp_transmission(shrink_to(rgb, 200))
+    inside = (t_dcp > 0.12) & (t_dcp < 0.98)  # outside, the logit's clamp holds t off the ends
+    assert inside.mean() > 0.5 and np.abs(done.haze.t_small - t_dcp)[inside].max() < 1e-4
+    np.testing.assert_allclose(done.haze.airlight, airlight, atol=1e-6)
+    assert done.image.shape == rgb.shape and done.t.shape == rgb.shape[:2] and done.t.min() >= readout.t_min
+    half = pipeline.estimate(rgb, run, readout, side=200, margin=16, strength=0.5)
+    np.testing.assert_allclose(half.t_small, 1.0 - 0.5 * (1.0 - done.haze.t_small), atol=1e-6)
 
 
 # --- inference and export ---------------------------------------------------------------------
