@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from odcr_cli.core.network_input import to_uint8  # noqa: E402
+from odcr_cli.haze.network_input import to_uint8  # noqa: E402
 
 
 def cpu_info() -> dict:

@@ -5,10 +5,10 @@ per image and option set (weights/MODEL_CARD.md, "Inversion and borders"):
         [--depth 1 1.2] [--real OUT_DIR [--fade]] [--clear] [--latency]
 
 * ``--depth``: scales the optical depth -ln t of the network's t (t -> t ** depth; 1: as shipped);
-* ``--sigma``: the flat-region noise level of ``odcr_cli.imaging.inversion`` (0: the plain
+* ``--sigma``: the flat-region noise level of ``odcr_cli.haze.inversion`` (0: the plain
   inversion J = (I - A) / t + A);
 * ``--pad``: the margin of mirrored context around the network's input, cropped off its outputs
-  (``odcr_cli.engine.dehazer.SCATTERING_MARGIN``, 32, is what ``odcr dehaze`` uses; 0: none).
+  (``odcr_cli.haze.constants.MARGIN``, 32, is what ``odcr dehaze`` uses; 0: none).
 
 Prints PSNR / SSIM per subset of the dev pairs (as ``odcr evaluate``: RGB uint8, full resolution)
 and, with ``--real``, writes the outputs for ``dev/real_hazy`` as JPEG (what ``odcr dehaze``
@@ -29,10 +29,10 @@ from pathlib import Path
 
 import numpy as np
 
-from odcr_cli.engine.dehazer import Dehazer, run_with_margin
-from odcr_cli.engine.readout import SCATTERING_MARGIN
+from odcr_cli.engine.dehazer import Dehazer
 from odcr_cli.files.folders import list_images
-from odcr_cli.imaging.filters import shrink_to
+from odcr_cli.haze import pipeline
+from odcr_cli.haze.constants import MARGIN
 from odcr_cli.imaging.metrics import psnr, ssim_uint8
 from odcr_cli.files.imageio import read_rgb8
 from odcr_cli.tasks.evaluate.pairing import match_gt, pairs_from_dir
@@ -42,14 +42,20 @@ SHARED = Path(__file__).resolve().parents[2] / "shared"
 
 def _dehaze(dz: Dehazer, rgb8: np.ndarray, cache: dict, key: tuple, sigma: float,
             depth: float = 1.0) -> np.ndarray:
-    """``key``: (image, margin, side); ``depth`` scales the optical depth -ln t (t -> t ** depth)."""
+    """``key``: (image, margin, side); ``depth`` scales the optical depth -ln t (t -> t ** depth).
+    The method's pipeline, the network's outputs cached per key."""
     rgb = rgb8.astype(np.float32) / 255.0
-    small = shrink_to(rgb, key[2])
-    if key not in cache:
-        cache[key] = run_with_margin(dz.backend.run_outputs, small, key[1])
+
+    def run_network(x: np.ndarray) -> dict:
+        if key not in cache:
+            cache[key] = dz.backend.run_outputs(x)
+        return cache[key]
+
     readout = dataclasses.replace(dz.readout, flat_sigma=sigma)
-    t, airlight = readout.estimate(small, cache[key])
-    out = readout.render(rgb, t ** np.float32(depth) if depth != 1.0 else t, airlight)
+    haze = pipeline.estimate(rgb, run_network, readout, key[2], margin=key[1])
+    if depth != 1.0:
+        haze = pipeline.Haze(haze.t_small ** np.float32(depth), haze.airlight)
+    out = pipeline.render(rgb, haze, readout)[0]
     return np.clip(np.rint(out * 255.0), 0, 255).astype(np.uint8)
 
 
@@ -57,9 +63,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--weights", help="a scattering generator (default: the bundled default)")
     ap.add_argument("--onnx", help="an exported scattering model instead (e.g. an int8 one), on ONNX Runtime")
-    ap.add_argument("--pad", type=int, nargs="+", default=[SCATTERING_MARGIN])
+    ap.add_argument("--pad", type=int, nargs="+", default=[MARGIN])
     ap.add_argument("--side", type=int, nargs="+",
-                    help="the network's longer side (default: the model's own, odcr_cli.engine.readout.model_side)")
+                    help="the network's longer side (default: the model's own, odcr_cli.haze.readout.model_side)")
     ap.add_argument("--sigma", type=float, nargs="+", default=[0.0, 0.015])
     ap.add_argument("--depth", type=float, nargs="+", default=[1.0],
                     help="scale the optical depth -ln t of the network's t by these factors (t -> t ** depth)")

@@ -1,4 +1,4 @@
-"""Choose the network side of a scattering model (``SCATTERING_MAX_SIDE``) from the dev pairs:
+"""Choose the network side of a scattering model (``odcr_cli.haze.constants.MODEL_SIDE``) from the dev pairs:
 
     python benchmarks/scattering_side.py [--weights W | --model NAME] [--sides 192 256 384 512]
 

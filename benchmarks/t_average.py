@@ -22,7 +22,9 @@ import numpy as np
 
 from odcr_cli.engine.dehazer import Dehazer
 from odcr_cli.files.imageio import read_rgb8
-from odcr_cli.imaging.filters import shrink_to
+from odcr_cli.haze import pipeline
+from odcr_cli.haze.constants import MODEL_SIDE
+from odcr_cli.haze.network_input import shrink_to
 from odcr_cli.imaging.metrics import psnr, ssim_uint8
 from odcr_cli.tasks.evaluate.pairing import match_gt, pairs_from_dir
 
@@ -35,7 +37,7 @@ def main() -> None:
     ap.add_argument("--combo", action="append", default=[], help="labels joined by +, e.g. b02+unp")
     ap.add_argument("--flip", action="store_true", help="also the first model with its t of the mirrored photo")
     ap.add_argument("--extra-side", type=int, help="with --flip: also its t at this side")
-    ap.add_argument("--side", type=int, default=384)
+    ap.add_argument("--side", type=int, default=MODEL_SIDE)
     ap.add_argument("--pairs", default=str(PAIRS))
     args = ap.parse_args()
     models = dict(m.split("=", 1) for m in args.models)
@@ -44,10 +46,11 @@ def main() -> None:
     readout = dataclasses.replace(dehazers[first].readout, flat_sigma=0.025)
 
     def t_of(label: str, rgb: np.ndarray, side: int, flip: bool) -> tuple[np.ndarray, np.ndarray]:
-        small = shrink_to(rgb, side)
+        small = shrink_to(rgb, side)  # flipped after shrinking, as the card's figures were made
         seen = np.ascontiguousarray(small[:, ::-1]) if flip else small
-        t, airlight = readout.estimate(seen, dehazers[label].network_outputs(seen))
-        return (np.ascontiguousarray(t[:, ::-1]) if flip else t), airlight
+        haze = pipeline.estimate(seen, dehazers[label].backend.run_outputs, readout, side)
+        t = haze.t_small
+        return (np.ascontiguousarray(t[:, ::-1]) if flip else t), haze.airlight
 
     rows = {k: [k] for k in models} | {c: c.split("+") for c in args.combo}
     scores: dict[str, dict[str, list[tuple[float, float]]]] = {}
@@ -69,7 +72,7 @@ def main() -> None:
                 other = cv2.resize(t_of(first, rgb, args.extra_side, False)[0], (w, h), interpolation=cv2.INTER_LINEAR)
                 t_rows[f"{first} + flip + {args.extra_side} px"] = (ts[first] + flipped + other) / 3
         for name, t in t_rows.items():
-            out = readout.render(rgb, np.ascontiguousarray(t, dtype=np.float32), airlight0)
+            out = pipeline.render(rgb, pipeline.Haze(np.ascontiguousarray(t, dtype=np.float32), airlight0), readout)[0]
             out8 = np.clip(np.rint(out * 255.0), 0, 255).astype(np.uint8)
             scores.setdefault(name, {}).setdefault(p.subset or "all", []).append(
                 (psnr(out8, gt, peak=255.0, cap=100.0), ssim_uint8(out8, gt)))

@@ -38,15 +38,17 @@ import cv2
 import numpy as np
 import torch
 
-from odcr_cli.core import haze, losses
+from odcr_cli.core import losses
 from odcr_cli.core.configs import GeneratorConfig
 from odcr_cli.core.networks import ResnetGenerator, init_weights
-from odcr_cli.engine.dehazer import Dehazer, frame_for_network
-from odcr_cli.engine.readout import SCATTERING_MARGIN, SCATTERING_MAX_SIDE
+from odcr_cli.engine.dehazer import Dehazer
 from odcr_cli.files.folders import list_images
 from odcr_cli.files.weights_io import load_generator, save_generator
-from odcr_cli.imaging.dcp import dcp_transmission
-from odcr_cli.imaging.filters import shrink_to
+from odcr_cli.haze import pipeline
+from odcr_cli.haze.constants import MODEL_SIDE
+from odcr_cli.haze.network_input import shrink_to
+from odcr_cli.haze.prior import dcp_transmission
+from odcr_cli.haze.transmission_torch import transmission_from_residual
 from odcr_cli.imaging.haze_synthesis import SynthConfig, synthesize
 from odcr_cli.tasks.train.data import load_rgb
 from odcr_cli.tasks.train.state import WeightAverage
@@ -61,7 +63,7 @@ def cache(out: Path, teacher: Path, data: Path) -> None:
     """``out/cache.pt``: for each photo its copy at the teacher's side (float16), the teacher's t
     of it (float16) and airlight."""
     d = Dehazer(weights=str(teacher), backend="torch", device="cpu")
-    side = d.max_side or SCATTERING_MAX_SIDE
+    side = d.max_side or MODEL_SIDE
     files = [str(p) for sub in ("hazy", "hazy_more", "clear") if (data / sub).is_dir() for p in list_images(data / sub)]
     items = [(f, False) for f in files] + [(f, True) for f in files if f"{os.sep}clear{os.sep}" in f]
     rng = np.random.default_rng(0)
@@ -71,8 +73,8 @@ def cache(out: Path, teacher: Path, data: Path) -> None:
         small = shrink_to(rgb, side)
         if synthetic:
             small = np.clip(synthesize(small, rng, SYNTH)[0], 0.0, 1.0).astype(np.float32)
-        t, airlight = d.readout.estimate(small, d.network_outputs(small))
-        entries.append({"img": small.astype(np.float16), "t": t.astype(np.float16), "A": airlight})
+        haze = pipeline.estimate(small, d.backend.run_outputs, d.readout, side)  # as odcr dehaze estimates it
+        entries.append({"img": small.astype(np.float16), "t": haze.t_small.astype(np.float16), "A": haze.airlight})
         if i % 100 == 0:
             print(f"{i} of {len(items)} photos, {time.perf_counter() - started:.0f} s", flush=True)
     torch.save(entries, out / "cache.pt")
@@ -113,13 +115,13 @@ def fit(a: argparse.Namespace) -> None:
         if (h, w) != target.shape:
             target = cv2.resize(target, (w, h), interpolation=cv2.INTER_AREA)
         t_dcp, _ = dcp_transmission(small)  # the readout's prior of the student's own input
-        logit = haze.prior_logit(torch.from_numpy(t_dcp.astype(np.float32))[None, None], t_min)
+        t_prior = torch.from_numpy(t_dcp.astype(np.float32))[None, None]
         lr = a.lr * 0.5 * (1 + math.cos(math.pi * (it - first) / (a.iters - first)))
         for g in opt.param_groups:
             g["lr"] = lr
-        x, m = frame_for_network(small, SCATTERING_MARGIN)  # as odcr dehaze gives it to the network
-        residual = student.raw_outputs(torch.from_numpy(np.ascontiguousarray(x)))["t_residual"][:, :, m:m + h, m:m + w]
-        t = haze.transmission_from_logit(residual + logit, t_min)
+        # the student's outputs on its input framed as odcr dehaze frames it, with gradients
+        raw = pipeline.network_outputs(lambda x: student.raw_outputs(torch.from_numpy(np.ascontiguousarray(x))), small)
+        t = transmission_from_residual(raw["t_residual"], t_prior, t_min)
         photo = torch.from_numpy(small.transpose(2, 0, 1).copy())[None]
         loss_t, loss_j = losses.distillation_loss(t, torch.from_numpy(target)[None, None], photo,
                                                   torch.from_numpy(entry["A"]).view(1, 3, 1, 1))

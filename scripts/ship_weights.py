@@ -28,7 +28,7 @@ from odcr_cli.files.fsutil import atomic_output, sha256_file
 from odcr_cli.files.bundled import MANIFEST_NAME, REGISTRY_NAME
 from odcr_cli.core.networks import count_parameters
 from odcr_cli.tasks.export.export import export_onnx
-from odcr_cli.core.network_input import SIZE_MULTIPLE, to_signed, to_uint8
+from odcr_cli.haze.network_input import SIZE_MULTIPLE, to_signed, to_uint8
 from odcr_cli.files.folders import list_images
 from odcr_cli.imaging.metrics import psnr
 from odcr_cli.files.weights_io import average_generators, load_generator, save_generator

@@ -13,7 +13,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "odcr_cli"
 MAX_MODULE_LINES = 450
 MAX_FUNCTION_LINES = 80
 # a layer may import itself and the layers after it in this list, never one before it
-LAYERS = ("cli", "tasks", "engine", "files", "imaging", "core", "errors")
+LAYERS = ("cli", "tasks", "engine", "files", "imaging", "core", "haze", "errors")
 # where the user interface libraries may be imported
 UI_LIBRARIES = {"typer", "rich", "click"}
 
@@ -176,3 +176,96 @@ def test_the_command_line_starts_without_numpy_or_torch() -> None:
     code = "import sys, odcr_cli.cli.app; print(sorted({'numpy', 'torch', 'cv2', 'onnxruntime'} & set(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
     assert out.strip() == "[]", out
+
+
+HAZE = "odcr_cli.haze"
+
+
+def _closure(start: str) -> set[str]:
+    seen, todo = set(), [start]
+    while todo:
+        m = todo.pop()
+        if m not in seen:
+            seen.add(m)
+            todo += sorted(GRAPH[m])
+    return seen
+
+
+def test_the_method_is_one_folder_and_its_photo_path_stays_there() -> None:
+    """The default method lives in ``haze/``: the pipeline a photo runs through reaches only
+    modules of that folder (and ``errors``), never back up a layer, and never torch; only the
+    ``*_torch`` modules of the folder import torch, so that the ONNX path stays torch-free."""
+    assert HAZE + ".pipeline" in GRAPH["odcr_cli.engine.dehazer"]
+    reached = _closure(HAZE + ".pipeline")
+    assert {m for m in reached if not m.startswith(HAZE) and m != "odcr_cli.errors"} == set()
+    torch_users = {m for m, p in MODULES.items() if m.startswith(HAZE + ".")
+                   and "torch" in {i.split(".")[0] for i in _imports(p)}}
+    assert torch_users == {m for m in MODULES if m.startswith(HAZE + ".") and m.endswith("_torch")}
+    assert not torch_users & reached
+
+
+# a setting of the method, by the names it goes by in a signature, a field or a flag: its value
+# must come from odcr_cli/haze/constants.py, never be written again as a literal
+_SAID_ONCE = {"patch": "PATCH", "airlight_patch": "PATCH", "omega": "OMEGA", "top": "TOP",
+              "airlight_top": "TOP", "t_min": "T_MIN", "t0": "T_MIN", "margin": "MARGIN", "pad": "MARGIN",
+              "side": "MODEL_SIDE", "max_side": "MODEL_SIDE"}
+
+
+def _restated(tree: ast.AST, values: dict[str, float]) -> list[tuple[int, str]]:
+    def literal(node: ast.AST | None) -> object:
+        if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "flag" and node.args:
+            node = node.args[0]  # a field made with flag(default, ...)
+        return node.value if isinstance(node, ast.Constant) and type(node.value) in (int, float) else None
+
+    def check(name: str | None, node: ast.AST | None, line: int) -> None:
+        name = (name or "").lstrip("-").replace("-", "_")
+        if name in _SAID_ONCE and literal(node) == values[_SAID_ONCE[name]]:
+            found.append((line, f"{name} = {literal(node)!r}"))
+
+    found: list[tuple[int, str]] = []
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+            a = node.args
+            for arg, default in zip(a.args[len(a.args) - len(a.defaults):] + a.kwonlyargs,
+                                    a.defaults + a.kw_defaults):
+                check(arg.arg, default, node.lineno)
+        elif isinstance(node, ast.Call):
+            for kw in node.keywords:
+                check(kw.arg, kw.value, node.lineno)
+            options = [a.value for a in node.args if isinstance(a, ast.Constant) and isinstance(a.value, str)]
+            default = next((kw.value for kw in node.keywords if kw.arg == "default"), None)
+            for option in options:  # argparse: add_argument("--side", default=384)
+                check(option, default, node.lineno)
+            if getattr(node.func, "attr", None) == "get" and len(node.args) == 2:  # config.get("t_min", 0.1)
+                check(options[0] if options else None, node.args[1], node.lineno)
+            if getattr(node.func, "attr", None) == "log1p" and node.args and isinstance(node.args[0], ast.UnaryOp):
+                found.append((node.lineno, "the logit log(u) - log1p(-u)"))
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            check(node.target.id, node.value, node.lineno)
+        elif isinstance(node, ast.BinOp) and isinstance(node.op, ast.Sub) and literal(node.left) == 1 \
+                and isinstance(node.right, ast.BinOp) and isinstance(node.right.op, ast.Mult) \
+                and any(isinstance(f, ast.BinOp) and isinstance(f.op, ast.Sub) and literal(f.left) == 1
+                        for f in (node.right.left, node.right.right)):
+            found.append((node.lineno, "the strength rule 1 - s (1 - t)"))
+        elif isinstance(node, ast.Attribute) and node.attr == "sigmoid":
+            found.append((node.lineno, "the logit's sigmoid"))
+    return found
+
+
+def test_the_methods_constants_and_rules_are_said_once() -> None:
+    """No setting of the method is restated as a literal (patch 15, t floor 0.1, side 384,
+    margin 32...) and the strength rule and the logit are written only in ``haze/transmission*``,
+    across the package, the scripts and the benchmarks."""
+    from odcr_cli.haze import constants
+
+    values = {k: v for k, v in vars(constants).items() if k.isupper()}
+    root = PACKAGE.parent
+    homes = {PACKAGE / "haze" / "constants.py", PACKAGE / "haze" / "transmission.py",
+             PACKAGE / "haze" / "transmission_torch.py"}
+    files = [p for p in [*PACKAGE.rglob("*.py"), *(root / "scripts").glob("*.py"), *(root / "benchmarks").glob("*.py")]
+             if p not in homes]
+    bad = [f"{p.relative_to(root)}:{line}: {what}" for p in files
+           for line, what in _restated(ast.parse(p.read_text()), values)]
+    assert not bad, "; ".join(bad)
+    # the check sees what it is about
+    assert _restated(ast.parse("def f(patch=15, t_min=0.1): return 1.0 - s * (1.0 - t)"), values)

@@ -295,6 +295,22 @@ def test_help_shows_no_type_labels(command):
     assert not re.search(r"<(bool|str|int|float|path|Path|list)", r.output), r.output
 
 
+def test_dehaze_help_states_the_sides_from_the_constants():
+    """``--max-side``'s help says the sides the code uses (issue 32: it said 384 px for a default
+    that runs at 320): every number in it comes from a constant, and the depth PNG's floor too."""
+    import typer.main
+
+    from odcr_cli.engine.options import CPU_AUTO_MAX_SIDE, DEFAULT_MEMORY_BUDGET_GB
+    from odcr_cli.haze.constants import MODEL_SIDE, T_MIN
+
+    params = {p.name: p for p in typer.main.get_command(app).commands["dehaze"].params}
+    max_side = params["max_side"].help
+    assert f"else {MODEL_SIDE} px" in max_side and "side its weights record" in max_side
+    assert set(re.findall(r"\d+(?:\.\d+)?", max_side)) == {str(MODEL_SIDE), str(CPU_AUTO_MAX_SIDE),
+                                                             f"{DEFAULT_MEMORY_BUDGET_GB:g}", "0"}
+    assert f"65535 at t = {T_MIN:g}" in params["save_transmission"].help
+
+
 # --- 9. --dry-run and --strength ------------------------------------------------------------------------
 def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path):
     _img(tmp_path / "in" / "a.png")
@@ -325,8 +341,8 @@ def _read(p: Path) -> np.ndarray:
 
 
 def test_strength_dcp_scales_the_haze_removed(tmp_path):
-    from odcr_cli.core.scattering import remove_haze
-    from odcr_cli.imaging.dcp import dcp_transmission
+    from odcr_cli.haze.scattering import remove_haze
+    from odcr_cli.haze.prior import dcp_transmission
 
     src = _img(tmp_path / "a.png", 48, 64)
     outs = {}
@@ -365,7 +381,7 @@ def test_strength_direct_model_blends(tmp_path, tiny_weights):
 
 def test_strength_scattering_model_scales_t():
     from odcr_cli.engine.dehazer import Dehazer
-    from odcr_cli.imaging.inversion import remove_haze_flat_aware
+    from odcr_cli.haze.inversion import remove_haze_flat_aware
 
     from odcr_cli.engine.backend_base import Backend
 
@@ -384,7 +400,7 @@ def test_strength_scattering_model_scales_t():
     full = Dehazer.from_backend(ConstantT(), max_side=0)
     half = Dehazer.from_backend(ConstantT(), max_side=0, strength=0.5)
     A = full.readout.estimate(rgb, ConstantT().run_outputs(np.zeros((1, 3, 32, 48))))[1]
-    # the readout's inversion (odcr_cli.imaging.inversion) with t = 0.5, and 1 - 0.5 (1 - 0.5) at half strength
+    # the readout's inversion (odcr_cli.haze.inversion) with t = 0.5, and 1 - 0.5 (1 - 0.5) at half strength
     for dz, t in ((full, 0.5), (half, 0.75)):
         expected = remove_haze_flat_aware(rgb, np.full(rgb.shape[:2], t, np.float32), A)
         np.testing.assert_allclose(dz.dehaze(rgb), np.clip(expected, 0, 1), atol=1e-5)

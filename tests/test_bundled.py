@@ -191,7 +191,7 @@ def _hazy_street_under_a_bright_sky(h: int = 384, w: int = 512) -> np.ndarray:
 
 
 def test_no_dark_band_along_the_top_of_a_flat_sky():
-    """The default sees mirrored context around its input (SCATTERING_MARGIN), so a flat sky's top
+    """The default sees mirrored context around its input (odcr_cli.haze.constants.MARGIN), so a flat sky's top
     rows come out as bright as the rows below them, relative to the input (without the margin they
     were 13 % darker here)."""
     img = _hazy_street_under_a_bright_sky()
@@ -205,7 +205,7 @@ def test_no_dark_band_along_the_top_of_a_flat_sky():
 
 
 def test_margin_keeps_the_outputs_size_on_tiny_inputs():
-    from odcr_cli.engine.dehazer import run_with_margin
+    from odcr_cli.haze.pipeline import network_outputs
 
     seen = []
 
@@ -214,6 +214,6 @@ def test_margin_keeps_the_outputs_size_on_tiny_inputs():
         return {"t_residual": np.zeros((1, 1) + x.shape[2:], np.float32), "airlight_correction": np.zeros((1, 3))}
 
     for h, w in [(1, 1), (3, 40), (17, 9), (100, 60)]:
-        out = run_with_margin(run, np.random.default_rng(0).random((h, w, 3), np.float32), 16)
+        out = network_outputs(run, np.random.default_rng(0).random((h, w, 3), np.float32), 16)
         assert out["t_residual"].shape == (1, 1, h, w) and out["airlight_correction"].shape == (1, 3)
     assert seen[-1][2:] == (132, 92)  # 100 x 60 framed by 16 px, then padded to a multiple of 4

@@ -2,8 +2,9 @@ import cv2
 import numpy as np
 import pytest
 
-from odcr_cli.imaging.dcp import dark_channel, dcp_transmission, dehaze_dcp
-from odcr_cli.imaging.filters import guided_filter
+from odcr_cli.haze.dcp import dehaze_dcp
+from odcr_cli.haze.filters import guided_filter
+from odcr_cli.haze.prior import dark_channel, dcp_transmission
 from odcr_cli.engine.dehazer import Dehazer
 from odcr_cli.imaging.metrics import psnr
 
@@ -51,7 +52,7 @@ def test_numpy_and_torch_priors_are_one_function(h, w):
     same airlight and transmission, borders included, on images of several sizes."""
     import torch
 
-    from odcr_cli.core import haze
+    from odcr_cli.haze import prior_torch as haze
 
     rng = np.random.default_rng(h * w)
     smooth = cv2.resize(rng.random((4, 4, 3)).astype(np.float32), (w, h), interpolation=cv2.INTER_CUBIC)

@@ -285,11 +285,20 @@ def test_int8_export_quantizes_the_convolutions_and_keeps_the_photo(tmp_path):
     assert weights8 and max(int(np.abs(w.astype(np.int16)).max()) for w in weights8) <= 64
 
 
-def test_int8_calibrates_at_the_side_the_network_runs_at():
-    """A scattering model is calibrated on photos at its own side framed by its margins (a student
-    that runs at 256 px sees 320); a direct model keeps the generic side."""
-    from odcr_cli.tasks.export.onnx_int8 import CALIBRATION_SIDE, calibration_side
+def test_int8_calibrates_on_what_the_network_sees(tmp_path):
+    """A scattering model is calibrated on photos at its own side framed by the method's margin,
+    exactly as ``odcr dehaze`` frames them (a student that runs at 256 px sees 320); a direct model
+    keeps the generic side, unframed."""
+    from PIL import Image
 
-    assert calibration_side({"output": "scattering"}) == 384 + 2 * 32
-    assert calibration_side({"output": "scattering", "inference_side": 256}) == 256 + 2 * 32
-    assert calibration_side({"output": "image"}) == CALIBRATION_SIDE
+    from odcr_cli.haze.pipeline import network_input
+    from odcr_cli.tasks.export.onnx_int8 import CALIBRATION_SIDE, calibration_framing, calibration_inputs
+
+    assert calibration_framing({"output": "scattering"}) == (384, 32)
+    assert calibration_framing({"output": "scattering", "inference_side": 256}) == (256, 32)
+    assert calibration_framing({"output": "image"}) == (CALIBRATION_SIDE, 0)
+    photo = np.random.default_rng(0).integers(0, 256, (480, 640, 3), dtype=np.uint8)
+    Image.fromarray(photo).save(tmp_path / "p.png")
+    x = next(calibration_inputs([tmp_path / "p.png"], 256, 32))
+    assert x.shape == (1, 3, 192 + 2 * 32, 256 + 2 * 32)
+    assert np.array_equal(x, network_input(photo.astype(np.float32) / 255.0, 256, 32))

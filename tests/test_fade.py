@@ -57,7 +57,7 @@ def test_more_haze_raises_fade():
 
 
 def test_dehazing_lowers_fade():
-    from odcr_cli.imaging.dcp import dehaze_dcp
+    from odcr_cli.haze.dcp import dehaze_dcp
 
     hazy = np.asarray(Image.open(DOCS / "sample_hazy.jpg").convert("RGB"))
     out = np.clip(np.rint(dehaze_dcp(hazy / 255.0) * 255), 0, 255).astype(np.uint8)

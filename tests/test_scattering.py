@@ -8,15 +8,19 @@ import numpy as np
 import pytest
 import torch
 
-from odcr_cli.core import haze, losses
+from odcr_cli.core import losses
 from odcr_cli.core.configs import GeneratorConfig, method_config
 from odcr_cli.core.methods import ContrastiveModel, prior_weight
-from odcr_cli.core.network_input import to_signed
 from odcr_cli.core.networks import ResnetGenerator
-from odcr_cli.core.scattering import add_haze, output_names, remove_haze
-from odcr_cli.engine.readout import ImageReadout, ScatteringReadout, readout_for
-from odcr_cli.imaging.dcp import atmospheric_light, dark_channel, dcp_transmission, dehaze_dcp
-from odcr_cli.imaging.filters import upsample_transmission
+from odcr_cli.haze import pipeline
+from odcr_cli.haze import prior_torch as haze
+from odcr_cli.haze.dcp import dehaze_dcp
+from odcr_cli.haze.filters import upsample_transmission
+from odcr_cli.haze.network_input import shrink_to, to_signed
+from odcr_cli.haze.prior import atmospheric_light, dark_channel, dcp_transmission
+from odcr_cli.haze.readout import ImageReadout, ScatteringReadout, output_names, readout_for
+from odcr_cli.haze.scattering import add_haze, remove_haze
+from odcr_cli.haze.transmission_torch import transmission_from_logit
 from tests.conftest import make_photo
 
 
@@ -45,7 +49,7 @@ def test_clear_image_with_unit_transmission_is_unchanged() -> None:
 
 def test_transmission_floor_bounds_amplification() -> None:
     logit = torch.linspace(-50, 50, 101)
-    t = haze.transmission_from_logit(logit, t_min=0.1)
+    t = transmission_from_logit(logit, t_min=0.1)
     assert float(t.min()) >= 0.1 and float(t.max()) <= 1.0
     # a difference d in the input becomes at most d / t_min in the output
     A = torch.tensor(0.5)
@@ -63,7 +67,7 @@ def test_airlight_rule_agrees_between_torch_and_numpy() -> None:
 
     rgb = make_photo(80, 96, seed=3).astype(np.float32) / 255.0
     a_t, a_np = both(rgb)
-    np.testing.assert_allclose(a_t, a_np, atol=5e-3)  # only the border rule differs (see haze.py)
+    np.testing.assert_allclose(a_t, a_np, atol=5e-3)  # only the border rule differs (see prior_torch.py)
     rgb[10:40, 50:90] = [0.9, 0.92, 0.95]  # a bright hazy region wider than the window
     a_t, a_np = both(rgb)
     np.testing.assert_allclose(a_t, [0.9, 0.92, 0.95], atol=1e-6)
@@ -160,7 +164,7 @@ def test_dcp_prior_at_zero_residual_is_the_dark_channel_prior() -> None:
     zero = {"t_residual": torch.zeros(1, 1, 64, 80), "airlight_correction": torch.zeros(1, 3)}
     t_torch = g.haze_estimate(x, zero)["t"][0, 0].numpy()
     t_dcp, _ = dcp_transmission(rgb)
-    inner = (slice(12, -12), slice(12, -12))  # the two border rules differ (see haze.py)
+    inner = (slice(12, -12), slice(12, -12))  # the two border rules differ (see prior_torch.py)
     expected = np.clip(t_dcp, 0.1 + 0.009, 1.0 - 0.009)[inner]
     np.testing.assert_allclose(t_torch[inner], expected, atol=0.03)
     readout = readout_for(g.config.to_dict())
@@ -246,6 +250,30 @@ def test_dcp_on_a_reduced_copy_keeps_full_resolution() -> None:
     assert np.abs(out - full).mean() < np.abs(rgb - full).mean()
 
 
+def test_the_pipeline_runs_any_network_on_the_framed_small_copy() -> None:
+    """The method's one pipeline with a network that answers a zero residual: the network is given
+    the photo's small copy framed by the margin, and the t it estimates is the dark channel prior's
+    of that copy; the strength rule scales the haze removed; J and t come back at full resolution."""
+    rgb = make_photo(300, 400).astype(np.float32) / 255.0
+    seen = []
+
+    def run(x: np.ndarray) -> dict[str, np.ndarray]:
+        seen.append(x)
+        return {"t_residual": np.zeros((1, 1) + x.shape[2:], np.float32), "airlight_correction": np.zeros((1, 3))}
+
+    readout = ScatteringReadout(t_prior="dcp")
+    done = pipeline.dehaze(rgb, run, readout, side=200, margin=16)
+    assert seen[0].shape == (1, 3, 184, 232)  # 150 x 200 framed by 16 px, padded to a multiple of 4
+    np.testing.assert_array_equal(seen[0], pipeline.network_input(rgb, 200, 16))
+    t_dcp, airlight = dcp_transmission(shrink_to(rgb, 200))
+    inside = (t_dcp > 0.12) & (t_dcp < 0.98)  # outside, the logit's clamp holds t off the ends
+    assert inside.mean() > 0.5 and np.abs(done.haze.t_small - t_dcp)[inside].max() < 1e-4
+    np.testing.assert_allclose(done.haze.airlight, airlight, atol=1e-6)
+    assert done.image.shape == rgb.shape and done.t.shape == rgb.shape[:2] and done.t.min() >= readout.t_min
+    half = pipeline.estimate(rgb, run, readout, side=200, margin=16, strength=0.5)
+    np.testing.assert_allclose(half.t_small, 1.0 - 0.5 * (1.0 - done.haze.t_small), atol=1e-6)
+
+
 # --- inference and export ---------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
@@ -275,8 +303,8 @@ def test_scattering_dehazer_runs_the_network_on_a_reduced_copy(scattering_weight
     out, plan = d.dehaze_with_record(small)
     assert out.shape == small.shape and plan.mode == "whole"
     # the default side is the scattering one, on every device
-    from odcr_cli.engine.readout import SCATTERING_MAX_SIDE
-    assert Dehazer(weights=str(scattering_weights), backend="torch", device="cpu").max_side == SCATTERING_MAX_SIDE
+    from odcr_cli.haze.constants import MODEL_SIDE
+    assert Dehazer(weights=str(scattering_weights), backend="torch", device="cpu").max_side == MODEL_SIDE
 
 
 def test_a_model_that_records_its_side_runs_there_unless_told(tmp_path) -> None:

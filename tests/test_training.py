@@ -435,7 +435,7 @@ def test_the_density_term_teaches_the_network_to_give_t_to_the_k_back(pools, tmp
     which is within what the CPU's floating-point path changes). A run with --lambda-density
     logs the term."""
     from odcr_cli.core.methods import ContrastiveModel
-    from odcr_cli.core.network_input import to_signed
+    from odcr_cli.haze.network_input import to_signed
     from tests.conftest import make_photo
 
     torch.manual_seed(0)
@@ -466,7 +466,7 @@ def test_the_density_term_teaches_the_network_to_give_t_to_the_k_back(pools, tmp
 def test_the_synthetic_transmission_term_teaches_how_thick_the_haze_is(pools, tmp_path) -> None:
     """A short run with --lambda-synth predicts the known t of unseen synthetic haze better than
     the same run without it (the network alone: raw weights, no average)."""
-    from odcr_cli.core.network_input import to_signed
+    from odcr_cli.haze.network_input import to_signed
     from odcr_cli.imaging.haze_synthesis import synthesize
 
     hazy, clear = pools

@@ -10,6 +10,8 @@ import typer
 
 from odcr_cli.cli.common import fail
 from odcr_cli.cli.dehaze_reporter import DehazeReporter
+from odcr_cli.engine.options import CPU_AUTO_MAX_SIDE, DEFAULT_MEMORY_BUDGET_GB
+from odcr_cli.haze.constants import MODEL_SIDE, T_MIN
 
 
 def _terminate_as_interrupt(signum: int, frame: object) -> None:
@@ -42,12 +44,14 @@ def dehaze_command(
     backend: str = typer.Option("auto", "--backend",
                                           help="auto (ONNX Runtime for the bundled model on CPU, else torch), torch or onnx."),
     onnx: Optional[str] = typer.Option(None, "--onnx", help="Exported ONNX model for --backend onnx."),
-    tile: Optional[int] = typer.Option(None, "--tile", help="Force tiling with N-px tiles (default: automatic above a 4 GB memory estimate); InstanceNorm statistics stay whole-image."),
+    tile: Optional[int] = typer.Option(None, "--tile", help=f"Force tiling with N-px tiles (default: automatic above a {DEFAULT_MEMORY_BUDGET_GB:g} GB memory estimate); InstanceNorm statistics stay whole-image."),
     max_side: Optional[str] = typer.Option("auto", "--max-side",
                                            help="Run the network on a copy whose longer side is at most N px and carry the result to full "
-                                                "resolution. auto: scattering models (the default) at 384 px; direct models at full resolution "
-                                                "on GPU, 1600 px on CPU. 0 = the network at full resolution (a scattering model "
-                                                "as large as a 4 GB memory estimate allows, noted)."),
+                                                "resolution. auto: a scattering model (the default) at the side its weights "
+                                                f"record (a distilled student's), else {MODEL_SIDE} px; direct models at full "
+                                                f"resolution on GPU, {CPU_AUTO_MAX_SIDE} px on CPU. 0 = the network at full "
+                                                "resolution (a scattering model as large as a "
+                                                f"{DEFAULT_MEMORY_BUDGET_GB:g} GB memory estimate allows, noted)."),
     max_pixels: Optional[int] = typer.Option(None, "--max-pixels", help="Decompression-bomb limit in pixels (default: Pillow's, ~179 MP); 0 = no limit."),
     strip_metadata: bool = typer.Option(False, "--strip-metadata", help="Do not copy ICC profile and EXIF to the outputs."),
     strength: float = typer.Option(1.0, "--strength", min=0.0, max=1.0,
@@ -62,7 +66,7 @@ def dehaze_command(
                                                                 "vp9: cpu-used 0-8, default 4)."),
     save_transmission: bool = typer.Option(False, "--save-transmission",
                                            help="Photos: also write the haze map t (<stem>_transmission.png, 0-65535 = 0-1) "
-                                                "and the relative depth -ln t (<stem>_depth.png, 65535 at t = 0.1) as "
+                                                f"and the relative depth -ln t (<stem>_depth.png, 65535 at t = {T_MIN:g}) as "
                                                 "16-bit PNGs beside each output. Scattering models and dcp."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads for the network and the image "
                                                                      "maths (default: all cores); videos also encode with this many."),

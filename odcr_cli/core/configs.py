@@ -13,6 +13,8 @@ import math
 from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from typing import Any
 
+from odcr_cli.haze.constants import PATCH, T_MIN, TOP
+
 METHODS = ("odcr", "cut", "fastcut")
 NCE_LAYERS_DEFAULT: tuple[int, ...] = (0, 4, 8, 12, 16)
 OUTPUT_KINDS: tuple[str, ...] = ("image", "scattering")
@@ -50,11 +52,11 @@ class GeneratorConfig:
     antialias: bool = flag(True, help="Blur down/upsampling (CUT default).")
     output: str = flag("image", help="image (the paper's generator writes J) | scattering (it predicts t; "
                                      "J = (I - A)/t + A).")
-    t_min: float = flag(0.1, help="Scattering output: floor of the transmission (bounds 1/t noise gain).")
+    t_min: float = flag(T_MIN, help="Scattering output: floor of the transmission (bounds 1/t noise gain).")
     learned_airlight: bool = flag(False, help="Scattering output: learn a small correction of the dark-channel airlight.",
                                   decls="--learned-airlight/--rule-airlight")
-    airlight_patch: int = 15
-    airlight_top: float = 0.001
+    airlight_patch: int = PATCH
+    airlight_top: float = TOP
     # the flag's default is a scattering run's; the field's, none, is a direct generator's and that
     # of every saved config without the field
     t_prior: str = flag("none", help="Scattering output: dcp (the network refines the dark-channel-prior t, default) | "

@@ -12,9 +12,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from odcr_cli.core import haze
 from odcr_cli.core.configs import WEIGHT_SCALES
-from odcr_cli.core.scattering import remove_haze
+from odcr_cli.haze import prior_torch
+from odcr_cli.haze.constants import PATCH
+from odcr_cli.haze.scattering import remove_haze
 
 HAZY_PAIR_MODES: tuple[str, ...] = ("swapped", "literal")
 
@@ -176,16 +177,16 @@ def distillation_loss(t: Tensor, t_teacher: Tensor, photo: Tensor, airlight: Ten
     return (t - t_teacher).abs().mean(), (clear - clear_teacher).abs().mean()
 
 
-def dark_channel_loss(clear: Tensor, patch: int = 15) -> Tensor:
+def dark_channel_loss(clear: Tensor, patch: int = PATCH) -> Tensor:
     """Dark channel energy of a clear image (B, 3, H, W) in [0, 1]: the mean of its dark channel,
     which the prior says is near zero outside sky and bright objects (as PSD, CVPR 2021). ()"""
-    return haze.dark_channel(clear, patch).mean()
+    return prior_torch.dark_channel(clear, patch).mean()
 
 
 def edge_aware_smoothness(t: Tensor, guide: Tensor, alpha: float = 10.0) -> Tensor:
     """Total variation of t (B, 1, H, W), each difference weighted by exp(-alpha |d grey(guide)|)
     so that t may jump where the hazy image (B, 3, H, W) in [0, 1] has an edge. ()"""
-    g = haze.grey(guide)
+    g = prior_torch.grey(guide)
     dx_t, dy_t = (t[..., :, 1:] - t[..., :, :-1]).abs(), (t[..., 1:, :] - t[..., :-1, :]).abs()
     wx = torch.exp(-alpha * (g[..., :, 1:] - g[..., :, :-1]).abs())
     wy = torch.exp(-alpha * (g[..., 1:, :] - g[..., :-1, :]).abs())

@@ -14,9 +14,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from odcr_cli.core import haze, losses
+from odcr_cli.core import losses
 from odcr_cli.core.configs import TRANSMISSION_TERMS_NEED_SCATTERING, GeneratorConfig, MethodConfig
-from odcr_cli.core.network_input import to_signed, to_unit
 from odcr_cli.core.networks import (
     ChannelClassifiers,
     DiscriminatorConfig,
@@ -25,7 +24,9 @@ from odcr_cli.core.networks import (
     ResnetGenerator,
     init_weights,
 )
-from odcr_cli.core.scattering import add_haze, remove_haze
+from odcr_cli.haze import prior_torch
+from odcr_cli.haze.network_input import to_signed, to_unit
+from odcr_cli.haze.scattering import add_haze, remove_haze
 
 
 def prior_weight(method: MethodConfig, iteration: int) -> float:
@@ -212,7 +213,7 @@ class ContrastiveModel(nn.Module):
             target = state.get("t_dcp")  # the output's own DCP prior when it has one: no second estimate
             if target is None:
                 g = self.generator.config
-                target = haze.dcp_transmission(hazy01, haze.estimate_airlight(hazy01, g.airlight_patch, g.airlight_top))
+                target = prior_torch.dcp_transmission(hazy01, prior_torch.estimate_airlight(hazy01, g.airlight_patch, g.airlight_top))
             terms["dcp"] = losses.transmission_fit_loss(state["t"], target)
             total = total + w_dcp * terms["dcp"]
         if m.lambda_dark > 0:

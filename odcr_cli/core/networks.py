@@ -14,10 +14,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from odcr_cli.core import haze
 from odcr_cli.core.configs import NCE_LAYERS_DEFAULT, GeneratorConfig
-from odcr_cli.core.network_input import SIZE_MULTIPLE, to_signed, to_unit
-from odcr_cli.core.scattering import remove_haze
+from odcr_cli.haze import prior_torch
+from odcr_cli.haze.constants import AIRLIGHT_FLOOR, SIZE_MULTIPLE
+from odcr_cli.haze.network_input import to_signed, to_unit
+from odcr_cli.haze.scattering import remove_haze
+from odcr_cli.haze.transmission_torch import transmission_from_logit, transmission_from_residual
 
 
 def _binomial_filter(size: int) -> torch.Tensor:
@@ -89,7 +91,7 @@ class ResnetGenerator(nn.Module):
     (otherwise the output has 4*ceil(H/4) rows; callers pad: ``odcr_cli.engine.tiling.pad_to_multiple``).
     ``forward`` always returns the clear image, whatever ``config.output`` is, so that every loss
     and every caller sees one kind of generator; :meth:`raw_outputs` gives what the network
-    itself predicts (see :func:`odcr_cli.core.scattering.output_names`).
+    itself predicts (see :func:`odcr_cli.haze.readout.output_names`).
     """
 
     size_multiple: int = SIZE_MULTIPLE
@@ -148,12 +150,12 @@ class ResnetGenerator(nn.Module):
         else:
             correction = (0.1 * torch.tanh(self.airlight_head(pooled)) if pooled is not None
                           else h.new_zeros(h.shape[0], 3))
-            raw = ({"t_residual": h} if c.t_prior == "dcp" else {"t": haze.transmission_from_logit(h, c.t_min)})
+            raw = ({"t_residual": h} if c.t_prior == "dcp" else {"t": transmission_from_logit(h, c.t_min)})
             raw["airlight_correction"] = correction
         return raw, [found[i] for i in layers]
 
     def raw_outputs(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """(B, 3, H, W) in [-1, 1] -> what the network itself predicts (:func:`odcr_cli.core.scattering.output_names`):
+        """(B, 3, H, W) in [-1, 1] -> what the network itself predicts (:func:`odcr_cli.haze.readout.output_names`):
         ``image`` (B, 3, H, W) for the paper's output; for scattering ``t`` (B, 1, H, W) in
         [t_min, 1], or with the DCP prior the logit residual ``t_residual`` (B, 1, H, W), and
         ``airlight_correction`` (B, 3)."""
@@ -165,13 +167,13 @@ class ResnetGenerator(nn.Module):
         plus the correction) and, with the DCP prior, ``t_dcp`` (B, 1, H, W), the prior itself."""
         c = self.config
         x01 = to_unit(x)
-        rule = haze.estimate_airlight(x01, c.airlight_patch, c.airlight_top)
-        est = {"airlight": (rule + raw["airlight_correction"]).clamp(haze.AIRLIGHT_FLOOR, 1.0)}
+        rule = prior_torch.estimate_airlight(x01, c.airlight_patch, c.airlight_top)
+        est = {"airlight": (rule + raw["airlight_correction"]).clamp(AIRLIGHT_FLOOR, 1.0)}
         if "t" in raw:
             est["t"] = raw["t"]
         else:
-            est["t_dcp"] = haze.dcp_transmission(x01, rule)
-            est["t"] = haze.transmission_from_logit(raw["t_residual"] + haze.prior_logit(est["t_dcp"], c.t_min), c.t_min)
+            est["t_dcp"] = prior_torch.dcp_transmission(x01, rule)
+            est["t"] = transmission_from_residual(raw["t_residual"], est["t_dcp"], c.t_min)
         return est
 
     def _compose(self, x: torch.Tensor, raw: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:

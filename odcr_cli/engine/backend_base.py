@@ -13,7 +13,7 @@ from odcr_cli.errors import InferenceError
 class Backend:
     """Everything the ``Dehazer`` asks of a runtime, and the one base of every backend (PyTorch,
     ONNX Runtime, a custom runtime). Arrays are (1, 3, H, W) float32 in [-1, 1] with H and W
-    multiples of ``odcr_cli.core.network_input.SIZE_MULTIPLE``. A custom runtime overrides ``run``
+    multiples of ``odcr_cli.haze.constants.SIZE_MULTIPLE``. A custom runtime overrides ``run``
     (a direct model) or ``run_outputs``; the defaults say "on ``device``, no frozen statistics, no
     fp16, parameters unknown"."""
 

@@ -5,10 +5,10 @@ Padding, tiling and fast mode's guided upsampling are in :mod:`odcr_cli.engine.t
 backend is :mod:`odcr_cli.engine.torch_backend`, imported (with torch) only when the torch backend is
 chosen, so the ONNX path never pays for it.
 
-Scattering models (the default) never take the paths below: the network runs on a copy whose
-longer side is at most the model's side (``odcr_cli.engine.readout.model_side``: 384 px, or the
-smaller side a distilled student records), and ``odcr_cli.engine.readout`` carries t to full
-resolution and inverts the scattering model there (``Dehazer._dehaze_scattering``).
+Scattering models (the default) never take the paths below: they run the method's one pipeline,
+:func:`odcr_cli.haze.pipeline.dehaze` (the network on a copy at the model's side,
+:func:`odcr_cli.haze.readout.model_side`; t carried to full resolution and the scattering model
+inverted there), with this Dehazer's backend as its ``run_network``.
 
 Pipeline for one image of a direct model (``Dehazer.dehaze``)::
 
@@ -36,25 +36,25 @@ from __future__ import annotations
 
 import math
 import threading
-import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import cv2
 import numpy as np
 
-from odcr_cli.core.network_input import MIN_SIDE, SIZE_MULTIPLE, from_net, padded_size, to_net
 from odcr_cli.engine.backend_base import Backend
 from odcr_cli.engine.backends import choose_backend, make_backend
-from odcr_cli.engine.options import (AUTO, DEFAULT_HALO, DEFAULT_MEMORY_BUDGET_GB, BackendChoice, Device,
-                                     EngineOptions, MaxSide, Method)
-from odcr_cli.engine.readout import SCATTERING_MARGIN, Readout, model_side, readout_for
-from odcr_cli.engine.tiling import guided_upsample, pad_to_multiple, run_padded, run_tiled
+from odcr_cli.engine.options import (AUTO, CPU_AUTO_MAX_SIDE, DEFAULT_HALO, DEFAULT_MEMORY_BUDGET_GB, BackendChoice,
+                                     Device, EngineOptions, MaxSide, Method)
+from odcr_cli.engine.tiling import guided_upsample, run_padded, run_tiled
 from odcr_cli.errors import InferenceError
 from odcr_cli.files.bundled import bundled_model
-from odcr_cli.imaging.filters import shrink_to
+from odcr_cli.haze import pipeline
+from odcr_cli.haze.constants import MARGIN, MIN_SIDE, SIZE_MULTIPLE
+from odcr_cli.haze.network_input import from_net, pad_to_multiple, padded_size, shrink_to, to_net
+from odcr_cli.haze.pipeline import to_float_rgb
+from odcr_cli.haze.readout import Readout, model_side, readout_for
 
-CPU_AUTO_MAX_SIDE = 1600
 # Peak bytes per input pixel of whole-image inference, scaled to an ngf-64 generator (measured:
 # 1.3 GB at 1024^2 for torch, 3 GB for ORT, plus a margin; an int8 ORT graph keeps quantized and
 # float copies of its activations: 2,550 B/px for the ngf-32 default at 1024x768 and 1536x1152).
@@ -223,7 +223,7 @@ class Dehazer:
     def _side_within_budget(self, h: int, w: int) -> int | None:
         """``--max-side 0`` on a scattering model (which never tiles): None (the photo itself) when
         the network's estimated memory fits the budget, else the largest side that fits."""
-        m, long = 2 * SCATTERING_MARGIN, max(h, w)
+        m, long = 2 * MARGIN, max(h, w)
         budget = self.memory_budget - READOUT_BYTES_PER_PIXEL * h * w
 
         def fits(side: int) -> bool:  # the copy shrink_to makes at this side, framed by the margins
@@ -283,35 +283,27 @@ class Dehazer:
 
     def network_outputs(self, small: np.ndarray) -> dict[str, np.ndarray]:
         """The network's named outputs on ``small`` (hxwx3 float32 [0, 1], already the size it
-        should run at; :func:`run_with_margin`): what a readout's ``estimate`` takes. One pass at a time."""
+        should run at; :func:`odcr_cli.haze.pipeline.network_outputs`): what a readout's ``estimate``
+        takes. One pass at a time."""
         with self._lock:
-            return self._run_small(small)
-
-    def _run_small(self, small: np.ndarray) -> dict[str, np.ndarray]:
-        return run_with_margin(self.backend.run_outputs, small, SCATTERING_MARGIN)
+            return pipeline.network_outputs(self.backend.run_outputs, small)
 
     def _dehaze_scattering(self, rgb: np.ndarray, plan: ImageRecord) -> np.ndarray:
         """The network on a copy whose longer side is at most ``max_side`` (never tiled: InstanceNorm
         statistics are always the whole image's), J at full resolution."""
-        t0 = time.perf_counter()
         h, w = rgb.shape[:2]
         side = self.network_side(h, w)
         if side and not self._max_side:
             plan.notes.append(f"the network ran at {side} px, not the full {max(h, w)}, to stay within the "
                               f"{self.memory_budget / 1e9:g} GB memory budget")
-        small = shrink_to(rgb, side)
-        t1 = time.perf_counter()
-        outputs = self._run_small(small)  # the lock is held by _dehaze_float
-        t2 = time.perf_counter()
-        plan.net_size = small.shape[:2]
-        plan.mode = "whole" if small is rgb else "fast"
-        t_small, airlight = self.readout.estimate(small, outputs, self.strength)
-        t = self.readout.carry_t(rgb, t_small)
-        out = self.readout.invert(rgb, t, airlight)
+        # the lock is held by _dehaze_float
+        done = pipeline.dehaze(rgb, self.backend.run_outputs, self.readout, side, strength=self.strength)
+        plan.net_size = done.haze.t_small.shape[:2]
+        plan.mode = "fast" if plan.net_size != rgb.shape[:2] else "whole"
         if self.keep_transmission:
-            plan.transmission = t
-        plan.seconds = {"downscale": t1 - t0, "network": t2 - t1, "readout": time.perf_counter() - t2}
-        return out
+            plan.transmission = done.t
+        plan.seconds = done.seconds
+        return done.image
 
     def _dehaze_float(self, rgb: np.ndarray) -> tuple[np.ndarray, ImageRecord]:
         plan = ImageRecord()
@@ -319,7 +311,7 @@ class Dehazer:
             plan.mode = "identity"
             return rgb.copy(), plan
         if self.method is Method.DCP:
-            from odcr_cli.imaging.dcp import dehaze_dcp
+            from odcr_cli.haze.dcp import dehaze_dcp
             plan.mode = "dcp"
             out, t = dehaze_dcp(rgb, max_side=self._max_side, strength=self.strength, with_transmission=True)
             plan.transmission = t if self.keep_transmission else None
@@ -368,26 +360,6 @@ class Dehazer:
         return result
 
 
-def frame_for_network(small: np.ndarray, margin: int) -> tuple[np.ndarray, int]:
-    """``small`` (hxwx3 float32 [0, 1]) as a scattering network sees it: mirrored by ``margin`` px
-    on every side (reflect-101, as the network's own padding; less on tiny images), padded to the
-    network's multiple: ((1, 3, H, W) in [-1, 1], the margin m used; outputs [m:m + h, m:m + w])."""
-    h, w = small.shape[:2]
-    m = max(0, min(margin, h - 1, w - 1))
-    framed = cv2.copyMakeBorder(small, m, m, m, m, cv2.BORDER_REFLECT_101) if m else small
-    return pad_to_multiple(to_net(framed)[0])[0][None], m
-
-
-def run_with_margin(run: Callable[[np.ndarray], dict[str, np.ndarray]], small: np.ndarray,
-                    margin: int) -> dict[str, np.ndarray]:
-    """A scattering network's named outputs on ``small`` (hxwx3 float32 [0, 1]), framed by
-    :func:`frame_for_network`, run, and the spatial outputs cropped back to h x w."""
-    h, w = small.shape[:2]
-    x, m = frame_for_network(small, margin)
-    outputs = run(x)
-    return {k: (np.ascontiguousarray(v[:, :, m:m + h, m:m + w]) if v.ndim == 4 else v) for k, v in outputs.items()}
-
-
 def _limit_threads(threads: int | None) -> int | None:
     """``--threads N``: at most N CPU threads for the network (its runtime's pool) and for OpenCV
     (whose pool is one per process, so this holds for the whole process); None: each library's own
@@ -398,53 +370,4 @@ def _limit_threads(threads: int | None) -> int | None:
     return int(threads)
 
 
-LUMA = np.array([0.299, 0.587, 0.114], np.float32)
-
-
-def to_float_rgb(arr: np.ndarray) -> tuple[np.ndarray, Callable[[np.ndarray], np.ndarray]]:
-    """Array in any supported layout -> (HxWx3 float32 [0,1], function restoring layout/dtype)."""
-    if arr.ndim == 3 and arr.shape[2] == 1:
-        arr = arr[..., 0]
-        squeeze_back = True
-    else:
-        squeeze_back = False
-    if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (3, 4)):
-        raise ValueError(f"expected HxW, HxWx1, HxWx3 or HxWx4 image, got shape {arr.shape}")
-    if arr.shape[0] < 1 or arr.shape[1] < 1:
-        raise ValueError(f"empty image of shape {arr.shape}")
-    dtype = arr.dtype
-    if dtype == np.uint8:
-        scale = 255.0
-    elif dtype == np.uint16:
-        scale = 65535.0
-    elif np.issubdtype(dtype, np.floating):
-        scale = 1.0
-    else:
-        raise ValueError(f"unsupported dtype {dtype}: use uint8, uint16 or float in [0, 1]")
-    f = arr.astype(np.float32) / scale if scale != 1.0 else np.clip(np.nan_to_num(arr.astype(np.float32)), 0, 1)
-    alpha = None
-    grey = f.ndim == 2
-    if grey:
-        rgb = np.repeat(f[..., None], 3, axis=2)
-    else:
-        rgb = np.ascontiguousarray(f[..., :3])
-        if f.shape[2] == 4:
-            alpha = arr[..., 3]
-
-    def restore(out: np.ndarray) -> np.ndarray:
-        res = out @ LUMA if grey else out
-        if scale != 1.0:
-            res = np.clip(np.rint(res * scale), 0, scale).astype(dtype)
-        else:
-            res = res.astype(dtype)
-        if alpha is not None:
-            res = np.concatenate([res, alpha[..., None].astype(res.dtype)], axis=2)
-        if squeeze_back:
-            res = res[..., None]
-        return res
-
-    return rgb, restore
-
-
-__all__: Sequence[str] = ("Dehazer", "ImageRecord",
-                          "to_float_rgb", "CPU_AUTO_MAX_SIDE")
+__all__: Sequence[str] = ("Dehazer", "ImageRecord", "CPU_AUTO_MAX_SIDE")

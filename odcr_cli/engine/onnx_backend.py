@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from odcr_cli.core.network_input import SIZE_MULTIPLE
+from odcr_cli.haze.constants import SIZE_MULTIPLE
 from odcr_cli.engine.backend_base import Backend
 from odcr_cli.engine.options import Device
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Literal, TypeVar, Union
 
-from odcr_cli.core.network_input import MIN_SIDE
+from odcr_cli.haze.constants import MIN_SIDE
 from odcr_cli.errors import InferenceError
 
 
@@ -109,6 +109,7 @@ def check_strength(strength: float) -> float:
 
 DEFAULT_MEMORY_BUDGET_GB = 4.0  # above this estimate a full-resolution direct model runs in tiles
 DEFAULT_HALO = 64               # px of context around each tile
+CPU_AUTO_MAX_SIDE = 1600        # --max-side auto: a direct model's side on the CPU (larger photos: fast mode)
 
 
 @dataclass(frozen=True)

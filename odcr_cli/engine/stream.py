@@ -2,9 +2,11 @@
 flicker. Photos stay stateless (:class:`~odcr_cli.engine.dehazer.Dehazer`); a
 :class:`DehazeStream` wraps one and takes the frames of one shot after another in order.
 
-Per frame (docs/video.md says why and how the settings were measured):
+Per frame, the steps of the method's pipeline (:mod:`odcr_cli.haze.pipeline`) with state between
+frames (docs/video.md says why and how the settings were measured):
 
-1. the frame's small copy (longer side at most the Dehazer's ``max_side``, 512 by default);
+1. the frame's small copy (longer side at most the Dehazer's side, as for photos; ``--method dcp``:
+   :data:`~odcr_cli.haze.constants.MODEL_SIDE` unless ``--max-side``);
 2. a scene cut (colour histograms both far apart and shifted, ``cut`` and ``cut_shift``) resets
    everything below;
 3. the camera's motion since the last frame (:mod:`odcr_cli.imaging.motion`): what the stream
@@ -17,7 +19,7 @@ Per frame (docs/video.md says why and how the settings were measured):
    frame. The airlight is a moving average (``airlight_seconds``) that follows large changes at
    once; t may be averaged too where the scene is static (``t_seconds``, off by default);
 5. t carried to full resolution with the current frame as the guide, and J computed there, as
-   for photos (:meth:`~odcr_cli.engine.readout.ScatteringReadout.render`).
+   for photos (:func:`odcr_cli.haze.pipeline.render`).
 
 Steps 1-4 (:meth:`DehazeStream.estimate`) are cheap and sequential; step 5
 (:meth:`DehazeStream.render`) is the costly one and keeps no state, so a pipeline may render
@@ -32,11 +34,16 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from odcr_cli.engine.dehazer import Dehazer, to_float_rgb
+from odcr_cli.engine.dehazer import Dehazer
 from odcr_cli.engine.options import Method
-from odcr_cli.engine.readout import SCATTERING_MAX_SIDE, ScatteringReadout
-from odcr_cli.imaging.dcp import dcp_transmission
-from odcr_cli.imaging.filters import box, shrink_to
+from odcr_cli.haze import pipeline
+from odcr_cli.haze.constants import MODEL_SIDE
+from odcr_cli.haze.filters import box
+from odcr_cli.haze.network_input import shrink_to
+from odcr_cli.haze.pipeline import Haze, to_float_rgb
+from odcr_cli.haze.prior import dcp_transmission
+from odcr_cli.haze.readout import ScatteringReadout
+from odcr_cli.haze.transmission import with_strength
 from odcr_cli.imaging.motion import global_motion, seen_before, warp
 
 _HIST_BINS = 32
@@ -62,15 +69,6 @@ class StreamConfig:
             raise ValueError("network_every must be at least 1")
 
 
-@dataclass(frozen=True)
-class Haze:
-    """One frame's haze, from :meth:`DehazeStream.estimate`: t on the small copy (hxw, strength
-    applied, not floored) and the airlight (3,)."""
-
-    t_small: np.ndarray
-    airlight: np.ndarray
-
-
 class DehazeStream:
     """Frames of one video in order, each dehazed with the haze smoothed over time.
 
@@ -89,8 +87,8 @@ class DehazeStream:
         self.smoothed = isinstance(self.readout, ScatteringReadout)
         # the network's side as for photos (--max-side 0: full resolution as far as the memory
         # budget allows, chosen at the first frame); dcp, full resolution on photos unless
-        # --max-side, estimates on a SCATTERING_MAX_SIDE copy here unless told otherwise
-        self.side = dehazer.max_side if not dcp else dehazer.max_side or SCATTERING_MAX_SIDE
+        # --max-side, estimates on a MODEL_SIDE copy here unless told otherwise
+        self.side = dehazer.max_side if not dcp else dehazer.max_side or MODEL_SIDE
         self._side_chosen = self.side is not None or dcp
         step = 1.0 / max(fps, 1e-3)
         self._a_airlight = _blend(step, config.airlight_seconds)
@@ -130,9 +128,7 @@ class DehazeStream:
             self._airlight = self._smooth_airlight(self._airlight, airlight)
         self._luma, self._luma8, self._hist = luma, luma8, hist
         self.frames += 1
-        s = self.dehazer.strength
-        t_out = self._t if s == 1.0 else (1.0 - s * (1.0 - self._t)).astype(np.float32)
-        return Haze(t_out, self._airlight.copy())
+        return Haze(with_strength(self._t, self.dehazer.strength), self._airlight.copy())
 
     def _motion(self, luma8: np.ndarray) -> np.ndarray:
         """The camera's motion since the last frame, where something moves with it (the network's
@@ -186,7 +182,7 @@ class DehazeStream:
 
     def render(self, rgb: np.ndarray, haze: Haze) -> np.ndarray:
         """HxWx3 float32 [0, 1] frame and its haze -> the dehazed frame (step 5; no state)."""
-        return self.readout.render(rgb, haze.t_small, haze.airlight)
+        return pipeline.render(rgb, haze, self.readout)[0]
 
     # -- one call per frame -------------------------------------------------------------------------
     def push(self, frame: np.ndarray) -> np.ndarray:

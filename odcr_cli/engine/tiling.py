@@ -1,9 +1,9 @@
 """Image-space numerics shared by whole-image, tiled and fast-mode inference (numpy + OpenCV only).
 
-Padding to the network's multiple of 4, overlapping feathered tiling (used with frozen
-InstanceNorm statistics by the torch backend and with per-tile statistics by ONNX) and the
-guided (colour-affine) upsampling of fast mode live here, apart from any backend. No torch
-import, so the ONNX path stays torch-free.
+Overlapping feathered tiling (used with frozen InstanceNorm statistics by the torch backend and
+with per-tile statistics by ONNX) and the guided (colour-affine) upsampling of fast mode live here,
+apart from any backend (the padding to the network's multiple is
+:mod:`odcr_cli.haze.network_input`'s). No torch import, so the ONNX path stays torch-free.
 """
 
 from __future__ import annotations
@@ -14,20 +14,10 @@ from typing import Callable
 import cv2
 import numpy as np
 
-from odcr_cli.core.network_input import SIZE_MULTIPLE, from_net, padded_size, to_net
-from odcr_cli.imaging.filters import box
 from odcr_cli.engine.options import DEFAULT_HALO
-
-
-
-def pad_to_multiple(chw: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
-    """(C, H, W) -> reflect-padded (C, H', W') with H', W' multiples of 4 and >= 16."""
-    _, h, w = chw.shape
-    ph, pw = padded_size(h) - h, padded_size(w) - w
-    if ph == 0 and pw == 0:
-        return chw, (h, w)
-    mode = "reflect" if min(h, w) > 1 else "edge"  # numpy's reflect repeats for large pads
-    return np.pad(chw, ((0, 0), (0, ph), (0, pw)), mode=mode), (h, w)
+from odcr_cli.haze.constants import SIZE_MULTIPLE
+from odcr_cli.haze.filters import box
+from odcr_cli.haze.network_input import from_net, pad_to_multiple, to_net
 
 
 def run_padded(run: Callable[[np.ndarray], np.ndarray], rgb: np.ndarray) -> np.ndarray:
@@ -116,4 +106,4 @@ def guided_upsample(low_in: np.ndarray, low_out: np.ndarray, full_in: np.ndarray
     return np.clip(out, 0.0, 1.0, out=out)
 
 
-__all__ = ("pad_to_multiple", "run_padded", "run_tiled", "guided_upsample")
+__all__ = ("run_padded", "run_tiled", "guided_upsample")

@@ -22,7 +22,9 @@ import cv2
 import numpy as np
 
 from odcr_cli.errors import SynthesisError
-from odcr_cli.imaging.filters import guided_filter
+from odcr_cli.haze.constants import PATCH
+from odcr_cli.haze.filters import guided_filter
+from odcr_cli.haze.prior import dark_channel
 
 
 @dataclass(frozen=True)
@@ -95,7 +97,7 @@ def plausible_depth(clear: np.ndarray, params: HazeParams, rng: np.random.Genera
     depth = np.repeat(column[:, None], w, axis=1)
 
     # bright, desaturated regions (sky, distant haze-free bright) are far: the dark channel
-    dark = cv2.erode(clear.min(axis=2).astype(np.float32), np.ones((15, 15), np.uint8))
+    dark = dark_channel(clear.astype(np.float32), PATCH)
     depth = np.maximum(depth, np.clip((dark - 0.6) / 0.3, 0.0, 1.0))
 
     if variation > 0:

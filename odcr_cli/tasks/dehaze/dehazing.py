@@ -25,6 +25,7 @@ from odcr_cli import __version__
 from odcr_cli.errors import ImageReadError, OdcrError
 from odcr_cli.files.fsutil import atomic_output, remove_stale_temps
 from odcr_cli.files.imageio import FORMAT_EXT, ImageData, encode_image, format_for_ext, read_image
+from odcr_cli.haze.constants import T_MIN
 from odcr_cli.tasks.dehaze.options import DehazeOptions, transmission_paths
 from odcr_cli.tasks.dehaze.plan import STDIO, InputSet, Job, Plan, job_outputs, parse_shard, plan_run
 
@@ -418,12 +419,12 @@ def run_dehaze(opts: DehazeOptions, dehazer: DehazerLike | None = None, progress
 
 
 def _write_transmission(output: str, t: np.ndarray) -> None:
-    """t (0..1 -> 0..65535) and the relative depth -ln t (0 at t = 1, 65535 at t = 0.1, the floor of
-    t) as 16-bit grey PNGs beside ``output``, each atomically."""
+    """t (0..1 -> 0..65535) and the relative depth -ln t (0 at t = 1, 65535 at the floor of t,
+    ``T_MIN``) as 16-bit grey PNGs beside ``output``, each atomically."""
     import cv2
     import numpy as np
 
-    depth = -np.log(np.clip(t, 0.1, 1.0)) / -np.log(0.1)
+    depth = -np.log(np.clip(t, T_MIN, 1.0)) / -np.log(T_MIN)
     for path, values in zip(transmission_paths(output), (t, depth)):
         ok, data = cv2.imencode(".png", np.clip(np.rint(values * 65535.0), 0, 65535).astype(np.uint16))
         with atomic_output(path) as fh:

@@ -20,7 +20,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from odcr_cli.engine.dehazer import to_float_rgb
+from odcr_cli.haze.pipeline import to_float_rgb
 from odcr_cli.engine.stream import DehazeStream
 from odcr_cli.files.fsutil import atomic_path
 from odcr_cli.files.video import Frame, VideoReadError, VideoReader, VideoWriter

@@ -8,7 +8,7 @@ Conventions (what the numbers mean exactly)
   image's full resolution. By default each learned method runs as ``odcr dehaze`` runs it (the
   bundled models on ONNX Runtime with their int8 graphs on the CPU, PyTorch with ``backend="torch"``;
   scattering models: the network on a copy whose longer side is at most the model's side,
-  ``engine.readout.model_side``, t guided-upsampled; direct models: the network at full resolution for
+  ``haze.readout.model_side``, t guided-upsampled; direct models: the network at full resolution for
   photos up to 1600 px on the CPU, which covers every dev pair). ``max_side=N`` (``--max-side``)
   puts every learned method's network on a copy whose longer side is at most N; 0 = the network
   at full resolution.
@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 
-from odcr_cli.core.network_input import MIN_SIDE
+from odcr_cli.haze.constants import MIN_SIDE
 from odcr_cli.engine.options import Device
 from odcr_cli.errors import EvaluationError, FadeError
 from odcr_cli.files.imageio import read_rgb8
@@ -348,7 +348,8 @@ def evaluate_generator_on_pairs(generator: object, hazy_dir: str | Path, gt_dir:
     """Mean PSNR/SSIM of an in-memory generator on a paired folder (training's validation).
 
     Same pairing, GT cropping, inference (the network's side chosen as ``odcr dehaze`` and
-    ``odcr evaluate`` choose it: at most 384 px and its margin for a scattering model) and metrics as ``odcr evaluate``.
+    ``odcr evaluate`` choose it: for a scattering model the side it records or ``MODEL_SIDE``, and
+    the method's margin) and metrics as ``odcr evaluate``.
     """
     from odcr_cli.engine.dehazer import Dehazer
     from odcr_cli.engine.torch_backend import TorchBackend

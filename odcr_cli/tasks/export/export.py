@@ -42,9 +42,9 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 
 from odcr_cli import __version__
-from odcr_cli.core.network_input import SIZE_MULTIPLE
+from odcr_cli.haze.constants import SIZE_MULTIPLE
 from odcr_cli.imaging.metrics import psnr as psnr_of
-from odcr_cli.engine.readout import readout_for
+from odcr_cli.haze.readout import readout_for
 from odcr_cli.errors import ExportCheckError, ExportError, ImageReadError
 from odcr_cli.tasks.export.onnx_fp16 import convert_to_fp16, store_weights_fp16
 from odcr_cli.tasks.export.onnx_int8 import quantize_int8
@@ -52,7 +52,7 @@ from odcr_cli.tasks.export.onnx_int8 import quantize_int8
 if TYPE_CHECKING:
     import torch
 
-    from odcr_cli.engine.readout import Readout
+    from odcr_cli.haze.readout import Readout
     from odcr_cli.files.weights_io import LoadedGenerator
 
 DEFAULT_OPSET = 17
@@ -129,7 +129,7 @@ def synthetic_photo(height: int, width: int, seed: int = 0) -> np.ndarray:
 def _load_check_image(path: Path, max_side: int) -> np.ndarray:
     """``path`` as (H, W, 3) uint8 RGB, downscaled so that its longer side is at most ``max_side``."""
     from odcr_cli.files.imageio import read_rgb8
-    from odcr_cli.imaging.filters import shrink_to
+    from odcr_cli.haze.network_input import shrink_to
 
     try:
         return shrink_to(read_rgb8(path), max_side)
@@ -273,7 +273,7 @@ def _doc_string(readout_kind: str) -> str:
     return ("odcr dehazing generator: input 'input' float32 NCHW RGB in [-1,1], H and W multiples "
             f"of {SIZE_MULTIPLE}; " + ("output 'output' the same." if readout_kind == "image" else
                                        "outputs 't' (N,1,H,W) and 'airlight_correction' (N,3); "
-                                       "odcr_cli.engine.readout turns them into the clear image."))
+                                       "odcr_cli.haze.readout turns them into the clear image."))
 
 
 def _trace(graph: "torch.nn.Module", path: Path, opset: int, output_names: Sequence[str],

@@ -20,32 +20,30 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from odcr_cli.core.network_input import to_net
-from odcr_cli.engine.dehazer import to_float_rgb
-from odcr_cli.engine.readout import SCATTERING_MARGIN, model_side
-from odcr_cli.engine.tiling import pad_to_multiple
 from odcr_cli.errors import ExportError
 from odcr_cli.files.imageio import read_image
-from odcr_cli.imaging.filters import shrink_to
+from odcr_cli.haze.constants import MARGIN
+from odcr_cli.haze.pipeline import network_input, to_float_rgb
+from odcr_cli.haze.readout import model_side
 
 QUANTIZED_OPS = ("Conv", "ConvTranspose")
-CALIBRATION_SIDE = 512  # a direct model's; a scattering model is calibrated at its own side (below)
+CALIBRATION_SIDE = 512  # a direct model's; a scattering model is calibrated as it runs (below)
 
 
-def calibration_side(generator_config: dict) -> int:
-    """The longer side the network sees in ``odcr dehaze``: a scattering model's side framed by its
-    two margins (448 px for a 384-px model, 384 for the 320-px default student), else ``CALIBRATION_SIDE``."""
+def calibration_framing(generator_config: dict) -> tuple[int, int]:
+    """(side, margin) of the network's input in ``odcr dehaze``: a scattering model's side and the
+    method's margin (the default student: 320 px framed by 32), else ``CALIBRATION_SIDE`` unframed."""
     if generator_config.get("output") == "scattering":
-        return model_side(generator_config) + 2 * SCATTERING_MARGIN
-    return CALIBRATION_SIDE
+        return model_side(generator_config), MARGIN
+    return CALIBRATION_SIDE, 0
 
 
-def calibration_inputs(photos: Sequence[Path], side: int = CALIBRATION_SIDE) -> Iterator[np.ndarray]:
-    """Each photo as the network sees it: longer side at most ``side``, (1, 3, H, W) in [-1, 1]."""
+def calibration_inputs(photos: Sequence[Path], side: int = CALIBRATION_SIDE, margin: int = 0) -> Iterator[np.ndarray]:
+    """Each photo as the network sees it (:func:`odcr_cli.haze.pipeline.network_input`): longer
+    side at most ``side``, framed by ``margin``, (1, 3, H, W) in [-1, 1]."""
     for path in photos:
         rgb, _ = to_float_rgb(read_image(path).pixels)
-        rgb = shrink_to(rgb, side)
-        yield pad_to_multiple(to_net(rgb)[0])[0][None]
+        yield network_input(rgb, side, margin)
 
 
 def quantize_int8(src: Path, dst: Path, photos: Sequence[Path]) -> None:
@@ -60,11 +58,11 @@ def quantize_int8(src: Path, dst: Path, photos: Sequence[Path]) -> None:
     model = onnx.load(str(src))
     input_name = model.graph.input[0].name
     metadata = {p.key: p.value for p in model.metadata_props}
-    side = calibration_side(json.loads(metadata.get("generator_config") or "{}"))
+    side, margin = calibration_framing(json.loads(metadata.get("generator_config") or "{}"))
 
     class Photos(CalibrationDataReader):
         def __init__(self) -> None:
-            self.inputs = calibration_inputs(photos, side)
+            self.inputs = calibration_inputs(photos, side, margin)
 
         def get_next(self) -> dict[str, np.ndarray] | None:
             x = next(self.inputs, None)
@@ -79,7 +77,7 @@ def quantize_int8(src: Path, dst: Path, photos: Sequence[Path]) -> None:
     finally:
         prepared.unlink(missing_ok=True)
     quantized = onnx.load(str(dst))
-    metadata.update(precision="int8", calibration=f"{len(photos)} photos, min/max, side {side}",
+    metadata.update(precision="int8", calibration=f"{len(photos)} photos, min/max, side {side}, margin {margin}",
                     quantization="QDQ: Conv/ConvTranspose int8 weights (7-bit range) per channel, uint8 activations; "
                              "rest float32")
     del quantized.metadata_props[:]

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from odcr_cli.core.network_input import to_signed, to_unit
+from odcr_cli.haze.network_input import to_signed, to_unit
 from odcr_cli.errors import ImageReadError, TrainingError
 from odcr_cli.files.folders import list_images
 from odcr_cli.files.imageio import read_rgb8

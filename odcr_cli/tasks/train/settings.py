@@ -86,7 +86,7 @@ class TrainConfig:
 
 def check_options(config: TrainConfig) -> None:
     """The values no layer below checks, as one-line TrainingErrors naming the flag."""
-    from odcr_cli.core.network_input import MIN_SIDE, SIZE_MULTIPLE  # numpy: not at the command line's start
+    from odcr_cli.haze.constants import MIN_SIDE, SIZE_MULTIPLE
 
     if config.preprocess not in PREPROCESS:
         raise TrainingError(f"unknown --preprocess {config.preprocess!r}")

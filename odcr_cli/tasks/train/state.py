@@ -30,7 +30,7 @@ from odcr_cli import __version__
 from odcr_cli.core.configs import MethodConfig
 from odcr_cli.core.configs import GeneratorConfig
 from odcr_cli.core.methods import ContrastiveModel
-from odcr_cli.core.network_input import to_unit
+from odcr_cli.haze.network_input import to_unit
 from odcr_cli.core.stiefel import StiefelSGD
 from odcr_cli.errors import InferenceError, TrainingDiverged, TrainingError
 from odcr_cli.tasks.train.settings import TrainConfig

@@ -1,30 +1,21 @@
-"""Edge-aware smoothing shared by the dark channel prior, synthetic haze, fast mode and the
-scattering readout: a reflect-bordered box filter, the grey-guide guided filter (He, Sun, Tang,
-ECCV 2010) and the guided upsampling of a transmission map.
-numpy + OpenCV only (``cv2.boxFilter``; no ``cv2.ximgproc``)."""
+"""Edge-aware smoothing in numpy + OpenCV (``cv2.boxFilter``; no ``cv2.ximgproc``): a
+reflect-bordered box filter, the grey-guide guided filter (He, Sun, Tang, ECCV 2010;
+:mod:`odcr_cli.haze.guided`) and the carrying of a small copy's transmission up to the photo.
+Shared by the prior, the readout, the inversion, synthetic haze and fast mode."""
 
 from __future__ import annotations
 
 import cv2
 import numpy as np
 
-from odcr_cli.core import guided
+from odcr_cli.haze import guided
+from odcr_cli.haze.constants import EPS
 
 
 def box(a: np.ndarray, r: int) -> np.ndarray:
     """Mean over (2r+1)x(2r+1) windows, per channel, borders reflected without repeating the edge
-    pixel (as torch's ``reflect`` in :func:`odcr_cli.core.haze.box_filter`)."""
+    pixel (as torch's ``reflect`` in :func:`odcr_cli.haze.prior_torch.box_filter`)."""
     return cv2.boxFilter(a, -1, (2 * r + 1, 2 * r + 1), normalize=True, borderType=cv2.BORDER_REFLECT_101)
-
-
-def shrink_to(rgb: np.ndarray, max_side: int | None) -> np.ndarray:
-    """A copy whose longer side is at most ``max_side``, area-averaged (``rgb`` itself when it fits
-    or ``max_side`` is None/0): the small copy that the networks, ``dcp@N`` and int8 calibration see."""
-    h, w = rgb.shape[:2]
-    if not max_side or max(h, w) <= max_side:
-        return rgb
-    s = max_side / max(h, w)
-    return cv2.resize(rgb, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
 
 
 def guided_filter(guide: np.ndarray, src: np.ndarray, r: int, eps: float) -> np.ndarray:
@@ -32,7 +23,7 @@ def guided_filter(guide: np.ndarray, src: np.ndarray, r: int, eps: float) -> np.
     return guided.guided_filter(box, guide, src, r, eps)
 
 
-def upsample_transmission(t_small: np.ndarray, full_rgb: np.ndarray, eps: float = 1e-3) -> np.ndarray:
+def upsample_transmission(t_small: np.ndarray, full_rgb: np.ndarray, eps: float = EPS) -> np.ndarray:
     """hxw transmission -> HxW: bilinear, then a guided filter whose guide is the full-resolution
     grey photo, so that t follows the photo's edges (radius: half of ``dehaze_dcp``'s, as the
     radius measured for the dark channel prior on a reduced copy; docs/scattering.md). Shared by scattering models

@@ -1,8 +1,8 @@
-"""Haze estimation in torch: transmission from a logit, the dark channel, the atmospheric-light
-rule and the dark-channel-prior transmission with guided-filter refinement (He, Sun, Tang 2009,
-2010). Pure functions of batched tensors (B, C, H, W) in [0, 1]; they mirror the numpy versions
-in ``odcr_cli.imaging.dcp`` (same windows, same reflect borders, same top fraction), so that a model's
-training (here) and its inference (numpy) estimate the same airlight.
+"""The dark channel prior in torch, for training: the dark channel, the atmospheric-light rule and
+the prior's transmission with guided-filter refinement (He, Sun, Tang 2009, 2010). Pure functions
+of batched tensors (B, C, H, W) in [0, 1], the same functions as the numpy ones of
+:mod:`odcr_cli.haze.prior` (same windows, same reflect borders, same top fraction), so that a
+model's training (here) and its inference (numpy) estimate the same airlight and prior.
 """
 
 from __future__ import annotations
@@ -11,21 +11,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from odcr_cli.core import guided, prior
-from odcr_cli.core.prior import AIRLIGHT_FLOOR
-from odcr_cli.core.scattering import PRIOR_CLAMP
-
-
-def transmission_from_logit(logit: Tensor, t_min: float) -> Tensor:
-    """t = t_min + (1 - t_min) sigmoid(logit): any real logit -> t in (t_min, 1)."""
-    return t_min + (1.0 - t_min) * torch.sigmoid(logit)
-
-
-def prior_logit(t: Tensor, t_min: float) -> Tensor:
-    """Inverse of :func:`transmission_from_logit` for a prior transmission t, clamped so that a
-    zero residual reproduces t wherever t_min + 1% <= t <= 99%."""
-    u = ((t - t_min) / (1.0 - t_min)).clamp(PRIOR_CLAMP, 1.0 - PRIOR_CLAMP)
-    return torch.log(u) - torch.log1p(-u)
+from odcr_cli.haze import guided
+from odcr_cli.haze.constants import AIRLIGHT_FLOOR, EPS, LUMA, OMEGA, PATCH, TOP
+from odcr_cli.haze.prior import patch_for, radius_for
 
 
 def _reflect_pad(x: Tensor, r: int) -> Tensor:
@@ -47,7 +35,7 @@ def dark_channel(rgb: Tensor, patch: int) -> Tensor:
 
 def brightest(values: Tensor, n: int) -> Tensor:
     """(B, N) -> (B, n) indices of the n largest values of each row; ties go to the lowest index
-    (as :func:`odcr_cli.imaging.dcp.atmospheric_light`), so the two agree on plateaus."""
+    (as :func:`odcr_cli.haze.prior.atmospheric_light`), so the two agree on plateaus."""
     threshold = values.topk(n, dim=1).values[:, -1:]  # (B, 1) the n-th largest
     position = torch.arange(values.shape[1], device=values.device).expand_as(values)
     # above the threshold first, then the tied ones by position: one key that sorts both
@@ -55,12 +43,12 @@ def brightest(values: Tensor, n: int) -> Tensor:
     return key.topk(n, dim=1, largest=False, sorted=False).indices
 
 
-def estimate_airlight(rgb: Tensor, patch: int = prior.PATCH, top: float = prior.TOP) -> Tensor:
+def estimate_airlight(rgb: Tensor, patch: int = PATCH, top: float = TOP) -> Tensor:
     """(B, 3, H, W) in [0, 1] -> (B, 3): mean colour at the ``top`` fraction of the brightest
     dark-channel pixels of each image, floored. No gradient (a rule, not a model)."""
     with torch.no_grad():
         b, _, h, w = rgb.shape
-        dark = dark_channel(rgb, prior.patch_for(h, w, patch)).reshape(b, -1)
+        dark = dark_channel(rgb, patch_for(h, w, patch)).reshape(b, -1)
         n = max(1, int(h * w * top))
         idx = brightest(dark, n)  # (B, n)
         colours = torch.gather(rgb.reshape(b, 3, -1), 2, idx[:, None, :].expand(b, 3, n))
@@ -77,22 +65,19 @@ def guided_filter(guide: Tensor, src: Tensor, r: int, eps: float) -> Tensor:
     return guided.guided_filter(box_filter, guide, src, r, eps)
 
 
-LUMA = (0.299, 0.587, 0.114)
-
-
 def grey(rgb: Tensor) -> Tensor:
     """(B, 3, H, W) -> (B, 1, H, W) luma (OpenCV's RGB2GRAY weights)."""
     w = rgb.new_tensor(LUMA).view(1, 3, 1, 1)
     return (rgb * w).sum(dim=1, keepdim=True)
 
 
-def dcp_transmission(rgb: Tensor, airlight: Tensor, patch: int = prior.PATCH, omega: float = prior.OMEGA,
-                     radius: int | None = None, eps: float = prior.EPS) -> Tensor:
-    """Dark-channel-prior transmission, guided-filter refined, as ``odcr_cli.imaging.dcp``:
+def dcp_transmission(rgb: Tensor, airlight: Tensor, patch: int = PATCH, omega: float = OMEGA,
+                     radius: int | None = None, eps: float = EPS) -> Tensor:
+    """Dark-channel-prior transmission, guided-filter refined, as :func:`odcr_cli.haze.prior.dcp_transmission`:
     rgb (B, 3, H, W) in [0, 1], airlight (B, 3) -> t (B, 1, H, W), clamped to [0, 1].
     No gradient: a target for the warm start, not part of the model."""
     with torch.no_grad():
         h, w = rgb.shape[-2:]
-        radius, patch = prior.radius_for(h, w, radius), prior.patch_for(h, w, patch)
+        radius, patch = radius_for(h, w, radius), patch_for(h, w, patch)
         t = 1.0 - omega * dark_channel(rgb / airlight[:, :, None, None], patch)
         return guided_filter(grey(rgb), t, radius, eps).clamp(0.0, 1.0)

@@ -1,6 +1,6 @@
 """The grey-guide guided filter (He, Sun and Tang, ECCV 2010), written once for any array type:
-numpy callers (:mod:`odcr_cli.imaging.filters`, OpenCV's box mean) and torch callers
-(:mod:`odcr_cli.core.haze`, average pooling) pass their own box mean. No imports: plain arithmetic."""
+numpy callers (:mod:`odcr_cli.haze.filters`, OpenCV's box mean) and torch callers
+(:mod:`odcr_cli.haze.prior_torch`, average pooling) pass their own box mean. No imports: plain arithmetic."""
 
 from __future__ import annotations
 

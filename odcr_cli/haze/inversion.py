@@ -12,7 +12,7 @@ plain inversion; in flat fog and sky the colour noise keeps its input amplitude.
 the plain inversion: damping it too costs fidelity and FADE (it counts fine luma contrast as
 clarity) for little visible gain. See docs/scattering.md.
 
-numpy + OpenCV, on top of the one definition of the inversion (``odcr_cli.core.scattering``);
+numpy + OpenCV, on top of the one definition of the inversion (``odcr_cli.haze.scattering``);
 the weight costs a grey conversion and a few box filters at full resolution.
 """
 
@@ -21,8 +21,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from odcr_cli.core.scattering import remove_haze
-from odcr_cli.imaging.filters import box
+from odcr_cli.haze.filters import box
+from odcr_cli.haze.scattering import remove_haze
 
 # sigma: the luma detail amplitude (in [0, 1] units, ~6 levels of 255) below which a region
 # counts as flat, measured over (2 FLAT_RADIUS + 1)^2 pixels; CHROMA_RADIUS: the box whose mean
@@ -38,7 +38,7 @@ def remove_haze_flat_aware(hazy: np.ndarray, t: np.ndarray, airlight: np.ndarray
                            sigma: float = FLAT_SIGMA) -> np.ndarray:
     """hazy (H, W, 3) float32 in [0, 1], t (H, W) or (H, W, 1) floored (> 0), airlight (3,) ->
     J (H, W, 3) float32, not clipped. ``sigma`` 0 gives the plain inversion
-    (:func:`odcr_cli.core.scattering.remove_haze`)."""
+    (:func:`odcr_cli.haze.scattering.remove_haze`)."""
     t2 = t.reshape(t.shape[0], t.shape[1])
     out = remove_haze(hazy, t2[..., None], np.asarray(airlight, np.float32).reshape(3)).astype(np.float32, copy=False)
     if sigma <= 0:

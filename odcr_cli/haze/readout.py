@@ -8,8 +8,10 @@
   to full resolution by a guided filter with the photo as guide, and J = (I - A) / t + A is
   computed at full resolution, so every pixel of the photo's own detail is kept; where the
   photo is flat its detail (noise, JPEG blocks) keeps its own amplitude instead of gaining 1 / t
-  (``odcr_cli.imaging.inversion``). ``--strength`` scales the haze removed, t -> 1 - s (1 - t),
-  here where t is known.
+  (:mod:`odcr_cli.haze.inversion`). ``--strength`` scales the haze removed, t -> 1 - s (1 - t)
+  (:mod:`odcr_cli.haze.transmission`), here where t is known.
+
+The order of these steps, and the network's framing, is :mod:`odcr_cli.haze.pipeline`'s.
 """
 
 from __future__ import annotations
@@ -19,30 +21,29 @@ from typing import Mapping
 
 import numpy as np
 
-from odcr_cli.core import prior
-from odcr_cli.core.scattering import PRIOR_CLAMP, output_names
-from odcr_cli.imaging.dcp import atmospheric_light, dark_channel, dcp_transmission
-from odcr_cli.imaging.filters import upsample_transmission
-from odcr_cli.imaging.inversion import FLAT_SIGMA, remove_haze_flat_aware
+from odcr_cli.haze.constants import AIRLIGHT_FLOOR, MODEL_SIDE, PATCH, T_MIN, TOP
+from odcr_cli.haze.filters import upsample_transmission
+from odcr_cli.haze.inversion import FLAT_SIGMA, remove_haze_flat_aware
+from odcr_cli.haze.prior import airlight_rule, dcp_transmission
+from odcr_cli.haze.transmission import transmission_from_residual, with_strength
 
 Outputs = Mapping[str, np.ndarray]
 
-# Scattering models run the network on a copy whose longer side is at most this, on every device
-# (t is smooth; the photo's detail comes from the full-resolution inversion), framed by
-# SCATTERING_MARGIN px of mirrored context that is cropped off its outputs: the network's
-# zero-padded strided convolutions bend its t within about 40 px of an edge (a band along a flat
-# sky), and the margin moves that out of the photo. 384 + 32 px scored above 512 px without a
-# margin on the dev pairs, on 20 % fewer network pixels (benchmarks/readout_arms.py --side --pad;
-# the table is in docs/scattering.md).
-SCATTERING_MAX_SIDE = 384
-SCATTERING_MARGIN = 32
+
+def output_names(output: str, t_prior: str = "none") -> tuple[str, ...]:
+    """Names of what a generator predicts, in the order of its ONNX outputs: ``image`` for the
+    paper's output; for scattering ``t`` (or ``t_residual`` on the DCP prior) and the airlight
+    correction. One definition for the networks (torch) and the readout (numpy)."""
+    if output == "image":
+        return ("image",)
+    return ("t_residual" if t_prior == "dcp" else "t", "airlight_correction")
 
 
 def model_side(generator_config: Mapping) -> int:
     """The side a scattering model's network runs at by default: the one it records
-    (``inference_side``, a student distilled to run smaller), else :data:`SCATTERING_MAX_SIDE`."""
+    (``inference_side``, a student distilled to run smaller), else :data:`~odcr_cli.haze.constants.MODEL_SIDE`."""
     side = generator_config.get("inference_side", 0)
-    return side if isinstance(side, int) and side > 0 else SCATTERING_MAX_SIDE  # damaged metadata is no error
+    return side if isinstance(side, int) and side > 0 else MODEL_SIDE  # damaged metadata is no error
 
 
 @dataclass(frozen=True)
@@ -62,9 +63,9 @@ class ScatteringReadout:
     residual ``t_residual`` (1, 1, h, w) on the dark-channel-prior transmission of the network's
     input; and ``airlight_correction`` (1, 3)."""
 
-    t_min: float = 0.1
-    airlight_patch: int = 15
-    airlight_top: float = 0.001
+    t_min: float = T_MIN
+    airlight_patch: int = PATCH
+    airlight_top: float = TOP
     t_prior: str = "none"
     flat_sigma: float = FLAT_SIGMA  # 0: the plain inversion, noise amplified by 1 / t everywhere
     kind: str = "scattering"
@@ -76,9 +77,7 @@ class ScatteringReadout:
 
     def airlight_rule(self, net_in: np.ndarray) -> np.ndarray:
         """(3,) the dark-channel rule's airlight of the network's input (before the network's correction)."""
-        h, w, _ = net_in.shape
-        return atmospheric_light(net_in, dark_channel(net_in, prior.patch_for(h, w, self.airlight_patch)),
-                                 self.airlight_top)
+        return airlight_rule(net_in, self.airlight_patch, self.airlight_top)
 
     def estimate(self, net_in: np.ndarray, outputs: Outputs, strength: float = 1.0,
                  rule: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -94,23 +93,13 @@ class ScatteringReadout:
             rule = self.airlight_rule(net_in) if rule is None else rule
         else:
             t_dcp, rule = dcp_transmission(net_in, patch=self.airlight_patch, top=self.airlight_top, airlight=rule)
-            u = np.clip((np.clip(t_dcp, 0.0, 1.0) - self.t_min) / (1.0 - self.t_min), PRIOR_CLAMP, 1.0 - PRIOR_CLAMP)
-            logit = outputs["t_residual"][0, 0, :h, :w] + np.log(u) - np.log1p(-u)
-            t = (self.t_min + (1.0 - self.t_min) / (1.0 + np.exp(-logit))).astype(np.float32)
-        if strength != 1.0:
-            t = (1.0 - strength * (1.0 - t)).astype(np.float32)
+            t = transmission_from_residual(outputs["t_residual"][0, 0, :h, :w], t_dcp, self.t_min)
         correction = np.asarray(outputs["airlight_correction"], np.float32).reshape(-1)[:3]
-        return t, np.clip(rule + correction, prior.AIRLIGHT_FLOOR, 1.0).astype(np.float32)
-
-    def render(self, full_in: np.ndarray, t_small: np.ndarray, airlight: np.ndarray) -> np.ndarray:
-        """J of ``full_in`` (HxWx3), in [0, 1], from the t of ``full_in`` or of a smaller copy of it
-        (:meth:`carry_t`). Stateless: video renders its frames with it, on several threads
-        (:mod:`odcr_cli.engine.stream`)."""
-        return self.invert(full_in, self.carry_t(full_in, t_small), airlight)
+        return with_strength(t, strength), np.clip(rule + correction, AIRLIGHT_FLOOR, 1.0).astype(np.float32)
 
     def carry_t(self, full_in: np.ndarray, t_small: np.ndarray) -> np.ndarray:
-        """hxw ``t_small`` carried to ``full_in`` (HxWx3) by a guided filter whose guide is the
-        photo, floored at ``t_min``: HxW float32."""
+        """hxw ``t_small`` (of ``full_in`` or of a smaller copy of it) carried to ``full_in``
+        (HxWx3) by a guided filter whose guide is the photo, floored at ``t_min``: HxW float32."""
         same = t_small.shape == full_in.shape[:2]  # the network saw the photo itself: nothing to carry
         t = np.maximum(t_small, self.t_min) if same else upsample_transmission(t_small, full_in)
         return np.maximum(t, self.t_min, out=t)
@@ -130,7 +119,7 @@ def readout_for(generator_config: Mapping | None) -> Readout:
     config = dict(generator_config or {})
     if config.get("output", "image") != "scattering":
         return ImageReadout()
-    return ScatteringReadout(t_min=float(config.get("t_min", 0.1)),
-                             airlight_patch=int(config.get("airlight_patch", 15)),
-                             airlight_top=float(config.get("airlight_top", 0.001)),
+    return ScatteringReadout(t_min=float(config.get("t_min", T_MIN)),
+                             airlight_patch=int(config.get("airlight_patch", PATCH)),
+                             airlight_top=float(config.get("airlight_top", TOP)),
                              t_prior=str(config.get("t_prior", "none")))
