@@ -8,7 +8,8 @@ Several generators (checkpoints of one run) are averaged uniformly before shippi
 Writes ``weights/NAME.safetensors`` (with its metadata: name, method, iterations, training data,
 recipe), its parity-checked ONNX export ``weights/NAME.onnx`` (what ``odcr dehaze`` runs on the
 CPU; ``--int8 CALIB_DIR``: with int8 convolutions calibrated on those photos; ``--no-onnx``: none,
-for a direct model, which PyTorch runs twice as fast on the CPU), the model's entry in ``weights/models.json`` (``--default`` makes it the default) and
+for a direct model, which PyTorch runs twice as fast on the CPU), the model's entry in ``weights/models.json`` (``--default`` makes it the default; ``--recipe`` the
+commands that made it; its dev-pair metrics are added by ``scripts/record_metrics.py``) and
 ``weights/SHA256SUMS``, which ``odcr dehaze`` verifies. With ``--fp16`` the tensors are
 stored in half precision, and the script refuses to ship unless the fp16 model's outputs match the
 fp32 ones at >= 45 dB PSNR on the photos of ``--check-dir``.
@@ -29,6 +30,7 @@ from odcr_cli.files.bundled import MANIFEST_NAME, REGISTRY_NAME
 from odcr_cli.core.networks import count_parameters
 from odcr_cli.tasks.export.export import export_onnx
 from odcr_cli.haze.network_input import SIZE_MULTIPLE, to_signed, to_uint8
+from odcr_cli.haze.readout import model_side
 from odcr_cli.files.folders import list_images
 from odcr_cli.imaging.metrics import psnr
 from odcr_cli.files.weights_io import average_generators, load_generator, save_generator
@@ -63,6 +65,8 @@ def main() -> None:
                     help="ship the ONNX export with int8 convolutions, calibrated on the photos of this folder "
                          "(training photos, never the dev data): what odcr dehaze runs on the CPU")
     ap.add_argument("--no-onnx", action="store_true", help="ship no ONNX export (a direct model runs on PyTorch)")
+    ap.add_argument("--recipe", action="append", default=[], metavar="COMMAND",
+                    help="repeatable: the commands that made the model, in order (kept in models.json)")
     args = ap.parse_args()
     if args.no_onnx and args.int8:
         ap.error("--int8 needs the ONNX export; drop --no-onnx")
@@ -93,9 +97,14 @@ def main() -> None:
         export_onnx(target, onnx_target, check_images=photos, int8_calibration=calibration)
     registry_path = folder / REGISTRY_NAME
     registry = json.loads(registry_path.read_text()) if registry_path.is_file() else {"default": args.name, "models": []}
-    entry = {"name": args.name, "kind": generator.config.output, "weights": target.name,
+    config = generator.config.to_dict()
+    scattering = config["output"] == "scattering"
+    # the dev-pair metrics are the new weights' to measure: scripts/record_metrics.py adds them
+    entry = {"name": args.name, "kind": config["output"], "weights": target.name,
              "onnx": onnx_target.name if onnx_target else None,
-             "parameters": count_parameters(generator), "summary": args.summary}
+             "parameters": count_parameters(generator), "summary": args.summary,
+             "side": model_side(config) if scattering else None, "t_prior": config.get("t_prior", "none"),
+             "metrics": None, "recipe": args.recipe}
     registry["models"] = [m for m in registry["models"] if m["name"] != args.name] + [entry]
     if args.default:
         registry["default"] = args.name

@@ -13,7 +13,7 @@ from odcr_cli.cli.common import fail
 def models_command(
     json_out: bool = typer.Option(False, "--json", help="Print the list as JSON."),
 ) -> None:
-    """List the bundled models (the default first): name, kind, size, dev-pair score."""
+    """List the bundled models (the default first): name, kind, size, side, dev-pair scores."""
     import json as _json
 
     from odcr_cli.errors import BundledModelError
@@ -26,7 +26,12 @@ def models_command(
     if json_out:
         typer.echo(_json.dumps([{"name": m.name, "default": m.default, "kind": m.kind, "parameters": m.parameters,
                                  "installed": m.installed(), "bytes": m.size_bytes(), "onnx": m.onnx is not None,
-                                 "summary": m.summary} for m in models], indent=2))
+                                 "side": m.side, "t_prior": m.t_prior, "summary": m.summary,
+                                 "dev_pairs": None if m.metrics is None else {
+                                     **{name: {"psnr": s.psnr, "ssim": s.ssim} for name, s in m.metrics.scores},
+                                     "path": m.metrics.path, "command": m.metrics.command,
+                                     "machine": m.metrics.machine},
+                                 "recipe": list(m.recipe)} for m in models], indent=2))
         return
     if not models:
         fail("no bundled model is installed", code=1)
@@ -34,8 +39,11 @@ def models_command(
         size = (f"{m.size_bytes() / 2**20:.1f} MiB" if m.installed() else
                 f"not installed: the base wheel leaves it out; copy weights/{m.weights} from the odcr repository "
                 f"into {bundled_dir()}")
+        runs_at = f", network at {m.side} px" if m.side else ""
         typer.echo(f"{m.name}{'  (default)' if m.default else ''}\n    {m.kind}, {m.parameters / 1e6:.2f} M parameters, "
-                   f"{size}{', ONNX export' if m.onnx else ''}\n    {m.summary}")
+                   f"{size}{', ONNX export' if m.onnx else ''}{runs_at}\n    {m.summary}")
+        if m.metrics is not None:
+            typer.echo(f"    dev pairs, PSNR / SSIM ({m.metrics.path}): {m.metrics.line()}")
 
 
 def export_command(

@@ -1,7 +1,12 @@
 """The bundled models in ``weights/`` (installed as ``odcr_cli.weights``): their registry
-``models.json`` (name, kind, files, one-line card; which one is the default) and the sha256
-manifest ``SHA256SUMS`` that every bundled file is verified against before use. Torch-free, so
-that the ONNX path of ``odcr dehaze`` can find and verify a model cheaply.
+``models.json`` and the sha256 manifest ``SHA256SUMS`` that every bundled file is verified against
+before use. Torch-free, so that the ONNX path of ``odcr dehaze`` can find and verify a model cheaply.
+
+A registry entry is everything a shipped model is, as data (one :class:`BundledModel`): its files,
+what it expects (its output kind, the prior its t refines, the side its network runs at), its
+scores on the dev pairs with the command, path and machine that produced them, and the recipe
+that reproduces it. ``odcr models`` prints it; the README's table and the model card are checked
+against it (tests/test_bundled.py). ``scripts/ship_weights.py`` writes it.
 """
 
 from __future__ import annotations
@@ -27,15 +32,51 @@ class VerifiedFile:
 
 
 @dataclass(frozen=True)
+class Score:
+    """Mean PSNR (dB) and SSIM over a set of pairs."""
+
+    psnr: float
+    ssim: float
+
+    def __str__(self) -> str:
+        return f"{self.psnr:.2f} / {self.ssim:.3f}"
+
+
+@dataclass(frozen=True)
+class Metrics:
+    """A model's scores on the dev pairs, and how they were produced: ``scores`` maps "all" and each
+    subset to its :class:`Score`; ``path`` is what ran (backend and graph), ``command`` the command
+    that printed them, ``machine`` where (and when)."""
+
+    scores: tuple[tuple[str, Score], ...]
+    path: str
+    command: str
+    machine: str
+
+    def score(self, subset: str = "all") -> Score:
+        return dict(self.scores)[subset]
+
+    def line(self) -> str:
+        return "; ".join(f"{name} {score}" for name, score in self.scores)
+
+
+@dataclass(frozen=True)
 class BundledModel:
-    """One entry of ``models.json``. ``weights`` and ``onnx`` are file names inside ``weights/``."""
+    """One entry of ``models.json``. ``weights`` and ``onnx`` are file names inside ``weights/``;
+    ``side`` is the longest side a scattering model's network runs at (the one its weights record;
+    None for a direct model, which runs at full resolution); ``recipe`` the commands that made it,
+    in order."""
 
     name: str
     kind: str                 # the generator's output: scattering | image
     weights: str
     onnx: str | None
     parameters: int
-    summary: str              # the one-line card: what it is and its dev-pair score
+    summary: str              # the one-line card: what it is, in words
+    side: int | None = None
+    t_prior: str = "none"     # what a scattering model's t refines: dcp | none
+    metrics: Metrics | None = None
+    recipe: tuple[str, ...] = ()
     default: bool = False
 
     def weights_file(self) -> VerifiedFile:
@@ -85,12 +126,23 @@ def bundled_models() -> list[BundledModel]:
         return []
     try:
         raw = json.loads(path.read_text())
-        models = [BundledModel(name=m["name"], kind=m["kind"], weights=m["weights"], onnx=m.get("onnx"),
-                               parameters=int(m["parameters"]), summary=m["summary"],
-                               default=m["name"] == raw["default"]) for m in raw["models"]]
+        models = [_entry(m, default=m["name"] == raw["default"]) for m in raw["models"]]
     except (ValueError, KeyError, TypeError) as exc:
         raise BundledModelError(f"{path} is damaged ({type(exc).__name__}: {exc})") from None
     return sorted(models, key=lambda m: not m.default)
+
+
+def _entry(m: dict, default: bool) -> BundledModel:
+    """One ``models.json`` entry -> :class:`BundledModel` (KeyError/TypeError/ValueError if damaged)."""
+    metrics = m.get("metrics")
+    if metrics is not None:
+        scores = tuple((name, Score(float(p), float(q))) for name, (p, q) in metrics["dev_pairs"].items())
+        metrics = Metrics(scores, str(metrics["path"]), str(metrics["command"]), str(metrics["machine"]))
+    side = m.get("side")
+    return BundledModel(name=m["name"], kind=m["kind"], weights=m["weights"], onnx=m.get("onnx"),
+                        parameters=int(m["parameters"]), summary=m["summary"],
+                        side=int(side) if side is not None else None, t_prior=str(m.get("t_prior", "none")),
+                        metrics=metrics, recipe=tuple(str(c) for c in m.get("recipe", ())), default=default)
 
 
 def bundled_model(name: str | None = None) -> BundledModel:
