@@ -23,7 +23,8 @@ from odcr_cli.core import prior
 from odcr_cli.core.scattering import PRIOR_CLAMP, output_names
 from odcr_cli.imaging.dcp import atmospheric_light, dark_channel, dcp_transmission
 from odcr_cli.imaging.filters import upsample_transmission
-from odcr_cli.imaging.inversion import FLAT_SIGMA, remove_haze_flat_aware
+from odcr_cli.imaging.inversion import FLAT_SIGMA, recover, remove_haze_flat_aware
+from odcr_cli.imaging.noise import Source
 
 Outputs = Mapping[str, np.ndarray]
 
@@ -67,6 +68,7 @@ class ScatteringReadout:
     airlight_top: float = 0.001
     t_prior: str = "none"
     flat_sigma: float = FLAT_SIGMA  # 0: the plain inversion, noise amplified by 1 / t everywhere
+    noise_aware: bool = True  # False: luma detail amplified by 1 / t whatever the photo's noise floor
     kind: str = "scattering"
     writes_image: bool = False  # it writes t, which needs no full resolution: a small copy, never tiled
 
@@ -115,9 +117,14 @@ class ScatteringReadout:
         t = np.maximum(t_small, self.t_min) if same else upsample_transmission(t_small, full_in)
         return np.maximum(t, self.t_min, out=t)
 
-    def invert(self, full_in: np.ndarray, t: np.ndarray, airlight: np.ndarray) -> np.ndarray:
-        """J = (I - A) / t + A at full resolution (flat regions' colour noise not amplified), in [0, 1]."""
-        out = remove_haze_flat_aware(full_in, t, airlight, self.flat_sigma)
+    def invert(self, full_in: np.ndarray, t: np.ndarray, airlight: np.ndarray,
+               source: Source | None = Source()) -> np.ndarray:
+        """J = (I - A) / t + A at full resolution, in [0, 1], amplifying the scene and not the camera
+        (``odcr_cli.imaging.inversion.recover``; ``source``: what the file says of its noise)."""
+        if self.noise_aware:
+            out = recover(full_in, t, airlight, source, self.flat_sigma)
+        else:
+            out = remove_haze_flat_aware(full_in, t, airlight, self.flat_sigma)
         return np.clip(out, 0.0, 1.0, out=out)
 
 

@@ -23,6 +23,7 @@ import numpy as np
 
 from odcr_cli.core.scattering import remove_haze
 from odcr_cli.imaging.filters import box
+from odcr_cli.imaging.noise import Source, noise_floor
 
 # sigma: the luma detail amplitude (in [0, 1] units, ~6 levels of 255) below which a region
 # counts as flat, measured over (2 FLAT_RADIUS + 1)^2 pixels; CHROMA_RADIUS: the box whose mean
@@ -53,4 +54,45 @@ def remove_haze_flat_aware(hazy: np.ndarray, t: np.ndarray, airlight: np.ndarray
     for c in range(3):
         channel = np.ascontiguousarray(hazy[..., c])
         out[..., c] -= cut * (channel - box(channel, CHROMA_RADIUS) - luma_detail)
+    return out
+
+
+# The luma detail's gain is 1 + (1 / t - 1) w, w rising smoothly from 0 where the detail's local
+# energy is FLOOR_LOW times the photo's noise floor (odcr_cli.imaging.noise) to 1 from FLOOR_HIGH
+# times it: detail at the floor keeps its input amplitude, detail twice the floor's amplitude is
+# the plain inversion. Chosen with benchmarks/clean_recovery.py (docs/scattering.md).
+FLOOR_LOW = 1.0
+FLOOR_HIGH = 4.0
+# the fine band is the luma less its (2 FINE_RADIUS + 1)^2 mean: a sensor's grain lives there,
+# the scene's faint shapes (a far skyline in smog) mostly above it
+FINE_RADIUS = 2
+
+
+def detail_weight(energy: np.ndarray, floor: float) -> np.ndarray:
+    """w in [0, 1] of the detail whose local energy is ``energy`` over a photo whose noise floor
+    (a variance) is ``floor``: 0 at or below FLOOR_LOW x floor, 1 from FLOOR_HIGH x floor (smoothstep)."""
+    x = np.clip((energy / np.float32(floor) - FLOOR_LOW) / (FLOOR_HIGH - FLOOR_LOW), 0.0, 1.0)
+    return x * x * (3.0 - 2.0 * x)
+
+
+def recover(hazy: np.ndarray, t: np.ndarray, airlight: np.ndarray, source: Source | None = Source(),
+            sigma: float = FLAT_SIGMA) -> np.ndarray:
+    """J of ``hazy`` (H, W, 3) float32 in [0, 1] under ``t`` (H, W), floored, and ``airlight`` (3,),
+    amplifying the scene and not the camera: as :func:`remove_haze_flat_aware` (the chroma rule),
+    and the luma of the detail D = I - B (B the 65x65 box mean), split into a fine band (I less
+    its 5x5 mean: grain) and the rest (blocks, 8-bit steps, the scene's shapes), gets per band
+    1 + (1 / t - 1) w, w from the band's local energy over 9x9 pixels against this photo's noise
+    floor in that band (:func:`detail_weight`, :func:`odcr_cli.imaging.noise.noise_floor`;
+    ``source``: what the file says, None: nothing). Not clipped."""
+    t2 = t.reshape(t.shape[0], t.shape[1])
+    out = remove_haze_flat_aware(hazy, t2, airlight, sigma)
+    luma = cv2.cvtColor(hazy, cv2.COLOR_RGB2GRAY)
+    near = box(luma, FINE_RADIUS)
+    keep = np.zeros_like(luma)  # the detail that keeps its input amplitude: (1 - w) per band
+    for band in (luma - near, near - box(luma, CHROMA_RADIUS)):
+        energy = box(band * band, FLAT_RADIUS)
+        floor = noise_floor(energy, luma, source)
+        if floor > 0:
+            keep += (1.0 - detail_weight(energy, floor)) * band
+    out -= ((1.0 / t2 - 1.0) * keep)[..., None]
     return out
