@@ -53,6 +53,7 @@ from odcr_cli.engine.tiling import guided_upsample, pad_to_multiple, run_padded,
 from odcr_cli.errors import InferenceError
 from odcr_cli.files.bundled import bundled_model
 from odcr_cli.imaging.filters import shrink_to
+from odcr_cli.imaging.noise import Source, source_for
 
 CPU_AUTO_MAX_SIDE = 1600
 # Peak bytes per input pixel of whole-image inference, scaled to an ngf-64 generator (measured:
@@ -290,7 +291,7 @@ class Dehazer:
     def _run_small(self, small: np.ndarray) -> dict[str, np.ndarray]:
         return run_with_margin(self.backend.run_outputs, small, SCATTERING_MARGIN)
 
-    def _dehaze_scattering(self, rgb: np.ndarray, plan: ImageRecord) -> np.ndarray:
+    def _dehaze_scattering(self, rgb: np.ndarray, plan: ImageRecord, source: Source) -> np.ndarray:
         """The network on a copy whose longer side is at most ``max_side`` (never tiled: InstanceNorm
         statistics are always the whole image's), J at full resolution."""
         t0 = time.perf_counter()
@@ -307,13 +308,13 @@ class Dehazer:
         plan.mode = "whole" if small is rgb else "fast"
         t_small, airlight = self.readout.estimate(small, outputs, self.strength)
         t = self.readout.carry_t(rgb, t_small)
-        out = self.readout.invert(rgb, t, airlight)
+        out = self.readout.invert(rgb, t, airlight, source)
         if self.keep_transmission:
             plan.transmission = t
         plan.seconds = {"downscale": t1 - t0, "network": t2 - t1, "readout": time.perf_counter() - t2}
         return out
 
-    def _dehaze_float(self, rgb: np.ndarray) -> tuple[np.ndarray, ImageRecord]:
+    def _dehaze_float(self, rgb: np.ndarray, source: Source = Source()) -> tuple[np.ndarray, ImageRecord]:
         plan = ImageRecord()
         if self.strength == 0.0:  # --strength 0 is the input itself: no need to run anything
             plan.mode = "identity"
@@ -327,7 +328,7 @@ class Dehazer:
         with self._lock:  # one network pass at a time; the plan and the retry count are this call's
             retries = self.backend.fp32_retries
             if not self.readout.writes_image:
-                out = self._dehaze_scattering(rgb, plan)
+                out = self._dehaze_scattering(rgb, plan, source)
             else:
                 out = self._dehaze_direct(rgb, plan)
             if self.backend.fp32_retries > retries:
@@ -343,14 +344,14 @@ class Dehazer:
             out = guided_upsample(small, small_out, rgb)
         else:
             out = self._net_full(rgb, plan)
-        if self.strength < 1.0:  # a direct model has no haze to scale: blend with the input
+        if self.strength != 1.0:  # a direct model has no haze to scale: blend with the input (above 1: beyond)
             out = rgb + self.strength * (out - rgb)
         return out
 
-    def dehaze_with_record(self, image: np.ndarray) -> tuple[np.ndarray, ImageRecord]:
-        """Dehaze one image; (same shape and dtype out as in, how it was processed)."""
+    def dehaze_with_record(self, image: np.ndarray, quantization: dict | None = None) -> tuple[np.ndarray, ImageRecord]:
+        """Dehaze one image (``quantization``: its file's JPEG tables); (same shape and dtype, how it was processed)."""
         rgb, restore = to_float_rgb(np.asarray(image))
-        out, plan = self._dehaze_float(rgb)
+        out, plan = self._dehaze_float(rgb, source_for(np.asarray(image).dtype, quantization))
         return restore(out), plan
 
     def dehaze(self, image: np.ndarray) -> np.ndarray:
@@ -446,5 +447,4 @@ def to_float_rgb(arr: np.ndarray) -> tuple[np.ndarray, Callable[[np.ndarray], np
     return rgb, restore
 
 
-__all__: Sequence[str] = ("Dehazer", "ImageRecord",
-                          "to_float_rgb", "CPU_AUTO_MAX_SIDE")
+__all__: Sequence[str] = ("Dehazer", "ImageRecord", "to_float_rgb", "CPU_AUTO_MAX_SIDE")

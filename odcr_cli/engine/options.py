@@ -100,10 +100,19 @@ def parse_max_side(value: "int | str | None") -> MaxSide:
     return int(value) or None
 
 
+# --strength s removes that fraction of the haze, t -> 1 - s (1 - t) floored at t_min: above 1 it
+# removes more than the model sees (for users who want more gone), at most MAX_STRENGTH times.
+MAX_STRENGTH = 2.0
+STRENGTH_HELP = (f"How much haze to remove: 0 = the input, 1 = full dehazing, up to {MAX_STRENGTH:g} = more "
+                 "(t -> 1 - s (1 - t), floored). Scattering models and dcp remove that fraction of the haze; "
+                 "direct models blend with the input (above 1: beyond their output).")
+
+
 def check_strength(strength: float) -> float:
-    """``--strength``: 0 (the input) to 1 (full dehazing), or InferenceError."""
-    if not 0.0 <= strength <= 1.0:
-        raise InferenceError(f"--strength {strength}: use a value from 0 (the input) to 1 (full dehazing)")
+    """``--strength``: 0 (the input) to :data:`MAX_STRENGTH`, or InferenceError."""
+    if not 0.0 <= strength <= MAX_STRENGTH:
+        raise InferenceError(f"--strength {strength:g}: use a value from 0 (the input) to {MAX_STRENGTH:g} "
+                             "(1: full dehazing, above 1: more)")
     return float(strength)
 
 

@@ -55,8 +55,8 @@ def dehaze_dcp(rgb: np.ndarray, patch: int = prior.PATCH, omega: float = prior.O
                with_transmission: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """HxWx3 float32 RGB in [0, 1] -> dehazed HxWx3 float32 in [0, 1].
 
-    ``strength`` s removes that fraction of the haze: the floored t becomes 1 - s (1 - t)
-    (0: the input, 1: the classical result).
+    ``strength`` s removes that fraction of the haze: the floored t becomes 1 - s (1 - t), floored
+    again at ``t0`` (0: the input, 1: the classical result, 2: twice the haze removed).
 
     ``max_side``: estimate t and A on a copy whose longer side is at most this (then t is carried
     up by ``odcr_cli.imaging.filters.upsample_transmission``, as for scattering models); None: at full
@@ -71,7 +71,7 @@ def dehaze_dcp(rgb: np.ndarray, patch: int = prior.PATCH, omega: float = prior.O
     else:
         t, A = dcp_transmission(rgb, patch, omega, top, radius, eps)
     t = np.maximum(t, t0)[..., None]
-    if strength != 1.0:
-        t = 1.0 - strength * (1.0 - t)
+    if strength != 1.0:  # above 1 the scaled t may fall below the floor: floored again
+        t = np.maximum(1.0 - strength * (1.0 - t), t0)
     out = np.clip(remove_haze(rgb, t, A), 0.0, 1.0).astype(np.float32)
     return (out, t[..., 0].astype(np.float32)) if with_transmission else out

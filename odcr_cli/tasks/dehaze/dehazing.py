@@ -305,7 +305,7 @@ class _Batch:
         if self._on_begin is not None:
             self._on_begin(res)
         t0 = time.perf_counter()
-        pixels, plan = self._dehazer.dehaze_with_record(img.pixels)
+        pixels, plan = self._dehazer.dehaze_with_record(img.pixels, img.quantization)
         res.net_seconds = time.perf_counter() - t0
         res.mode = plan.mode
         res.warnings += plan.notes
