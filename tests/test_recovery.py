@@ -117,3 +117,27 @@ def test_a_smooth_8bit_gradient_comes_out_without_steps() -> None:
     # and the haze is removed all the same: the gradient is stretched by about 1 / t
     rise = out[48, w - 40, 1] - out[48, 40, 1]
     assert 0.6 * (1 / T_FOG) * 6 * (w - 80) / w < rise < 1.4 * (1 / T_FOG) * 6 * (w - 80) / w
+
+
+def test_keep_exposure_restores_the_inputs_mean_luma_without_clipping(tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from odcr_cli.cli.app import app
+    from tests.conftest import make_photo
+
+    src = tmp_path / "fog.png"
+    Image.fromarray(make_photo(96, 128, seed=4)).save(src)
+    outs = {}
+    for name, flags in (("plain", []), ("kept", ["--keep-exposure"])):
+        r = CliRunner().invoke(app, ["dehaze", str(src), "-o", str(tmp_path / f"{name}.png"), "--method", "dcp", *flags])
+        assert r.exit_code == 0, r.output
+        outs[name] = np.asarray(Image.open(tmp_path / f"{name}.png").convert("RGB")).astype(np.float32)
+    hazy = np.asarray(Image.open(src).convert("RGB")).astype(np.float32)
+    luma = lambda a: float((a @ np.array([0.299, 0.587, 0.114], np.float32)).mean())  # noqa: E731
+    assert luma(outs["plain"]) < luma(hazy) - 20  # removing the veil darkens the photo
+    assert abs(luma(outs["kept"]) - luma(hazy)) < 1.0
+    # a power curve: nothing clips that was not at the end already, the order of the pixels kept
+    assert not np.any((outs["plain"] < 250) & (outs["kept"] >= 255))
+    assert not np.any((outs["plain"] > 0) & (outs["kept"] <= 0))
+    order = np.argsort(outs["plain"][..., 1].ravel(), kind="stable")
+    assert np.all(np.diff(outs["kept"][..., 1].ravel()[order]) >= -1)  # equal 8-bit values: one level of rounding

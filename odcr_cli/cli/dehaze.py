@@ -63,6 +63,9 @@ def dehaze_command(
                                            help="Photos: also write the haze map t (<stem>_transmission.png, 0-65535 = 0-1) "
                                                 "and the relative depth -ln t (<stem>_depth.png, 65535 at t = 0.1) as "
                                                 "16-bit PNGs beside each output. Scattering models and dcp."),
+    keep_exposure: bool = typer.Option(False, "--keep-exposure",
+                                       help="Give the output the input's mean brightness (a power curve per photo that "
+                                            "clips nothing; removing a bright veil otherwise darkens a photo)."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads for the network and the image "
                                                                      "maths (default: all cores); videos also encode with this many."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan (input -> output, what would be skipped) on stdout; "
@@ -94,7 +97,7 @@ def dehaze_command(
         fail("refusing to write image bytes to a terminal; redirect stdout or pass -o FILE")
     engine = EngineOptions(method=chosen_method, model=model, weights=weights, onnx_path=onnx, backend=backend,
                            device=device, half=half, tile=tile, max_side=max_side, strength=strength, threads=threads,
-                           keep_transmission=save_transmission)
+                           keep_transmission=save_transmission, keep_exposure=keep_exposure)
     opts = DehazeOptions(inputs=list(inputs or []), output=output, recursive=recursive, input_list=input_list,
                          suffix=suffix, ext=ext, quality=quality, overwrite=overwrite, skip_existing=skip_existing,
                          shard=shard, engine=engine, max_pixels=max_pixels, strip_metadata=strip_metadata,

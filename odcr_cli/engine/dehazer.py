@@ -54,6 +54,7 @@ from odcr_cli.errors import InferenceError
 from odcr_cli.files.bundled import bundled_model
 from odcr_cli.imaging.filters import shrink_to
 from odcr_cli.imaging.noise import Source, source_for
+from odcr_cli.imaging.tone import LUMA, keep_exposure
 
 CPU_AUTO_MAX_SIDE = 1600
 # Peak bytes per input pixel of whole-image inference, scaled to an ngf-64 generator (measured:
@@ -92,8 +93,9 @@ class Dehazer:
       the whole image would exceed ``memory_budget_gb``).
     * ``max_side``: fast mode (see module doc); ``"auto"``: full resolution on GPU, fast mode
       at :data:`CPU_AUTO_MAX_SIDE` on CPU for larger images; 0/None: always full resolution.
-    * ``strength``: 0 = the input, 1 = full dehazing; scattering models and ``dcp`` remove that
-      fraction of the haze (t -> 1 - s (1 - t)), direct models blend with the input.
+    * ``strength``: 0 = the input, 1 = full dehazing, up to 2; scattering models and ``dcp`` remove
+      that fraction of the haze (t -> 1 - s (1 - t)), direct models blend with the input.
+      ``keep_exposure``: the output's mean luma brought back to the input's (``odcr_cli.imaging.tone``).
     * ``method``, ``backend``, ``device``, ``max_side``: strings or the types of
       :mod:`odcr_cli.engine.options`, parsed here once (a bad value is an InferenceError).
     * ``dehaze(image)``: HxWx3, HxWx4 (alpha passed through) or HxW; uint8, uint16 or float
@@ -352,7 +354,7 @@ class Dehazer:
         """Dehaze one image (``quantization``: its file's JPEG tables); (same shape and dtype, how it was processed)."""
         rgb, restore = to_float_rgb(np.asarray(image))
         out, plan = self._dehaze_float(rgb, source_for(np.asarray(image).dtype, quantization))
-        return restore(out), plan
+        return restore(keep_exposure(out, rgb) if self.options.keep_exposure else out), plan
 
     def dehaze(self, image: np.ndarray) -> np.ndarray:
         """Dehaze one image; same shape and dtype out as in (see class doc)."""
@@ -397,9 +399,6 @@ def _limit_threads(threads: int | None) -> int | None:
         return None
     cv2.setNumThreads(int(threads))
     return int(threads)
-
-
-LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 
 
 def to_float_rgb(arr: np.ndarray) -> tuple[np.ndarray, Callable[[np.ndarray], np.ndarray]]:

@@ -138,6 +138,7 @@ class EngineOptions:
     strength: float = 1.0
     threads: int | None = None
     keep_transmission: bool = False    # the full-resolution t in each image's record
+    keep_exposure: bool = False        # the output's mean luma brought back to the input's
     memory_budget_gb: float = DEFAULT_MEMORY_BUDGET_GB
     halo: int = DEFAULT_HALO
     stats_max_pixels: int | None = None
