@@ -41,20 +41,28 @@ def remove_haze_flat_aware(hazy: np.ndarray, t: np.ndarray, airlight: np.ndarray
     J (H, W, 3) float32, not clipped. ``sigma`` 0 gives the plain inversion
     (:func:`odcr_cli.core.scattering.remove_haze`)."""
     t2 = t.reshape(t.shape[0], t.shape[1])
-    out = remove_haze(hazy, t2[..., None], np.asarray(airlight, np.float32).reshape(3)).astype(np.float32, copy=False)
-    if sigma <= 0:
-        return out
-    luma = cv2.cvtColor(hazy, cv2.COLOR_RGB2GRAY)
+    out = _plain(hazy, t2, airlight)
+    if sigma > 0:
+        luma = cv2.cvtColor(hazy, cv2.COLOR_RGB2GRAY)
+        _damp_chroma(out, hazy, t2, luma, luma - box(luma, CHROMA_RADIUS), sigma)
+    return out
+
+
+def _plain(hazy: np.ndarray, t2: np.ndarray, airlight: np.ndarray) -> np.ndarray:
+    return remove_haze(hazy, t2[..., None], np.asarray(airlight, np.float32).reshape(3)).astype(np.float32, copy=False)
+
+
+def _damp_chroma(out: np.ndarray, hazy: np.ndarray, t2: np.ndarray, luma: np.ndarray, luma_detail: np.ndarray,
+                 sigma: float) -> None:
+    """The chroma rule on ``out`` (the plain inversion), in place; ``luma_detail``: the luma less its
+    CHROMA_RADIUS box mean (the box mean is linear, so the luma of the detail is the detail of the luma)."""
     fine = luma - box(luma, FLAT_RADIUS)
     var = box(fine * fine, FLAT_RADIUS)
     # the chroma detail's gain minus the plain gain: -(1/t - 1)(1 - w), with 1 - w = s^2 / (v + s^2)
     cut = (1.0 / t2 - 1.0) * (sigma * sigma) / (var + sigma * sigma)
-    # the box mean is linear, so the luma of the detail is the detail of the luma
-    luma_detail = luma - box(luma, CHROMA_RADIUS)
     for c in range(3):
         channel = np.ascontiguousarray(hazy[..., c])
         out[..., c] -= cut * (channel - box(channel, CHROMA_RADIUS) - luma_detail)
-    return out
 
 
 # The luma detail's gain is 1 + (1 / t - 1) w, w rising smoothly from 0 where the detail's local
@@ -85,11 +93,14 @@ def recover(hazy: np.ndarray, t: np.ndarray, airlight: np.ndarray, source: Sourc
     floor in that band (:func:`detail_weight`, :func:`odcr_cli.imaging.noise.noise_floor`;
     ``source``: what the file says, None: nothing). Not clipped."""
     t2 = t.reshape(t.shape[0], t.shape[1])
-    out = remove_haze_flat_aware(hazy, t2, airlight, sigma)
+    out = _plain(hazy, t2, airlight)
     luma = cv2.cvtColor(hazy, cv2.COLOR_RGB2GRAY)
-    near = box(luma, FINE_RADIUS)
+    detail = luma - box(luma, CHROMA_RADIUS)
+    if sigma > 0:
+        _damp_chroma(out, hazy, t2, luma, detail, sigma)
+    fine = luma - box(luma, FINE_RADIUS)
     keep = np.zeros_like(luma)  # the detail that keeps its input amplitude: (1 - w) per band
-    for band in (luma - near, near - box(luma, CHROMA_RADIUS)):
+    for band in (fine, detail - fine):
         energy = box(band * band, FLAT_RADIUS)
         floor = noise_floor(energy, luma, source)
         if floor > 0:
