@@ -53,13 +53,14 @@ def _plain(hazy: np.ndarray, t2: np.ndarray, airlight: np.ndarray) -> np.ndarray
 
 
 def _damp_chroma(out: np.ndarray, hazy: np.ndarray, t2: np.ndarray, luma: np.ndarray, luma_detail: np.ndarray,
-                 sigma: float) -> None:
+                 sigma: float, weight: np.ndarray | None = None) -> None:
     """The chroma rule on ``out`` (the plain inversion), in place; ``luma_detail``: the luma less its
     CHROMA_RADIUS box mean (the box mean is linear, so the luma of the detail is the detail of the luma)."""
     fine = luma - box(luma, FLAT_RADIUS)
     var = box(fine * fine, FLAT_RADIUS)
     # the chroma detail's gain minus the plain gain: -(1/t - 1)(1 - w), with 1 - w = s^2 / (v + s^2)
-    cut = (1.0 / t2 - 1.0) * (sigma * sigma) / (var + sigma * sigma)
+    w = var / (var + sigma * sigma) if weight is None else weight * var / (var + sigma * sigma)
+    cut = (1.0 / t2 - 1.0) * (1.0 - w)
     for c in range(3):
         channel = np.ascontiguousarray(hazy[..., c])
         out[..., c] -= cut * (channel - box(channel, CHROMA_RADIUS) - luma_detail)
@@ -96,14 +97,15 @@ def recover(hazy: np.ndarray, t: np.ndarray, airlight: np.ndarray, source: Sourc
     out = _plain(hazy, t2, airlight)
     luma = cv2.cvtColor(hazy, cv2.COLOR_RGB2GRAY)
     detail = luma - box(luma, CHROMA_RADIUS)
-    if sigma > 0:
-        _damp_chroma(out, hazy, t2, luma, detail, sigma)
     fine = luma - box(luma, FINE_RADIUS)
     keep = np.zeros_like(luma)  # the detail that keeps its input amplitude: (1 - w) per band
+    w = None
     for band in (fine, detail - fine):
         energy = box(band * band, FLAT_RADIUS)
         floor = noise_floor(energy, luma, source)
-        if floor > 0:
-            keep += (1.0 - detail_weight(energy, floor)) * band
+        w = detail_weight(energy, floor) if floor > 0 else np.ones_like(luma)
+        keep += (1.0 - w) * band
+    if sigma > 0:  # the chroma is amplified only where the luma's shapes are (w of the coarser band)
+        _damp_chroma(out, hazy, t2, luma, detail, sigma, w)
     out -= ((1.0 / t2 - 1.0) * keep)[..., None]
     return out
