@@ -1,19 +1,28 @@
-"""The scattering model's inversion without amplifying colour noise where the photo is flat.
+"""The scattering model's inversion, amplifying the scene and not the camera.
 
-J = (I - A) / t + A multiplies everything that is not haze by 1 / t, noise and a JPEG's blocks
-included: in dense fog over a flat grey sky the gain reaches 10, and JPEG's chroma, stored at half
-resolution in 8x8 blocks (16x16 pixels), becomes cyan, magenta and brown blotches. Here the
-photo's detail D = I - B (B a box mean over 65x65 pixels, larger than the blocks) is split into
-its luma and its chroma (D minus its luma, per channel). Everything is inverted with 1 / t except
-the chroma of the detail, whose gain falls from 1 / t to 1 where the photo is flat:
-1 + (1 / t - 1) w, w = v / (v + sigma^2), v the variance of the luma's fine detail over 9x9
-pixels (a Wiener-style weight). Where there is texture (v >> sigma^2) this is the
-plain inversion; in flat fog and sky the colour noise keeps its input amplitude. Luma is left to
-the plain inversion: damping it too costs fidelity and FADE (it counts fine luma contrast as
-clarity) for little visible gain. See docs/scattering.md.
+J = (I - A) / t + A multiplies everything that is not haze by 1 / t, the camera's and the codec's
+errors included: in dense fog the gain reaches 5 to 10, a JPEG's 8x8 blocks become a grid, a
+video's macroblocks a checkerboard, the 1-level steps of an 8-bit sky contour rings, grain specks,
+and JPEG's chroma, stored at half resolution in 8x8 blocks (16x16 pixels), cyan, magenta and
+brown blotches. Here the photo's detail D = I - B (B a box mean over 65x65 pixels, larger than
+the blocks) is split into its luma and its chroma (D minus its luma, per channel), and the luma
+into bands by scale; the haze is removed from B with 1 / t, and each part of D gets a gain
+1 + (1 / t - 1) w that falls to 1 where that part is no more than what the camera and codec leave:
 
-numpy + OpenCV, on top of the one definition of the inversion (``odcr_cli.core.scattering``);
-the weight costs a grey conversion and a few box filters at full resolution.
+* :func:`recover` (the default): the luma's bands get w from their local energy against the
+  photo's own noise floor in each band (``odcr_cli.imaging.noise``: measured in its flattest
+  regions, and no lower than what the file's quantisation says). Detail at the floor keeps its
+  input amplitude, detail well above it is the plain inversion; a clean photo's floor is its
+  8-bit step, so its texture is inverted as before. The chroma gets the rule below, and only
+  where the luma's coarsest band says the scene has shapes.
+* :func:`remove_haze_flat_aware` (the chroma rule alone, the default until 2026-12-07): the
+  chroma's w = v / (v + sigma^2), v the variance of the luma's fine detail over 9x9 pixels (a
+  Wiener-style weight); the luma is inverted plainly.
+
+The separation is linear (box means), so B + D is the photo exactly, and the result is the plain
+inversion wherever every w is 1. See docs/scattering.md. numpy + OpenCV, on top of the one
+definition of the inversion (``odcr_cli.core.scattering``); a grey conversion, a dozen box filters
+at full resolution and a percentile of a subsampled map per band.
 """
 
 from __future__ import annotations
@@ -72,9 +81,12 @@ def _damp_chroma(out: np.ndarray, hazy: np.ndarray, t2: np.ndarray, luma: np.nda
 # the plain inversion. Chosen with benchmarks/clean_recovery.py (docs/scattering.md).
 FLOOR_LOW = 1.0
 FLOOR_HIGH = 4.0
-# the fine band is the luma less its (2 FINE_RADIUS + 1)^2 mean: a sensor's grain lives there,
-# the scene's faint shapes (a far skyline in smog) mostly above it
-FINE_RADIUS = 2
+# The detail is split at these box radii into bands, each with its own floor: below 5x5 pixels a
+# sensor's grain, 5 to 17 pixels a JPEG's 8x8 blocks and a codec's 16x16 macroblocks, 17 to 65
+# pixels the 8-bit steps of slow gradients and the skirts of strong edges. A band's floor is its own
+# energy in flat regions: grain does not hide a far skyline's shapes (mostly above 5 px), and a
+# strong edge's skirt is not judged against the blocks' floor (which painted halos around it).
+BAND_RADII = (2, 8)
 
 
 def detail_weight(energy: np.ndarray, floor: float) -> np.ndarray:
@@ -87,24 +99,27 @@ def detail_weight(energy: np.ndarray, floor: float) -> np.ndarray:
 def recover(hazy: np.ndarray, t: np.ndarray, airlight: np.ndarray, source: Source | None = Source(),
             sigma: float = FLAT_SIGMA) -> np.ndarray:
     """J of ``hazy`` (H, W, 3) float32 in [0, 1] under ``t`` (H, W), floored, and ``airlight`` (3,),
-    amplifying the scene and not the camera: as :func:`remove_haze_flat_aware` (the chroma rule),
-    and the luma of the detail D = I - B (B the 65x65 box mean), split into a fine band (I less
-    its 5x5 mean: grain) and the rest (blocks, 8-bit steps, the scene's shapes), gets per band
-    1 + (1 / t - 1) w, w from the band's local energy over 9x9 pixels against this photo's noise
-    floor in that band (:func:`detail_weight`, :func:`odcr_cli.imaging.noise.noise_floor`;
-    ``source``: what the file says, None: nothing). Not clipped."""
+    amplifying the scene and not the camera. The luma of the detail D = I - B (B the 65x65 box
+    mean), split into bands at BAND_RADII, gets per band 1 + (1 / t - 1) w, w from the band's
+    local energy over 9x9 pixels against this photo's floor in that band (:func:`detail_weight`,
+    :func:`odcr_cli.imaging.noise.noise_floor`; ``source``: what the file says of its own
+    quantisation, None: nothing); its chroma gets the chroma rule of :func:`remove_haze_flat_aware`
+    times the coarsest band's w. On a clean photo the floors are the 8-bit step's and this is the
+    plain inversion wherever there is texture. Not clipped."""
     t2 = t.reshape(t.shape[0], t.shape[1])
     out = _plain(hazy, t2, airlight)
     luma = cv2.cvtColor(hazy, cv2.COLOR_RGB2GRAY)
     detail = luma - box(luma, CHROMA_RADIUS)
-    fine = luma - box(luma, FINE_RADIUS)
     keep = np.zeros_like(luma)  # the detail that keeps its input amplitude: (1 - w) per band
     w = None
-    for band in (fine, detail - fine):
+    upper = luma
+    for lower in [box(luma, r) for r in BAND_RADII] + [luma - detail]:
+        band = upper - lower
         energy = box(band * band, FLAT_RADIUS)
         floor = noise_floor(energy, luma, source)
         w = detail_weight(energy, floor) if floor > 0 else np.ones_like(luma)
         keep += (1.0 - w) * band
+        upper = lower
     if sigma > 0:  # the chroma is amplified only where the luma's shapes are (w of the coarser band)
         _damp_chroma(out, hazy, t2, luma, detail, sigma, w)
     out -= ((1.0 / t2 - 1.0) * keep)[..., None]
