@@ -10,7 +10,7 @@ import typer
 
 from odcr_cli.cli.common import fail
 from odcr_cli.cli.dehaze_reporter import DehazeReporter
-from odcr_cli.engine.options import STRENGTH_HELP
+from odcr_cli.core.scattering import MAX_STRENGTH
 
 
 def _terminate_as_interrupt(signum: int, frame: object) -> None:
@@ -51,7 +51,10 @@ def dehaze_command(
                                                 "as large as a 4 GB memory estimate allows, noted)."),
     max_pixels: Optional[int] = typer.Option(None, "--max-pixels", help="Decompression-bomb limit in pixels (default: Pillow's, ~179 MP); 0 = no limit."),
     strip_metadata: bool = typer.Option(False, "--strip-metadata", help="Do not copy ICC profile and EXIF to the outputs."),
-    strength: float = typer.Option(1.0, "--strength", help=STRENGTH_HELP),
+    strength: float = typer.Option(1.0, "--strength",
+                                   help=f"How much haze to remove: 0 = the input, 1 = full dehazing, up to {MAX_STRENGTH:g} = "
+                                        "more (t -> 1 - s (1 - t), floored). Scattering models and dcp remove that fraction "
+                                        "of the haze; direct models blend with the input (above 1: beyond their output)."),
     codec: Optional[str] = typer.Option(None, "--codec", help="Videos: h264 (default; vp9 into .webm), hevc, vp9 or av1 "
                                                                  "(ffmpeg's names work too: libx264...)."),
     crf: Optional[int] = typer.Option(None, "--crf", help="Videos: constant rate factor, lower = better and bigger "

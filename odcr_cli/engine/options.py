@@ -8,6 +8,7 @@ from enum import Enum
 from typing import Literal, TypeVar, Union
 
 from odcr_cli.core.network_input import MIN_SIDE
+from odcr_cli.core.scattering import MAX_STRENGTH
 from odcr_cli.errors import InferenceError
 
 
@@ -98,14 +99,6 @@ def parse_max_side(value: "int | str | None") -> MaxSide:
     if value < 0 or 0 < value < MIN_SIDE:
         raise InferenceError(f"--max-side must be at least {MIN_SIDE} pixels (0 = full resolution)")
     return int(value) or None
-
-
-# --strength s removes that fraction of the haze, t -> 1 - s (1 - t) floored at t_min: above 1 it
-# removes more than the model sees (for users who want more gone), at most MAX_STRENGTH times.
-MAX_STRENGTH = 2.0
-STRENGTH_HELP = (f"How much haze to remove: 0 = the input, 1 = full dehazing, up to {MAX_STRENGTH:g} = more "
-                 "(t -> 1 - s (1 - t), floored). Scattering models and dcp remove that fraction of the haze; "
-                 "direct models blend with the input (above 1: beyond their output).")
 
 
 def check_strength(strength: float) -> float:
