@@ -2,7 +2,7 @@
 (``remove_haze_flat_aware``: the chroma rule alone), the network run once per image:
 
     python benchmarks/clean_recovery.py [--inputs clean q70 q50 noise2] [--real OUT_DIR]
-        [--strength 1 1.5] [--arms today new]
+        [--strength 1 1.5] [--arms today new] [--speed]
 
 * the dev pairs (PSNR / SSIM as ``odcr evaluate``) with the hazy input as it is (``clean``),
   saved by Pillow as JPEG quality 70 / 50 (``q70``, ``q50``: ``convert("RGB").save(p, quality=Q)``,
@@ -15,6 +15,9 @@
   the input is level (in output levels; a recovery that stretches the 8-bit steps of a sky into
   contour rings gives about 1 / t, one that keeps them gives about 1); printed per photo
   (``-v``), as the median and worst, and the share of photos above BANDING_FLAG.
+* ``--speed``: the inversion alone (the readout's ``invert``, t given) of each arm on a real hazy
+  photo resized to 640x480, 1280x720 and 4000x3000: the fastest of 15 runs (5 at 12 MP), so that
+  other processes on a shared CPU count as little as possible.
 Measuring only: the dev data are never used for training.
 """
 
@@ -132,16 +135,39 @@ def real(dz: Dehazer, arms: list[str], strengths: list[float], root: Path, cache
                   f"{flagged}/{np.sum(np.isfinite(b))} photos above {BANDING_FLAG:g}", flush=True)
 
 
+def speed(dz: Dehazer, arms: list[str]) -> None:
+    import time
+
+    photo = read_rgb8(SHARED / "data" / "dev" / "real_hazy" / "utk_lilyhazy.jpg")
+    for w, h in ((640, 480), (1280, 720), (4000, 3000)):
+        rgb = cv2.resize(photo, (w, h), interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
+        t = np.clip(cv2.resize(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), (w, h)), 0.1, 1.0)
+        airlight = np.array([0.9, 0.9, 0.9], np.float32)
+        line = []
+        for arm in arms:
+            readout = dataclasses.replace(dz.readout, noise_aware=arm == "new")
+            times = []
+            for _ in range(5 if w * h > 4e6 else 15):
+                start = time.perf_counter()
+                readout.invert(rgb, t, airlight, source_for(np.uint8))
+                times.append(time.perf_counter() - start)
+            line.append(f"{arm} {1000 * min(times):.1f} ms")
+        print(f"inversion at {w}x{h}: " + ", ".join(line), flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--inputs", nargs="*", default=["clean", "q70", "q50", "noise2"])
     ap.add_argument("--arms", nargs="+", default=["today", "new"])
     ap.add_argument("--real", help="also dehaze dev/real_hazy into this folder and measure its artefacts")
     ap.add_argument("--strength", type=float, nargs="+", default=[1.0])
+    ap.add_argument("--speed", action="store_true", help="time the inversion of each arm alone")
     ap.add_argument("-v", action="store_true", help="per-photo lines of the artefact tool and the banding measure")
     args = ap.parse_args()
     dz = Dehazer(device="cpu")
     cache: dict = {}
+    if args.speed:
+        speed(dz, args.arms)
     if args.inputs:
         pairs(dz, args.inputs, args.arms, cache)
     if args.real:

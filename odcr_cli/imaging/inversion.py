@@ -62,17 +62,16 @@ def _plain(hazy: np.ndarray, t2: np.ndarray, airlight: np.ndarray) -> np.ndarray
 
 
 def _damp_chroma(out: np.ndarray, hazy: np.ndarray, t2: np.ndarray, luma: np.ndarray, luma_detail: np.ndarray,
-                 sigma: float, weight: np.ndarray | None = None) -> None:
+                 sigma: float, weight: np.ndarray | None = None, gain: np.ndarray | None = None) -> None:
     """The chroma rule on ``out`` (the plain inversion), in place; ``luma_detail``: the luma less its
-    CHROMA_RADIUS box mean (the box mean is linear, so the luma of the detail is the detail of the luma)."""
+    CHROMA_RADIUS box mean (the box mean is linear, so the luma of the detail is the detail of the
+    luma); ``weight``: a second w that the chroma's is multiplied by; ``gain``: 1 / t - 1 if known."""
     fine = luma - box(luma, FLAT_RADIUS)
     var = box(fine * fine, FLAT_RADIUS)
     # the chroma detail's gain minus the plain gain: -(1/t - 1)(1 - w), with 1 - w = s^2 / (v + s^2)
     w = var / (var + sigma * sigma) if weight is None else weight * var / (var + sigma * sigma)
-    cut = (1.0 / t2 - 1.0) * (1.0 - w)
-    for c in range(3):
-        channel = np.ascontiguousarray(hazy[..., c])
-        out[..., c] -= cut * (channel - box(channel, CHROMA_RADIUS) - luma_detail)
+    cut = (1.0 / t2 - 1.0) * (1.0 - w) if gain is None else gain * (1.0 - w)
+    out -= cut[..., None] * (hazy - box(hazy, CHROMA_RADIUS) - luma_detail[..., None])
 
 
 # The luma detail's gain is 1 + (1 / t - 1) w, w rising smoothly from 0 where the detail's local
@@ -92,8 +91,20 @@ BAND_RADII = (2, 8)
 def detail_weight(energy: np.ndarray, floor: float) -> np.ndarray:
     """w in [0, 1] of the detail whose local energy is ``energy`` over a photo whose noise floor
     (a variance) is ``floor``: 0 at or below FLOOR_LOW x floor, 1 from FLOOR_HIGH x floor (smoothstep)."""
-    x = np.clip((energy / np.float32(floor) - FLOOR_LOW) / (FLOOR_HIGH - FLOOR_LOW), 0.0, 1.0)
-    return x * x * (3.0 - 2.0 * x)
+    return 1.0 - _kept(energy, floor)
+
+
+def _kept(energy: np.ndarray, floor: float) -> np.ndarray:
+    """1 - :func:`detail_weight`, in place of ``energy``: with x the position between the two
+    thresholds, 1 - x^2 (3 - 2 x) = y^2 (3 - 2 y) for y = 1 - x (a few full-resolution passes)."""
+    span = (FLOOR_HIGH - FLOOR_LOW) * floor
+    y = np.multiply(energy, np.float32(-1.0 / span), out=energy)
+    y += np.float32(FLOOR_HIGH * floor / span)
+    np.clip(y, 0.0, 1.0, out=y)
+    factor = 3.0 - 2.0 * y
+    y *= y
+    y *= factor
+    return y
 
 
 def recover(hazy: np.ndarray, t: np.ndarray, airlight: np.ndarray, source: Source | None = Source(),
@@ -110,17 +121,19 @@ def recover(hazy: np.ndarray, t: np.ndarray, airlight: np.ndarray, source: Sourc
     out = _plain(hazy, t2, airlight)
     luma = cv2.cvtColor(hazy, cv2.COLOR_RGB2GRAY)
     detail = luma - box(luma, CHROMA_RADIUS)
+    bases = [luma] + [box(luma, r) for r in BAND_RADII] + [luma - detail]
     keep = np.zeros_like(luma)  # the detail that keeps its input amplitude: (1 - w) per band
-    w = None
-    upper = luma
-    for lower in [box(luma, r) for r in BAND_RADII] + [luma - detail]:
+    kept = np.zeros_like(luma)
+    for upper, lower in zip(bases[:-1], bases[1:]):
         band = upper - lower
         energy = box(band * band, FLAT_RADIUS)
         floor = noise_floor(energy, luma, source)
-        w = detail_weight(energy, floor) if floor > 0 else np.ones_like(luma)
-        keep += (1.0 - w) * band
-        upper = lower
-    if sigma > 0:  # the chroma is amplified only where the luma's shapes are (w of the coarser band)
-        _damp_chroma(out, hazy, t2, luma, detail, sigma, w)
-    out -= ((1.0 / t2 - 1.0) * keep)[..., None]
+        kept = _kept(energy, floor) if floor > 0 else np.zeros_like(luma)
+        band *= kept
+        keep += band
+    gain = 1.0 / t2 - 1.0  # the plain gain of the detail less the 1 that it keeps
+    if sigma > 0:  # the chroma is amplified only where the luma's shapes are (w of the coarsest band)
+        _damp_chroma(out, hazy, t2, luma, detail, sigma, 1.0 - kept, gain)
+    keep *= gain
+    out -= keep[..., None]
     return out

@@ -79,5 +79,8 @@ def noise_floor(energy: np.ndarray, luma: np.ndarray, source: Source | None = No
     s = FLOOR_STRIDE
     e, y = energy[::s, ::s], luma[::s, ::s]
     valid = e[(y > CLIP_LOW) & (y < CLIP_HIGH)]
-    measured = float(np.percentile(valid, FLOOR_PERCENTILE)) if valid.size else 0.0
+    measured = 0.0
+    if valid.size:
+        k = int(valid.size * FLOOR_PERCENTILE / 100.0)
+        measured = float(np.partition(valid, k)[k])
     return max(measured, source.variance if source is not None else 0.0)
