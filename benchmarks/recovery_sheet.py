@@ -28,7 +28,7 @@ CLIP = SHARED / "data" / "video" / "flameguardian_delhi_smog_news.mp4"
 # (photo, x, y, width, height) of each crop, in the photo's pixels
 CROPS = [("ridcp_BJ_Baidu_544.jpeg", 420, 20, 240, 120), ("utk_fishers.jpg", 0, 0, 240, 120),
          ("ridcp_cityscape.png", 100, 40, 200, 120), ("news frame 300", 380, 20, 320, 160)]
-WHOLE = "utk_foggy_morning_bills.jpg"
+WHOLE = "ridcp_campus.jpg"
 ZOOM, GAP = 2, 6
 
 

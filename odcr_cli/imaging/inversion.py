@@ -123,12 +123,19 @@ def recover(hazy: np.ndarray, t: np.ndarray, airlight: np.ndarray, source: Sourc
     detail = luma - box(luma, CHROMA_RADIUS)
     bases = [luma] + [box(luma, r) for r in BAND_RADII] + [luma - detail]
     keep = np.zeros_like(luma)  # the detail that keeps its input amplitude: (1 - w) per band
+    h, w = luma.shape
+    half = (max(1, w // 2), max(1, h // 2))
+    luma_half = cv2.resize(luma, half, interpolation=cv2.INTER_AREA)
     kept = np.zeros_like(luma)
     for upper, lower in zip(bases[:-1], bases[1:]):
         band = upper - lower
-        energy = box(band * band, FLAT_RADIUS)
-        floor = noise_floor(energy, luma, source)
-        kept = _kept(energy, floor) if floor > 0 else np.zeros_like(luma)
+        # the local energy is smooth: measured on 2x2 means of band^2, its weight carried back up
+        energy = box(cv2.resize(band * band, half, interpolation=cv2.INTER_AREA), FLAT_RADIUS // 2)
+        floor = noise_floor(energy, luma_half, source)
+        if floor <= 0:
+            kept = np.zeros_like(luma)
+            continue
+        kept = cv2.resize(_kept(energy, floor), (w, h), interpolation=cv2.INTER_LINEAR)
         band *= kept
         keep += band
     gain = 1.0 / t2 - 1.0  # the plain gain of the detail less the 1 that it keeps
