@@ -144,3 +144,16 @@ def test_keep_exposure_restores_the_inputs_mean_luma_without_clipping(tmp_path) 
     ramp = np.repeat(np.linspace(0, 1, 256, dtype=np.float32)[None, :, None], 3, axis=2)
     curve = keep_exposure(ramp, np.full_like(ramp, 0.7))[0, :, 0]
     assert curve[0] == 0 and curve[-1] == 1 and np.all(np.diff(curve) > 0)
+
+
+def test_a_16bit_gradient_stays_smooth() -> None:
+    """16-bit input has no visible steps and no 8-bit floor: the stretched gradient is smooth."""
+    h, w = 96, 256
+    xx = np.mgrid[0:h, 0:w][1].astype(np.float32)
+    grey = np.rint((200.0 + 6.0 * xx / w) / 255.0 * 65535.0) / 65535.0
+    rgb = np.repeat(grey[..., None], 3, axis=2).astype(np.float32)
+    t = np.full((h, w), T_FOG, np.float32)
+    out = np.clip(recover(rgb, t, A, source_for(np.uint16)), 0, 1)[20:-20, 40:-40, 1] * 65535.0
+    steps = np.diff(out, axis=1)
+    slope = (1 / T_FOG) * 6.0 / 255.0 / w * 65535.0  # the stretched gradient, 16-bit levels per pixel
+    assert np.all(np.abs(steps - slope) < 0.2 * slope)
