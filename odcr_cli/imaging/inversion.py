@@ -62,16 +62,23 @@ def _plain(hazy: np.ndarray, t2: np.ndarray, airlight: np.ndarray) -> np.ndarray
 
 
 def _damp_chroma(out: np.ndarray, hazy: np.ndarray, t2: np.ndarray, luma: np.ndarray, luma_detail: np.ndarray,
-                 sigma: float, weight: np.ndarray | None = None, gain: np.ndarray | None = None) -> None:
+                 sigma: float, kept: np.ndarray | None = None, gain: np.ndarray | None = None) -> None:
     """The chroma rule on ``out`` (the plain inversion), in place; ``luma_detail``: the luma less its
     CHROMA_RADIUS box mean (the box mean is linear, so the luma of the detail is the detail of the
-    luma); ``weight``: a second w that the chroma's is multiplied by; ``gain``: 1 / t - 1 if known."""
+    luma); ``kept``: 1 - w2 of a second weight w2 that the chroma's w is multiplied by; ``gain``:
+    1 / t - 1 if known."""
     fine = luma - box(luma, FLAT_RADIUS)
     var = box(fine * fine, FLAT_RADIUS)
-    # the chroma detail's gain minus the plain gain: -(1/t - 1)(1 - w), with 1 - w = s^2 / (v + s^2)
-    w = var / (var + sigma * sigma) if weight is None else weight * var / (var + sigma * sigma)
-    cut = (1.0 / t2 - 1.0) * (1.0 - w) if gain is None else gain * (1.0 - w)
-    out -= cut[..., None] * (hazy - box(hazy, CHROMA_RADIUS) - luma_detail[..., None])
+    # the chroma detail's gain minus the plain gain: -(1/t - 1)(1 - w), with 1 - w = s^2 / (v + s^2),
+    # or, times a second weight w2 = 1 - k, 1 - w2 v / (v + s^2) = (k v + s^2) / (v + s^2)
+    s2 = sigma * sigma
+    cut = s2 / (var + s2) if kept is None else (kept * var + s2) / (var + s2)
+    cut *= (1.0 / t2 - 1.0) if gain is None else gain
+    chroma = box(hazy, CHROMA_RADIUS)
+    np.subtract(hazy, chroma, out=chroma)
+    chroma -= luma_detail[..., None]
+    chroma *= cut[..., None]
+    out -= chroma
 
 
 # The luma detail's gain is 1 + (1 / t - 1) w, w rising smoothly from 0 where the detail's local
@@ -140,7 +147,7 @@ def recover(hazy: np.ndarray, t: np.ndarray, airlight: np.ndarray, source: Sourc
         keep += band
     gain = 1.0 / t2 - 1.0  # the plain gain of the detail less the 1 that it keeps
     if sigma > 0:  # the chroma is amplified only where the luma's shapes are (w of the coarsest band)
-        _damp_chroma(out, hazy, t2, luma, detail, sigma, 1.0 - kept, gain)
+        _damp_chroma(out, hazy, t2, luma, detail, sigma, kept, gain)
     keep *= gain
     out -= keep[..., None]
     return out
