@@ -6,10 +6,12 @@
 * ``scattering``: the network writes the transmission t (and a correction of the airlight). The
   airlight is the dark-channel rule on the network's input plus that correction; t is carried
   to full resolution by a guided filter with the photo as guide, and J = (I - A) / t + A is
-  computed at full resolution, so every pixel of the photo's own detail is kept; where the
-  photo is flat its detail (noise, JPEG blocks) keeps its own amplitude instead of gaining 1 / t
-  (``odcr_cli.imaging.inversion``). ``--strength`` scales the haze removed, t -> 1 - s (1 - t),
-  here where t is known.
+  computed at full resolution, so every pixel of the photo's own detail is kept; detail no
+  stronger than what the camera and codec leave in this photo (grain, JPEG blocks, 8-bit steps:
+  its noise floor, from its flattest regions and a JPEG's tables) keeps its own amplitude instead
+  of gaining 1 / t (``odcr_cli.imaging.inversion.recover``, ``odcr_cli.imaging.noise``).
+  ``--strength`` scales the haze removed, t -> 1 - s (1 - t) (up to ``MAX_STRENGTH``), here where
+  t is known; ``carry_t`` floors it at t_min.
 """
 
 from __future__ import annotations
