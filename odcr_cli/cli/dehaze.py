@@ -67,8 +67,8 @@ def dehaze_command(
                                                 "and the relative depth -ln t (<stem>_depth.png, 65535 at t = 0.1) as "
                                                 "16-bit PNGs beside each output. Scattering models and dcp."),
     keep_exposure: bool = typer.Option(False, "--keep-exposure",
-                                       help="Give the output the input's mean brightness (a power curve per photo that "
-                                            "clips nothing; removing a bright veil otherwise darkens a photo)."),
+                                       help="Photos: give the output the input's mean brightness (a power curve per photo "
+                                            "that clips nothing; removing a bright veil otherwise darkens a photo)."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads for the network and the image "
                                                                      "maths (default: all cores); videos also encode with this many."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan (input -> output, what would be skipped) on stdout; "

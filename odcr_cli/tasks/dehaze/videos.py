@@ -65,6 +65,8 @@ def dehaze_video(source: str, output: str, dehazer: Any, encode: EncodeOptions =
                              stream.network_runs, stream.cuts)
     if info.frames and frames < 0.95 * info.frames:  # containers often announce a few frames they do not hold
         result.notes.append(f"decoded {frames} of the {info.frames} frames the container announces")
+    if getattr(getattr(dehazer, "options", None), "keep_exposure", False) and stream.smoothed:
+        result.notes.append("--keep-exposure applies to photos: a curve per frame would flicker")
     return result
 
 
