@@ -361,8 +361,15 @@ def test_strength_dcp_scales_the_haze_removed(tmp_path):
     assert np.abs(outs["0.5"] - expected).max() <= 1
     blend = hazy + 0.5 * (outs["1"] - hazy)
     assert np.abs(outs["0.5"] - blend).max() > 3  # haze scaled, not a blend of the two images
-    r = runner.invoke(app, ["dehaze", str(src), "-o", str(tmp_path / "bad.png"), "--method", "dcp", "--strength", "1.5"])
+    r = runner.invoke(app, ["dehaze", str(src), "-o", str(tmp_path / "more.png"), "--method", "dcp", "--strength", "2"])
+    assert r.exit_code == 0, r.output  # up to twice the haze removed: t -> 1 - 2 (1 - t), floored at 0.1
+    t_more = np.maximum(1 - 2 * (1 - np.maximum(t, 0.1)), 0.1)
+    expected = np.rint(np.clip(remove_haze(rgb, t_more[..., None], A), 0, 1) * 255)
+    assert np.abs(_read(tmp_path / "more.png") - expected).max() <= 1
+    r = runner.invoke(app, ["dehaze", str(src), "-o", str(tmp_path / "bad.png"), "--method", "dcp", "--strength", "2.1"])
     assert r.exit_code == 2 and not (tmp_path / "bad.png").exists()
+    lines = [ln for ln in r.output.strip().splitlines() if ln.strip()]
+    assert lines == ["error: --strength 2.1: use a value from 0 (the input) to 2 (1: full dehazing, above 1: more)"]
 
 
 def test_strength_direct_model_blends(tmp_path, tiny_weights):
@@ -381,7 +388,8 @@ def test_strength_direct_model_blends(tmp_path, tiny_weights):
 
 def test_strength_scattering_model_scales_t():
     from odcr_cli.engine.dehazer import Dehazer
-    from odcr_cli.haze.inversion import remove_haze_flat_aware
+    from odcr_cli.haze.inversion import recover
+    from odcr_cli.haze.noise import Source
 
     from odcr_cli.engine.backend_base import Backend
 
@@ -400,9 +408,11 @@ def test_strength_scattering_model_scales_t():
     full = Dehazer.from_backend(ConstantT(), max_side=0)
     half = Dehazer.from_backend(ConstantT(), max_side=0, strength=0.5)
     A = full.readout.estimate(rgb, ConstantT().run_outputs(np.zeros((1, 3, 32, 48))))[1]
-    # the readout's inversion (odcr_cli.haze.inversion) with t = 0.5, and 1 - 0.5 (1 - 0.5) at half strength
-    for dz, t in ((full, 0.5), (half, 0.75)):
-        expected = remove_haze_flat_aware(rgb, np.full(rgb.shape[:2], t, np.float32), A)
+    more = Dehazer.from_backend(ConstantT(), max_side=0, strength=2.0)
+    # the readout's recovery (odcr_cli.haze.inversion; float input: no 8-bit steps) with t = 0.5,
+    # 1 - 0.5 (1 - 0.5) at half strength and 1 - 2 (1 - 0.5) = 0, floored at t_min = 0.1, at strength 2
+    for dz, t in ((full, 0.5), (half, 0.75), (more, 0.1)):
+        expected = recover(rgb, np.full(rgb.shape[:2], t, np.float32), A, Source(step=0.0))
         np.testing.assert_allclose(dz.dehaze(rgb), np.clip(expected, 0, 1), atol=1e-5)
     assert half.describe()["strength"] == 0.5
 

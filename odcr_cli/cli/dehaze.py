@@ -11,7 +11,7 @@ import typer
 from odcr_cli.cli.common import fail
 from odcr_cli.cli.dehaze_reporter import DehazeReporter
 from odcr_cli.engine.options import CPU_AUTO_MAX_SIDE, DEFAULT_MEMORY_BUDGET_GB
-from odcr_cli.haze.constants import MODEL_SIDE, T_MIN
+from odcr_cli.haze.constants import MAX_STRENGTH, MODEL_SIDE, T_MIN
 
 
 def _terminate_as_interrupt(signum: int, frame: object) -> None:
@@ -54,9 +54,10 @@ def dehaze_command(
                                                 f"{DEFAULT_MEMORY_BUDGET_GB:g} GB memory estimate allows, noted)."),
     max_pixels: Optional[int] = typer.Option(None, "--max-pixels", help="Decompression-bomb limit in pixels (default: Pillow's, ~179 MP); 0 = no limit."),
     strip_metadata: bool = typer.Option(False, "--strip-metadata", help="Do not copy ICC profile and EXIF to the outputs."),
-    strength: float = typer.Option(1.0, "--strength", min=0.0, max=1.0,
-                                   help="How much haze to remove: 0 = the input, 1 = full dehazing. Scattering models and dcp "
-                                        "remove that fraction of the haze; direct models blend with the input."),
+    strength: float = typer.Option(1.0, "--strength",
+                                   help=f"How much haze to remove: 0 = the input, 1 = full dehazing, up to {MAX_STRENGTH:g} = "
+                                        "more (t -> 1 - s (1 - t), floored). Scattering models and dcp remove that fraction "
+                                        "of the haze; direct models blend with the input (above 1: beyond their output)."),
     codec: Optional[str] = typer.Option(None, "--codec", help="Videos: h264 (default; vp9 into .webm), hevc, vp9 or av1 "
                                                                  "(ffmpeg's names work too: libx264...)."),
     crf: Optional[int] = typer.Option(None, "--crf", help="Videos: constant rate factor, lower = better and bigger "
@@ -68,6 +69,9 @@ def dehaze_command(
                                            help="Photos: also write the haze map t (<stem>_transmission.png, 0-65535 = 0-1) "
                                                 f"and the relative depth -ln t (<stem>_depth.png, 65535 at t = {T_MIN:g}) as "
                                                 "16-bit PNGs beside each output. Scattering models and dcp."),
+    keep_exposure: bool = typer.Option(False, "--keep-exposure",
+                                       help="Photos: give the output the input's mean brightness (a power curve per photo "
+                                            "that clips nothing; removing a bright veil otherwise darkens a photo)."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads for the network and the image "
                                                                      "maths (default: all cores); videos also encode with this many."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan (input -> output, what would be skipped) on stdout; "
@@ -99,7 +103,7 @@ def dehaze_command(
         fail("refusing to write image bytes to a terminal; redirect stdout or pass -o FILE")
     engine = EngineOptions(method=chosen_method, model=model, weights=weights, onnx_path=onnx, backend=backend,
                            device=device, half=half, tile=tile, max_side=max_side, strength=strength, threads=threads,
-                           keep_transmission=save_transmission)
+                           keep_transmission=save_transmission, keep_exposure=keep_exposure)
     opts = DehazeOptions(inputs=list(inputs or []), output=output, recursive=recursive, input_list=input_list,
                          suffix=suffix, ext=ext, quality=quality, overwrite=overwrite, skip_existing=skip_existing,
                          shard=shard, engine=engine, max_pixels=max_pixels, strip_metadata=strip_metadata,

@@ -54,6 +54,8 @@ from odcr_cli.haze.constants import MARGIN, MIN_SIDE, SIZE_MULTIPLE
 from odcr_cli.haze.network_input import from_net, pad_to_multiple, padded_size, shrink_to, to_net
 from odcr_cli.haze.pipeline import to_float_rgb
 from odcr_cli.haze.readout import Readout, model_side, readout_for
+from odcr_cli.haze.noise import Source, source_for
+from odcr_cli.imaging.tone import keep_exposure
 
 # Peak bytes per input pixel of whole-image inference, scaled to an ngf-64 generator (measured:
 # 1.3 GB at 1024^2 for torch, 3 GB for ORT, plus a margin; an int8 ORT graph keeps quantized and
@@ -91,8 +93,9 @@ class Dehazer:
       the whole image would exceed ``memory_budget_gb``).
     * ``max_side``: fast mode (see module doc); ``"auto"``: full resolution on GPU, fast mode
       at :data:`CPU_AUTO_MAX_SIDE` on CPU for larger images; 0/None: always full resolution.
-    * ``strength``: 0 = the input, 1 = full dehazing; scattering models and ``dcp`` remove that
-      fraction of the haze (t -> 1 - s (1 - t)), direct models blend with the input.
+    * ``strength``: 0 = the input, 1 = full dehazing, up to 2; scattering models and ``dcp`` remove
+      that fraction of the haze (t -> 1 - s (1 - t)), direct models blend with the input.
+      ``keep_exposure``: the output's mean luma brought back to the input's (``odcr_cli.imaging.tone``).
     * ``method``, ``backend``, ``device``, ``max_side``: strings or the types of
       :mod:`odcr_cli.engine.options`, parsed here once (a bad value is an InferenceError).
     * ``dehaze(image)``: HxWx3, HxWx4 (alpha passed through) or HxW; uint8, uint16 or float
@@ -288,7 +291,7 @@ class Dehazer:
         with self._lock:
             return pipeline.network_outputs(self.backend.run_outputs, small)
 
-    def _dehaze_scattering(self, rgb: np.ndarray, plan: ImageRecord) -> np.ndarray:
+    def _dehaze_scattering(self, rgb: np.ndarray, plan: ImageRecord, source: Source) -> np.ndarray:
         """The network on a copy whose longer side is at most ``max_side`` (never tiled: InstanceNorm
         statistics are always the whole image's), J at full resolution."""
         h, w = rgb.shape[:2]
@@ -297,7 +300,8 @@ class Dehazer:
             plan.notes.append(f"the network ran at {side} px, not the full {max(h, w)}, to stay within the "
                               f"{self.memory_budget / 1e9:g} GB memory budget")
         # the lock is held by _dehaze_float
-        done = pipeline.dehaze(rgb, self.backend.run_outputs, self.readout, side, strength=self.strength)
+        done = pipeline.dehaze(rgb, self.backend.run_outputs, self.readout, side, strength=self.strength,
+                               source=source)
         plan.net_size = done.haze.t_small.shape[:2]
         plan.mode = "fast" if plan.net_size != rgb.shape[:2] else "whole"
         if self.keep_transmission:
@@ -305,7 +309,7 @@ class Dehazer:
         plan.seconds = done.seconds
         return done.image
 
-    def _dehaze_float(self, rgb: np.ndarray) -> tuple[np.ndarray, ImageRecord]:
+    def _dehaze_float(self, rgb: np.ndarray, source: Source = Source()) -> tuple[np.ndarray, ImageRecord]:
         plan = ImageRecord()
         if self.strength == 0.0:  # --strength 0 is the input itself: no need to run anything
             plan.mode = "identity"
@@ -319,7 +323,7 @@ class Dehazer:
         with self._lock:  # one network pass at a time; the plan and the retry count are this call's
             retries = self.backend.fp32_retries
             if not self.readout.writes_image:
-                out = self._dehaze_scattering(rgb, plan)
+                out = self._dehaze_scattering(rgb, plan, source)
             else:
                 out = self._dehaze_direct(rgb, plan)
             if self.backend.fp32_retries > retries:
@@ -335,15 +339,15 @@ class Dehazer:
             out = guided_upsample(small, small_out, rgb)
         else:
             out = self._net_full(rgb, plan)
-        if self.strength < 1.0:  # a direct model has no haze to scale: blend with the input
+        if self.strength != 1.0:  # a direct model has no haze to scale: blend with the input (above 1: beyond)
             out = rgb + self.strength * (out - rgb)
         return out
 
-    def dehaze_with_record(self, image: np.ndarray) -> tuple[np.ndarray, ImageRecord]:
-        """Dehaze one image; (same shape and dtype out as in, how it was processed)."""
+    def dehaze_with_record(self, image: np.ndarray, quantization: dict | None = None) -> tuple[np.ndarray, ImageRecord]:
+        """Dehaze one image (``quantization``: its file's JPEG tables); (same shape and dtype, how it was processed)."""
         rgb, restore = to_float_rgb(np.asarray(image))
-        out, plan = self._dehaze_float(rgb)
-        return restore(out), plan
+        out, plan = self._dehaze_float(rgb, source_for(np.asarray(image).dtype, quantization))
+        return restore(keep_exposure(out, rgb) if self.options.keep_exposure else out), plan
 
     def dehaze(self, image: np.ndarray) -> np.ndarray:
         """Dehaze one image; same shape and dtype out as in (see class doc)."""

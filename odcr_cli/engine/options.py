@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Literal, TypeVar, Union
 
-from odcr_cli.haze.constants import MIN_SIDE
+from odcr_cli.haze.constants import MAX_STRENGTH, MIN_SIDE
 from odcr_cli.errors import InferenceError
 
 
@@ -101,9 +101,10 @@ def parse_max_side(value: "int | str | None") -> MaxSide:
 
 
 def check_strength(strength: float) -> float:
-    """``--strength``: 0 (the input) to 1 (full dehazing), or InferenceError."""
-    if not 0.0 <= strength <= 1.0:
-        raise InferenceError(f"--strength {strength}: use a value from 0 (the input) to 1 (full dehazing)")
+    """``--strength``: 0 (the input) to :data:`MAX_STRENGTH`, or InferenceError."""
+    if not 0.0 <= strength <= MAX_STRENGTH:
+        raise InferenceError(f"--strength {strength:g}: use a value from 0 (the input) to {MAX_STRENGTH:g} "
+                             "(1: full dehazing, above 1: more)")
     return float(strength)
 
 
@@ -130,6 +131,7 @@ class EngineOptions:
     strength: float = 1.0
     threads: int | None = None
     keep_transmission: bool = False    # the full-resolution t in each image's record
+    keep_exposure: bool = False        # the output's mean luma brought back to the input's
     memory_budget_gb: float = DEFAULT_MEMORY_BUDGET_GB
     halo: int = DEFAULT_HALO
     stats_max_pixels: int | None = None

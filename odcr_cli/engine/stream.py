@@ -83,7 +83,7 @@ class DehazeStream:
     def __init__(self, dehazer: Dehazer, fps: float = 25.0, config: StreamConfig = StreamConfig()) -> None:
         self.dehazer, self.config = dehazer, config
         dcp = dehazer.method is Method.DCP
-        self.readout = ScatteringReadout(flat_sigma=0.0) if dcp else dehazer.readout
+        self.readout = ScatteringReadout(flat_sigma=0.0, noise_aware=False) if dcp else dehazer.readout
         self.smoothed = isinstance(self.readout, ScatteringReadout)
         # the network's side as for photos (--max-side 0: full resolution as far as the memory
         # budget allows, chosen at the first frame); dcp, full resolution on photos unless

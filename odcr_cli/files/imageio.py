@@ -42,7 +42,9 @@ class ImageData:
     """Pixels plus what is needed to write them back faithfully.
 
     ``pixels``: HxW (grayscale) or HxWx3 (RGB), uint8 or uint16. ``alpha``: HxW of the same
-    dtype or None. ``format``: source format (``JPEG``, ``PNG``...) or None."""
+    dtype or None. ``format``: source format (``JPEG``, ``PNG``...) or None. ``quantization``: a
+    JPEG's quantisation tables as Pillow reads them ({table: 64 values}), which say how coarse its
+    blocks are (``odcr_cli.haze.noise``); None for other formats."""
 
     pixels: np.ndarray
     alpha: np.ndarray | None = None
@@ -50,6 +52,7 @@ class ImageData:
     icc_profile: bytes | None = None
     exif: bytes | None = None
     source_mode: str = ""
+    quantization: dict[int, list[int]] | None = None
 
     @property
     def size(self) -> tuple[int, int]:
@@ -141,6 +144,8 @@ def decode_image(data: bytes, name: str = "<image>", max_pixels: int | None = No
     icc = im.info.get("icc_profile") or None
     exif, orientation = _exif_bytes(im)
     source_mode = im.mode
+    tables = getattr(im, "quantization", None) if fmt == "JPEG" else None
+    quantization = {int(k): [int(v) for v in table] for k, table in tables.items()} if tables else None
     try:
         if wide_colour:
             # 16-bit colour: Pillow would truncate it to 8 bits; OpenCV keeps it.
@@ -201,7 +206,7 @@ def decode_image(data: bytes, name: str = "<image>", max_pixels: int | None = No
             pixels = np.asarray(im.convert("RGB"))
     if icc and _icc_colour_space(icc) not in ("RGB", "GRAY", ""):
         icc = None
-    return ImageData(np.ascontiguousarray(pixels), alpha, fmt, icc, exif, source_mode)
+    return ImageData(np.ascontiguousarray(pixels), alpha, fmt, icc, exif, source_mode, quantization)
 
 
 def read_image(source: str | Path | BinaryIO, max_pixels: int | None = None) -> ImageData:

@@ -18,6 +18,9 @@ T_MIN = 0.1
 # A prior transmission is clamped to [1%, 99%] of (t_min, 1) before its logit is taken, so that
 # the logit stays finite (|logit| <= 4.6) where the dark channel prior says 0 or 1.
 PRIOR_CLAMP = 0.01
+# --strength s removes that fraction of the haze, t -> 1 - s (1 - t), floored at T_MIN (0: the
+# input, 1: the model's t); above 1 it removes more than the model sees, at most MAX_STRENGTH times.
+MAX_STRENGTH = 2.0
 
 # -- what the network sees: network_input.py --
 # A scattering model runs its network on a copy whose longer side is at most MODEL_SIDE (unless

@@ -19,7 +19,8 @@ def dehaze_dcp(rgb: np.ndarray, patch: int = PATCH, omega: float = OMEGA, t0: fl
                with_transmission: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """HxWx3 float32 RGB in [0, 1] -> dehazed HxWx3 float32 in [0, 1].
 
-    ``strength`` s removes that fraction of the haze: the floored t becomes 1 - s (1 - t)
+    ``strength`` s removes that fraction of the haze: the floored t becomes 1 - s (1 - t), floored
+    again at ``t0`` (0: the input, 1: the classical result, 2: twice the haze removed)
     (0: the input, 1: the classical result).
 
     ``max_side``: estimate t and A on a copy whose longer side is at most this (then t is carried
@@ -34,6 +35,7 @@ def dehaze_dcp(rgb: np.ndarray, patch: int = PATCH, omega: float = OMEGA, t0: fl
         t = upsample_transmission(t_small, rgb)
     else:
         t, A = dcp_transmission(rgb, patch, omega, top, radius, eps)
-    t = with_strength(np.maximum(t, t0)[..., None], strength)
+    # above strength 1 the scaled t may fall below the floor: floored again (a no-op up to 1)
+    t = np.maximum(with_strength(np.maximum(t, t0)[..., None], strength), t0)
     out = np.clip(remove_haze(rgb, t, A), 0.0, 1.0).astype(np.float32)
     return (out, t[..., 0].astype(np.float32)) if with_transmission else out

@@ -26,6 +26,7 @@ import numpy as np
 
 from odcr_cli.haze.constants import LUMA, MARGIN
 from odcr_cli.haze.network_input import frame_for_network, shrink_to
+from odcr_cli.haze.noise import Source
 from odcr_cli.haze.readout import ScatteringReadout
 
 RunNetwork = Callable[[np.ndarray], Mapping[str, np.ndarray]]
@@ -79,20 +80,22 @@ def estimate(rgb: np.ndarray, run_network: RunNetwork, readout: ScatteringReadou
     return _estimate(rgb, run_network, readout, side, margin, strength, {})
 
 
-def render(rgb: np.ndarray, haze: Haze, readout: ScatteringReadout) -> tuple[np.ndarray, np.ndarray]:
-    """Steps 5-6: (J HxWx3 float32 in [0, 1], the full-resolution t it used). No state: video
+def render(rgb: np.ndarray, haze: Haze, readout: ScatteringReadout,
+           source: Source = Source()) -> tuple[np.ndarray, np.ndarray]:
+    """Steps 5-6: (J HxWx3 float32 in [0, 1], the full-resolution t it used); ``source``: what the
+    file says of its own noise (a JPEG's tables, :mod:`odcr_cli.haze.noise`). No state: video
     renders frames with it on several threads."""
     t = readout.carry_t(rgb, haze.t_small)
-    return readout.invert(rgb, t, haze.airlight), t
+    return readout.invert(rgb, t, haze.airlight, source), t
 
 
 def dehaze(rgb: np.ndarray, run_network: RunNetwork, readout: ScatteringReadout, side: int | None,
-           margin: int = MARGIN, strength: float = 1.0) -> Dehazed:
+           margin: int = MARGIN, strength: float = 1.0, source: Source = Source()) -> Dehazed:
     """Steps 1-6 on ``rgb`` (HxWx3 float32 [0, 1]); ``side`` None: the network sees the photo itself."""
     seconds: dict[str, float] = {}
     haze = _estimate(rgb, run_network, readout, side, margin, strength, seconds)
     start = time.perf_counter()
-    image, t = render(rgb, haze, readout)
+    image, t = render(rgb, haze, readout, source)
     seconds["readout"] += time.perf_counter() - start
     return Dehazed(image, t, haze, seconds)
 

@@ -6,10 +6,12 @@
 * ``scattering``: the network writes the transmission t (and a correction of the airlight). The
   airlight is the dark-channel rule on the network's input plus that correction; t is carried
   to full resolution by a guided filter with the photo as guide, and J = (I - A) / t + A is
-  computed at full resolution, so every pixel of the photo's own detail is kept; where the
-  photo is flat its detail (noise, JPEG blocks) keeps its own amplitude instead of gaining 1 / t
-  (:mod:`odcr_cli.haze.inversion`). ``--strength`` scales the haze removed, t -> 1 - s (1 - t)
-  (:mod:`odcr_cli.haze.transmission`), here where t is known.
+  computed at full resolution, so every pixel of the photo's own detail is kept; detail no
+  stronger than what the camera and codec leave in this photo (grain, JPEG blocks, 8-bit steps:
+  its noise floor, from its flattest regions and a JPEG's tables) keeps its own amplitude instead
+  of gaining 1 / t (:func:`odcr_cli.haze.inversion.recover`, :mod:`odcr_cli.haze.noise`).
+  ``--strength`` scales the haze removed, t -> 1 - s (1 - t) (up to ``MAX_STRENGTH``;
+  :mod:`odcr_cli.haze.transmission`), here where t is known; ``carry_t`` floors it at t_min.
 
 The order of these steps, and the network's framing, is :mod:`odcr_cli.haze.pipeline`'s.
 """
@@ -23,7 +25,8 @@ import numpy as np
 
 from odcr_cli.haze.constants import AIRLIGHT_FLOOR, MODEL_SIDE, PATCH, T_MIN, TOP
 from odcr_cli.haze.filters import upsample_transmission
-from odcr_cli.haze.inversion import FLAT_SIGMA, remove_haze_flat_aware
+from odcr_cli.haze.inversion import FLAT_SIGMA, recover, remove_haze_flat_aware
+from odcr_cli.haze.noise import Source
 from odcr_cli.haze.prior import airlight_rule, dcp_transmission
 from odcr_cli.haze.transmission import transmission_from_residual, with_strength
 
@@ -68,6 +71,7 @@ class ScatteringReadout:
     airlight_top: float = TOP
     t_prior: str = "none"
     flat_sigma: float = FLAT_SIGMA  # 0: the plain inversion, noise amplified by 1 / t everywhere
+    noise_aware: bool = True  # False: luma detail amplified by 1 / t whatever the photo's noise floor
     kind: str = "scattering"
     writes_image: bool = False  # it writes t, which needs no full resolution: a small copy, never tiled
 
@@ -104,9 +108,14 @@ class ScatteringReadout:
         t = np.maximum(t_small, self.t_min) if same else upsample_transmission(t_small, full_in)
         return np.maximum(t, self.t_min, out=t)
 
-    def invert(self, full_in: np.ndarray, t: np.ndarray, airlight: np.ndarray) -> np.ndarray:
-        """J = (I - A) / t + A at full resolution (flat regions' colour noise not amplified), in [0, 1]."""
-        out = remove_haze_flat_aware(full_in, t, airlight, self.flat_sigma)
+    def invert(self, full_in: np.ndarray, t: np.ndarray, airlight: np.ndarray,
+               source: Source | None = Source()) -> np.ndarray:
+        """J = (I - A) / t + A at full resolution, in [0, 1], amplifying the scene and not the camera
+        (``odcr_cli.haze.inversion.recover``; ``source``: what the file says of its noise)."""
+        if self.noise_aware:
+            out = recover(full_in, t, airlight, source, self.flat_sigma)
+        else:
+            out = remove_haze_flat_aware(full_in, t, airlight, self.flat_sigma)
         return np.clip(out, 0.0, 1.0, out=out)
 
 

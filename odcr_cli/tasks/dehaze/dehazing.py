@@ -110,9 +110,9 @@ FramesFn = Callable[[FileResult, int, "int | None"], None]  # a video's frames d
 
 class DehazerLike(Protocol):
     """What :func:`run_dehaze` needs of a dehazer: :class:`odcr_cli.engine.dehazer.Dehazer`, or a
-    caller's own object."""
+    caller's own object. ``quantization`` (a JPEG's tables) is passed for JPEG inputs only."""
 
-    def dehaze_with_record(self, image: np.ndarray) -> tuple[np.ndarray, ImageRecord]: ...
+    def dehaze_with_record(self, image: np.ndarray, quantization: dict | None = None) -> tuple[np.ndarray, ImageRecord]: ...
 
     def describe(self) -> dict[str, Any]: ...
 
@@ -311,7 +311,8 @@ class _Batch:
         if self._on_begin is not None:
             self._on_begin(res)
         t0 = time.perf_counter()
-        pixels, plan = self._dehazer.dehaze_with_record(img.pixels)
+        tables = {"quantization": img.quantization} if img.quantization else {}  # JPEGs only
+        pixels, plan = self._dehazer.dehaze_with_record(img.pixels, **tables)
         res.net_seconds = time.perf_counter() - t0
         res.mode = plan.mode
         res.warnings += plan.notes

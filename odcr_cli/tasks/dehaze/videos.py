@@ -64,6 +64,8 @@ def dehaze_video(source: str, output: str, dehazer: Any, encode: EncodeOptions =
                 _refuse_a_partial_decode(source, frames, info.frames)  # before the file gets its name
         result = VideoResult(frames, info.fps, writer.encoder, info.width, info.height, list(writer.notes),
                              stream.network_runs, stream.cuts)
+    if getattr(getattr(dehazer, "options", None), "keep_exposure", False) and stream.smoothed:
+        result.notes.append("--keep-exposure applies to photos: a curve per frame would flicker")
     return result
 
 
