@@ -56,8 +56,9 @@ def dehaze_command(
     strip_metadata: bool = typer.Option(False, "--strip-metadata", help="Do not copy ICC profile and EXIF to the outputs."),
     strength: float = typer.Option(1.0, "--strength",
                                    help=f"How much haze to remove: 0 = the input, 1 = full dehazing, up to {MAX_STRENGTH:g} = "
-                                        "more (t -> 1 - s (1 - t), floored). Scattering models and dcp remove that fraction "
-                                        "of the haze; direct models blend with the input (above 1: beyond their output)."),
+                                        "more. Scattering models and dcp remove that fraction of the haze (t -> 1 - s (1 - t)) "
+                                        "and above 1 read it as s times as thick (t -> t^s); direct models blend with the "
+                                        "input (above 1: beyond their output)."),
     codec: Optional[str] = typer.Option(None, "--codec", help="Videos: h264 (default; vp9 into .webm), hevc, vp9 or av1 "
                                                                  "(ffmpeg's names work too: libx264...)."),
     crf: Optional[int] = typer.Option(None, "--crf", help="Videos: constant rate factor, lower = better and bigger "

@@ -18,8 +18,8 @@ T_MIN = 0.1
 # A prior transmission is clamped to [1%, 99%] of (t_min, 1) before its logit is taken, so that
 # the logit stays finite (|logit| <= 4.6) where the dark channel prior says 0 or 1.
 PRIOR_CLAMP = 0.01
-# --strength s removes that fraction of the haze, t -> 1 - s (1 - t), floored at T_MIN (0: the
-# input, 1: the model's t); above 1 it removes more than the model sees, at most MAX_STRENGTH times.
+# --strength s removes that fraction of the haze, t -> 1 - s (1 - t) (0: the input, 1: the model's
+# t); above 1 it reads the haze as s times as thick, t -> t ** s, up to MAX_STRENGTH; floored at T_MIN.
 MAX_STRENGTH = 2.0
 
 # -- what the network sees: network_input.py --

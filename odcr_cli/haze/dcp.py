@@ -19,9 +19,8 @@ def dehaze_dcp(rgb: np.ndarray, patch: int = PATCH, omega: float = OMEGA, t0: fl
                with_transmission: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """HxWx3 float32 RGB in [0, 1] -> dehazed HxWx3 float32 in [0, 1].
 
-    ``strength`` s removes that fraction of the haze: the floored t becomes 1 - s (1 - t), floored
-    again at ``t0`` (0: the input, 1: the classical result, 2: twice the haze removed)
-    (0: the input, 1: the classical result).
+    ``strength``: the floored t scaled as :func:`odcr_cli.haze.transmission.with_strength` says,
+    floored again at ``t0`` (0: the input, 1: the classical result).
 
     ``max_side``: estimate t and A on a copy whose longer side is at most this (then t is carried
     up by :func:`odcr_cli.haze.filters.upsample_transmission`, as for scattering models); None: at

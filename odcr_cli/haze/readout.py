@@ -10,8 +10,9 @@
   stronger than what the camera and codec leave in this photo (grain, JPEG blocks, 8-bit steps:
   its noise floor, from its flattest regions and a JPEG's tables) keeps its own amplitude instead
   of gaining 1 / t (:func:`odcr_cli.haze.inversion.recover`, :mod:`odcr_cli.haze.noise`).
-  ``--strength`` scales the haze removed, t -> 1 - s (1 - t) (up to ``MAX_STRENGTH``;
-  :mod:`odcr_cli.haze.transmission`), here where t is known; ``carry_t`` floors it at t_min.
+  ``--strength`` scales the haze removed (up to ``MAX_STRENGTH``;
+  :func:`odcr_cli.haze.transmission.with_strength`), here where t is known; ``carry_t`` floors it
+  at t_min.
 
 The order of these steps, and the network's framing, is :mod:`odcr_cli.haze.pipeline`'s.
 """
@@ -88,8 +89,8 @@ class ScatteringReadout:
         """(hxw float32 transmission, (3,) airlight) of the network's input, each computed once, as
         :meth:`odcr_cli.core.networks.ResnetGenerator.haze_estimate` computes them in training: the
         airlight is the dark-channel rule plus the network's correction; with the DCP prior, t is
-        the network's logit residual on the prior's t. ``strength`` s removes that fraction of
-        the haze: t -> 1 - s (1 - t) (0: the input, 1: the network's t). ``rule``: the
+        the network's logit residual on the prior's t. ``strength``: as
+        :func:`odcr_cli.haze.transmission.with_strength` (0: the input, 1: the network's t). ``rule``: the
         dark-channel rule's airlight to use (video passes one smoothed over time)."""
         h, w, _ = net_in.shape
         if "t" in outputs:
