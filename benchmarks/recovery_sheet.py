@@ -64,7 +64,11 @@ def _row(tiles: list[Image.Image]) -> Image.Image:
 
 
 def main() -> None:
-    out_path = Path(sys.argv[1] if len(sys.argv) > 1 else "docs/images/recovery_sheet.jpg")
+    import argparse
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("out", nargs="?", type=Path, default=Path("docs/images/recovery_sheet.jpg"))
+    out_path = ap.parse_args().out
     dz = Dehazer(device="cpu")
     cache: dict = {}
     rows = []

@@ -269,3 +269,17 @@ def test_the_methods_constants_and_rules_are_said_once() -> None:
     assert not bad, "; ".join(bad)
     # the check sees what it is about
     assert _restated(ast.parse("def f(patch=15, t_min=0.1): return 1.0 - s * (1.0 - t)"), values)
+
+
+def test_every_script_and_benchmark_still_starts() -> None:
+    """The scripts and benchmarks that back a figure in the README or the model card import what
+    they use from the package: after a move inside odcr_cli they must still start (``--help``)."""
+    import subprocess
+    import sys
+
+    root = PACKAGE.parent
+    files = sorted((root / "benchmarks").glob("*.py")) + sorted((root / "scripts").glob("*.py"))
+    assert files
+    for f in files:
+        done = subprocess.run([sys.executable, str(f), "--help"], capture_output=True, text=True, timeout=120, cwd=root)
+        assert done.returncode == 0 and "usage" in done.stdout.lower(), f"{f.name}: {done.stderr.strip()[-300:]}"
