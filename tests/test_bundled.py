@@ -217,3 +217,40 @@ def test_margin_keeps_the_outputs_size_on_tiny_inputs():
         out = network_outputs(run, np.random.default_rng(0).random((h, w, 3), np.float32), 16)
         assert out["t_residual"].shape == (1, 1, h, w) and out["airlight_correction"].shape == (1, 3)
     assert seen[-1][2:] == (132, 92)  # 100 x 60 framed by 16 px, then padded to a multiple of 4
+
+
+def test_each_bundled_model_is_one_registry_entry_that_the_weights_readme_and_card_agree_with() -> None:
+    """models.json is what a shipped model is: the side it records in its weights, its dev-pair
+    scores as the README's table prints them (no row for a model --model refuses), one card
+    section per bundled model and no other."""
+    import re
+
+    from odcr_cli.files.weights_io import load_generator
+    from odcr_cli.haze.readout import model_side
+
+    root = Path(__file__).resolve().parents[1]
+    readme, card = (root / "README.md").read_text(), (root / "weights" / "MODEL_CARD.md").read_text()
+    models = bundled.bundled_models()
+    names = {m.name for m in models}
+    for m in models:
+        config = load_generator(bundled.bundled_dir() / m.weights).generator.config.to_dict()
+        assert m.kind == config["output"] and m.t_prior == config.get("t_prior", "none"), m.name
+        assert m.side == (model_side(config) if m.kind == "scattering" else None), m.name
+        assert m.metrics is not None and m.recipe, f"{m.name}: metrics and recipe are part of the entry"
+    # the README's dev-pair table: one row per bundled model, its cells the registry's
+    lines = readme.splitlines()
+    head = next(i for i, ln in enumerate(lines) if ln.startswith("| method | PSNR / SSIM, all"))
+    columns = ["all"] + [c.strip().lower() for c in lines[head].strip("|").split("|")[2:]]
+    rows = [ln for ln in lines[head + 2:] if ln.startswith("|")][:20]
+    rows = rows[:next((i for i, ln in enumerate(rows) if not ln.startswith("|")), len(rows))]
+    for m in models:
+        row = next(ln for ln in rows if m.name in ln)
+        cells = re.findall(r"(\d+\.\d\d) / (\d\.\d\d\d)", row)
+        assert [f"{p} / {q}" for p, q in cells] == [str(m.metrics.score(c)) for c in columns], m.name
+    shown = set(re.findall(r"\b(odcr-[a-z0-9-]+)", "\n".join(rows)))
+    assert shown <= names, f"README rows for models --model refuses: {shown - names}"
+    sections = set(re.findall(r"^## `([^`]+)`", card, flags=re.M))
+    assert sections == names, f"the card's model sections {sections} are not the bundled models {names}"
+    for m in models:  # the card's summary table: the registry's mean over all pairs
+        row = next(ln for ln in card.splitlines() if ln.startswith(f"| **`{m.name}`**") or ln.startswith(f"| `{m.name}`"))
+        assert str(m.metrics.score()) in row, m.name
