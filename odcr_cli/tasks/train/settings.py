@@ -60,6 +60,8 @@ class TrainConfig:
     # this invocation's limit, not the run's: a resumed run counts afresh
     max_minutes: float | None = flag(None, help="Stop, with a checkpoint, after this much wall-clock time (resumable).",
                                      min=0.0)
+    # odcr train --init: the model a fine-tune started from (a bundled name or an absolute path)
+    init: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("hazy", "clear", "exclude_clear"):

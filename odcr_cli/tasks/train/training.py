@@ -29,6 +29,7 @@ from odcr_cli.core.configs import TRANSMISSION_TERMS_NEED_SCATTERING, GeneratorC
 from odcr_cli.errors import TrainingDiverged, TrainingError
 from odcr_cli.imaging.haze_synthesis import SynthConfig
 from odcr_cli.tasks.train.data import CropSpec, center_crop, load_pools
+from odcr_cli.tasks.train.fine_tune import fine_tune_settings, load_initial_weights
 from odcr_cli.tasks.train.run_folder import RunFolder
 from odcr_cli.tasks.train.settings import TrainConfig, check_options, resumed_config
 from odcr_cli.tasks.train.state import Distributed, TrainingState, init_distributed, resolve_device
@@ -96,6 +97,12 @@ def _set_up_and_run(config: TrainConfig, method: MethodConfig, generator: Genera
             config = resumed_config(config, method, generator, checkpoint, explicit, say)
         method = MethodConfig.from_dict(checkpoint["method"])
         generator = GeneratorConfig.from_dict(checkpoint["generator_config"])
+    init = None
+    if checkpoint is None and config.init:  # a fine-tune: the model's generator (a resume has it already)
+        init = load_initial_weights(config.init)
+        method, generator = fine_tune_settings(init, method, generator, explicit)
+        say(f"fine-tuning {init.source} ({init.config.ngf} wide, {init.config.n_blocks} blocks, "
+            f"{init.config.output} output)")
     if generator.output != "scattering" and method.transmission_terms:
         raise TrainingError(TRANSMISSION_TERMS_NEED_SCATTERING)
     device = resolve_device(config.device)
@@ -107,6 +114,8 @@ def _set_up_and_run(config: TrainConfig, method: MethodConfig, generator: Genera
                                       SynthConfig(beta=method.synth_beta) if method.lambda_synth > 0 else None, say)
 
     state = TrainingState(config, method, generator, device, dctx)
+    if init is not None:
+        state.start_from(init.state_dict)
     if checkpoint is not None:
         state.load_state_dict(checkpoint)
         say(f"resumed from iteration {state.iteration}")
@@ -114,7 +123,7 @@ def _set_up_and_run(config: TrainConfig, method: MethodConfig, generator: Genera
     if dctx.is_main:
         folder.write_config({"train": config.to_dict(), "method": method.to_dict(), "generator": generator.to_dict(),
                              "odcr_version": __version__, "device": str(device), "world_size": dctx.world,
-                             "torch": torch.__version__})
+                             "torch": torch.__version__, **({"init_weights": init.record()} if init else {})})
         folder.update_report(say)
     fixed = torch.stack([center_crop(im, config.crop) for im in hazy.images[: config.num_samples]])
 
