@@ -164,3 +164,58 @@ def test_init_odcr_fine_tunes_the_bundled_default(pools, tmp_path) -> None:
     assert saved["init_weights"]["model"] == default.name
     tuned = load_generator(tmp_path / "ft" / "generator.safetensors").generator.config
     assert tuned == load_generator(default.weights_file().path).generator.config
+
+
+# --- odcr distill -----------------------------------------------------------------------------
+
+def _distill(pools: tuple[Path, Path], teacher: Path, out: Path, *extra: str) -> object:
+    hazy, clear = pools
+    return CliRunner().invoke(app, ["distill", "--teacher", str(teacher), "--hazy", str(hazy), "--clear", str(clear),
+                                    "--out", str(out), "--ngf", "4", "--n-blocks", "1", "--sides", "64,80",
+                                    "--side", "64", "--log-every", "1", *extra])
+
+
+def test_distill_makes_a_student_that_dehaze_runs_at_its_side_and_export_int8_exports(pools, tmp_path) -> None:
+    teacher, _ = _model(tmp_path)
+    res = _distill(pools, teacher, tmp_path / "student", "--iters", "3")
+    assert res.exit_code == 0, res.output
+    run = tmp_path / "student"
+    student = load_generator(run / "generator.safetensors")
+    assert student.generator.config.inference_side == 64 and student.generator.config.output == "scattering"
+    assert student.generator.config.t_prior == "dcp" and student.metadata["method"] == "distillation"
+    log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert [r["iter"] for r in log if "t" in r] == [1, 2, 3] and all(r["t"] >= 0 and r["J"] >= 0 for r in log if "t" in r)
+    assert json.loads((run / "config.json").read_text())["teacher"]["sha256"] == load_generator(teacher).sha256
+    photo = tmp_path / "photo.png"
+    _photo(np.random.default_rng(3), 200, 150, 0.5).save(photo)
+    res = CliRunner().invoke(app, ["dehaze", str(photo), "-o", str(tmp_path / "out.png"), "--weights", str(run),
+                                   "--json", "-", "-q"])
+    assert res.exit_code == 0 and json.loads(res.output)["max_side"] == 64, res.output
+    res = CliRunner().invoke(app, ["export", "--onnx", "--int8", "--calibrate", str(pools[0]), "--weights", str(run),
+                                   "-o", str(tmp_path / "student.onnx")])
+    assert res.exit_code == 0, res.output
+    res = CliRunner().invoke(app, ["dehaze", str(photo), "-o", str(tmp_path / "out2.png"), "--onnx",
+                                   str(tmp_path / "student.onnx"), "--backend", "onnx", "--json", "-", "-q"])
+    assert res.exit_code == 0 and json.loads(res.output)["max_side"] == 64, res.output
+
+
+def test_a_resumed_distillation_follows_the_same_trajectory(pools, tmp_path) -> None:
+    teacher, _ = _model(tmp_path)
+    assert _distill(pools, teacher, tmp_path / "straight", "--iters", "4").exit_code == 0
+    res = _distill(pools, teacher, tmp_path / "parts", "--iters", "4", "--until", "2")
+    assert res.exit_code == 0, res.output
+    res = CliRunner().invoke(app, ["distill", "--resume", str(tmp_path / "parts")])
+    assert res.exit_code == 0 and "resumed from iteration 2" in res.output, res.output
+    a = load_generator(tmp_path / "straight" / "generator.safetensors").generator.state_dict()
+    b = load_generator(tmp_path / "parts" / "generator.safetensors").generator.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_distill_refuses_a_teacher_without_a_transmission_and_a_gan_run_to_resume(pools, tmp_path, tiny_weights) -> None:
+    res = _distill(pools, tiny_weights, tmp_path / "s", "--iters", "1")  # an image-output generator
+    assert res.exit_code == 2 and "scattering" in res.output and len(res.output.strip().splitlines()) == 1
+    hazy, clear = pools
+    assert _train("--hazy", str(hazy), "--clear", str(clear), "--out", str(tmp_path / "gan"), "--iters", "1",
+                  *TINY).exit_code == 0
+    res = CliRunner().invoke(app, ["distill", "--resume", str(tmp_path / "gan")])
+    assert res.exit_code == 2 and "not a distillation" in res.output, res.output

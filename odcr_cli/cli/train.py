@@ -374,7 +374,8 @@ class TrainReporter:
             eta = spi * max(0, self._total - iteration)
             main = " ".join(f"{k}={terms[k]:.4f}" for k in ("G_total", "D", "G_nce") if k in terms)
             rest = " ".join(f"{k}={v:.4f}" for k, v in terms.items() if k not in ("G_total", "D", "G_nce"))
-            print(f"iter {iteration}/{self._total}: {spi:.2f} s/it, ETA {_duration(eta)}; {main}; {rest}",
+            print(f"iter {iteration}/{self._total}: {spi:.2f} s/it, ETA {_duration(eta)}; "
+                  + "; ".join(part for part in (main, rest) if part),
                   file=sys.stderr, flush=True)
 
     def say(self, message: str) -> None:

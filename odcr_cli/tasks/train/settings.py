@@ -86,6 +86,35 @@ class TrainConfig:
         return cls(**{k: v for k, v in values.items() if k in names})
 
 
+@dataclass(frozen=True)
+class DistillConfig:
+    """What ``odcr distill`` (:mod:`~odcr_cli.tasks.train.distill`) adds to a run's TrainConfig (its data, schedule and files); the fields
+    with a help text are its flags."""
+
+    teacher: str = flag("odcr-scatter-synth3-beta02-ngf32-b6-cpu-ema",
+                        help="The scattering model to distil: a bundled model's name, a .safetensors file or a run folder.")
+    ngf: int = flag(16, help="The student's width.")
+    n_blocks: int = flag(6, help="The student's residual blocks.")
+    sides: tuple[int, ...] = flag((256, 320, 384), help="Sides the student is fitted at, one drawn per step "
+                                                         "(the teacher's t is carried to it).")
+    side: int = flag(320, help="The side the student runs at in odcr dehaze (recorded in its weights).", min=64)
+    synthetic: bool = flag(True, help="Also fit a synthetic hazy copy of each clear photo.")
+
+    def __post_init__(self) -> None:
+        if not self.sides or min(self.sides) < 64:
+            raise TrainingError(f"--sides: expected sides of 64 px or more, got {','.join(map(str, self.sides))}")
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "sides": list(self.sides)}
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "DistillConfig":
+        kept = {f.name: values[f.name] for f in fields(cls) if f.name in values}
+        if "sides" in kept:
+            kept["sides"] = tuple(kept["sides"])
+        return cls(**kept)
+
+
 def check_options(config: TrainConfig) -> None:
     """The values no layer below checks, as one-line TrainingErrors naming the flag."""
     from odcr_cli.core.network_input import MIN_SIDE, SIZE_MULTIPLE  # numpy: not at the command line's start

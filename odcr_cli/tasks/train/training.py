@@ -37,6 +37,7 @@ from odcr_cli.tasks.train.state import Distributed, TrainingState, init_distribu
 __all__ = ("TrainCallbacks", "TrainConfig", "TrainResult", "run_iterations", "train", "train_step")
 
 Batches = Callable[[int], tuple[torch.Tensor, ...]]  # iteration -> (hazy, clear[, synthetic hazy, its t])
+Step = Callable[[TrainingState, tuple], dict[str, torch.Tensor]]  # (state, batch) -> its losses
 
 
 def _quiet(msg: str) -> None:
@@ -136,14 +137,21 @@ def _set_up_and_run(config: TrainConfig, method: MethodConfig, generator: Genera
     return replace(result, skipped_files=[(str(p), w) for p, w in hazy.skipped + clear.skipped])
 
 
+def _gan_step(state: TrainingState, batch: tuple[torch.Tensor, ...]) -> dict[str, torch.Tensor]:
+    hazy, clear, *synthetic = batch
+    return train_step(state, hazy, clear, tuple(synthetic) if synthetic else None)
+
+
 def run_iterations(state: TrainingState, folder: RunFolder, batches: Batches, fixed: torch.Tensor,
                    callbacks: TrainCallbacks | None = None, say: Callable[[str], None] = _quiet,
-                   started: float | None = None) -> TrainResult:
+                   started: float | None = None, step: Step = _gan_step) -> TrainResult:
     """The iterations of one invocation, from ``state.iteration`` to ``state.config.stop``.
 
     ``batches(iteration)`` gives this rank's (hazy, clear) batches, each (B, 3, crop, crop) in
     [-1, 1]; ``fixed`` holds the (N, 3, crop, crop) hazy crops of the sample grids (N may be 0);
     ``started`` is the ``time.perf_counter()`` that ``--max-minutes`` counts from (default: now).
+    ``step(state, batch)`` moves the state by one iteration and returns its losses (default: the
+    GAN's :func:`train_step`; ``odcr distill`` gives its own, with a state of the same interface).
     Rank 0 writes ``folder``; every rank takes part in the checks that ranks agree on. The
     result's ``skipped_files`` is left empty (the caller's)."""
     c, cb, main = state.config, callbacks or TrainCallbacks(), state.dist.is_main
@@ -155,7 +163,7 @@ def run_iterations(state: TrainingState, folder: RunFolder, batches: Batches, fi
     t0, first = time.perf_counter(), state.iteration
     while state.iteration < stop:
         done = state.iteration + 1
-        hazy, clear, *synthetic = batches(state.iteration)
+        batch = batches(state.iteration)
         if c.max_minutes is not None:
             out_of_time = time.perf_counter() - started > c.max_minutes * 60
             # every rank takes part in any_rank, even on what is already the last iteration
@@ -165,7 +173,7 @@ def run_iterations(state: TrainingState, folder: RunFolder, batches: Batches, fi
                     f"{c.iters} (continue with --resume)")
 
         try:
-            terms = train_step(state, hazy, clear, tuple(synthetic) if synthetic else None)
+            terms = step(state, batch)
             interrupted = cb.stop_requested() and done < stop  # Ctrl-C or SIGTERM came during the step
             stop = done if interrupted else stop
             last = done == stop
