@@ -4,7 +4,7 @@ train the stronger teacher, time GPU inference, and try odcr train under torchru
 Here (the data does not travel with the repository: it is copied, re-encoded small, into the
 git-ignored .gpu_carry/, under the device's 64 MiB with the working tree):
 
-    python scripts/gpu_run.py prepare                      # ../shared/data -> .gpu_carry/ (about 27 MiB)
+    python scripts/gpu_run.py prepare                      # ../shared/data -> .gpu_carry/ (about 25 MiB)
 
 There (device tool: carry [".gpu_carry"]):
 
@@ -25,8 +25,9 @@ ends in time:
    (``--max-minutes`` stops it with a checkpoint if the speed drops). Weights (fp16, in parts),
    log and config go to $OUT;
 2. timings (the median of 2 runs after a warm-up): the bundled default and the teacher on a 1080p
-   frame, a 12-MP photo and a folder of 16 real hazy photos, on PyTorch CUDA, ONNX Runtime CUDA with the fp16 graph and TensorRT, each where it loads
-   (a backend that does not is named in the log, never an error);
+   frame, a 12-MP photo and a folder of 16 real hazy photos, on PyTorch CUDA, ONNX Runtime CUDA
+   with the fp16 graph and TensorRT, each where it loads (a backend that does not is named in the
+   log, never an error);
 3. ``odcr train`` under ``torchrun --nproc-per-node 2`` for a few iterations when two GPUs exist.
 
 ``run --tiny`` does all of it on the CPU in a minute or two with a tiny network (the test,
@@ -51,7 +52,7 @@ DATA = ROOT.parent / "shared" / "data"
 CARRY = ROOT / ".gpu_carry"
 PART_BYTES = 15 * 2**20  # a file from the device is at most 16 MiB
 # The teacher's recipe: the scattering recipe's losses on the paper's generator, big crops.
-TEACHER = ["--recipe", "scattering", "--ngf", "64", "--n-blocks", "9", "--crop", "256", "--load-size", "320",
+TEACHER = ["--recipe", "scattering", "--ngf", "64", "--n-blocks", "9", "--crop", "256", "--load-size", "288",
            "--batch", "4", "--checkpoint-every", "250", "--sample-every", "100000", "--log-every", "25",
            "--keep-checkpoints", "1"]
 TINY = ["--recipe", "scattering", "--ngf", "4", "--n-blocks", "1", "--crop", "32", "--load-size", "40",
@@ -319,8 +320,8 @@ def main() -> None:
     p = sub.add_parser("prepare")
     p.add_argument("--data", type=Path, default=DATA)
     p.add_argument("--carry", type=Path, default=CARRY)
-    p.add_argument("--max-mib", type=float, default=30.0)
-    p.add_argument("--short-side", type=int, default=320)
+    p.add_argument("--max-mib", type=float, default=28.0)
+    p.add_argument("--short-side", type=int, default=288)
     p.add_argument("--limit", type=int, default=0, help="at most this many photos a folder (0: all; a test's)")
     r = sub.add_parser("run")
     r.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", "gpu_out")))
