@@ -294,6 +294,16 @@ def torchrun(a: argparse.Namespace, log: Log, env: dict, seconds: float) -> int 
     return code
 
 
+def _phase(log: Log, name: str, work):  # noqa: ANN001, ANN202
+    """One phase; a failure is logged with its cause and the next phase still runs (the GPU's
+    minutes are few: what did work must come back)."""
+    try:
+        return work()
+    except Exception as exc:  # noqa: BLE001
+        log(f"{name} failed: {type(exc).__name__}: {str(exc)[:300]}")
+        return None
+
+
 def run(a: argparse.Namespace) -> None:
     a.out.mkdir(parents=True, exist_ok=True)
     a.work.mkdir(parents=True, exist_ok=True)
@@ -305,10 +315,11 @@ def run(a: argparse.Namespace) -> None:
         log("CUDA is not available: the teacher trains on the CPU" + (" (--tiny)" if a.tiny else "")
             + "; the CUDA-only parts are skipped with a line each")
     reserve = (30.0 if a.tiny else 130.0) + (40.0 if env["gpus"] >= 2 or a.tiny else 0.0)
-    run_dir = train_teacher(a, log, env, a.budget_s - reserve - log.elapsed)
-    teacher = collect(run_dir, a.out, log) if run_dir else None
-    summary = {"environment": env, "timings": timings(a, log, env, teacher)}
-    summary["torchrun_exit"] = torchrun(a, log, env, max(10.0, a.budget_s - log.elapsed - 5.0))
+    run_dir = _phase(log, "the teacher", lambda: train_teacher(a, log, env, a.budget_s - reserve - log.elapsed))
+    teacher = _phase(log, "collecting the teacher", lambda: collect(run_dir, a.out, log)) if run_dir else None
+    summary = {"environment": env, "timings": _phase(log, "the timings", lambda: timings(a, log, env, teacher))}
+    summary["torchrun_exit"] = _phase(log, "torchrun",
+                                      lambda: torchrun(a, log, env, max(10.0, a.budget_s - log.elapsed - 5.0)))
     summary["seconds"] = round(log.elapsed, 1)
     (a.out / "gpu_run.json").write_text(json.dumps(summary, indent=1))
     log(f"done in {log.elapsed:.0f} s (budget {a.budget_s:.0f} s)")

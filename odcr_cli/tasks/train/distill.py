@@ -20,6 +20,7 @@ The student records ``side`` (``inference_side``), the side ``odcr dehaze`` runs
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -196,6 +197,8 @@ def distill(config: TrainConfig, settings: DistillConfig, resume: bool = False,
     reporting settings named in ``explicit``."""
     cb = callbacks or TrainCallbacks()
     started = time.perf_counter()
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # one photo a step: nothing to share between ranks
+        raise TrainingError("odcr distill runs in one process; start it without torchrun")
     folder, say = RunFolder(Path(config.out)), cb.on_message
     check_options(config)
     checkpoint = folder.state_to_resume(resume, say)
