@@ -146,7 +146,7 @@ def test_init_refuses_a_shape_that_contradicts_the_model_and_asks_for_the_clear_
                  "--ngf", "8", *SMALL)
     assert res.exit_code == 2 and "--ngf 8 contradicts the model (4)" in res.output, res.output
     res = _train("--init", str(model), "--hazy", str(hazy), "--out", str(tmp_path / "b"))
-    assert res.exit_code == 2 and "--clear is required" in res.output
+    assert res.exit_code == 2 and "Missing option '--clear'" in res.output
     res = _train("--init", "no-such-model", "--hazy", str(hazy), "--clear", str(clear), "--out", str(tmp_path / "c"))
     assert res.exit_code == 2 and "no bundled model called 'no-such-model'" in res.output
     assert not any((tmp_path / n).exists() for n in "abc")

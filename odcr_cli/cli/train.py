@@ -248,19 +248,21 @@ def _where_and_what(run: Optional[Path], resume: bool, init: Optional[str], sett
         settings["out"] = run
     if resume:
         if settings["out"] is None:
-            fail("--resume needs the run folder: odcr train --resume RUN")
+            fail("--resume needs the run folder: odcr train --resume RUN (see odcr train --help)")
         saved = _saved_data(Path(settings["out"]))
         for name in ("hazy", "clear"):
             if not settings[name]:
                 settings[name] = [Path(v) for v in saved.get(name, ())]
         return
-    if settings["out"] is None:
-        fail("--out RUN is required: the folder of the new run (checkpoints, generator, log)")
+    see = " (see odcr train --help)"
     if not settings["hazy"]:
-        fail("--hazy is required: a folder of hazy photos (repeatable)")
+        fail("Missing option '--hazy': a folder of hazy photos, repeatable; or continue a run: --resume RUN" + see)
     if not settings["clear"]:
-        fail("--clear is required: a folder of clear (haze-free) photos, unpaired with the hazy ones, e.g. your own "
-             "or the clear photos of any public dehazing set" + (" (a fine-tune needs them too)" if init else ""))
+        fail("Missing option '--clear': a folder of clear (haze-free) photos of similar scenes, unpaired with the "
+             "hazy ones" + (" (a fine-tune needs them too: the bundled training photos are not redistributable)"
+                            if init else "") + see)
+    if settings["out"] is None:
+        fail("Missing option '--out': the folder of the new run (checkpoints, generator, log)" + see)
 
 
 def _saved_data(run: Path) -> dict[str, Any]:
