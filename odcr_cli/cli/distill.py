@@ -12,7 +12,7 @@ import typer
 
 from odcr_cli.cli.common import fail
 from odcr_cli.cli.field_options import field_default, field_values, flag_fields, options, parameter_name, with_options
-from odcr_cli.cli.train import TrainReporter, _given_on_the_command_line, _StopOnSignal
+from odcr_cli.cli.train import TrainReporter, given_on_the_command_line, StopOnSignal
 from odcr_cli.errors import OdcrError
 from odcr_cli.tasks.train.settings import DistillConfig, TrainConfig
 
@@ -62,7 +62,7 @@ def distill_command(
         fail(str(exc))
     if (cfg.val_hazy is None) != (cfg.val_gt is None):
         fail("--val-hazy and --val-gt go together")
-    reporter, stopping = TrainReporter(cfg.log_every), _StopOnSignal()
+    reporter, stopping = TrainReporter(cfg.log_every), StopOnSignal()
 
     def on_start(start: int, total: int) -> None:
         typer.echo(f"report: {Path(cfg.out) / 'report.html'} (rewritten at every checkpoint)", err=True)
@@ -70,7 +70,7 @@ def distill_command(
 
     try:
         with reporter, stopping:
-            result = distill(cfg, student, resume=resume, explicit=_given_on_the_command_line(ctx),
+            result = distill(cfg, student, resume=resume, explicit=given_on_the_command_line(ctx),
                              callbacks=TrainCallbacks(on_start, reporter.update, reporter.say, stopping.requested))
     except OdcrError as exc:
         if reporter.started:

@@ -215,8 +215,8 @@ def train_command(
         typer.echo(f"report: {Path(cfg.out) / 'report.html'} (rewritten at every checkpoint)", err=True)
         reporter.start(start, total)
 
-    explicit = _given_on_the_command_line(ctx) - {"run"}
-    stopping = _StopOnSignal()
+    explicit = given_on_the_command_line(ctx) - {"run"}
+    stopping = StopOnSignal()
     try:
         with reporter, stopping:
             result = run_training(cfg, mcfg, gcfg, resume=resume, explicit=explicit,
@@ -293,7 +293,7 @@ with_options(train_command,
                      default_of=lambda f: f.default if f.name == "name" else None))
 
 
-def _given_on_the_command_line(ctx: typer.Context) -> frozenset[str]:
+def given_on_the_command_line(ctx: typer.Context) -> frozenset[str]:
     """The names of the options the user typed (not left at their defaults)."""
     return frozenset(name for name in ctx.params
                      if getattr(ctx.get_parameter_source(name), "name", "") == "COMMANDLINE")
@@ -305,7 +305,7 @@ def _duration(seconds: float) -> str:
     return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
 
 
-class _StopOnSignal:
+class StopOnSignal:
     """Ctrl-C or SIGTERM during training: finish the iteration, write a checkpoint, stop (the loop
     polls :meth:`requested`). A second Ctrl-C stops at once, without a checkpoint."""
 
@@ -321,7 +321,7 @@ class _StopOnSignal:
     def requested(self) -> bool:
         return self.signalled
 
-    def __enter__(self) -> "_StopOnSignal":
+    def __enter__(self) -> "StopOnSignal":
         for sig in (signal.SIGINT, signal.SIGTERM):
             self._previous[sig] = signal.signal(sig, self._handle)
         return self
