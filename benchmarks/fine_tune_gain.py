@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import time
@@ -108,18 +109,21 @@ def main() -> None:
     clear_dir = _link_all(clear_pool, work / "train_clear")
     run = work / "ft"
     small = ["--crop", "32", "--num-patches", "16", "--num-clear-patches", "16"] if a.tiny else []
-    started = time.perf_counter()
+    started, cpu_before = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
     if not (run / "generator.safetensors").is_file():
         _odcr("train", "--init", "odcr", "--hazy", str(train_hazy[0][0].parent), "--clear", str(clear_dir),
               "--out", str(run), "--iters", str(2 if a.tiny else a.iters), "--max-minutes", str(a.max_minutes),
               "--log-every", "25", *small)
     train_seconds = time.perf_counter() - started
+    cpu_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu_seconds = (cpu_after.ru_utime - cpu_before.ru_utime) + (cpu_after.ru_stime - cpu_before.ru_stime)
     log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines() if '"lr"' in line]
     result = {"haze": {"beta": a.beta, "airlight": a.airlight, "tint": a.tint},
               "photos": {"fine_tune_hazy": len(train_hazy), "fine_tune_clear": len(clear_pool), "held_out": len(test)},
               "fine_tune": {"iterations": log[-1]["iter"] if log else 0,
                             "sec_per_iter": log[-1].get("sec_per_iter") if log else None,
-                            "wall_seconds_this_call": round(train_seconds, 1), "threads": os.cpu_count()},
+                            "wall_seconds_this_call": round(train_seconds, 1),
+                            "cpu_seconds_this_call": round(cpu_seconds, 1), "cpus": os.cpu_count()},
               "held_out": scores(pairs, run / "generator.safetensors", work / "heldout.json",
                                  work / "heldout_report")}
     if str(a.dev):
