@@ -129,7 +129,7 @@ def test_init_moves_the_weights_and_a_resume_continues_the_fine_tune(pools, tmp_
     hazy, clear = pools
     run = tmp_path / "ft"
     res = _train("--init", str(model), "--hazy", str(hazy), "--clear", str(clear), "--out", str(run),
-                 "--iters", "2", "--until", "1", "--ema-decay", "0", *SMALL)
+                 "--iters", "2", "--until", "1", "--ema-decay", "0", "--critic-warmup", "0", *SMALL)
     assert res.exit_code == 0, res.output
     res = _train("--resume", str(run))
     assert res.exit_code == 0, res.output
@@ -137,6 +137,21 @@ def test_init_moves_the_weights_and_a_resume_continues_the_fine_tune(pools, tmp_
     start = load_generator(model).generator.state_dict()
     assert any(not torch.equal(a, b) for a, b in zip(moved.values(), start.values()))
     assert (run / "checkpoints" / "ckpt_00000002.pt").is_file()
+
+
+def test_a_fine_tunes_fresh_critics_learn_alone_first_and_the_generator_is_held(pools, tmp_path) -> None:
+    model, _ = _model(tmp_path)
+    hazy, clear = pools
+    run = tmp_path / "ft"
+    res = _train("--init", str(model), "--hazy", str(hazy), "--clear", str(clear), "--out", str(run),
+                 "--iters", "2", "--lr", "1e-2", "--ema-decay", "0", *SMALL)  # --init's default warm-up: 50
+    assert res.exit_code == 0, res.output
+    assert json.loads((run / "config.json").read_text())["train"]["critic_warmup"] == 50
+    held = load_generator(run / "generator.safetensors").generator.state_dict()
+    start = load_generator(model).generator.state_dict()
+    assert all(torch.equal(held[k], start[k]) for k in start)
+    state = torch.load(run / "checkpoints" / "ckpt_00000002.pt", weights_only=True)
+    assert state["optimizers"][1]["state"], "the discriminator's optimiser never stepped"
 
 
 def test_init_refuses_a_shape_that_contradicts_the_model_and_asks_for_the_clear_photos(pools, tmp_path) -> None:

@@ -60,6 +60,10 @@ class TrainConfig:
     # this invocation's limit, not the run's: a resumed run counts afresh
     max_minutes: float | None = flag(None, help="Stop, with a checkpoint, after this much wall-clock time (resumable).",
                                      min=0.0)
+    # a fine-tune's critics (discriminator, projection head, classifiers) start afresh: left alone,
+    # their first, random answers would move a trained generator
+    critic_warmup: int = flag(0, help="First iterations in which only the critics (discriminator, projection head, "
+                                      "classifiers) learn and the generator is held.", min=0)
     # odcr train --init: the model a fine-tune started from (a bundled name or an absolute path)
     init: str | None = None
 

@@ -252,7 +252,8 @@ def train_step(state: TrainingState, hazy: torch.Tensor, clear: torch.Tensor,
     out.total.backward()
     state.dist.average_gradients(list(m.generator.parameters()) + list(m.head.parameters())
                                  + (list(m.classifiers.parameters()) if m.classifiers is not None else []))
-    state.opt_g.step()
+    if it >= state.config.critic_warmup:  # held while a fine-tune's fresh critics learn (--critic-warmup)
+        state.opt_g.step()
     if state.ema is not None:
         state.ema.update(m.generator)  # the weight average that is saved, sampled and validated
     state.opt_f.step()
