@@ -9,7 +9,7 @@ The experiment, all from the clear pool (``--data``/clear, sorted, shuffled with
   task behind ``odcr synth`` with those ranges) and is the fine-tune's hazy pool; the other half
   is its clear pool, so the two show different scenes (unpaired, as a user's own photos are);
 - B is hazed the same way (another seed) and scored as pairs against its own clear photos;
-- ``odcr train --init odcr`` on A (the fine-tune's default schedule, ``--iters``), then
+- ``odcr train --init odcr`` (or ``--init MODEL``) on A (the fine-tune's default schedule), then
   ``odcr evaluate`` of the bundled default against the fine-tuned model on B's pairs and on the dev
   pairs (``--dev``; the fine-tune must not lose there what it gains on its haze).
 
@@ -91,6 +91,7 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=DATA / "train", help="holds clear/ (the pool split in halves)")
     ap.add_argument("--dev", type=Path, default=DATA / "dev" / "paired", help="dev pairs (hazy/, gt/); '' skips")
     ap.add_argument("--iters", type=int, default=300)
+    ap.add_argument("--init", default="odcr", help="the model to fine-tune (odcr train --init)")
     ap.add_argument("--max-minutes", type=float, default=45.0, help="wall-clock cap of the fine-tune")
     ap.add_argument("--beta", type=float, nargs=2, default=(2.0, 3.0), help="dense: t at the far end 0.14..0.05")
     ap.add_argument("--airlight", type=float, nargs=2, default=(0.6, 0.8))
@@ -111,14 +112,14 @@ def main() -> None:
     small = ["--crop", "32", "--num-patches", "16", "--num-clear-patches", "16"] if a.tiny else []
     started, cpu_before = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
     if not (run / "generator.safetensors").is_file():
-        _odcr("train", "--init", "odcr", "--hazy", str(train_hazy[0][0].parent), "--clear", str(clear_dir),
+        _odcr("train", "--init", a.init, "--hazy", str(train_hazy[0][0].parent), "--clear", str(clear_dir),
               "--out", str(run), "--iters", str(2 if a.tiny else a.iters), "--max-minutes", str(a.max_minutes),
               "--log-every", "25", *small)
     train_seconds = time.perf_counter() - started
     cpu_after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu_seconds = (cpu_after.ru_utime - cpu_before.ru_utime) + (cpu_after.ru_stime - cpu_before.ru_stime)
     log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines() if '"lr"' in line]
-    result = {"haze": {"beta": a.beta, "airlight": a.airlight, "tint": a.tint},
+    result = {"init": a.init, "haze": {"beta": a.beta, "airlight": a.airlight, "tint": a.tint},
               "photos": {"fine_tune_hazy": len(train_hazy), "fine_tune_clear": len(clear_pool), "held_out": len(test)},
               "fine_tune": {"iterations": log[-1]["iter"] if log else 0,
                             "sec_per_iter": log[-1].get("sec_per_iter") if log else None,
