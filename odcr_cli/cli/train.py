@@ -33,8 +33,8 @@ RECIPES: dict[str, dict[str, object]] = {
 # --init's schedule (a fine-tune; docs/scattering.md, "Your own dehazer"): the model already knows
 # t, so no DCP warm start; a quarter of the learning rate, decaying from the first iteration, and
 # a few hundred iterations (minutes on a 2-core CPU), the first 50 for the fresh critics alone
-# (benchmarks/fine_tune_gain.py: without it the random head's first answers cost the model 0.6 dB
-# within 100 iterations). The rest is --recipe's (the scattering terms).
+# (benchmarks/fine_tune_gain.py: a fine-tune of the default loses most of what it loses in its
+# first 100 iterations; the warm-up gave back 0.08 dB of 0.75). The rest is --recipe's.
 FINE_TUNE: dict[str, object] = {"lr": 5e-5, "iters": 300, "decay_fraction": 1.0, "lambda_dcp": 0.0,
                                 "dcp_warm_iters": 0, "critic_warmup": 50, "checkpoint_every": 100, "sample_every": 100}
 _FINE_TUNE_HELP = " ".join(f"--{k.replace('_', '-')} {v:g}" for k, v in FINE_TUNE.items())
