@@ -16,6 +16,7 @@ their batches, :mod:`odcr_cli.core.methods` the losses.
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
@@ -252,7 +253,8 @@ def train_step(state: TrainingState, hazy: torch.Tensor, clear: torch.Tensor,
     out.total.backward()
     state.dist.average_gradients(list(m.generator.parameters()) + list(m.head.parameters())
                                  + (list(m.classifiers.parameters()) if m.classifiers is not None else []))
-    if it >= state.config.critic_warmup:  # held while a fine-tune's fresh critics learn (--critic-warmup)
+    held = it < state.config.critic_warmup  # a fine-tune's fresh critics learn first (--critic-warmup)
+    if not held:
         state.opt_g.step()
     if state.ema is not None:
         state.ema.update(m.generator)  # the weight average that is saved, sampled and validated
@@ -260,8 +262,11 @@ def train_step(state: TrainingState, hazy: torch.Tensor, clear: torch.Tensor,
     if state.opt_s is not None:
         state.opt_s.step()  # the orthogonal head on its manifold: float64 polar retraction, outside autocast
     state.last_lr = state.opt_g.param_groups[0]["lr"]  # the rate this iteration used
-    for s in state.schedulers:
-        s.step()
+    with warnings.catch_warnings():
+        if held:  # the generator's rate runs on while it is held: PyTorch's warning says it skipped a step
+            warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step")
+        for s in state.schedulers:
+            s.step()
     state.iteration += 1
     terms = {f"G_{k}": v.detach() for k, v in out.terms.items()}
     terms["G_total"] = out.total.detach()
