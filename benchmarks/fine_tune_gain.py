@@ -15,7 +15,7 @@ The experiment, all from the clear pool (``--data``/clear, sorted, shuffled with
 
 Writes WORK/fine_tune_gain.json (the scores, the training time) and WORK/heldout_report/ (the
 evaluate page: every held-back photo, both models). ``--tiny`` is a smoke run (a few photos,
-iterations and a small crop) for the tests, not a measurement.
+iterations and a small crop) to try the script, not a measurement.
 """
 
 from __future__ import annotations
