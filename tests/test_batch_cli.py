@@ -287,7 +287,8 @@ def test_train_usage_errors_exit_2(tmp_path):
     assert r.exit_code == 2 and "--crop" in r.output
 
 
-@pytest.mark.parametrize("command", [[], ["dehaze"], ["train"], ["synth"], ["evaluate"], ["models"], ["export"]])
+@pytest.mark.parametrize("command", [[], ["dehaze"], ["train"], ["distill"], ["synth"], ["evaluate"], ["models"],
+                                     ["export"]])
 def test_help_shows_no_type_labels(command):
     r = runner.invoke(app, [*command, "--help"])
     assert r.exit_code == 0

@@ -100,7 +100,7 @@ def test_priors_are_pure_and_respond_to_what_they_measure() -> None:
 
 
 def test_distillation_costs_an_error_of_t_more_where_the_haze_is_thick() -> None:
-    """The student's loss (scripts/distill_student.py): zero on the teacher's own t; the same error
+    """The student's loss (odcr distill): zero on the teacher's own t; the same error
     of t costs the same in t everywhere, but more in the image where t is small, as it does in the
     output; the teacher gets no gradient."""
     photo = torch.full((1, 3, 16, 16), 0.7)

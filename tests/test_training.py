@@ -561,7 +561,7 @@ def test_a_run_is_reproduced_from_its_config_and_flags_override_it(pools, tmp_pa
 
 def test_the_train_flags_are_the_settings_fields_with_a_help_text() -> None:
     """A setting is declared once, as a dataclass field with a help text: odcr train has exactly
-    those flags (beside its own --config, --recipe, --resume), each with that help."""
+    those flags (beside its own --config, --recipe, --init, --resume and RUN), each with that help."""
     import typer
 
     from odcr_cli.cli.field_options import flag_fields, parameter_name
@@ -569,7 +569,7 @@ def test_the_train_flags_are_the_settings_fields_with_a_help_text() -> None:
 
     params = {p.name: p for p in typer.main.get_command(app).commands["train"].params}
     fields = [f for cls in (TrainConfig, GeneratorConfig, MethodConfig) for f in flag_fields(cls)]
-    assert set(params) - {"config", "recipe", "resume", "help"} == {parameter_name(f) for f in fields}
+    assert set(params) - {"config", "recipe", "init", "resume", "run", "help"} == {parameter_name(f) for f in fields}
     for f in fields:
         assert params[parameter_name(f)].help.startswith(f.metadata["help"].removesuffix(".")), f.name
     assert params["method"].opts == ["--method"] and params["learned_airlight"].secondary_opts == ["--rule-airlight"]

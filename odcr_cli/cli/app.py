@@ -15,6 +15,7 @@ import typer
 from odcr_cli import __version__
 from odcr_cli.cli.common import Command, Group, one_line_warning
 from odcr_cli.cli.dehaze import dehaze_command
+from odcr_cli.cli.distill import distill_command
 from odcr_cli.cli.evaluate import evaluate_command
 from odcr_cli.cli.export import export_command, models_command
 from odcr_cli.cli.synth import synth_command
@@ -54,13 +55,17 @@ EXAMPLES = {
                "odcr dehaze photo.jpg -o clear.png --save-transmission"],
     "train": ["odcr train --hazy my_hazy/ --clear my_clear/ --out runs/mine",
               "odcr train --hazy my_hazy/ --clear my_clear/ --out runs/paper --recipe paper --device cuda",
-              "odcr train --hazy my_hazy/ --clear my_clear/ --out runs/mine --resume",
+              "odcr train --resume runs/mine --iters 3000",
+              "odcr train --init odcr --hazy my_hazy/ --clear my_clear/ --out runs/tuned",
               "odcr dehaze photo.jpg -o clear.jpg --weights runs/mine"],
     "evaluate": ["odcr evaluate --pairs benchmark/ -m odcr -m dcp -m dcp@128",
                  "odcr evaluate --hazy my_hazy/ -m odcr -m mine=runs/mine/generator.safetensors",
                  "odcr evaluate --hazy hazy/ --gt clear/ --report report/"],
     "export": ["odcr export --onnx -o odcr.onnx", "odcr export --onnx --int8 --calibrate my_photos/ -o odcr_int8.onnx",
                "odcr export --onnx --weights runs/mine -o mine.onnx --static 512x512"],
+    "distill": ["odcr distill --teacher runs/mine --hazy my_hazy/ --clear my_clear/ --out runs/student",
+                "odcr distill --resume runs/student --iters 4500",
+                "odcr export --onnx --int8 --weights runs/student -o student.onnx"],
     "synth": ["odcr synth my_clear/ -o synthetic/ --variants 2 --save-transmission"],
     "models": ["odcr models", "odcr models --json"],
 }
@@ -72,6 +77,8 @@ def _epilog(name: str) -> str:
 
 app.command("train", cls=Command, epilog=_epilog("train"),
             help="Train a dehazing generator on unpaired folders of hazy and clear photos.")(train_command)
+app.command("distill", cls=Command, epilog=_epilog("distill"),
+            help="Distil a scattering model into a narrower, faster student (the bundled default's recipe).")(distill_command)
 app.command("dehaze", cls=Command, epilog=_epilog("dehaze"))(dehaze_command)
 app.command("synth", cls=Command, epilog=_epilog("synth"))(synth_command)
 app.command("evaluate", cls=Command, epilog=_epilog("evaluate"))(evaluate_command)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
 import os
 import signal
 import sys
@@ -12,7 +14,7 @@ from typing import Any, Optional
 import typer
 
 from odcr_cli.cli.common import fail
-from odcr_cli.cli.field_options import field_values, options, with_options
+from odcr_cli.cli.field_options import field_default, field_values, options, with_options
 from odcr_cli.core.configs import GeneratorConfig, MethodConfig
 from odcr_cli.errors import OdcrError
 from odcr_cli.tasks.train.settings import TrainConfig
@@ -28,14 +30,42 @@ RECIPES: dict[str, dict[str, object]] = {
                    "load_size": 256, "iters": 2400},
     "paper": {"output": "image", "ngf": 64, "n_blocks": 9, "crop": 256, "iters": 1000},
 }
+# --init's schedule (a fine-tune; docs/scattering.md, "Your own dehazer"): the model already knows
+# t, so no DCP warm start; a quarter of the learning rate, decaying from the first iteration, and
+# a few hundred iterations (minutes on a 2-core CPU), the first 50 for the fresh critics alone
+# (benchmarks/fine_tune_gain.py: a fine-tune of the default loses most of what it loses in its
+# first 100 iterations; the warm-up gave back 0.08 dB of 0.75). The rest is --recipe's.
+FINE_TUNE: dict[str, object] = {"lr": 5e-5, "iters": 300, "decay_fraction": 1.0, "lambda_dcp": 0.0,
+                                "dcp_warm_iters": 0, "critic_warmup": 50, "checkpoint_every": 100, "sample_every": 100}
+_FINE_TUNE_HELP = " ".join(f"--{k.replace('_', '-')} {v:g}" for k, v in FINE_TUNE.items())
+
+
+# The layers of defaults of the options not typed, lowest first: --recipe, then --init's fine-tune
+# schedule, then a --config file; a typed flag overrides them all. Each eager option sets its layer
+# (in whatever order they were typed) and the defaults are merged again in this order.
+_LAYERS = ("recipe", "init", "config")
+
+
+def _set_layer(ctx: typer.Context, name: str, values: dict[str, object]) -> None:
+    layers = ctx.meta.setdefault("odcr_default_layers", {})
+    layers[name] = values
+    ctx.default_map = {k: v for layer in _LAYERS for k, v in layers.get(layer, {}).items()}
 
 
 def _apply_recipe(ctx: typer.Context, param: object, value: str) -> str:
     """--recipe (eager): its settings become the defaults of the options that neither a --config
-    file nor the command line sets."""
+    file, --init nor the command line sets."""
     if value not in RECIPES:
         fail(f"--recipe {value}: use {' or '.join(RECIPES)}")
-    ctx.default_map = {**RECIPES[value], **(ctx.default_map or {})}
+    _set_layer(ctx, "recipe", RECIPES[value])
+    return value
+
+
+def _apply_init(ctx: typer.Context, param: object, value: Optional[str]) -> Optional[str]:
+    """--init (eager): a fine-tune's schedule becomes the default (the model's shape comes from
+    its weights, in the task)."""
+    if value is not None:
+        _set_layer(ctx, "init", FINE_TUNE)
     return value
 
 
@@ -44,15 +74,49 @@ def _load_config(ctx: typer.Context, param: object, value: Optional[Path]) -> Op
     if value is None:
         return value
     try:
-        ctx.default_map = {**(ctx.default_map or {}), **config_defaults(value, {p.name for p in ctx.command.params})}
+        _set_layer(ctx, "config", config_defaults(value, {p.name for p in ctx.command.params}))
     except ValueError as exc:
         fail(f"--config {value}: {exc}")
     return value
 
 
+# Keys of a run's config.json that are records, not settings (an old run's too).
+_RECORD_KEYS = frozenset({"odcr_version", "device", "world_size", "torch", "init_weights"})
+
+
+def _known_keys() -> frozenset[str]:
+    """Every name a --config file may hold: the fields of the three settings dataclasses (flags or
+    not: a run's config.json writes them all), the records of a run and its sections."""
+    names = {f.name for cls in (TrainConfig, GeneratorConfig, MethodConfig) for f in dataclasses.fields(cls)}
+    return frozenset(names | _RECORD_KEYS | {"method", "train", "generator"})
+
+
+def _path_fields() -> dict[str, bool]:
+    """{parameter name: must exist} of the options that are files or folders (--out need not)."""
+    return {f.name: f.name != "out" for f in dataclasses.fields(TrainConfig) if f.metadata.get("path")}
+
+
+def _resolve_config_path(text: str, base: Path, key: str, must_exist: bool) -> str:
+    """A path of a --config file: relative to the file's folder (a run's config.json written
+    before 2026-12-07 held paths relative to where the run started: those are used while they
+    exist), absolute in the result; a missing input says it came from the file."""
+    p = Path(text).expanduser()
+    if p.is_absolute():
+        found = p
+    elif (base / p).exists() or not Path(p).exists():
+        found = base / p
+    else:
+        found = Path(p)
+    if must_exist and not found.exists():
+        raise ValueError(f"{key.replace('_', '-')} {text}: no such file or folder"
+                         + ("" if p.is_absolute() else f" (relative paths are read from {base})"))
+    return os.path.abspath(found)
+
+
 def config_defaults(path: Path, names: set[str]) -> dict[str, object]:
     """A run's ``config.json`` (sections train / method / generator) or a TOML file (flag names,
-    with - or _, at the top or in any table) -> {option name: value} for the options in ``names``."""
+    with - or _, at the top or in any table) -> {option name: value} for the options in ``names``.
+    A key that is no setting is an error naming it; paths are read relative to the file."""
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
@@ -70,26 +134,41 @@ def config_defaults(path: Path, names: set[str]) -> dict[str, object]:
         raise ValueError("TOML needs Python 3.11 or newer; give a .json file") from None
     except ValueError as exc:  # json.JSONDecodeError and tomllib.TOMLDecodeError are ValueErrors
         raise ValueError(f"not valid {'JSON' if path.suffix.lower() == '.json' else 'TOML'}: {exc}") from None
+    if not isinstance(data, dict):
+        raise ValueError("expected a table of settings")
     flat: dict[str, object] = {}
     for key, value in data.items():
         if isinstance(value, dict):  # config.json's train/method/generator, or TOML tables
             flat.update(value)
         else:
             flat[key] = value
+    known, paths, base = _known_keys() | names, _path_fields(), path.resolve().parent
     out: dict[str, object] = {}
     for key, value in flat.items():
         name = {"name": "method"}.get(key, key).replace("-", "_")
+        if name not in known:
+            close = difflib.get_close_matches(name, sorted(known), n=1)
+            hint = f" (did you mean {close[0].replace('_', '-')}?)" if close else ""
+            raise ValueError(f"unknown setting {key!r}{hint}")
+        if name in paths and value not in (None, ""):
+            many = isinstance(value, (list, tuple))
+            resolved = [_resolve_config_path(str(v), base, name, paths[name]) for v in (value if many else [value])]
+            value = resolved if many else resolved[0]
         if isinstance(value, (list, tuple)) and value and all(isinstance(v, (int, float)) for v in value):
             value = ",".join(str(v) for v in value)  # a list of numbers (--nce-layers, --synth-beta) as typed
-        if name in names and name not in ("config", "resume") and value is not None:
+        if name in names and name not in ("config", "resume", "run") and value is not None:
             out[name] = value
     return out
 
 
 def train_command(
     ctx: typer.Context,
+    run: Optional[Path] = typer.Argument(None, metavar="RUN", help="With --resume: the run folder to continue (its data and settings "
+                                                    "come from it; the same as --out RUN)."),
     config: Optional[Path] = typer.Option(None, "--config", is_eager=True, callback=_load_config,
-                                          help="Settings from a file: a run's config.json or a TOML of flag names; flags typed here override it."),
+                                          help="Settings from a file: a run's config.json or a TOML of flag names "
+                                               "(relative paths are read from the file's folder); flags typed here "
+                                               "override it."),
     recipe: str = typer.Option("scattering", "--recipe", is_eager=True, callback=_apply_recipe,
                                help="Defaults of the options not given: scattering (the bundled default's recipe: "
                                     "--output scattering --ngf 32 --n-blocks 6 --crop 128 --load-size 256 --iters 2400 "
@@ -97,7 +176,12 @@ def train_command(
                                     "~100 min on 2 CPU cores) or "
                                     "paper (the paper's generator: --output image --ngf 64 --n-blocks 9 --crop 256 "
                                     "--iters 1000; a GPU recipe)."),
-    resume: bool = typer.Option(False, "--resume", help="Continue from the newest valid checkpoint in --out."),
+    init: Optional[str] = typer.Option(None, "--init", is_eager=True, callback=_apply_init,
+                                       help="Fine-tune: start from a model's weights and shape: a bundled model's name "
+                                            "(odcr: the default; `odcr models` lists them), a .safetensors file or a run "
+                                            "folder. Its schedule is the default: " + _FINE_TUNE_HELP + "."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in RUN (or --out) from its newest valid "
+                                                        "checkpoint, on the data it was started with."),
     **settings: Any,
 ) -> None:
     """The flags of the settings (``settings``) are the fields of TrainConfig, GeneratorConfig and
@@ -106,6 +190,7 @@ def train_command(
     from odcr_cli.engine.options import Device
     from odcr_cli.tasks.train.training import TrainCallbacks, train as run_training
 
+    _where_and_what(run, resume, init, settings)
     try:
         mcfg = method_config(**field_values(MethodConfig, settings))
         shape = field_values(GeneratorConfig, settings)
@@ -116,19 +201,27 @@ def train_command(
         fail(str(exc))
     if (settings["val_hazy"] is None) != (settings["val_gt"] is None):
         fail("--val-hazy and --val-gt go together")
-    run = field_values(TrainConfig, settings)
-    cfg = TrainConfig(**{**run, "device": str(Device.parse(run["device"]))})
+    run_settings = field_values(TrainConfig, settings)
+    for name in _path_fields():  # stored absolute: a run's config.json works from any folder
+        if isinstance(run_settings.get(name), str):
+            run_settings[name] = os.path.abspath(run_settings[name])
+        elif isinstance(run_settings.get(name), tuple):
+            run_settings[name] = tuple(os.path.abspath(v) for v in run_settings[name])
+    if init is not None:
+        run_settings["init"] = os.path.abspath(init) if Path(init).exists() else init
+    cfg = TrainConfig(**{**run_settings, "device": str(Device.parse(run_settings["device"]))})
     reporter = TrainReporter(cfg.log_every)
 
     def on_start(start: int, total: int) -> None:
         # plain echo, not rich: a long path must stay on one line (the progress bar starts after it)
-        typer.echo(f"report: {settings['out'] / 'report.html'} (rewritten at every checkpoint)", err=True)
+        typer.echo(f"report: {Path(cfg.out) / 'report.html'} (rewritten at every checkpoint)", err=True)
         reporter.start(start, total)
 
-    stopping = _StopOnSignal()
+    explicit = given_on_the_command_line(ctx) - {"run"}
+    stopping = StopOnSignal()
     try:
         with reporter, stopping:
-            result = run_training(cfg, mcfg, gcfg, resume=resume, explicit=_given_on_the_command_line(ctx),
+            result = run_training(cfg, mcfg, gcfg, resume=resume, explicit=explicit,
                                   callbacks=TrainCallbacks(on_start, reporter.update, reporter.say, stopping.requested))
     except OdcrError as exc:
         # refused before the first iteration (bad option, no data, a run already there): a usage
@@ -140,9 +233,53 @@ def train_command(
         typer.echo(f"done: iteration {result.iteration} of {cfg.iters}, {result.seconds_per_iter:.3f} s/iter; "
                    f"generator: {result.run_dir / 'generator.safetensors'}", err=True)
     if stopping.signalled:
-        typer.echo(f"interrupted; checkpoint: {result.last_checkpoint}; continue with the same command and --resume",
-                   err=True)
+        typer.echo(f"interrupted; checkpoint: {result.last_checkpoint}; continue with odcr train --resume "
+                   f"{result.run_dir}", err=True)
         raise typer.Exit(130)
+
+
+def _where_and_what(run: Optional[Path], resume: bool, init: Optional[str], settings: dict[str, Any]) -> None:
+    """The run folder and the data, completed in ``settings``: ``--resume RUN`` (or ``--out RUN
+    --resume``) alone takes the run's own data from its config.json; a new run needs --hazy,
+    --clear and --out, and each missing one is a one-line error saying what to pass."""
+    if run is not None:
+        if not resume:
+            fail(f"unexpected argument {run}: a run folder as an argument is for --resume (odcr train --resume {run})")
+        if settings["out"] is not None and os.path.abspath(settings["out"]) != os.path.abspath(run):
+            fail(f"--resume {run} and --out {settings['out']} name two run folders: give one")
+        settings["out"] = run
+    if resume:
+        if settings["out"] is None:
+            fail("--resume needs the run folder: odcr train --resume RUN (see odcr train --help)")
+        saved = _saved_data(Path(settings["out"]))
+        for name in ("hazy", "clear"):
+            if not settings[name]:
+                settings[name] = [Path(v) for v in saved.get(name, ())]
+        return
+    see = " (see odcr train --help)"
+    if not settings["hazy"]:
+        fail("Missing option '--hazy': a folder of hazy photos, repeatable; or continue a run: --resume RUN" + see)
+    if not settings["clear"]:
+        fail("Missing option '--clear': a folder of clear (haze-free) photos of similar scenes, unpaired with the "
+             "hazy ones" + (" (a fine-tune needs them too: the bundled training photos are not redistributable)"
+                            if init else "") + see)
+    if settings["out"] is None:
+        fail("Missing option '--out': the folder of the new run (checkpoints, generator, log)" + see)
+
+
+def _saved_data(run: Path) -> dict[str, Any]:
+    """The train section of a run's config.json (its data), or a one-line error."""
+    import json
+
+    path = run / "config.json"
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8")).get("train", {})
+    except FileNotFoundError:
+        fail(f"--resume {run}: no run there (no {path.name}); start one with --hazy, --clear and --out")
+    except (OSError, ValueError, AttributeError) as exc:
+        fail(f"--resume {run}: cannot read {path.name} ({type(exc).__name__}); give --hazy and --clear")
+    # an old run's relative paths are relative to where it was started (the folder it is resumed from)
+    return {k: (v,) if isinstance(v, str) else tuple(v) for k, v in saved.items() if k in ("hazy", "clear") and v}
 
 
 # The flags of the settings, grouped in --help by the dataclass that holds them. A method's flags
@@ -150,13 +287,15 @@ def train_command(
 # that every recipe sets has no default of its own to show: its help says it comes from --recipe.
 _SET_BY_EVERY_RECIPE = frozenset.intersection(*(frozenset(r) for r in RECIPES.values()))
 with_options(train_command,
-             options(TrainConfig, "Data, schedule and files", without_default=_SET_BY_EVERY_RECIPE),
+             # --hazy, --clear and --out are required of a new run only (--resume RUN knows them)
+             options(TrainConfig, "Data, schedule and files", without_default=_SET_BY_EVERY_RECIPE,
+                     default_of=lambda f: None if f.default is dataclasses.MISSING else field_default(f)),
              options(GeneratorConfig, "Generator", without_default=_SET_BY_EVERY_RECIPE),
              options(MethodConfig, "Method and losses", without_default=_SET_BY_EVERY_RECIPE,
                      default_of=lambda f: f.default if f.name == "name" else None))
 
 
-def _given_on_the_command_line(ctx: typer.Context) -> frozenset[str]:
+def given_on_the_command_line(ctx: typer.Context) -> frozenset[str]:
     """The names of the options the user typed (not left at their defaults)."""
     return frozenset(name for name in ctx.params
                      if getattr(ctx.get_parameter_source(name), "name", "") == "COMMANDLINE")
@@ -168,7 +307,7 @@ def _duration(seconds: float) -> str:
     return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
 
 
-class _StopOnSignal:
+class StopOnSignal:
     """Ctrl-C or SIGTERM during training: finish the iteration, write a checkpoint, stop (the loop
     polls :meth:`requested`). A second Ctrl-C stops at once, without a checkpoint."""
 
@@ -184,7 +323,7 @@ class _StopOnSignal:
     def requested(self) -> bool:
         return self.signalled
 
-    def __enter__(self) -> "_StopOnSignal":
+    def __enter__(self) -> "StopOnSignal":
         for sig in (signal.SIGINT, signal.SIGTERM):
             self._previous[sig] = signal.signal(sig, self._handle)
         return self
@@ -239,7 +378,8 @@ class TrainReporter:
             eta = spi * max(0, self._total - iteration)
             main = " ".join(f"{k}={terms[k]:.4f}" for k in ("G_total", "D", "G_nce") if k in terms)
             rest = " ".join(f"{k}={v:.4f}" for k, v in terms.items() if k not in ("G_total", "D", "G_nce"))
-            print(f"iter {iteration}/{self._total}: {spi:.2f} s/it, ETA {_duration(eta)}; {main}; {rest}",
+            print(f"iter {iteration}/{self._total}: {spi:.2f} s/it, ETA {_duration(eta)}; "
+                  + "; ".join(part for part in (main, rest) if part),
                   file=sys.stderr, flush=True)
 
     def say(self, message: str) -> None:

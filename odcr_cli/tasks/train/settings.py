@@ -60,6 +60,12 @@ class TrainConfig:
     # this invocation's limit, not the run's: a resumed run counts afresh
     max_minutes: float | None = flag(None, help="Stop, with a checkpoint, after this much wall-clock time (resumable).",
                                      min=0.0)
+    # a fine-tune's critics (discriminator, projection head, classifiers) start afresh: left alone,
+    # their first, random answers would move a trained generator
+    critic_warmup: int = flag(0, help="First iterations in which only the critics (discriminator, projection head, "
+                                      "classifiers) learn and the generator is held.", min=0)
+    # odcr train --init: the model a fine-tune started from (a bundled name or an absolute path)
+    init: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("hazy", "clear", "exclude_clear"):
@@ -82,6 +88,35 @@ class TrainConfig:
     def from_dict(cls, values: dict) -> "TrainConfig":
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in values.items() if k in names})
+
+
+@dataclass(frozen=True)
+class DistillConfig:
+    """What ``odcr distill`` (:mod:`~odcr_cli.tasks.train.distill`) adds to a run's TrainConfig (its data, schedule and files); the fields
+    with a help text are its flags."""
+
+    teacher: str = flag("odcr-scatter-synth3-beta02-ngf32-b6-cpu-ema",
+                        help="The scattering model to distil: a bundled model's name, a .safetensors file or a run folder.")
+    ngf: int = flag(16, help="The student's width.")
+    n_blocks: int = flag(6, help="The student's residual blocks.")
+    sides: tuple[int, ...] = flag((256, 320, 384), help="Sides the student is fitted at, one drawn per step "
+                                                         "(the teacher's t is carried to it).")
+    side: int = flag(320, help="The side the student runs at in odcr dehaze (recorded in its weights).", min=64)
+    synthetic: bool = flag(True, help="Also fit a synthetic hazy copy of each clear photo.")
+
+    def __post_init__(self) -> None:
+        if not self.sides or min(self.sides) < 64:
+            raise TrainingError(f"--sides: expected sides of 64 px or more, got {','.join(map(str, self.sides))}")
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "sides": list(self.sides)}
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "DistillConfig":
+        kept = {f.name: values[f.name] for f in fields(cls) if f.name in values}
+        if "sides" in kept:
+            kept["sides"] = tuple(kept["sides"])
+        return cls(**kept)
 
 
 def check_options(config: TrainConfig) -> None:

@@ -187,6 +187,13 @@ class TrainingState:
         self.autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if amp == "bf16"
                          else nullcontext())
 
+    def start_from(self, generator_state: dict[str, torch.Tensor]) -> None:
+        """A fine-tune's first weights (odcr train --init): the generator's and its average's."""
+        self.model.generator.load_state_dict(generator_state)
+        if self.ema is not None:
+            self.ema.module.load_state_dict(generator_state)
+        self.dist.broadcast_(self.model.generator)
+
     @property
     def output_generator(self) -> nn.Module:
         """The generator to save, sample and validate: the EMA when there is one."""
@@ -229,7 +236,8 @@ class TrainingState:
         c, ema = self.config, self.ema
         return {"method": self.method.name, "iteration": str(self.iteration),
                 "weights": f"EMA of the generator's weights, decay {ema.decay}" if ema else "raw generator weights",
-                "training_data": c.training_data or f"hazy={','.join(c.hazy)}; clear={','.join(c.clear)}"}
+                "training_data": c.training_data or f"hazy={','.join(c.hazy)}; clear={','.join(c.clear)}",
+                **({"fine_tuned_from": c.init} if c.init else {})}
 
     def state_dict(self) -> dict:
         m = self.model

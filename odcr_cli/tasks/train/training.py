@@ -16,6 +16,7 @@ their batches, :mod:`odcr_cli.core.methods` the losses.
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
@@ -29,6 +30,7 @@ from odcr_cli.core.configs import TRANSMISSION_TERMS_NEED_SCATTERING, GeneratorC
 from odcr_cli.errors import TrainingDiverged, TrainingError
 from odcr_cli.imaging.haze_synthesis import SynthConfig
 from odcr_cli.tasks.train.data import CropSpec, center_crop, load_pools
+from odcr_cli.tasks.train.fine_tune import fine_tune_settings, load_initial_weights
 from odcr_cli.tasks.train.run_folder import RunFolder
 from odcr_cli.tasks.train.settings import TrainConfig, check_options, resumed_config
 from odcr_cli.tasks.train.state import Distributed, TrainingState, init_distributed, resolve_device
@@ -36,6 +38,7 @@ from odcr_cli.tasks.train.state import Distributed, TrainingState, init_distribu
 __all__ = ("TrainCallbacks", "TrainConfig", "TrainResult", "run_iterations", "train", "train_step")
 
 Batches = Callable[[int], tuple[torch.Tensor, ...]]  # iteration -> (hazy, clear[, synthetic hazy, its t])
+Step = Callable[[TrainingState, tuple], dict[str, torch.Tensor]]  # (state, batch) -> its losses
 
 
 def _quiet(msg: str) -> None:
@@ -96,6 +99,12 @@ def _set_up_and_run(config: TrainConfig, method: MethodConfig, generator: Genera
             config = resumed_config(config, method, generator, checkpoint, explicit, say)
         method = MethodConfig.from_dict(checkpoint["method"])
         generator = GeneratorConfig.from_dict(checkpoint["generator_config"])
+    init = None
+    if checkpoint is None and config.init:  # a fine-tune: the model's generator (a resume has it already)
+        init = load_initial_weights(config.init)
+        method, generator = fine_tune_settings(init, method, generator, explicit)
+        say(f"fine-tuning {init.source} ({init.config.ngf} wide, {init.config.n_blocks} blocks, "
+            f"{init.config.output} output)")
     if generator.output != "scattering" and method.transmission_terms:
         raise TrainingError(TRANSMISSION_TERMS_NEED_SCATTERING)
     device = resolve_device(config.device)
@@ -107,6 +116,8 @@ def _set_up_and_run(config: TrainConfig, method: MethodConfig, generator: Genera
                                       SynthConfig(beta=method.synth_beta) if method.lambda_synth > 0 else None, say)
 
     state = TrainingState(config, method, generator, device, dctx)
+    if init is not None:
+        state.start_from(init.state_dict)
     if checkpoint is not None:
         state.load_state_dict(checkpoint)
         say(f"resumed from iteration {state.iteration}")
@@ -114,7 +125,7 @@ def _set_up_and_run(config: TrainConfig, method: MethodConfig, generator: Genera
     if dctx.is_main:
         folder.write_config({"train": config.to_dict(), "method": method.to_dict(), "generator": generator.to_dict(),
                              "odcr_version": __version__, "device": str(device), "world_size": dctx.world,
-                             "torch": torch.__version__})
+                             "torch": torch.__version__, **({"init_weights": init.record()} if init else {})})
         folder.update_report(say)
     fixed = torch.stack([center_crop(im, config.crop) for im in hazy.images[: config.num_samples]])
 
@@ -127,14 +138,21 @@ def _set_up_and_run(config: TrainConfig, method: MethodConfig, generator: Genera
     return replace(result, skipped_files=[(str(p), w) for p, w in hazy.skipped + clear.skipped])
 
 
+def _gan_step(state: TrainingState, batch: tuple[torch.Tensor, ...]) -> dict[str, torch.Tensor]:
+    hazy, clear, *synthetic = batch
+    return train_step(state, hazy, clear, tuple(synthetic) if synthetic else None)
+
+
 def run_iterations(state: TrainingState, folder: RunFolder, batches: Batches, fixed: torch.Tensor,
                    callbacks: TrainCallbacks | None = None, say: Callable[[str], None] = _quiet,
-                   started: float | None = None) -> TrainResult:
+                   started: float | None = None, step: Step = _gan_step) -> TrainResult:
     """The iterations of one invocation, from ``state.iteration`` to ``state.config.stop``.
 
     ``batches(iteration)`` gives this rank's (hazy, clear) batches, each (B, 3, crop, crop) in
     [-1, 1]; ``fixed`` holds the (N, 3, crop, crop) hazy crops of the sample grids (N may be 0);
     ``started`` is the ``time.perf_counter()`` that ``--max-minutes`` counts from (default: now).
+    ``step(state, batch)`` moves the state by one iteration and returns its losses (default: the
+    GAN's :func:`train_step`; ``odcr distill`` gives its own, with a state of the same interface).
     Rank 0 writes ``folder``; every rank takes part in the checks that ranks agree on. The
     result's ``skipped_files`` is left empty (the caller's)."""
     c, cb, main = state.config, callbacks or TrainCallbacks(), state.dist.is_main
@@ -146,7 +164,7 @@ def run_iterations(state: TrainingState, folder: RunFolder, batches: Batches, fi
     t0, first = time.perf_counter(), state.iteration
     while state.iteration < stop:
         done = state.iteration + 1
-        hazy, clear, *synthetic = batches(state.iteration)
+        batch = batches(state.iteration)
         if c.max_minutes is not None:
             out_of_time = time.perf_counter() - started > c.max_minutes * 60
             # every rank takes part in any_rank, even on what is already the last iteration
@@ -156,7 +174,7 @@ def run_iterations(state: TrainingState, folder: RunFolder, batches: Batches, fi
                     f"{c.iters} (continue with --resume)")
 
         try:
-            terms = train_step(state, hazy, clear, tuple(synthetic) if synthetic else None)
+            terms = step(state, batch)
             interrupted = cb.stop_requested() and done < stop  # Ctrl-C or SIGTERM came during the step
             stop = done if interrupted else stop
             last = done == stop
@@ -235,15 +253,20 @@ def train_step(state: TrainingState, hazy: torch.Tensor, clear: torch.Tensor,
     out.total.backward()
     state.dist.average_gradients(list(m.generator.parameters()) + list(m.head.parameters())
                                  + (list(m.classifiers.parameters()) if m.classifiers is not None else []))
-    state.opt_g.step()
+    held = it < state.config.critic_warmup  # a fine-tune's fresh critics learn first (--critic-warmup)
+    if not held:
+        state.opt_g.step()
     if state.ema is not None:
         state.ema.update(m.generator)  # the weight average that is saved, sampled and validated
     state.opt_f.step()
     if state.opt_s is not None:
         state.opt_s.step()  # the orthogonal head on its manifold: float64 polar retraction, outside autocast
     state.last_lr = state.opt_g.param_groups[0]["lr"]  # the rate this iteration used
-    for s in state.schedulers:
-        s.step()
+    with warnings.catch_warnings():
+        if held:  # the generator's rate runs on while it is held: PyTorch's warning says it skipped a step
+            warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step")
+        for s in state.schedulers:
+            s.step()
     state.iteration += 1
     terms = {f"G_{k}": v.detach() for k, v in out.terms.items()}
     terms["G_total"] = out.total.detach()
