@@ -37,7 +37,7 @@ from PIL import Image
 from odcr_cli.engine.dehazer import Dehazer
 from odcr_cli.haze import pipeline
 from odcr_cli.files.folders import list_images
-from odcr_cli.files.imageio import decode_image, read_rgb8
+from odcr_cli.files.imageio import decode_image, read_rgb8, read_rgb8_tables
 from odcr_cli.haze.network_input import shrink_to
 from odcr_cli.imaging.metrics import psnr, ssim_uint8
 from odcr_cli.haze.noise import source_for
@@ -95,7 +95,9 @@ def pairs(dz: Dehazer, kinds: list[str], arms: list[str], cache: dict) -> None:
     for kind in kinds:
         scores: dict[str, list[tuple[float, float]]] = {a: [] for a in arms + ["input"]}
         for p in pairing.pairs:
-            hazy, tables = degrade(read_rgb8(p.hazy), kind)
+            rgb8, own = read_rgb8_tables(p.hazy)
+            hazy, tables = degrade(rgb8, kind)
+            tables = own if kind == "clean" else tables  # the file as it is: its own tables, as odcr dehaze reads them
             gt, _ = match_gt(hazy, read_rgb8(p.gt))
             scores["input"].append((psnr(hazy, gt, peak=255.0, cap=100.0), ssim_uint8(hazy, gt)))
             for arm in arms:

@@ -34,16 +34,18 @@ from odcr_cli.files.folders import list_images
 from odcr_cli.haze import pipeline
 from odcr_cli.haze.constants import MARGIN
 from odcr_cli.imaging.metrics import psnr, ssim_uint8
-from odcr_cli.files.imageio import read_rgb8
+from odcr_cli.files.imageio import read_rgb8, read_rgb8_tables
+from odcr_cli.haze.noise import source_for
 from odcr_cli.tasks.evaluate.pairing import match_gt, pairs_from_dir
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 
 
 def _dehaze(dz: Dehazer, rgb8: np.ndarray, cache: dict, key: tuple, sigma: float,
-            depth: float = 1.0) -> np.ndarray:
-    """``key``: (image, margin, side); ``depth`` scales the optical depth -ln t (t -> t ** depth).
-    The method's pipeline, the network's outputs cached per key."""
+            depth: float = 1.0, tables: dict | None = None) -> np.ndarray:
+    """``key``: (image, margin, side); ``depth`` scales the optical depth -ln t (t -> t ** depth);
+    ``tables``: the file's JPEG tables, as odcr dehaze hands them to the recovery. The method's
+    pipeline, the network's outputs cached per key."""
     rgb = rgb8.astype(np.float32) / 255.0
 
     def run_network(x: np.ndarray) -> dict:
@@ -55,7 +57,7 @@ def _dehaze(dz: Dehazer, rgb8: np.ndarray, cache: dict, key: tuple, sigma: float
     haze = pipeline.estimate(rgb, run_network, readout, key[2], margin=key[1])
     if depth != 1.0:
         haze = pipeline.Haze(haze.t_small ** np.float32(depth), haze.airlight)
-    out = pipeline.render(rgb, haze, readout)[0]
+    out = pipeline.render(rgb, haze, readout, source_for(np.uint8, tables))[0]
     return np.clip(np.rint(out * 255.0), 0, 255).astype(np.uint8)
 
 
@@ -92,9 +94,9 @@ def main() -> None:
         scores: dict[str, list[tuple[float, float]]] = {}
         left_alone: dict[str, list[tuple[float, float]]] = {}
         for p in pairing.pairs:
-            hazy = read_rgb8(p.hazy)
+            hazy, tables = read_rgb8_tables(p.hazy)
             gt, _ = match_gt(hazy, read_rgb8(p.gt))
-            out = _dehaze(dz, hazy, cache, (p.stem, pad, side), sigma, depth)
+            out = _dehaze(dz, hazy, cache, (p.stem, pad, side), sigma, depth, tables)
             scores.setdefault(p.subset or "all", []).append((psnr(out, gt, peak=255.0, cap=100.0), ssim_uint8(out, gt)))
             if args.clear:
                 again = _dehaze(dz, gt, cache, (f"gt/{p.stem}", pad, side), sigma, depth)
@@ -141,7 +143,8 @@ def _real(dz: Dehazer, cache: dict, arm: tuple[int, int], sigma: float, root: Pa
     out_dir.mkdir(parents=True, exist_ok=True)
     fades = []
     for f in list_images(src):
-        out = _dehaze(dz, read_rgb8(f), cache, (f"real/{f.name}", pad, side), sigma, depth)
+        rgb8, tables = read_rgb8_tables(f)
+        out = _dehaze(dz, rgb8, cache, (f"real/{f.name}", pad, side), sigma, depth, tables)
         Image.fromarray(out).save(out_dir / f"{f.stem}.jpg", quality=95, subsampling=0)
         if fade:
             fades.append(fade_of(out))

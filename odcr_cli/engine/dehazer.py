@@ -349,9 +349,10 @@ class Dehazer:
         out, plan = self._dehaze_float(rgb, source_for(np.asarray(image).dtype, quantization))
         return restore(keep_exposure(out, rgb) if self.options.keep_exposure else out), plan
 
-    def dehaze(self, image: np.ndarray) -> np.ndarray:
-        """Dehaze one image; same shape and dtype out as in (see class doc)."""
-        return self.dehaze_with_record(image)[0]
+    def dehaze(self, image: np.ndarray, quantization: dict | None = None) -> np.ndarray:
+        """Dehaze one image (``quantization``: its file's JPEG tables, what the recovery reads of
+        the file's own noise); same shape and dtype out as in (see class doc)."""
+        return self.dehaze_with_record(image, quantization)[0]
 
     def __call__(self, batch: dict) -> dict:
         images = batch["image"]

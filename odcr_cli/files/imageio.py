@@ -229,6 +229,12 @@ def read_rgb8(source: str | Path, max_pixels: int | None = None) -> np.ndarray:
     evaluation, export's checks): read as ``odcr dehaze`` reads it (:func:`read_image`: EXIF
     orientation applied, any mode and depth), grey repeated to three channels, 16 bits rounded to
     8, transparency composited on white. Raises :class:`ImageReadError`."""
+    return read_rgb8_tables(source, max_pixels)[0]
+
+
+def read_rgb8_tables(source: str | Path, max_pixels: int | None = None) -> tuple[np.ndarray, dict | None]:
+    """:func:`read_rgb8` and the file's JPEG quantisation tables (None for other formats): what
+    ``odcr dehaze`` hands the recovery about the file's own noise, so that a score is of what it runs."""
     img = read_image(source, max_pixels)
     pixels, alpha = img.pixels, img.alpha
     if pixels.dtype == np.uint16:
@@ -239,7 +245,7 @@ def read_rgb8(source: str | Path, max_pixels: int | None = None) -> np.ndarray:
     if alpha is not None:
         a = alpha.astype(np.float32)[..., None] / 255.0
         pixels = np.round(pixels * a + 255.0 * (1.0 - a)).astype(np.uint8)
-    return np.ascontiguousarray(pixels)
+    return np.ascontiguousarray(pixels), img.quantization
 
 
 # --------------------------------------------------------------------------------------------

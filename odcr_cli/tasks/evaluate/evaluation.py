@@ -9,7 +9,8 @@ Conventions (what the numbers mean exactly)
   bundled models on ONNX Runtime with their int8 graphs on the CPU, PyTorch with ``backend="torch"``;
   scattering models: the network on a copy whose longer side is at most the model's side,
   ``haze.readout.model_side``, t guided-upsampled; direct models: the network at full resolution for
-  photos up to 1600 px on the CPU, which covers every dev pair). ``max_side=N`` (``--max-side``)
+  photos up to 1600 px on the CPU, which covers every dev pair), and a JPEG's quantisation tables
+  reach the recovery as they do there (``odcr_cli.haze.noise``). ``max_side=N`` (``--max-side``)
   puts every learned method's network on a copy whose longer side is at most N; 0 = the network
   at full resolution.
 * Pairing, subsets and GT cropping: ``odcr_cli.tasks.evaluate.pairing`` (same stem, ``_hazy`` -> ``_GT``,
@@ -47,7 +48,7 @@ import numpy as np
 from odcr_cli.haze.constants import MIN_SIDE
 from odcr_cli.engine.options import Device
 from odcr_cli.errors import EvaluationError, FadeError
-from odcr_cli.files.imageio import read_rgb8
+from odcr_cli.files.imageio import read_rgb8, read_rgb8_tables
 from odcr_cli.imaging.metrics import psnr, ssim_uint8
 from odcr_cli.tasks.evaluate.report import EvaluationReport, ImageScore, MethodResult
 from odcr_cli.tasks.evaluate.pairing import (Pair, Pairing, gt_candidates, hazy_only, match_gt, pair_images,
@@ -73,7 +74,8 @@ class LoadedMethod:
 
     name: str
     kind: str                        # input | dcp | torch | onnx
-    dehaze: Callable[[np.ndarray], np.ndarray]   # (H, W, 3) uint8 -> (H, W, 3) uint8
+    # (H, W, 3) uint8 and its file's JPEG tables (None for other formats) -> (H, W, 3) uint8
+    dehaze: Callable[[np.ndarray, dict | None], np.ndarray]
     dehazer: "Dehazer | None" = None
     parameters: int | None = None
     description: str = ""
@@ -96,7 +98,7 @@ def make_method(spec: str, weights: str | None = None, device: Device | str = "a
         method.name = label
         return method
     if spec == "input":
-        return LoadedMethod("input", "input", lambda img: img, description="the hazy image itself")
+        return LoadedMethod("input", "input", lambda img, tables=None: img, description="the hazy image itself")
     if spec == "dcp" or _dcp_side(spec) is not None:
         return _dcp_method(spec)
     if spec.startswith("onnx:"):
@@ -259,7 +261,7 @@ class _PairScorer:
 
     def score(self, pair: Pair) -> None:
         try:
-            hazy = read_rgb8(pair.hazy)
+            hazy, tables = read_rgb8_tables(pair.hazy)  # the tables: as odcr dehaze reads a JPEG's noise
             gt, border = match_gt(hazy, read_rgb8(pair.gt)) if pair.gt is not None else (None, 0)
         except Exception as exc:  # per-pair isolation: a bad file is listed, the run goes on
             self._fail(pair.stem, None, f"{type(exc).__name__}: {exc}")
@@ -271,11 +273,12 @@ class _PairScorer:
         if self.page is not None:
             self.page.add_photo(pair.stem, hazy, gt)
         for m in self.methods:
-            self._score_method(m, pair, hazy, gt)
+            self._score_method(m, pair, hazy, gt, tables)
 
-    def _score_method(self, m: LoadedMethod, pair: Pair, hazy: np.ndarray, gt: np.ndarray | None) -> None:
+    def _score_method(self, m: LoadedMethod, pair: Pair, hazy: np.ndarray, gt: np.ndarray | None,
+                      tables: dict | None = None) -> None:
         try:
-            out = m.dehaze(hazy)
+            out = m.dehaze(hazy, tables)
             if out.shape != hazy.shape or out.dtype != np.uint8:
                 raise EvaluationError(f"output {out.shape} {out.dtype} != input {hazy.shape} uint8")
         except Exception as exc:  # per-method isolation: one broken method does not stop the others
