@@ -1,7 +1,7 @@
 """What `odcr train --init` gains on a haze the bundled model has not seen, scored on photos the
 fine-tune never saw (issue 31, item 2; docs/scattering.md, "Your own dehazer").
 
-    python benchmarks/fine_tune_gain.py --work /tmp/ftgain [--iters 300] [--max-minutes 45]
+    python benchmarks/fine_tune_gain.py --work /tmp/ftgain [--iters 300] [--max-minutes 45] [-- TRAIN OPTIONS]
 
 The experiment, all from the clear pool (``--data``/clear, sorted, shuffled with seed 0):
 - half A fine-tunes, half B scores; nothing of B is read before the scoring;
@@ -97,6 +97,8 @@ def main() -> None:
     ap.add_argument("--airlight", type=float, nargs=2, default=(0.6, 0.8))
     ap.add_argument("--tint", type=float, default=0.12, help="a coloured (smoggy) airlight, not near-grey")
     ap.add_argument("--tiny", action="store_true", help="a smoke run: 8 photos, 2 iterations, crop 32")
+    ap.add_argument("train_options", nargs=argparse.REMAINDER,
+                    help="after --: more odcr train options for the fine-tune (e.g. -- --lambda-gan 0)")
     a = ap.parse_args()
     work = a.work.resolve()
     work.mkdir(parents=True, exist_ok=True)
@@ -114,12 +116,12 @@ def main() -> None:
     if not (run / "generator.safetensors").is_file():
         _odcr("train", "--init", a.init, "--hazy", str(train_hazy[0][0].parent), "--clear", str(clear_dir),
               "--out", str(run), "--iters", str(2 if a.tiny else a.iters), "--max-minutes", str(a.max_minutes),
-              "--log-every", "25", *small)
+              "--log-every", "25", *small, *[o for o in a.train_options if o != "--"])
     train_seconds = time.perf_counter() - started
     cpu_after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu_seconds = (cpu_after.ru_utime - cpu_before.ru_utime) + (cpu_after.ru_stime - cpu_before.ru_stime)
     log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines() if '"lr"' in line]
-    result = {"init": a.init, "haze": {"beta": a.beta, "airlight": a.airlight, "tint": a.tint},
+    result = {"init": a.init, "train_options": [o for o in a.train_options if o != "--"], "haze": {"beta": a.beta, "airlight": a.airlight, "tint": a.tint},
               "photos": {"fine_tune_hazy": len(train_hazy), "fine_tune_clear": len(clear_pool), "held_out": len(test)},
               "fine_tune": {"iterations": log[-1]["iter"] if log else 0,
                             "sec_per_iter": log[-1].get("sec_per_iter") if log else None,
