@@ -56,7 +56,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("generators", type=Path, nargs="+", help="one generator, or checkpoints to average")
     ap.add_argument("--name", required=True)
-    ap.add_argument("--summary", required=True, help="the one-line card of `odcr models`")
+    ap.add_argument("--summary", help="the one-line card of `odcr models` (default: the entry's own, when the "
+                                      "name is shipped again)")
     ap.add_argument("--default", action="store_true", help="make it the default model")
     ap.add_argument("--fp16", action="store_true")
     ap.add_argument("--check-dir", type=Path, default=ROOT.parent / "shared/data/dev/real_hazy")
@@ -97,14 +98,18 @@ def main() -> None:
         export_onnx(target, onnx_target, check_images=photos, int8_calibration=calibration)
     registry_path = folder / REGISTRY_NAME
     registry = json.loads(registry_path.read_text()) if registry_path.is_file() else {"default": args.name, "models": []}
+    own = next((m for m in registry["models"] if m["name"] == args.name), {})  # shipped again: its card stays
+    summary, recipe = args.summary or own.get("summary"), args.recipe or own.get("recipe", [])
+    if not summary:
+        raise SystemExit(f"--summary is needed: {args.name} is a new model")
     config = generator.config.to_dict()
     scattering = config["output"] == "scattering"
     # the dev-pair metrics are the new weights' to measure: scripts/record_metrics.py adds them
     entry = {"name": args.name, "kind": config["output"], "weights": target.name,
              "onnx": onnx_target.name if onnx_target else None,
-             "parameters": count_parameters(generator), "summary": args.summary,
+             "parameters": count_parameters(generator), "summary": summary,
              "side": model_side(config) if scattering else None, "t_prior": config.get("t_prior", "none"),
-             "metrics": None, "recipe": args.recipe}
+             "metrics": None, "recipe": recipe}
     registry["models"] = [m for m in registry["models"] if m["name"] != args.name] + [entry]
     if args.default:
         registry["default"] = args.name

@@ -674,6 +674,17 @@ def _screen(stream: bytes, width: int) -> list[str]:
     return ["".join(rows.get(r, [])).rstrip() for r in range(max(rows, default=0) + 1)]
 
 
+def _own_terminal() -> None:
+    """In the child: the pty as its controlling terminal, and Ctrl-C's SIGINT at its default (a
+    suite started in the background by a shell, `pytest &`, ignores SIGINT, and children inherit that)."""
+    import fcntl
+    import signal
+    import termios
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+
 @pytest.mark.slow
 def test_ctrl_c_at_a_terminal_leaves_the_progress_bar_once(tmp_path):
     # ^C echoed after a bar as wide as the terminal wraps: a last draw of the bar would show it twice
@@ -694,7 +705,7 @@ def test_ctrl_c_at_a_terminal_leaves_the_progress_bar_once(tmp_path):
     env = {**os.environ, "COLUMNS": "80", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     proc = subprocess.Popen([sys.executable, "-m", "odcr_cli", "dehaze", str(tmp_path / "in"), "-o", str(tmp_path / "out"),
                              "--method", "dcp", "--threads", "1"], stdin=slave, stdout=slave, stderr=slave, env=env,
-                            start_new_session=True, preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0))
+                            start_new_session=True, preexec_fn=_own_terminal)
     os.close(slave)
     out, sent, started = b"", False, time.monotonic()
     deadline = started + 120

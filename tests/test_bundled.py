@@ -254,3 +254,16 @@ def test_each_bundled_model_is_one_registry_entry_that_the_weights_readme_and_ca
     for m in models:  # the card's summary table: the registry's mean over all pairs
         row = next(ln for ln in card.splitlines() if ln.startswith(f"| **`{m.name}`**") or ln.startswith(f"| `{m.name}`"))
         assert str(m.metrics.score()) in row, m.name
+
+
+def test_the_default_chain_script_runs_each_step_of_the_default_and_its_teacher_as_their_entries_say() -> None:
+    """scripts/make_default.sh is the shipped default's whole chain (teacher, int8, student, int8,
+    scores): each command of the two models' recipes in models.json is one of its lines, in order."""
+    root = Path(__file__).resolve().parents[1]
+    lines = [ln.strip() for ln in (root / "scripts" / "make_default.sh").read_text().splitlines()
+             if ln.strip() and not ln.lstrip().startswith("#")]
+    student = bundled.bundled_model()  # the default, distilled from a teacher its recipe names
+    teacher = next(m for m in bundled.bundled_models() if m.name in " ".join(student.recipe) and m.name != student.name)
+    steps = [command.split(" (")[0] for m in (teacher, student) for command in m.recipe]
+    positions = [lines.index(step) for step in steps]  # ValueError: a step the script does not run
+    assert positions == sorted(positions) and len(steps) >= 5

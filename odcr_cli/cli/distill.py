@@ -14,6 +14,7 @@ from odcr_cli.cli.common import fail
 from odcr_cli.cli.field_options import field_default, field_values, flag_fields, options, parameter_name, with_options
 from odcr_cli.cli.train import TrainReporter, given_on_the_command_line, StopOnSignal
 from odcr_cli.errors import OdcrError
+from odcr_cli.tasks.train import recipe as recipes
 from odcr_cli.tasks.train.settings import DistillConfig, TrainConfig
 
 # The settings of a run that a distillation uses (its data, schedule and files); the rest of
@@ -21,10 +22,9 @@ from odcr_cli.tasks.train.settings import DistillConfig, TrainConfig
 DISTILL_RUN_FLAGS = ("hazy", "clear", "out", "iters", "decay_fraction", "lr", "seed", "device", "checkpoint_every",
                      "keep_checkpoints", "log_every", "val_hazy", "val_gt", "val_every", "until", "training_data",
                      "ema_decay", "max_minutes")
-# The bundled default's recipe (docs/scattering.md, "A student for speed"): 3,000 steps of one
-# photo, Adam at 1e-3 decaying from the first step, the weight average kept.
-DISTILL_DEFAULTS: dict[str, object] = {"iters": 3000, "lr": 1e-3, "decay_fraction": 1.0, "checkpoint_every": 500,
-                                       "log_every": 50, "beta1": 0.9}
+# The bundled default's schedule (odcr_cli/tasks/train/recipes/distill.toml; docs/scattering.md,
+# "A student for speed").
+DISTILL_DEFAULTS: dict[str, object] = recipes.load(recipes.DISTILL)
 
 
 def distill_command(

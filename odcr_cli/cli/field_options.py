@@ -14,19 +14,9 @@ from typing import Any, Callable, Iterable, Optional
 
 import typer
 
+from odcr_cli.core.configs import _unwrap_optional, field_values, flag_fields, parameter_name  # noqa: F401 (re-exported)
+
 DefaultOf = Callable[[dataclasses.Field], Any]
-
-
-def flag_fields(cls: type) -> list[dataclasses.Field]:
-    """The fields of the dataclass ``cls`` that are flags (those with a help text)."""
-    return [f for f in dataclasses.fields(cls) if "help" in f.metadata]
-
-
-def parameter_name(f: dataclasses.Field) -> str:
-    """The command's parameter of a flag field: the flag's own name (``--method``: method) when it
-    has one, else the field's."""
-    decls = f.metadata.get("decls")
-    return decls.split("/")[0].removeprefix("--").replace("-", "_") if decls else f.name
 
 
 def field_default(f: dataclasses.Field) -> Any:
@@ -80,37 +70,3 @@ def with_options(command: Callable, *groups: list[inspect.Parameter]) -> Callabl
         raise ValueError(f"{command.__name__}: options defined twice: {', '.join(twice)}")
     command.__signature__ = inspect.Signature(params)
     return command
-
-
-def field_values(cls: type, given: dict[str, Any]) -> dict[str, Any]:
-    """{field name: value} for the flags of ``cls`` in ``given`` (the command's parameters), in the
-    field's types; a flag left at None is left out (the field's default, or a preset's, applies).
-    Raises ValueError for a list flag that does not parse."""
-    hints = typing.get_type_hints(cls)
-    out: dict[str, Any] = {}
-    for f in flag_fields(cls):
-        value = given[parameter_name(f)]
-        kind, _ = _unwrap_optional(hints[f.name])
-        if isinstance(value, str) and typing.get_origin(kind) is tuple:
-            if not value:
-                continue
-            item = typing.get_args(kind)[0]
-            if item is float:  # a range may also be written LOW:HIGH, as odcr synth's --beta takes it
-                value = value.replace(":", ",")
-            value = tuple(item(v) for v in value.split(","))
-        elif isinstance(value, Path):
-            value = str(value)
-        elif isinstance(value, (list, tuple)):
-            value = tuple(str(v) for v in value)
-        if value is not None:
-            out[f.name] = value
-    return out
-
-
-def _unwrap_optional(hint: Any) -> tuple[Any, bool]:
-    """``X | None`` -> (X, True); ``X`` -> (X, False)."""
-    args = typing.get_args(hint)
-    if type(None) in args:
-        rest = [a for a in args if a is not type(None)]
-        return (rest[0] if len(rest) == 1 else typing.Union[tuple(rest)]), True
-    return hint, False

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import os
 import signal
 import sys
@@ -14,30 +13,17 @@ from typing import Any, Optional
 import typer
 
 from odcr_cli.cli.common import fail
-from odcr_cli.cli.field_options import field_default, field_values, options, with_options
+from odcr_cli.cli.field_options import field_default, options, parameter_name, with_options
 from odcr_cli.core.configs import GeneratorConfig, MethodConfig
 from odcr_cli.errors import OdcrError
+from odcr_cli.tasks.train import recipe as recipes
 from odcr_cli.tasks.train.settings import TrainConfig
 
 
-# --recipe: the defaults of the options not typed (a --config file and typed flags override them).
-# scattering: the bundled default's recipe (weights/MODEL_CARD.md), 2,400 iterations of a narrow
-# generator that refines the dark channel prior's t, about 100 minutes on a 2-core CPU; paper: the
-# ODCR paper's full-size generator writing the image directly (hours on a CPU; a GPU recipe).
-RECIPES: dict[str, dict[str, object]] = {
-    "scattering": {"output": "scattering", "t_prior": "dcp", "lambda_dcp": 10.0, "dcp_warm_iters": 300,
-                   "lambda_tv": 5.0, "lambda_synth": 3.0, "synth_beta": "0,2", "ngf": 32, "n_blocks": 6, "crop": 128,
-                   "load_size": 256, "iters": 2400},
-    "paper": {"output": "image", "ngf": 64, "n_blocks": 9, "crop": 256, "iters": 1000},
-}
-# --init's schedule (a fine-tune; docs/scattering.md, "Your own dehazer"): the model already knows
-# t, so no DCP warm start; a quarter of the learning rate, decaying from the first iteration, and
-# a few hundred iterations (minutes on a 2-core CPU), the first 50 for the fresh critics alone
-# (benchmarks/fine_tune_gain.py: a fine-tune of the default loses most of what it loses in its
-# first 100 iterations; the warm-up gave back 0.08 dB of 0.75). The rest is --recipe's.
-FINE_TUNE: dict[str, object] = {"lr": 5e-5, "iters": 300, "decay_fraction": 1.0, "lambda_dcp": 0.0,
-                                "dcp_warm_iters": 0, "critic_warmup": 50, "checkpoint_every": 100, "sample_every": 100}
-_FINE_TUNE_HELP = " ".join(f"--{k.replace('_', '-')} {v:g}" for k, v in FINE_TUNE.items())
+# --recipe: a recipe file's settings are the defaults of the options not typed (--init's fine-tune
+# schedule, a --config file and typed flags override them); odcr_cli/tasks/train/recipes/.
+_DEFAULT_RECIPE = recipes.RECIPES[0]
+_FINE_TUNE_HELP = " ".join(f"--{k.replace('_', '-')} {v:g}" for k, v in recipes.load(recipes.FINE_TUNE).items())
 
 
 # The layers of defaults of the options not typed, lowest first: --recipe, then --init's fine-tune
@@ -55,9 +41,10 @@ def _set_layer(ctx: typer.Context, name: str, values: dict[str, object]) -> None
 def _apply_recipe(ctx: typer.Context, param: object, value: str) -> str:
     """--recipe (eager): its settings become the defaults of the options that neither a --config
     file, --init nor the command line sets."""
-    if value not in RECIPES:
-        fail(f"--recipe {value}: use {' or '.join(RECIPES)}")
-    _set_layer(ctx, "recipe", RECIPES[value])
+    try:
+        _set_layer(ctx, "recipe", recipes.load(value))
+    except OdcrError as exc:
+        fail(str(exc))
     return value
 
 
@@ -65,7 +52,7 @@ def _apply_init(ctx: typer.Context, param: object, value: Optional[str]) -> Opti
     """--init (eager): a fine-tune's schedule becomes the default (the model's shape comes from
     its weights, in the task)."""
     if value is not None:
-        _set_layer(ctx, "init", FINE_TUNE)
+        _set_layer(ctx, "init", recipes.load(recipes.FINE_TUNE))
     return value
 
 
@@ -74,91 +61,10 @@ def _load_config(ctx: typer.Context, param: object, value: Optional[Path]) -> Op
     if value is None:
         return value
     try:
-        _set_layer(ctx, "config", config_defaults(value, {p.name for p in ctx.command.params}))
+        _set_layer(ctx, "config", recipes.read_settings(value, {p.name for p in ctx.command.params}))
     except ValueError as exc:
         fail(f"--config {value}: {exc}")
     return value
-
-
-# Keys of a run's config.json that are records, not settings (an old run's too).
-_RECORD_KEYS = frozenset({"odcr_version", "device", "world_size", "torch", "init_weights"})
-
-
-def _known_keys() -> frozenset[str]:
-    """Every name a --config file may hold: the fields of the three settings dataclasses (flags or
-    not: a run's config.json writes them all), the records of a run and its sections."""
-    names = {f.name for cls in (TrainConfig, GeneratorConfig, MethodConfig) for f in dataclasses.fields(cls)}
-    return frozenset(names | _RECORD_KEYS | {"method", "train", "generator"})
-
-
-def _path_fields() -> dict[str, bool]:
-    """{parameter name: must exist} of the options that are files or folders (--out need not)."""
-    return {f.name: f.name != "out" for f in dataclasses.fields(TrainConfig) if f.metadata.get("path")}
-
-
-def _resolve_config_path(text: str, base: Path, key: str, must_exist: bool) -> str:
-    """A path of a --config file: relative to the file's folder (a run's config.json written
-    before 2026-12-07 held paths relative to where the run started: those are used while they
-    exist), absolute in the result; a missing input says it came from the file."""
-    p = Path(text).expanduser()
-    if p.is_absolute():
-        found = p
-    elif (base / p).exists() or not Path(p).exists():
-        found = base / p
-    else:
-        found = Path(p)
-    if must_exist and not found.exists():
-        raise ValueError(f"{key.replace('_', '-')} {text}: no such file or folder"
-                         + ("" if p.is_absolute() else f" (relative paths are read from {base})"))
-    return os.path.abspath(found)
-
-
-def config_defaults(path: Path, names: set[str]) -> dict[str, object]:
-    """A run's ``config.json`` (sections train / method / generator) or a TOML file (flag names,
-    with - or _, at the top or in any table) -> {option name: value} for the options in ``names``.
-    A key that is no setting is an error naming it; paths are read relative to the file."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ValueError(f"cannot read it ({type(exc).__name__})") from None
-    try:
-        if path.suffix.lower() == ".json":
-            import json
-
-            data = json.loads(text)
-        else:
-            import tomllib
-
-            data = tomllib.loads(text)
-    except ImportError:
-        raise ValueError("TOML needs Python 3.11 or newer; give a .json file") from None
-    except ValueError as exc:  # json.JSONDecodeError and tomllib.TOMLDecodeError are ValueErrors
-        raise ValueError(f"not valid {'JSON' if path.suffix.lower() == '.json' else 'TOML'}: {exc}") from None
-    if not isinstance(data, dict):
-        raise ValueError("expected a table of settings")
-    flat: dict[str, object] = {}
-    for key, value in data.items():
-        if isinstance(value, dict):  # config.json's train/method/generator, or TOML tables
-            flat.update(value)
-        else:
-            flat[key] = value
-    known, paths, base = _known_keys() | names, _path_fields(), path.resolve().parent
-    out: dict[str, object] = {}
-    for key, value in flat.items():
-        name = {"name": "method"}.get(key, key).replace("-", "_")
-        if name not in known:
-            close = difflib.get_close_matches(name, sorted(known), n=1)
-            hint = f" (did you mean {close[0].replace('_', '-')}?)" if close else ""
-            raise ValueError(f"unknown setting {key!r}{hint}")
-        if name in paths and value not in (None, ""):
-            many = isinstance(value, (list, tuple))
-            resolved = [_resolve_config_path(str(v), base, name, paths[name]) for v in (value if many else [value])]
-            value = resolved if many else resolved[0]
-        if isinstance(value, (list, tuple)) and value and all(isinstance(v, (int, float)) for v in value):
-            value = ",".join(str(v) for v in value)  # a list of numbers (--nce-layers, --synth-beta) as typed
-        if name in names and name not in ("config", "resume", "run") and value is not None:
-            out[name] = value
-    return out
 
 
 def train_command(
@@ -169,13 +75,13 @@ def train_command(
                                           help="Settings from a file: a run's config.json or a TOML of flag names "
                                                "(relative paths are read from the file's folder); flags typed here "
                                                "override it."),
-    recipe: str = typer.Option("scattering", "--recipe", is_eager=True, callback=_apply_recipe,
-                               help="Defaults of the options not given: scattering (the bundled default's recipe: "
-                                    "--output scattering --ngf 32 --n-blocks 6 --crop 128 --load-size 256 --iters 2400 "
-                                    "--lambda-dcp 10 --dcp-warm-iters 300 --lambda-tv 5 --lambda-synth 3 --synth-beta 0,2; "
-                                    "~100 min on 2 CPU cores) or "
-                                    "paper (the paper's generator: --output image --ngf 64 --n-blocks 9 --crop 256 "
-                                    "--iters 1000; a GPU recipe)."),
+    recipe: str = typer.Option(_DEFAULT_RECIPE, "--recipe", is_eager=True, callback=_apply_recipe,
+                               help="The recipe (the model's shape, its losses, the schedule) that gives the options "
+                                    "not typed their defaults: scattering (the bundled default's: the defaults shown "
+                                    "here; ~100 min on 2 CPU cores), paper (the paper's generator: --output image "
+                                    "--ngf 64 --n-blocks 9 --crop 256 --iters 1000; a GPU recipe; `odcr train --recipe "
+                                    "paper --help` shows its values) or a recipe file of your own (a copy of "
+                                    "odcr_cli/tasks/train/recipes/scattering.toml, edited)."),
     init: Optional[str] = typer.Option(None, "--init", is_eager=True, callback=_apply_init,
                                        help="Fine-tune: start from a model's weights and shape: a bundled model's name "
                                             "(odcr: the default; `odcr models` lists them), a .safetensors file or a run "
@@ -192,24 +98,9 @@ def train_command(
 
     _where_and_what(run, resume, init, settings)
     try:
-        mcfg = method_config(**field_values(MethodConfig, settings))
-        shape = field_values(GeneratorConfig, settings)
-        if shape["output"] != "scattering":
-            shape["t_prior"] = "none"
-        gcfg = GeneratorConfig(**shape)
-    except ValueError as exc:
+        cfg, mcfg, gcfg = recipes.assemble({**settings, "init": init})
+    except (ValueError, OdcrError) as exc:
         fail(str(exc))
-    if (settings["val_hazy"] is None) != (settings["val_gt"] is None):
-        fail("--val-hazy and --val-gt go together")
-    run_settings = field_values(TrainConfig, settings)
-    for name in _path_fields():  # stored absolute: a run's config.json works from any folder
-        if isinstance(run_settings.get(name), str):
-            run_settings[name] = os.path.abspath(run_settings[name])
-        elif isinstance(run_settings.get(name), tuple):
-            run_settings[name] = tuple(os.path.abspath(v) for v in run_settings[name])
-    if init is not None:
-        run_settings["init"] = os.path.abspath(init) if Path(init).exists() else init
-    cfg = TrainConfig(**{**run_settings, "device": str(Device.parse(run_settings["device"]))})
     reporter = TrainReporter(cfg.log_every)
 
     def on_start(start: int, total: int) -> None:
@@ -282,17 +173,27 @@ def _saved_data(run: Path) -> dict[str, Any]:
     return {k: (v,) if isinstance(v, str) else tuple(v) for k, v in saved.items() if k in ("hazy", "clear") and v}
 
 
-# The flags of the settings, grouped in --help by the dataclass that holds them. A method's flags
-# default to its --method preset's values (None: not given), not to MethodConfig's fields. A flag
-# that every recipe sets has no default of its own to show: its help says it comes from --recipe.
-_SET_BY_EVERY_RECIPE = frozenset.intersection(*(frozenset(r) for r in RECIPES.values()))
+# The flags of the settings, grouped in --help by the dataclass that holds them. A flag that the
+# recipes set shows the default recipe's value (--recipe paper --help: paper's); a method's other
+# flags default to its --method preset's values (None: not given), not to MethodConfig's fields.
+_RECIPE_DEFAULTS = recipes.load(_DEFAULT_RECIPE)
+
+
+def _default_of(preset: bool):
+    def default(f: dataclasses.Field) -> Any:
+        name = parameter_name(f)
+        if name in _RECIPE_DEFAULTS:
+            return _RECIPE_DEFAULTS[name]
+        if f.default is dataclasses.MISSING:  # --hazy, --clear and --out: required of a new run only
+            return None
+        return None if preset else field_default(f)
+    return default
+
+
 with_options(train_command,
-             # --hazy, --clear and --out are required of a new run only (--resume RUN knows them)
-             options(TrainConfig, "Data, schedule and files", without_default=_SET_BY_EVERY_RECIPE,
-                     default_of=lambda f: None if f.default is dataclasses.MISSING else field_default(f)),
-             options(GeneratorConfig, "Generator", without_default=_SET_BY_EVERY_RECIPE),
-             options(MethodConfig, "Method and losses", without_default=_SET_BY_EVERY_RECIPE,
-                     default_of=lambda f: f.default if f.name == "name" else None))
+             options(TrainConfig, "Data, schedule and files", default_of=_default_of(False)),
+             options(GeneratorConfig, "Generator", default_of=_default_of(False)),
+             options(MethodConfig, "Method and losses", default_of=_default_of(True)))
 
 
 def given_on_the_command_line(ctx: typer.Context) -> frozenset[str]:

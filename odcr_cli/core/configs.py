@@ -9,8 +9,11 @@ added in one place. Torch-free, because the command line reads these fields when
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import typing
 from dataclasses import MISSING, asdict, dataclass, field, fields, replace
+from pathlib import PurePath
 from typing import Any
 
 from odcr_cli.haze.constants import PATCH, T_MIN, TOP
@@ -189,3 +192,56 @@ def method_config(name: str, **overrides: Any) -> MethodConfig:
     if config.weight_temperature <= 0:
         raise ValueError("--weight-temperature must be positive")
     return config
+
+
+# The flags of a settings dataclass, read back: shared by the command line (odcr_cli.cli.field_options
+# builds the options) and the recipes (odcr_cli.tasks.train.recipe reads settings files).
+
+
+def flag_fields(cls: type) -> list[dataclasses.Field]:
+    """The fields of the dataclass ``cls`` that are flags (those with a help text)."""
+    return [f for f in dataclasses.fields(cls) if "help" in f.metadata]
+
+
+def parameter_name(f: dataclasses.Field) -> str:
+    """The command's parameter of a flag field: the flag's own name (``--method``: method) when it
+    has one, else the field's."""
+    decls = f.metadata.get("decls")
+    return decls.split("/")[0].removeprefix("--").replace("-", "_") if decls else f.name
+
+
+def field_values(cls: type, given: dict[str, Any]) -> dict[str, Any]:
+    """{field name: value} for the flags of ``cls`` in ``given`` ({flag's parameter name: value}: a
+    command's parameters, a settings file's), in the field's types; a flag missing or left at None
+    is left out (the field's default, or a preset's, applies).
+    Raises ValueError for a list flag that does not parse."""
+    hints = typing.get_type_hints(cls)
+    out: dict[str, Any] = {}
+    for f in flag_fields(cls):
+        value = given.get(parameter_name(f))
+        kind, _ = _unwrap_optional(hints[f.name])
+        path = bool(f.metadata.get("path"))
+        if isinstance(value, str) and typing.get_origin(kind) is tuple and not path:
+            if not value:
+                continue
+            item = typing.get_args(kind)[0]
+            if item is float:  # a range may also be written LOW:HIGH, as odcr synth's --beta takes it
+                value = value.replace(":", ",")
+            value = tuple(item(v) for v in value.split(","))
+        elif isinstance(value, PurePath):
+            value = str(value)
+        elif isinstance(value, (list, tuple)):  # folders, or numbers given as numbers (a file, the API)
+            item = str if path or typing.get_origin(kind) is not tuple else typing.get_args(kind)[0]
+            value = tuple(item(v) for v in value)
+        if value is not None:
+            out[f.name] = value
+    return out
+
+
+def _unwrap_optional(hint: Any) -> tuple[Any, bool]:
+    """``X | None`` -> (X, True); ``X`` -> (X, False)."""
+    args = typing.get_args(hint)
+    if type(None) in args:
+        rest = [a for a in args if a is not type(None)]
+        return (rest[0] if len(rest) == 1 else typing.Union[tuple(rest)]), True
+    return hint, False

@@ -22,7 +22,9 @@ PREPROCESS = ("scale_shortside_crop", "resize_crop", "crop")
 @dataclass(frozen=True)
 class TrainConfig:
     """Everything of a run except the method's loss settings and the generator's shape (see
-    :mod:`odcr_cli.core.configs`). The fields with a help text are flags of ``odcr train``."""
+    :mod:`odcr_cli.core.configs`). The fields with a help text are flags of ``odcr train``.
+    A run's settings come from a recipe (:func:`odcr_cli.tasks.train.recipe.configs`, as the
+    command builds them); the defaults here are what no recipe sets, and CUT's."""
 
     hazy: tuple[str, ...] = flag(help="Folder (or one file) of hazy photos; repeatable.", path=True)  # or one str
     clear: tuple[str, ...] = flag(help="Folder of clear (haze-free) photos, unpaired; repeatable.", path=True)
@@ -32,7 +34,7 @@ class TrainConfig:
     decay_fraction: float = flag(0.5, help="Final fraction of iterations with linear LR decay.")
     crop: int = flag(256, help="Training crop size (multiple of 4).")
     # CUT's 286 for a 256 crop
-    load_size: int | None = flag(None, help="Scale before cropping (default crop*286/256).")
+    load_size: int | None = flag(None, help="Scale before cropping (0: crop*286/256).")
     preprocess: str = flag("scale_shortside_crop", help="scale_shortside_crop | resize_crop (CUT, square) | crop (native).")
     batch: int = flag(1, help="Images per iteration and per GPU (CUT: 1 works best).")
     lr: float = flag(2e-4, help="Adam learning rate of the generator, discriminator and head.")
