@@ -271,6 +271,7 @@ def test_the_methods_constants_and_rules_are_said_once() -> None:
     assert _restated(ast.parse("def f(patch=15, t_min=0.1): return 1.0 - s * (1.0 - t)"), values)
 
 
+@pytest.mark.slow
 def test_every_script_and_benchmark_still_starts() -> None:
     """The scripts and benchmarks that back a figure in the README or the model card import what
     they use from the package: after a move inside odcr_cli they must still start (``--help``)."""

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from odcr_cli.files.weights_io import load_generator
@@ -29,6 +30,7 @@ def _data(root: Path) -> Path:
     return root
 
 
+@pytest.mark.slow
 def test_the_gpu_script_runs_end_to_end_on_the_cpu(tmp_path) -> None:
     data, carry, out = _data(tmp_path / "data"), tmp_path / "carry", tmp_path / "out"
     subprocess.run([sys.executable, str(SCRIPT), "prepare", "--data", str(data), "--carry", str(carry),

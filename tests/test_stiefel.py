@@ -78,6 +78,7 @@ def test_project_makes_columns_or_rows_orthonormal() -> None:
 
 # ------------------------------------------------------------------------------- optimiser
 
+@pytest.mark.slow
 @pytest.mark.parametrize("shape", [(256, 128), (256, 3)])
 def test_stays_on_manifold_after_many_random_steps(shape: tuple[int, int]) -> None:
     layer = nn.Linear(shape[1], shape[0], bias=False)  # weight (out, in), out >= in

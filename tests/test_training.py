@@ -223,6 +223,7 @@ def test_schedule_shape_is_constant_then_linear_decay() -> None:
     assert all(a > b for a, b in zip(f[4:], f[5:])) and f[-1] > 0
 
 
+@pytest.mark.slow
 def test_ddp_two_gloo_ranks_stay_identical(pools, tmp_path) -> None:
     hazy, clear = pools
     out = tmp_path / "ddp"
@@ -428,6 +429,7 @@ def test_a_transmission_term_on_the_image_output_is_refused_in_one_line(pools, t
     assert not (tmp_path / "run" / "generator.safetensors").exists()
 
 
+@pytest.mark.slow
 def test_the_density_term_teaches_the_network_to_give_t_to_the_k_back(pools, tmp_path) -> None:
     """The density term is a regression on a target the network's first answer fixes: steps on it
     alone bring the network's t of its own output, re-hazed with t**k, to within a fraction of
@@ -463,6 +465,7 @@ def test_the_density_term_teaches_the_network_to_give_t_to_the_k_back(pools, tmp
     assert "G_density=" in res.output
 
 
+@pytest.mark.slow
 def test_the_synthetic_transmission_term_teaches_how_thick_the_haze_is(pools, tmp_path) -> None:
     """A short run with --lambda-synth predicts the known t of unseen synthetic haze better than
     the same run without it (the network alone: raw weights, no average)."""
