@@ -18,15 +18,15 @@ import statistics
 import subprocess
 import sys
 from pathlib import Path
+from _paths import ARTIFACT_TOOL, DEV_PAIRS  # noqa: E402
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-PAIRS = SHARED / "data" / "dev" / "paired"
+PAIRS = DEV_PAIRS
 GOAL = 0.97
 
 
 def edge_bands(out_dir: Path) -> dict[str, float]:
     """Per pair (stem), the worst-side edge band of ``out_dir``'s image against the hazy input."""
-    tool = SHARED / "tools" / "real_artifacts.py"
+    tool = ARTIFACT_TOOL
     done = subprocess.run([sys.executable, str(tool), str(PAIRS / "hazy"), str(out_dir)],
                           capture_output=True, text=True, check=True)
     bands = {}

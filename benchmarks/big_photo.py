@@ -29,8 +29,9 @@ import time
 import cv2
 import numpy as np
 from PIL import Image
+from _paths import REAL_HAZY  # noqa: E402
 
-DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data", "dev", "real_hazy")
+DATA = str(REAL_HAZY)
 
 
 def run_measured(cmd: list[str]) -> tuple[float, float]:

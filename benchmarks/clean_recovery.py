@@ -42,8 +42,8 @@ from odcr_cli.haze.network_input import shrink_to
 from odcr_cli.imaging.metrics import psnr, ssim_uint8
 from odcr_cli.haze.noise import source_for
 from odcr_cli.tasks.evaluate.pairing import match_gt, pairs_from_dir
+from _paths import ARTIFACT_TOOL, DEV_PAIRS, REAL_HAZY  # noqa: E402
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
 BANDING_FLAG = 2.0  # output levels per 1-level input step: above this a smooth sky shows contour rings
 
 
@@ -91,7 +91,7 @@ def banding(inp: np.ndarray, out: np.ndarray) -> float:
 
 
 def pairs(dz: Dehazer, kinds: list[str], arms: list[str], cache: dict) -> None:
-    pairing = pairs_from_dir(str(SHARED / "data" / "dev" / "paired"))
+    pairing = pairs_from_dir(str(DEV_PAIRS))
     for kind in kinds:
         scores: dict[str, list[tuple[float, float]]] = {a: [] for a in arms + ["input"]}
         for p in pairing.pairs:
@@ -109,8 +109,8 @@ def pairs(dz: Dehazer, kinds: list[str], arms: list[str], cache: dict) -> None:
 
 
 def real(dz: Dehazer, arms: list[str], strengths: list[float], root: Path, cache: dict, verbose: bool) -> None:
-    src = SHARED / "data" / "dev" / "real_hazy"
-    tool = SHARED / "tools" / "real_artifacts.py"
+    src = REAL_HAZY
+    tool = ARTIFACT_TOOL
     for strength in strengths:
         for arm in arms:
             out_dir = root / f"{arm}_s{strength:g}"
@@ -140,7 +140,7 @@ def real(dz: Dehazer, arms: list[str], strengths: list[float], root: Path, cache
 def speed(dz: Dehazer, arms: list[str]) -> None:
     import time
 
-    photo = read_rgb8(SHARED / "data" / "dev" / "real_hazy" / "utk_lilyhazy.jpg")
+    photo = read_rgb8(REAL_HAZY / "utk_lilyhazy.jpg")
     for w, h in ((640, 480), (1280, 720), (4000, 3000)):
         rgb = cv2.resize(photo, (w, h), interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
         t = np.clip(cv2.resize(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), (w, h)), 0.1, 1.0)

@@ -26,9 +26,10 @@ from odcr_cli.files.folders import list_images
 from odcr_cli.imaging.metrics import psnr
 from odcr_cli.tasks.dehaze.dehazing import run_dehaze
 from odcr_cli.tasks.dehaze.options import DehazeOptions
+from _paths import REAL_HAZY  # noqa: E402
 
 # the shared data folder sits beside the checkout (../shared), as in CI
-DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data", "dev", "real_hazy")
+DATA = str(REAL_HAZY)
 
 
 def load(name: str) -> np.ndarray:

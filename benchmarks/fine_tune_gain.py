@@ -30,9 +30,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _paths import DEV_PAIRS, ROOT, TRAIN  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent
-DATA = ROOT.parent / "shared" / "data"
 
 
 def _link_all(files: list[Path], folder: Path, names: list[str] | None = None) -> Path:
@@ -88,8 +87,8 @@ def scores(pairs: Path, tuned: Path, out_json: Path, report: Path | None) -> dic
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--work", type=Path, required=True, help="working folder (the sets, the run, the scores)")
-    ap.add_argument("--data", type=Path, default=DATA / "train", help="holds clear/ (the pool split in halves)")
-    ap.add_argument("--dev", type=Path, default=DATA / "dev" / "paired", help="dev pairs (hazy/, gt/); '' skips")
+    ap.add_argument("--data", type=Path, default=TRAIN, help="holds clear/ (the pool split in halves)")
+    ap.add_argument("--dev", type=Path, default=DEV_PAIRS, help="dev pairs (hazy/, gt/); '' skips")
     ap.add_argument("--iters", type=int, default=300)
     ap.add_argument("--init", default="odcr", help="the model to fine-tune (odcr train --init)")
     ap.add_argument("--max-minutes", type=float, default=45.0, help="wall-clock cap of the fine-tune")

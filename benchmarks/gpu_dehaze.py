@@ -29,8 +29,9 @@ from benchmarks.inference import timed  # noqa: E402  (median ms after one warm-
 from odcr_cli.engine.dehazer import Dehazer  # noqa: E402
 from odcr_cli.files.folders import list_images  # noqa: E402
 from odcr_cli.imaging.metrics import psnr  # noqa: E402
+from _paths import REAL_HAZY  # noqa: E402
 
-DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "dev" / "real_hazy"
+DATA = REAL_HAZY
 
 
 def timed_s(fn, repeats: int, sync) -> tuple[float, np.ndarray]:

@@ -37,8 +37,8 @@ from odcr_cli.imaging.metrics import psnr, ssim_uint8
 from odcr_cli.files.imageio import read_rgb8, read_rgb8_tables
 from odcr_cli.haze.noise import source_for
 from odcr_cli.tasks.evaluate.pairing import match_gt, pairs_from_dir
+from _paths import ARTIFACT_TOOL, DEV_PAIRS, REAL_HAZY  # noqa: E402
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
 
 
 def _dehaze(dz: Dehazer, rgb8: np.ndarray, cache: dict, key: tuple, sigma: float,
@@ -71,7 +71,7 @@ def main() -> None:
     ap.add_argument("--sigma", type=float, nargs="+", default=[0.0, 0.015])
     ap.add_argument("--depth", type=float, nargs="+", default=[1.0],
                     help="scale the optical depth -ln t of the network's t by these factors (t -> t ** depth)")
-    ap.add_argument("--pairs", default=str(SHARED / "data" / "dev" / "paired"))
+    ap.add_argument("--pairs", default=str(DEV_PAIRS))
     ap.add_argument("--real", help="also dehaze dev/real_hazy into this folder and measure its artefacts")
     ap.add_argument("--fade", action="store_true", help="with --real: also the mean FADE of those outputs")
     ap.add_argument("--clear", action="store_true",
@@ -137,7 +137,7 @@ def _real(dz: Dehazer, cache: dict, arm: tuple[int, int], sigma: float, root: Pa
 
     from odcr_cli.imaging.fade import fade as fade_of
 
-    src = SHARED / "data" / "dev" / "real_hazy"
+    src = REAL_HAZY
     pad, side = arm
     out_dir = root / f"side{side}_pad{pad}_sigma{sigma:g}" / f"depth{depth:g}"
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -148,7 +148,7 @@ def _real(dz: Dehazer, cache: dict, arm: tuple[int, int], sigma: float, root: Pa
         Image.fromarray(out).save(out_dir / f"{f.stem}.jpg", quality=95, subsampling=0)
         if fade:
             fades.append(fade_of(out))
-    tool = SHARED / "tools" / "real_artifacts.py"
+    tool = ARTIFACT_TOOL
     done = subprocess.run([sys.executable, str(tool), str(src), str(out_dir)], capture_output=True, text=True)
     line = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else done.stderr.strip()[-200:]
     return line + (f"; FADE mean {np.mean(fades):.3f}" if fade else "")

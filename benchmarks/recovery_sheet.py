@@ -17,14 +17,15 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from clean_recovery import SHARED, dehaze  # noqa: E402
+from clean_recovery import dehaze  # noqa: E402
+from _paths import REAL_HAZY, VIDEO  # noqa: E402
 
 from odcr_cli.engine.dehazer import Dehazer  # noqa: E402
 from odcr_cli.files.imageio import decode_image  # noqa: E402
 from odcr_cli.imaging.tone import keep_exposure  # noqa: E402
 
-REAL = SHARED / "data" / "dev" / "real_hazy"
-CLIP = SHARED / "data" / "video" / "flameguardian_delhi_smog_news.mp4"
+REAL = REAL_HAZY
+CLIP = VIDEO / "flameguardian_delhi_smog_news.mp4"
 # (photo, x, y, width, height) of each crop, in the photo's pixels
 CROPS = [("ridcp_BJ_Baidu_544.jpeg", 420, 20, 240, 120), ("utk_fishers.jpg", 0, 0, 240, 120),
          ("ridcp_cityscape.png", 100, 40, 200, 120), ("news frame 300", 380, 20, 320, 160)]

@@ -39,8 +39,8 @@ from odcr_cli.engine.stream import DehazeStream, StreamConfig
 from odcr_cli.imaging.metrics import psnr, ssim_uint8
 from odcr_cli.files.imageio import read_rgb8
 from odcr_cli.tasks.evaluate.pairing import match_gt, pairs_from_dir
+from _paths import DEV_PAIRS, VIDEO  # noqa: E402
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
 FPS = 25.0
 # one pair of every subset and haze level, spread over the dev pairs
 PAIRS = ("hazerd_01_3", "hazerd_07_5", "hazerd_13_1", "hsts_0586", "hsts_8180", "ots_0025_heavy",
@@ -104,7 +104,7 @@ def _methods(every: list[int], blends: list[float]) -> dict[str, tuple[str, Stre
 
 
 def fidelity(args: argparse.Namespace) -> None:
-    pairing = pairs_from_dir(SHARED / "data/dev/paired")
+    pairing = pairs_from_dir(DEV_PAIRS)
     pairs = {Path(p.hazy).stem: p for p in pairing.pairs}
     names = [n for n in PAIRS if n in pairs][: args.pairs]
     dehazers = {"odcr": Dehazer(), "dcp": Dehazer(method="dcp", max_side=512)}
@@ -188,7 +188,7 @@ def real(args: argparse.Namespace) -> None:
     print("| clip | frames | brightness flicker: input | per-frame | stream | network runs |")
     print("|---|---|---|---|---|---|")
     for name in args.clips:
-        frames, fps = _decode(SHARED / "data/video" / name, args.seconds)
+        frames, fps = _decode(VIDEO / name, args.seconds)
         alone = [dz.dehaze(f) for f in frames]
         stream = DehazeStream(dz, fps)
         smoothed = [stream.push(f) for f in frames]
@@ -216,7 +216,7 @@ def make_speed_clip(path: Path, height: int, frames: int) -> Path:
         return path
     import av
 
-    sources = sorted((SHARED / "data/video/dvd_hazy_driving_frames").glob("*.jpg"))
+    sources = sorted((VIDEO / "dvd_hazy_driving_frames").glob("*.jpg"))
     order = sources + sources[::-1]
     path.parent.mkdir(parents=True, exist_ok=True)
     with av.open(str(path), "w") as out:

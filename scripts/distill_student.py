@@ -16,7 +16,9 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-DATA = ROOT.parent / "shared" / "data" / "train"
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))  # the data roots, said once
+from _paths import TRAIN  # noqa: E402
+DATA = TRAIN
 TEACHER = "odcr-scatter-synth3-beta02-ngf32-b6-cpu-ema"
 DESCRIPTION = f"distilled from {TEACHER} on shared/data/train (research use)"
 

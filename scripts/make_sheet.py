@@ -12,6 +12,7 @@ sample (docs/images/sample_dehazed.jpg) from docs/images/sample_hazy.jpg with th
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,8 @@ from odcr_cli.files.fsutil import atomic_output
 from odcr_cli.engine.dehazer import Dehazer
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))  # the data roots, said once
+from _paths import REAL_HAZY  # noqa: E402
 PHOTOS = ("ridcp_cityscape.png", "ridcp_train.png", "utk_foggy_morning_bills.jpg", "ridcp_BJ_Baidu_544.jpeg",
           "utk_meadows_foggy_smokey_sunbeams.jpg", "ridcp_GSGL_Google_474.jpeg")
 CELL_W = 240
@@ -60,7 +63,7 @@ def _save_jpeg(im: Image.Image, path: Path, quality: int = 85) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model")
-    ap.add_argument("--data", type=Path, default=ROOT.parent / "shared/data/dev/real_hazy")
+    ap.add_argument("--data", type=Path, default=REAL_HAZY)
     ap.add_argument("--out", type=Path, default=ROOT / "docs/images/real_hazy_sheet.jpg")
     args = ap.parse_args()
     odcr = Dehazer(model=args.model, device="cpu")

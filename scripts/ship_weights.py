@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +37,8 @@ from odcr_cli.imaging.metrics import psnr
 from odcr_cli.files.weights_io import average_generators, load_generator, save_generator
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))  # the data roots, said once
+from _paths import REAL_HAZY  # noqa: E402
 
 
 def _outputs(generator: torch.nn.Module, photos: list[Path]) -> list[np.ndarray]:
@@ -60,7 +63,7 @@ def main() -> None:
                                       "name is shipped again)")
     ap.add_argument("--default", action="store_true", help="make it the default model")
     ap.add_argument("--fp16", action="store_true")
-    ap.add_argument("--check-dir", type=Path, default=ROOT.parent / "shared/data/dev/real_hazy")
+    ap.add_argument("--check-dir", type=Path, default=REAL_HAZY)
     ap.add_argument("--note", default="")
     ap.add_argument("--int8", type=Path, metavar="CALIB_DIR",
                     help="ship the ONNX export with int8 convolutions, calibrated on the photos of this folder "

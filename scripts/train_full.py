@@ -33,6 +33,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))  # the data roots, said once
+from _paths import TRAIN  # noqa: E402
 
 # The shipped full-size recipe; every key is a TrainConfig field.
 RECIPE = {"crop": 256, "batch": 4, "seed": 0, "lr": 2e-4, "decay_fraction": 0.5, "ema_decay": 0.999}
@@ -194,7 +196,7 @@ def orchestrate(args: argparse.Namespace) -> int:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=ROOT / "runs" / "full")
-    ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "train")
+    ap.add_argument("--data", type=Path, default=TRAIN)
     ap.add_argument("--methods", nargs="+", default=["odcr", "cut"])
     ap.add_argument("--budget-seconds", type=float, default=530.0, help="wall clock for everything")
     ap.add_argument("--reserve-seconds", type=float, default=25.0, help="kept back for packing")

@@ -247,22 +247,22 @@ class Dehazer:
         return max(64, min(2048, side // SIZE_MULTIPLE * SIZE_MULTIPLE))
 
     # -- core -------------------------------------------------------------------------------
-    def _net_full(self, rgb: np.ndarray, plan: ImageRecord) -> np.ndarray:
+    def _net_full(self, rgb: np.ndarray, record: ImageRecord) -> np.ndarray:
         """Full-resolution inference, whole or tiled."""
         h, w, _ = rgb.shape
         tile = self.tile
         if tile is None and self.estimate_bytes(h, w) > self.memory_budget:
             tile = self._auto_tile()
         if tile is None or (padded_size(h) <= tile and padded_size(w) <= tile):
-            plan.mode = "whole"
+            record.mode = "whole"
             return run_padded(self._run_image, rgb)
-        plan.mode, plan.tile = "tiled", tile
+        record.mode, record.tile = "tiled", tile
         x, (h0, w0) = pad_to_multiple(to_net(rgb)[0])
         x = x[None]
-        backend = self._frozen_stats_backend(plan)
+        backend = self._frozen_stats_backend(record)
         limit = self.stats_max_pixels or self._budget_pixels()
         scale = min(1.0, math.sqrt(limit / (h * w)))
-        plan.stats_scale = scale
+        record.stats_scale = scale
         if scale < 1.0:
             sh, sw = max(MIN_SIDE, round(h * scale)), max(MIN_SIDE, round(w * scale))
             small = cv2.resize(rgb, (sw, sh), interpolation=cv2.INTER_AREA)
@@ -276,7 +276,7 @@ class Dehazer:
     def _run_image(self, x: np.ndarray) -> np.ndarray:
         return self.backend.run_outputs(x)["image"]
 
-    def _frozen_stats_backend(self, plan: ImageRecord) -> Backend:
+    def _frozen_stats_backend(self, record: ImageRecord) -> Backend:
         """This backend, when it can freeze InstanceNorm statistics for tiling (tiles with their
         own statistics would drift in colour); ONNX Runtime cannot."""
         if self.backend.supports_frozen_stats:
@@ -291,54 +291,54 @@ class Dehazer:
         with self._lock:
             return pipeline.network_outputs(self.backend.run_outputs, small)
 
-    def _dehaze_scattering(self, rgb: np.ndarray, plan: ImageRecord, source: Source) -> np.ndarray:
+    def _dehaze_scattering(self, rgb: np.ndarray, record: ImageRecord, source: Source) -> np.ndarray:
         """The network on a copy whose longer side is at most ``max_side`` (never tiled: InstanceNorm
         statistics are always the whole image's), J at full resolution."""
         h, w = rgb.shape[:2]
         side = self.network_side(h, w)
         if side and not self._max_side:
-            plan.notes.append(f"the network ran at {side} px, not the full {max(h, w)}, to stay within the "
+            record.notes.append(f"the network ran at {side} px, not the full {max(h, w)}, to stay within the "
                               f"{self.memory_budget / 1e9:g} GB memory budget")
         # the lock is held by _dehaze_float
         done = pipeline.dehaze(rgb, self.backend.run_outputs, self.readout, side, strength=self.strength,
                                source=source)
-        plan.net_size = done.haze.t_small.shape[:2]
-        plan.mode = "fast" if plan.net_size != rgb.shape[:2] else "whole"
+        record.net_size = done.haze.t_small.shape[:2]
+        record.mode = "fast" if record.net_size != rgb.shape[:2] else "whole"
         if self.keep_transmission:
-            plan.transmission = done.t
-        plan.seconds = done.seconds
+            record.transmission = done.t
+        record.seconds = done.seconds
         return done.image
 
     def _dehaze_float(self, rgb: np.ndarray, source: Source = Source()) -> tuple[np.ndarray, ImageRecord]:
-        plan = ImageRecord()
+        record = ImageRecord()
         if self.strength == 0.0:  # --strength 0 is the input itself: no need to run anything
-            plan.mode = "identity"
-            return rgb.copy(), plan
+            record.mode = "identity"
+            return rgb.copy(), record
         if self.method is Method.DCP:
             from odcr_cli.haze.dcp import dehaze_dcp
-            plan.mode = "dcp"
+            record.mode = "dcp"
             out, t = dehaze_dcp(rgb, max_side=self._max_side, strength=self.strength, with_transmission=True)
-            plan.transmission = t if self.keep_transmission else None
-            return out, plan
-        with self._lock:  # one network pass at a time; the plan and the retry count are this call's
+            record.transmission = t if self.keep_transmission else None
+            return out, record
+        with self._lock:  # one network pass at a time; the record and the retry count are this call's
             retries = self.backend.fp32_retries
             if not self.readout.writes_image:
-                out = self._dehaze_scattering(rgb, plan, source)
+                out = self._dehaze_scattering(rgb, record, source)
             else:
-                out = self._dehaze_direct(rgb, plan)
+                out = self._dehaze_direct(rgb, record)
             if self.backend.fp32_retries > retries:
-                plan.notes.append("fp16 output was not finite; redone in fp32")
-        return out, plan
+                record.notes.append("fp16 output was not finite; redone in fp32")
+        return out, record
 
-    def _dehaze_direct(self, rgb: np.ndarray, plan: ImageRecord) -> np.ndarray:
+    def _dehaze_direct(self, rgb: np.ndarray, record: ImageRecord) -> np.ndarray:
         """A direct model: whole, tiled or in fast mode; ``--strength`` blends with the input."""
         small = shrink_to(rgb, self._max_side)
         if small is not rgb:
-            small_out = self._net_full(small, plan)
-            plan.mode, plan.net_size = "fast", small.shape[:2]
+            small_out = self._net_full(small, record)
+            record.mode, record.net_size = "fast", small.shape[:2]
             out = guided_upsample(small, small_out, rgb)
         else:
-            out = self._net_full(rgb, plan)
+            out = self._net_full(rgb, record)
         if self.strength != 1.0:  # a direct model has no haze to scale: blend with the input (above 1: beyond)
             out = rgb + self.strength * (out - rgb)
         return out
@@ -346,8 +346,8 @@ class Dehazer:
     def dehaze_with_record(self, image: np.ndarray, quantization: dict | None = None) -> tuple[np.ndarray, ImageRecord]:
         """Dehaze one image (``quantization``: its file's JPEG tables); (same shape and dtype, how it was processed)."""
         rgb, restore = to_float_rgb(np.asarray(image))
-        out, plan = self._dehaze_float(rgb, source_for(np.asarray(image).dtype, quantization))
-        return restore(keep_exposure(out, rgb) if self.options.keep_exposure else out), plan
+        out, record = self._dehaze_float(rgb, source_for(np.asarray(image).dtype, quantization))
+        return restore(keep_exposure(out, rgb) if self.options.keep_exposure else out), record
 
     def dehaze(self, image: np.ndarray, quantization: dict | None = None) -> np.ndarray:
         """Dehaze one image (``quantization``: its file's JPEG tables, what the recovery reads of

@@ -102,7 +102,7 @@ class TorchBackend(Backend):
         if not self.half:
             return self._forward(x, False, stats)
         y, retried = finite_or_fp32(lambda: self._forward(x, True, stats), lambda: self._forward(x, False, stats))
-        self.fp32_retries += retried  # Dehazer reports it as a note of the image's plan
+        self.fp32_retries += retried  # Dehazer reports it as a note of the image's record
         return y
 
     def run(self, x: np.ndarray) -> np.ndarray:

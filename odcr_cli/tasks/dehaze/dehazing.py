@@ -312,13 +312,13 @@ class _Batch:
             self._on_begin(res)
         t0 = time.perf_counter()
         tables = {"quantization": img.quantization} if img.quantization else {}  # JPEGs only
-        pixels, plan = self._dehazer.dehaze_with_record(img.pixels, **tables)
+        pixels, record = self._dehazer.dehaze_with_record(img.pixels, **tables)
         res.net_seconds = time.perf_counter() - t0
-        res.mode = plan.mode
-        res.warnings += plan.notes
-        res.details = {"network_size": list(plan.net_size) if plan.net_size else None,
-                       "stage_seconds": {k: round(v, 4) for k, v in plan.seconds.items()}}
-        return img.with_pixels(pixels), plan.transmission
+        res.mode = record.mode
+        res.warnings += record.notes
+        res.details = {"network_size": list(record.net_size) if record.net_size else None,
+                       "stage_seconds": {k: round(v, 4) for k, v in record.seconds.items()}}
+        return img.with_pixels(pixels), record.transmission
 
     def _video(self, job: Job) -> None:
         """One video; any error is this file's alone (nothing is left at its output's name)."""
