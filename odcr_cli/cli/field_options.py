@@ -10,11 +10,11 @@ import dataclasses
 import inspect
 import typing
 from pathlib import Path
-from typing import Any, Callable, Iterable, Optional
+from typing import Any, Callable, Optional
 
 import typer
 
-from odcr_cli.core.configs import _unwrap_optional, field_values, flag_fields, parameter_name  # noqa: F401 (re-exported)
+from odcr_cli.core.configs import flag_fields, parameter_name, unwrap_optional
 
 DefaultOf = Callable[[dataclasses.Field], Any]
 
@@ -32,27 +32,21 @@ def field_default(f: dataclasses.Field) -> Any:
     return f.default
 
 
-def options(cls: type, panel: str, default_of: DefaultOf = field_default,
-            without_default: Iterable[str] = ()) -> list[inspect.Parameter]:
+def options(cls: type, panel: str, default_of: DefaultOf = field_default) -> list[inspect.Parameter]:
     """One keyword parameter per flag of ``cls``, under the help panel ``panel``. ``default_of``
-    gives a field's default; the flags named in ``without_default`` show none (a recipe sets them)
-    and say so in their help."""
+    gives a field's default."""
     hints = typing.get_type_hints(cls)
-    quiet = set(without_default)
     params = []
     for f in flag_fields(cls):
         name, default = parameter_name(f), default_of(f)
-        kind, optional = _unwrap_optional(hints[f.name])
+        kind, optional = unwrap_optional(hints[f.name])
         if f.metadata.get("path"):
             kind = list[Path] if typing.get_origin(kind) is tuple else Path
         elif typing.get_origin(kind) is tuple:
             kind = str  # a comma-separated list, e.g. --nce-layers 0,4,8
         dash = f.name.replace("_", "-")
         decls = f.metadata.get("decls") or (f"--{dash}/--no-{dash}" if kind is bool else f"--{dash}")
-        text = f.metadata["help"]
-        if name in quiet:
-            text = text.removesuffix(".") + r" \[default: from --recipe]."  # \[: not rich markup
-        option = typer.Option(default, decls, help=text, show_default=name not in quiet, min=f.metadata.get("min"),
+        option = typer.Option(default, decls, help=f.metadata["help"], min=f.metadata.get("min"),
                               max=f.metadata.get("max"), rich_help_panel=panel)
         annotation = Optional[kind] if optional or default is None else kind
         params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=annotation))

@@ -8,7 +8,7 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import typer
 
@@ -92,8 +92,6 @@ def train_command(
 ) -> None:
     """The flags of the settings (``settings``) are the fields of TrainConfig, GeneratorConfig and
     MethodConfig that carry a help text (:mod:`odcr_cli.cli.field_options` builds them)."""
-    from odcr_cli.core.configs import method_config
-    from odcr_cli.engine.options import Device
     from odcr_cli.tasks.train.training import TrainCallbacks, train as run_training
 
     _where_and_what(run, resume, init, settings)
@@ -179,7 +177,10 @@ def _saved_data(run: Path) -> dict[str, Any]:
 _RECIPE_DEFAULTS = recipes.load(_DEFAULT_RECIPE)
 
 
-def _default_of(preset: bool):
+def _default_of(preset: bool) -> Callable[[dataclasses.Field], Any]:
+    """A flag's shown default: the default recipe's value, else the field's (a method's: None, its
+    preset's)."""
+
     def default(f: dataclasses.Field) -> Any:
         name = parameter_name(f)
         if name in _RECIPE_DEFAULTS:

@@ -219,7 +219,7 @@ def field_values(cls: type, given: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for f in flag_fields(cls):
         value = given.get(parameter_name(f))
-        kind, _ = _unwrap_optional(hints[f.name])
+        kind, _ = unwrap_optional(hints[f.name])
         path = bool(f.metadata.get("path"))
         if isinstance(value, str) and typing.get_origin(kind) is tuple and not path:
             if not value:
@@ -238,7 +238,7 @@ def field_values(cls: type, given: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _unwrap_optional(hint: Any) -> tuple[Any, bool]:
+def unwrap_optional(hint: Any) -> tuple[Any, bool]:
     """``X | None`` -> (X, True); ``X`` -> (X, False)."""
     args = typing.get_args(hint)
     if type(None) in args:
