@@ -64,7 +64,7 @@ def main() -> None:
     ap.add_argument("--default", action="store_true", help="make it the default model")
     ap.add_argument("--fp16", action="store_true")
     ap.add_argument("--check-dir", type=Path, default=REAL_HAZY)
-    ap.add_argument("--note", default="")
+    ap.add_argument("--note", default="", help="a note kept in the weights' metadata (default: the generator's own)")
     ap.add_argument("--int8", type=Path, metavar="CALIB_DIR",
                     help="ship the ONNX export with int8 convolutions, calibrated on the photos of this folder "
                          "(training photos, never the dev data): what odcr dehaze runs on the CPU")
@@ -81,7 +81,7 @@ def main() -> None:
         meta.setdefault("source_sha256", loaded.sha256)  # re-shipping a bundled file keeps its run's
     else:
         generator, meta = average_generators(args.generators)
-    meta.update({"name": args.name, "note": args.note})
+    meta.update({"name": args.name, "note": args.note or meta.get("note", "")})  # shipped again: its note stays
     meta.pop("format", None)
     folder = ROOT / "weights"
     target = folder / f"{args.name}.safetensors"

@@ -102,3 +102,16 @@ def test_checkpoint_average_is_the_mean_of_the_weights(tmp_path) -> None:
     save_generator(tmp_path / "wide.safetensors", ResnetGenerator(GeneratorConfig(ngf=8, n_blocks=1)))
     with pytest.raises(WeightsError, match="different generator"):
         average_generators([paths[0], tmp_path / "wide.safetensors"])
+
+
+def test_the_blur_upsampling_is_cuts_binomial_transposed_conv_run_as_one_bilinear_resize() -> None:
+    """BlurUpsample runs as bilinear x2 (an ONNX Resize, fast on the CPU) and must stay the
+    transposed conv with CUT's binomial filter that the weights were trained with."""
+    from odcr_cli.core.networks import BlurUpsample
+
+    torch.manual_seed(0)
+    up = BlurUpsample(5)
+    for h, w in [(1, 1), (2, 3), (7, 5), (40, 33)]:
+        x = torch.randn(2, 5, h, w)
+        assert up(x).shape == (2, 5, 2 * h, 2 * w)
+        assert torch.allclose(up(x), up.as_transposed_conv(x), atol=1e-5), (h, w)

@@ -122,7 +122,8 @@ class _Fp16Rewriter:
                 self.cur[o] = self.orig.get(o, self.INT64)
         else:
             keep = _FLOAT_PARAM_INPUTS.get(op, set())
-            node.input[:] = [i if k in keep else self.get_as(i, self.HALF) for k, i in enumerate(node.input)]
+            # a float parameter (Resize's scales) made by a Constant was halved with it: cast it back
+            node.input[:] = [self.get_as(i, self.FLOAT if k in keep else self.HALF) for k, i in enumerate(node.input)]
             self._halved(node.output)
         self.nodes.append(node)
 
