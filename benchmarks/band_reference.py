@@ -20,14 +20,12 @@ import sys
 from pathlib import Path
 from _paths import ARTIFACT_TOOL, DEV_PAIRS  # noqa: E402
 
-PAIRS = DEV_PAIRS
 GOAL = 0.97
 
 
 def edge_bands(out_dir: Path) -> dict[str, float]:
     """Per pair (stem), the worst-side edge band of ``out_dir``'s image against the hazy input."""
-    tool = ARTIFACT_TOOL
-    done = subprocess.run([sys.executable, str(tool), str(PAIRS / "hazy"), str(out_dir)],
+    done = subprocess.run([sys.executable, str(ARTIFACT_TOOL), str(DEV_PAIRS / "hazy"), str(out_dir)],
                           capture_output=True, text=True, check=True)
     bands = {}
     for line in done.stdout.splitlines()[1:]:
@@ -41,7 +39,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("outputs", nargs="*", type=Path, help="folders of a dehazer's outputs of dev/paired/hazy")
     args = ap.parse_args()
-    truth = edge_bands(PAIRS / "gt")
+    truth = edge_bands(DEV_PAIRS / "gt")
     for name, bands in [("ground truth", truth)] + [(str(d), edge_bands(d)) for d in args.outputs]:
         values = list(bands.values())
         line = (f"{name}: n={len(values)} worst edge {min(values):.3f} median {statistics.median(values):.3f}, "

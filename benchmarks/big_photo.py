@@ -31,8 +31,6 @@ import numpy as np
 from PIL import Image
 from _paths import REAL_HAZY  # noqa: E402
 
-DATA = str(REAL_HAZY)
-
 
 def run_measured(cmd: list[str]) -> tuple[float, float]:
     """(wall seconds, peak RSS in GB) of one child process."""
@@ -59,7 +57,7 @@ def cpu_kind() -> str:
 
 
 def make_12mp(folder: str) -> str:
-    src = np.asarray(Image.open(os.path.join(DATA, "utk_foggyhouse.jpg")).convert("RGB"))
+    src = np.asarray(Image.open(REAL_HAZY / "utk_foggyhouse.jpg").convert("RGB"))
     big = cv2.resize(src, (4000, 3000), interpolation=cv2.INTER_CUBIC)
     path = os.path.join(folder, "photo_12mp.jpg")
     Image.fromarray(big).save(path, quality=92)
@@ -112,7 +110,7 @@ def part_c(count: int, model: list[str], engine: dict, out_dir: str) -> None:
     folder = tempfile.mkdtemp(dir=out_dir)
     from odcr_cli.files.folders import list_images
 
-    srcs = [str(p) for p in list_images(DATA)]
+    srcs = [str(p) for p in list_images(REAL_HAZY)]
     arrays = []
     for k in range(count):
         a = cv2.resize(np.asarray(Image.open(srcs[k % len(srcs)]).convert("RGB")), (640, 480),

@@ -109,14 +109,12 @@ def pairs(dz: Dehazer, kinds: list[str], arms: list[str], cache: dict) -> None:
 
 
 def real(dz: Dehazer, arms: list[str], strengths: list[float], root: Path, cache: dict, verbose: bool) -> None:
-    src = REAL_HAZY
-    tool = ARTIFACT_TOOL
     for strength in strengths:
         for arm in arms:
             out_dir = root / f"{arm}_s{strength:g}"
             out_dir.mkdir(parents=True, exist_ok=True)
             bands = {}
-            for f in list_images(src):
+            for f in list_images(REAL_HAZY):
                 img = decode_image(f.read_bytes(), str(f))
                 rgb8 = read_rgb8(f)
                 tables = getattr(img, "quantization", None)
@@ -125,7 +123,7 @@ def real(dz: Dehazer, arms: list[str], strengths: list[float], root: Path, cache
                 out = dehaze(dz, rgb8, tables, cache, f"real/{f.name}", arm, strength)
                 Image.fromarray(out).save(out_dir / f"{f.stem}.png")
                 bands[f.stem] = banding(rgb8, out)
-            done = subprocess.run([sys.executable, str(tool), str(src), str(out_dir)], capture_output=True, text=True)
+            done = subprocess.run([sys.executable, str(ARTIFACT_TOOL), str(REAL_HAZY), str(out_dir)], capture_output=True, text=True)
             lines = done.stdout.strip().splitlines()
             if verbose:
                 print("\n".join(lines[:-1]))

@@ -28,12 +28,9 @@ from odcr_cli.tasks.dehaze.dehazing import run_dehaze
 from odcr_cli.tasks.dehaze.options import DehazeOptions
 from _paths import REAL_HAZY  # noqa: E402
 
-# the shared data folder sits beside the checkout (../shared), as in CI
-DATA = str(REAL_HAZY)
-
 
 def load(name: str) -> np.ndarray:
-    return np.asarray(Image.open(os.path.join(DATA, name)).convert("RGB"))
+    return np.asarray(Image.open(REAL_HAZY / name).convert("RGB"))
 
 
 def main() -> None:
@@ -87,7 +84,7 @@ def main() -> None:
                       flush=True)
 
     if "c" in args.parts:
-        srcs = [str(p) for p in list_images(DATA)]
+        srcs = [str(p) for p in list_images(REAL_HAZY)]
         folder = tempfile.mkdtemp()
         arrays = []
         for k in range(args.count):

@@ -33,7 +33,6 @@ import numpy as np
 from _paths import DEV_PAIRS, ROOT, TRAIN  # noqa: E402
 
 
-
 def _link_all(files: list[Path], folder: Path, names: list[str] | None = None) -> Path:
     """A folder of symbolic links to ``files`` (the pools stay where they are, read-only)."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -99,6 +98,7 @@ def main() -> None:
     ap.add_argument("train_options", nargs=argparse.REMAINDER,
                     help="after --: more odcr train options for the fine-tune (e.g. -- --lambda-gan 0)")
     a = ap.parse_args()
+    train_options = [o for o in a.train_options if o != "--"]
     work = a.work.resolve()
     work.mkdir(parents=True, exist_ok=True)
     hazy_src, clear_pool, held_out = split_pool(a.data / "clear", 8 if a.tiny else None)
@@ -115,12 +115,12 @@ def main() -> None:
     if not (run / "generator.safetensors").is_file():
         _odcr("train", "--init", a.init, "--hazy", str(train_hazy[0][0].parent), "--clear", str(clear_dir),
               "--out", str(run), "--iters", str(2 if a.tiny else a.iters), "--max-minutes", str(a.max_minutes),
-              "--log-every", "25", *small, *[o for o in a.train_options if o != "--"])
+              "--log-every", "25", *small, *train_options)
     train_seconds = time.perf_counter() - started
     cpu_after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu_seconds = (cpu_after.ru_utime - cpu_before.ru_utime) + (cpu_after.ru_stime - cpu_before.ru_stime)
     log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines() if '"lr"' in line]
-    result = {"init": a.init, "train_options": [o for o in a.train_options if o != "--"], "haze": {"beta": a.beta, "airlight": a.airlight, "tint": a.tint},
+    result = {"init": a.init, "train_options": train_options, "haze": {"beta": a.beta, "airlight": a.airlight, "tint": a.tint},
               "photos": {"fine_tune_hazy": len(train_hazy), "fine_tune_clear": len(clear_pool), "held_out": len(test)},
               "fine_tune": {"iterations": log[-1]["iter"] if log else 0,
                             "sec_per_iter": log[-1].get("sec_per_iter") if log else None,

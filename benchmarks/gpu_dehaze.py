@@ -31,8 +31,6 @@ from odcr_cli.files.folders import list_images  # noqa: E402
 from odcr_cli.imaging.metrics import psnr  # noqa: E402
 from _paths import REAL_HAZY  # noqa: E402
 
-DATA = REAL_HAZY
-
 
 def timed_s(fn, repeats: int, sync) -> tuple[float, np.ndarray]:
     ms, out = timed(fn, repeats, sync)
@@ -42,7 +40,7 @@ def timed_s(fn, repeats: int, sync) -> tuple[float, np.ndarray]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--weights", required=True)
-    ap.add_argument("--photos", type=Path, default=DATA)
+    ap.add_argument("--photos", type=Path, default=REAL_HAZY)
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--json", default="gpu-dehaze-benchmark.json")

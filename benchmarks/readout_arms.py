@@ -40,7 +40,6 @@ from odcr_cli.tasks.evaluate.pairing import match_gt, pairs_from_dir
 from _paths import ARTIFACT_TOOL, DEV_PAIRS, REAL_HAZY  # noqa: E402
 
 
-
 def _dehaze(dz: Dehazer, rgb8: np.ndarray, cache: dict, key: tuple, sigma: float,
             depth: float = 1.0, tables: dict | None = None) -> np.ndarray:
     """``key``: (image, margin, side); ``depth`` scales the optical depth -ln t (t -> t ** depth);
@@ -137,19 +136,17 @@ def _real(dz: Dehazer, cache: dict, arm: tuple[int, int], sigma: float, root: Pa
 
     from odcr_cli.imaging.fade import fade as fade_of
 
-    src = REAL_HAZY
     pad, side = arm
     out_dir = root / f"side{side}_pad{pad}_sigma{sigma:g}" / f"depth{depth:g}"
     out_dir.mkdir(parents=True, exist_ok=True)
     fades = []
-    for f in list_images(src):
+    for f in list_images(REAL_HAZY):
         rgb8, tables = read_rgb8_tables(f)
         out = _dehaze(dz, rgb8, cache, (f"real/{f.name}", pad, side), sigma, depth, tables)
         Image.fromarray(out).save(out_dir / f"{f.stem}.jpg", quality=95, subsampling=0)
         if fade:
             fades.append(fade_of(out))
-    tool = ARTIFACT_TOOL
-    done = subprocess.run([sys.executable, str(tool), str(src), str(out_dir)], capture_output=True, text=True)
+    done = subprocess.run([sys.executable, str(ARTIFACT_TOOL), str(REAL_HAZY), str(out_dir)], capture_output=True, text=True)
     line = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else done.stderr.strip()[-200:]
     return line + (f"; FADE mean {np.mean(fades):.3f}" if fade else "")
 

@@ -24,7 +24,6 @@ from odcr_cli.engine.dehazer import Dehazer  # noqa: E402
 from odcr_cli.files.imageio import decode_image  # noqa: E402
 from odcr_cli.imaging.tone import keep_exposure  # noqa: E402
 
-REAL = REAL_HAZY
 CLIP = VIDEO / "flameguardian_delhi_smog_news.mp4"
 # (photo, x, y, width, height) of each crop, in the photo's pixels
 CROPS = [("ridcp_BJ_Baidu_544.jpeg", 420, 20, 240, 120), ("utk_fishers.jpg", 0, 0, 240, 120),
@@ -46,7 +45,7 @@ def _news_frame(index: int = 300) -> np.ndarray:
 def _read(name: str) -> tuple[np.ndarray, dict | None]:
     if name.startswith("news"):
         return _news_frame(), None
-    img = decode_image((REAL / name).read_bytes(), name)
+    img = decode_image((REAL_HAZY / name).read_bytes(), name)
     return img.pixels, img.quantization
 
 

@@ -16,9 +16,8 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))  # the data roots, said once
-from _paths import TRAIN  # noqa: E402
-DATA = TRAIN
+sys.path.insert(0, str(ROOT / "benchmarks"))  # the data roots, said once (benchmarks/_paths.py)
+from _paths import TRAIN as DATA  # noqa: E402
 TEACHER = "odcr-scatter-synth3-beta02-ngf32-b6-cpu-ema"
 DESCRIPTION = f"distilled from {TEACHER} on shared/data/train (research use)"
 

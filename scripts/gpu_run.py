@@ -48,7 +48,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))  # the data roots, said once
+sys.path.insert(0, str(ROOT / "benchmarks"))  # the data roots, said once (benchmarks/_paths.py)
 from _paths import DATA  # noqa: E402
 CARRY = ROOT / ".gpu_carry"
 PART_BYTES = 15 * 2**20  # a file from the device is at most 16 MiB

@@ -22,7 +22,7 @@ from odcr_cli.files.fsutil import atomic_output
 from odcr_cli.engine.dehazer import Dehazer
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))  # the data roots, said once
+sys.path.insert(0, str(ROOT / "benchmarks"))  # the data roots, said once (benchmarks/_paths.py)
 from _paths import REAL_HAZY  # noqa: E402
 PHOTOS = ("ridcp_cityscape.png", "ridcp_train.png", "utk_foggy_morning_bills.jpg", "ridcp_BJ_Baidu_544.jpeg",
           "utk_meadows_foggy_smokey_sunbeams.jpg", "ridcp_GSGL_Google_474.jpeg")

@@ -37,7 +37,7 @@ from odcr_cli.imaging.metrics import psnr
 from odcr_cli.files.weights_io import average_generators, load_generator, save_generator
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))  # the data roots, said once
+sys.path.insert(0, str(ROOT / "benchmarks"))  # the data roots, said once (benchmarks/_paths.py)
 from _paths import REAL_HAZY  # noqa: E402
 
 
@@ -74,6 +74,13 @@ def main() -> None:
     args = ap.parse_args()
     if args.no_onnx and args.int8:
         ap.error("--int8 needs the ONNX export; drop --no-onnx")
+    folder = ROOT / "weights"
+    registry_path = folder / REGISTRY_NAME
+    registry = json.loads(registry_path.read_text()) if registry_path.is_file() else {"default": args.name, "models": []}
+    own = next((m for m in registry["models"] if m["name"] == args.name), {})  # shipped again: its card stays
+    summary, recipe = args.summary or own.get("summary"), args.recipe or own.get("recipe", [])
+    if not summary:  # before anything is written
+        ap.error(f"--summary is needed: {args.name} is a new model")
 
     if len(args.generators) == 1:
         loaded = load_generator(args.generators[0])
@@ -83,7 +90,6 @@ def main() -> None:
         generator, meta = average_generators(args.generators)
     meta.update({"name": args.name, "note": args.note or meta.get("note", "")})  # shipped again: its note stays
     meta.pop("format", None)
-    folder = ROOT / "weights"
     target = folder / f"{args.name}.safetensors"
     save_generator(target, generator, meta, dtype=torch.float16 if args.fp16 else None)
     if args.fp16:
@@ -99,12 +105,6 @@ def main() -> None:
         photos = list_images(args.check_dir)[:3] if args.check_dir.is_dir() else []
         calibration = list_images(args.int8) if args.int8 else []
         export_onnx(target, onnx_target, check_images=photos, int8_calibration=calibration)
-    registry_path = folder / REGISTRY_NAME
-    registry = json.loads(registry_path.read_text()) if registry_path.is_file() else {"default": args.name, "models": []}
-    own = next((m for m in registry["models"] if m["name"] == args.name), {})  # shipped again: its card stays
-    summary, recipe = args.summary or own.get("summary"), args.recipe or own.get("recipe", [])
-    if not summary:
-        raise SystemExit(f"--summary is needed: {args.name} is a new model")
     config = generator.config.to_dict()
     scattering = config["output"] == "scattering"
     # the dev-pair metrics are the new weights' to measure: scripts/record_metrics.py adds them

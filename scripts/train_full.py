@@ -33,7 +33,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))  # the data roots, said once
+sys.path.insert(0, str(ROOT / "benchmarks"))  # the data roots, said once (benchmarks/_paths.py)
 from _paths import TRAIN  # noqa: E402
 
 # The shipped full-size recipe; every key is a TrainConfig field.

@@ -12,8 +12,8 @@ import typer
 
 from odcr_cli.cli.common import fail
 from odcr_cli.cli.field_options import field_default, options, with_options
-from odcr_cli.core.configs import field_values, flag_fields, parameter_name
 from odcr_cli.cli.train import TrainReporter, given_on_the_command_line, StopOnSignal
+from odcr_cli.core.configs import field_values, flag_fields, parameter_name
 from odcr_cli.errors import OdcrError
 from odcr_cli.tasks.train import recipe as recipes
 from odcr_cli.tasks.train.settings import DistillConfig, TrainConfig
