@@ -3,7 +3,8 @@
 
     python benchmarks/video.py fidelity [--pairs N] [--frames 50] [--every 1 5 10] [--blend 0.15 0.5]
     python benchmarks/video.py real OUT_DIR [--seconds 10]
-    python benchmarks/video.py speed [--seconds 4] [--sizes 720 1080]
+    python benchmarks/video.py noise OUT_DIR [--seconds 4] [--settle 0 0.1 0.2]
+    python benchmarks/video.py speed [--sizes 720 1080] [--settle 0 0.1]
 
 * ``fidelity``: a window pans across a dev pair and zooms in (hazy and ground truth moved
   identically, 25 fps, frames quantised to 8 bits as a video holds them). For each method: the
@@ -14,10 +15,16 @@
   Methods: ``odcr`` (the stream, as ``odcr dehaze clip.mp4``), ``odcr per-frame`` (each frame
   dehazed as a photo), ``dcp`` (the stream with the dark channel prior) and ``dcp per-frame``.
   ``--every``: also the stream with the network every N frames; ``--blend``: also the stream with
-  each new network pass blended in with this weight (``StreamConfig.field_blend``).
+  each new network pass blended in with this weight (``StreamConfig.field_blend``); ``--settle``:
+  also the stream with the frame averaged over this time constant (``StreamConfig.settle_seconds``).
 * ``real``: for each clip of ``shared/data/video``: the first ``--seconds`` dehazed per frame and
   by the stream; a strip of frames (input | per-frame | stream) and a plot of the mean brightness
   over time, as JPEGs under OUT_DIR.
+* ``noise``: what the stream amplifies of the codec: for each real clip, its first ``--seconds``
+  through the stream with the frame's average along the motion over each ``--settle`` time
+  constant (0: off); every 10th frame after the first second, input and output, as PNG under
+  OUT_DIR/<clip>/, and the last line of ``shared/tools/real_artifacts.py`` on them (flat-region
+  luma and chroma gain, JPEG-grid block gain: output over input).
 * ``speed``: frames per second of ``odcr dehaze clip.mp4 -o out.mp4`` (the whole pipeline:
   decode, network, readout, encode, overlapped) on a clip made from the DVD 1080p frames,
   at each size.
@@ -39,7 +46,7 @@ from odcr_cli.engine.stream import DehazeStream, StreamConfig
 from odcr_cli.imaging.metrics import psnr, ssim_uint8
 from odcr_cli.files.imageio import read_rgb8
 from odcr_cli.tasks.evaluate.pairing import match_gt, pairs_from_dir
-from _paths import DEV_PAIRS, VIDEO  # noqa: E402
+from _paths import ARTIFACT_TOOL, DEV_PAIRS, VIDEO  # noqa: E402
 
 FPS = 25.0
 # one pair of every subset and haze level, spread over the dev pairs
@@ -93,12 +100,14 @@ def _to8(x: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(x * 255.0), 0, 255).astype(np.uint8)
 
 
-def _methods(every: list[int], blends: list[float]) -> dict[str, tuple[str, StreamConfig | None]]:
+def _methods(every: list[int], blends: list[float], settles: list[float]) -> dict[str, tuple[str, StreamConfig | None]]:
     methods = {"odcr": ("odcr", StreamConfig()), "odcr per-frame": ("odcr", None)}
     for n in every:
         methods[f"odcr every {n}"] = ("odcr", StreamConfig(network_every=n))
     for b in blends:
         methods[f"odcr blend {b:g}"] = ("odcr", StreamConfig(field_blend=b))
+    for s in settles:
+        methods[f"odcr settle {s:g}"] = ("odcr", StreamConfig(settle_seconds=s))
     methods.update({"dcp": ("dcp", StreamConfig()), "dcp per-frame": ("dcp", None)})
     return methods
 
@@ -108,7 +117,7 @@ def fidelity(args: argparse.Namespace) -> None:
     pairs = {Path(p.hazy).stem: p for p in pairing.pairs}
     names = [n for n in PAIRS if n in pairs][: args.pairs]
     dehazers = {"odcr": Dehazer(), "dcp": Dehazer(method="dcp", max_side=512)}
-    methods = _methods(args.every, args.blend)
+    methods = _methods(args.every, args.blend, args.settle)
     rows: dict[str, list[tuple[float, float, float]]] = {m: [] for m in methods}
     gt_flicker, stills = [], []
     for name in names:
@@ -207,6 +216,46 @@ def real(args: argparse.Namespace) -> None:
         Image.fromarray(_plot(means, fps)).save(out_dir / f"video_{stem}_brightness.jpg", quality=90)
 
 
+def noise(args: argparse.Namespace) -> None:
+    import subprocess
+
+    from PIL import Image
+
+    dz = Dehazer()
+    print("| clip | settle (s) | flat luma gain, median / worst | chroma gain | block gain |")
+    print("|---|---|---|---|---|")
+    for name in args.clips:
+        frames, fps = _decode(VIDEO / name, args.seconds)
+        picks = range(round(fps), len(frames), 10)
+        root = Path(args.out) / Path(name).stem
+        (root / "input").mkdir(parents=True, exist_ok=True)
+        for k in picks:
+            Image.fromarray(frames[k]).save(root / "input" / f"f{k:04d}.png")
+        for seconds in args.settle:
+            stream = DehazeStream(dz, fps, StreamConfig(settle_seconds=seconds))
+            arm = root / f"settle_{seconds:g}"
+            arm.mkdir(exist_ok=True)
+            for k, frame in enumerate(frames):
+                out = stream.push(frame)
+                if k in picks:
+                    Image.fromarray(out).save(arm / f"f{k:04d}.png")
+            done = subprocess.run([sys.executable, str(ARTIFACT_TOOL), str(root / "input"), str(arm)],
+                                  capture_output=True, text=True, check=True)
+            v = _artifact_summary(done.stdout.strip().splitlines()[-1])
+            print(f"| {name} | {seconds:g} | {v['luma-gain'][0]:.2f} / {v['luma-gain'][1]:.2f} | "
+                  f"{v['chroma-gain'][0]:.2f} / {v['chroma-gain'][1]:.2f} | "
+                  f"{v['block-gain'][0]:.2f} / {v['block-gain'][1]:.2f} |", flush=True)
+
+
+def _artifact_summary(line: str) -> dict[str, tuple[float, float]]:
+    """The artefact tool's last line ("n=.. median: name value ...; worst: name value ...") ->
+    {name: (median, worst)}."""
+    median, worst = line.split("median:")[1].split("; worst:")
+    read = lambda part: dict(zip(part.split()[::2], map(float, part.split()[1::2])))  # noqa: E731
+    m, w = read(median), read(worst)
+    return {k: (m[k], w[k]) for k in m}
+
+
 # -- speed ------------------------------------------------------------------------------------------
 
 def make_speed_clip(path: Path, height: int, frames: int) -> Path:
@@ -233,7 +282,7 @@ def make_speed_clip(path: Path, height: int, frames: int) -> Path:
     return path
 
 
-def speed_one(clip: Path, method: str) -> None:
+def speed_one(clip: Path, method: str, settle: float | None) -> None:
     """One timed run in this process (the caller runs each in a fresh one, for its peak memory)."""
     import resource
     import tempfile
@@ -244,10 +293,12 @@ def speed_one(clip: Path, method: str) -> None:
     dz = Dehazer(method=method) if method == "dcp" else Dehazer()
     with tempfile.TemporaryDirectory() as tmp:
         started = time.perf_counter()
-        result = dehaze_video(str(clip), str(Path(tmp) / "out.mp4"), dz)
+        smoothing = StreamConfig() if settle is None else StreamConfig(settle_seconds=settle)
+        result = dehaze_video(str(clip), str(Path(tmp) / "out.mp4"), dz, smoothing=smoothing)
         seconds = time.perf_counter() - started
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"{clip.name} {method}: {result.frames} frames in {seconds:.1f} s = {result.frames / seconds:.1f} fps; "
+    label = method if settle is None or method == "dcp" else f"{method} settle {settle:g}"
+    print(f"{clip.name} {label}: {result.frames} frames in {seconds:.1f} s = {result.frames / seconds:.1f} fps; "
           f"peak memory {peak:.0f} MB; network runs {result.network_runs}")
 
 
@@ -259,7 +310,9 @@ def speed(args: argparse.Namespace) -> None:
         for frames in args.frames:
             clip = make_speed_clip(clips / f"dvd_{height}p_{frames}.mp4", height, frames)
             for method in args.methods:
-                subprocess.run([sys.executable, __file__, "speed-one", str(clip), method], check=True)
+                for settle in (args.settle or [None]) if method == "odcr" else [None]:
+                    extra = [] if settle is None else ["--settle", str(settle)]
+                    subprocess.run([sys.executable, __file__, "speed-one", str(clip), method, *extra], check=True)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -270,24 +323,33 @@ def main(argv: list[str] | None = None) -> None:
     f.add_argument("--frames", type=int, default=50)
     f.add_argument("--every", type=int, nargs="*", default=[])
     f.add_argument("--blend", type=float, nargs="*", default=[])
+    f.add_argument("--settle", type=float, nargs="*", default=[])
     r = sub.add_parser("real")
     r.add_argument("out")
     r.add_argument("--seconds", type=float, default=5.0)
     r.add_argument("--clips", nargs="+", default=list(REAL_CLIPS))
+    n = sub.add_parser("noise")
+    n.add_argument("out")
+    n.add_argument("--seconds", type=float, default=4.0)
+    n.add_argument("--settle", type=float, nargs="+", default=[0.0, StreamConfig().settle_seconds])
+    n.add_argument("--clips", nargs="+", default=list(REAL_CLIPS))
     sp = sub.add_parser("speed")
     sp.add_argument("--sizes", type=int, nargs="+", default=[720, 1080])
     sp.add_argument("--frames", type=int, nargs="+", default=[150],
                     help="clip lengths (two: peak memory must not grow with the length)")
     sp.add_argument("--methods", nargs="+", default=["odcr", "dcp"])
+    sp.add_argument("--settle", type=float, nargs="*", default=[],
+                    help="odcr with the frame averaged over these time constants (default: the stream's own)")
     sp.add_argument("--clips", default=str(Path(__file__).resolve().parents[1] / "runs" / "bench_clips"),
                     help="where the generated clips are kept (git-ignored)")
     one = sub.add_parser("speed-one")
     one.add_argument("clip", type=Path)
     one.add_argument("method")
+    one.add_argument("--settle", type=float)
     args = ap.parse_args(argv)
     if args.what == "speed-one":
-        return speed_one(args.clip, args.method)
-    {"fidelity": fidelity, "real": real, "speed": speed}[args.what](args)
+        return speed_one(args.clip, args.method, args.settle)
+    {"fidelity": fidelity, "real": real, "noise": noise, "speed": speed}[args.what](args)
 
 
 if __name__ == "__main__":

@@ -330,6 +330,35 @@ def test_the_stream_flickers_less_than_frame_by_frame_on_a_static_noisy_shot(met
         assert stream.network_runs < len(frames)  # the network does not run on every frame
 
 
+def test_the_stream_averages_a_static_shots_noise_and_takes_what_moves_at_once():
+    """The frame's own average along the motion (docs/video.md, step 5): the codec's and the
+    sensor's noise, which differ from frame to frame, are not amplified in full; a thing that
+    moves is the current frame's, with no trail of where it was."""
+    import cv2
+
+    from odcr_cli.engine.dehazer import Dehazer
+    from odcr_cli.engine.stream import DehazeStream, StreamConfig
+
+    frames = _noisy_static_clip(12)
+    moved = frames[-1].copy()
+    frames[-2][8:24, 8:24] = 250  # a bright square, gone in the last frame, which has one elsewhere
+    moved[40:56, 60:76] = 250
+    frames[-1] = moved
+    dz = Dehazer()
+    outs = {}
+    for seconds in (0.0, 0.1):
+        stream = DehazeStream(dz, fps=25, config=StreamConfig(settle_seconds=seconds))
+        outs[seconds] = np.stack([stream.push(f) for f in frames]).astype(np.float32)
+    # the grain: each output's detail finer than 5x5 pixels, its change over time per pixel (t's own
+    # slow change from frame to frame is what the flicker test above is about); 0.35 on this machine
+    grain = {k: float(np.stack([o - cv2.blur(o, (5, 5)) for o in v[4:10]]).std(axis=0).mean()) for k, v in outs.items()}
+    assert grain[0.1] < 0.6 * grain[0.0]
+    noise = float(outs[0.0][4:10].std(axis=0).mean())  # the plain stream's change over time
+    last = {k: v[-1] for k, v in outs.items()}
+    for where in (np.s_[40:56, 60:76], np.s_[8:24, 8:24]):  # the new square, and where the old one was
+        assert np.abs(last[0.1][where] - last[0.0][where]).mean() < 0.25 * noise + 1.0
+
+
 def test_a_scene_cut_resets_the_stream():
     from odcr_cli.engine.dehazer import Dehazer
     from odcr_cli.engine.stream import DehazeStream

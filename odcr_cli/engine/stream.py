@@ -18,12 +18,14 @@ frames (docs/video.md says why and how the settings were measured):
    default) still follows the current frame's own prior. ``--method dcp`` estimates them on every
    frame. The airlight is a moving average (``airlight_seconds``) that follows large changes at
    once; t may be averaged too where the scene is static (``t_seconds``, off by default);
-5. t carried to full resolution with the current frame as the guide, and J computed there, as
+5. the frame itself averaged over time along the camera's motion where the scene is static
+   (``settle_seconds``): the codec's block noise and the sensor's grain change from frame to frame
+   where the scene does not, and what is averaged away is not amplified by 1 / t;
+6. t carried to full resolution with the current frame as the guide, and J computed there, as
    for photos (:func:`odcr_cli.haze.pipeline.render`).
 
-Steps 1-4 (:meth:`DehazeStream.estimate`) are cheap and sequential; step 5
-(:meth:`DehazeStream.render`) is the costly one and keeps no state, so a pipeline may render
-several frames at once on threads.
+Steps 1-5 (:meth:`DehazeStream.estimate`) are sequential; step 6 (:meth:`DehazeStream.render`)
+is the costly one and keeps no state, so a pipeline may render several frames at once on threads.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ from odcr_cli.imaging.motion import global_motion, seen_before, warp
 
 _HIST_BINS = 32
 _IDENTITY = np.array([[1, 0, 0], [0, 1, 0]], np.float32)
+_SPREAD = np.ones((17, 17), np.uint8)
 
 
 @dataclass(frozen=True)
@@ -63,10 +66,23 @@ class StreamConfig:
     t_jump: float = 0.05            # and one of t
     cut: float = 0.3                # a scene cut: colour histograms this far apart (half the L1 distance, 0..1)
     cut_shift: float = 0.04         # and moved this far (earth mover's distance, of the range)
+    settle_seconds: float = 0.1     # time constant of the frame's own average along the motion (0: off; docs/video.md)
+    settle_motion: float = 3.0 / 255.0  # a luma change (5x5 mean) this large: the current frame alone there
 
     def __post_init__(self) -> None:
         if self.network_every < 1:
             raise ValueError("network_every must be at least 1")
+        if self.settle_seconds < 0 or self.settle_motion <= 0:
+            raise ValueError("settle_seconds must be 0 or more and settle_motion positive")
+
+
+@dataclass(frozen=True)
+class Estimated:
+    """What :meth:`DehazeStream.estimate` hands to :meth:`DehazeStream.render`: the frame to render
+    (averaged over time where the scene is static) and its haze."""
+
+    frame: np.ndarray
+    haze: Haze
 
 
 class DehazeStream:
@@ -93,6 +109,7 @@ class DehazeStream:
         step = 1.0 / max(fps, 1e-3)
         self._a_airlight = _blend(step, config.airlight_seconds)
         self._a_t = _blend(step, config.t_seconds)
+        self._a_frame = _blend(step, config.settle_seconds)
         self.frames = self.network_runs = self.cuts = 0
         self.reset()
 
@@ -103,10 +120,12 @@ class DehazeStream:
         self._since_network = 0
         self._luma = self._luma8 = self._hist = None
         self._rule = self._t = self._airlight = None
+        self._settled: np.ndarray | None = None      # the frame averaged along the motion (full size)
 
     # -- the two halves ------------------------------------------------------------------------
-    def estimate(self, rgb: np.ndarray) -> Haze:
-        """HxWx3 float32 [0, 1] frame -> its haze, the stream's state updated (steps 1-4)."""
+    def estimate(self, rgb: np.ndarray) -> Estimated:
+        """HxWx3 float32 [0, 1] frame -> what :meth:`render` needs of it, the stream's state
+        updated (steps 1-5)."""
         if not self._side_chosen:
             self.side, self._side_chosen = self.dehazer.network_side(*rgb.shape[:2]), True
         small = shrink_to(rgb, self.side)
@@ -128,12 +147,42 @@ class DehazeStream:
             self._airlight = self._smooth_airlight(self._airlight, airlight)
         self._luma, self._luma8, self._hist = luma, luma8, hist
         self.frames += 1
-        return Haze(with_strength(self._t, self.dehazer.strength), self._airlight.copy())
+        return Estimated(self._settle(rgb, matrix, small.shape[:2]),
+                         Haze(with_strength(self._t, self.dehazer.strength), self._airlight.copy()))
+
+    def _settle(self, rgb: np.ndarray, matrix: np.ndarray | None, small: tuple[int, int]) -> np.ndarray:
+        """The frame averaged over time along the camera's motion where the scene is static
+        (``settle_seconds``): a codec's block noise and a sensor's grain differ from frame to frame
+        where the sky does not, so the average keeps the sky and loses much of the noise that the
+        inversion would amplify. Where the moved average and the frame differ by ``settle_motion``
+        or more (5x5 mean of the luma), the frame follows itself at once."""
+        if self._a_frame >= 1.0:
+            return rgb
+        if self._settled is None or matrix is None or self._settled.shape != rgb.shape:
+            self._settled = rgb.copy()
+            return rgb
+        h, w = rgb.shape[:2]
+        full = _at_full_size(matrix, (h / small[0], w / small[1]))
+        previous = self._settled
+        corners = np.array([[0, 0, 1], [w, 0, 1], [0, h, 1], [w, h, 1]], np.float32)
+        if np.abs(corners @ (full - _IDENTITY).T).max() > 0.25:  # a still camera: no resampling blur to build up
+            previous = cv2.warpAffine(previous, full, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        change = box(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY) - cv2.cvtColor(previous, cv2.COLOR_RGB2GRAY), 2)
+        # (change / settle_motion)^2: the noise's own small changes barely count, a real one in full
+        follow = cv2.multiply(change, change, scale=(1.0 - self._a_frame) / self.config.settle_motion ** 2)
+        np.minimum(follow, 1.0 - self._a_frame, out=follow)
+        # spread over the neighbourhood and softened (17x17, more than a codec's 16-px block): where the
+        # codec redrew one block and not the next, the average must not switch off at the block's edge
+        follow = box(cv2.dilate(follow, _SPREAD), _SPREAD.shape[0] // 2)
+        follow += np.float32(self._a_frame)
+        # one pass of OpenCV's over the three channels (numpy's broadcasting of the weight costs five times as much)
+        self._settled = cv2.blendLinear(rgb, previous, follow, 1.0 - follow)
+        return self._settled
 
     def _motion(self, luma8: np.ndarray) -> np.ndarray:
         """The camera's motion since the last frame, where something moves with it (the network's
-        last output, or t averaged over time); else none is assumed and none is looked for."""
-        if self._a_t == 1.0 and self.dehazer.method is Method.DCP:
+        last output, t or the frame averaged over time); else none is assumed and none is looked for."""
+        if self._a_t == 1.0 and self._a_frame == 1.0 and self.dehazer.method is Method.DCP:
             return _IDENTITY
         matrix = global_motion(self._luma8, luma8)
         return _IDENTITY if matrix is None else matrix
@@ -180,9 +229,9 @@ class DehazeStream:
         outputs = {name: self._field[None, None], "airlight_correction": self._correction}
         return self.readout.estimate(small, outputs, rule=self._rule)
 
-    def render(self, rgb: np.ndarray, haze: Haze) -> np.ndarray:
-        """HxWx3 float32 [0, 1] frame and its haze -> the dehazed frame (step 5; no state)."""
-        return pipeline.render(rgb, haze, self.readout)[0]
+    def render(self, estimated: Estimated) -> np.ndarray:
+        """A frame's :meth:`estimate` -> the dehazed frame, HxWx3 float32 [0, 1] (step 6; no state)."""
+        return pipeline.render(estimated.frame, estimated.haze, self.readout)[0]
 
     # -- one call per frame -------------------------------------------------------------------------
     def push(self, frame: np.ndarray) -> np.ndarray:
@@ -191,13 +240,21 @@ class DehazeStream:
             self.frames += 1
             return self.dehazer.dehaze(frame)
         rgb, restore = to_float_rgb(np.asarray(frame))
-        return restore(self.render(rgb, self.estimate(rgb)))
+        return restore(self.render(self.estimate(rgb)))
 
 
 def _blend(step: float, seconds: float) -> float:
     """The weight of the new value in a moving average with time constant ``seconds`` sampled
     every ``step`` seconds (1: no memory)."""
     return 1.0 if seconds <= 0 else 1.0 - math.exp(-step / seconds)
+
+
+def _at_full_size(matrix: np.ndarray, scale: tuple[float, float]) -> np.ndarray:
+    """A 2x3 motion measured on the small copy -> the same motion in pixels of the frame, whose
+    rows and columns are ``scale`` (sy, sx) times the small copy's."""
+    sy, sx = scale
+    up, down = np.diag([sx, sy]).astype(np.float32), np.diag([1.0 / sx, 1.0 / sy]).astype(np.float32)
+    return np.hstack([up @ matrix[:, :2] @ down, up @ matrix[:, 2:]]).astype(np.float32)
 
 
 def _is_cut(before: np.ndarray, after: np.ndarray, config: StreamConfig) -> bool:

@@ -21,7 +21,7 @@ from typing import Any, Callable
 import numpy as np
 
 from odcr_cli.haze.pipeline import to_float_rgb
-from odcr_cli.engine.stream import DehazeStream
+from odcr_cli.engine.stream import DehazeStream, StreamConfig
 from odcr_cli.files.fsutil import atomic_path
 from odcr_cli.files.video import Frame, VideoReadError, VideoReader, VideoWriter
 
@@ -51,13 +51,14 @@ class EncodeOptions:
 
 
 def dehaze_video(source: str, output: str, dehazer: Any, encode: EncodeOptions = EncodeOptions(),
-                 on_frame: FrameFn | None = None) -> VideoResult:
+                 on_frame: FrameFn | None = None, smoothing: StreamConfig = StreamConfig()) -> VideoResult:
     """Dehaze the video at ``source`` into ``output`` (its suffix picks the container); raises
-    :class:`~odcr_cli.files.video.VideoReadError` for a file that cannot be decoded."""
+    :class:`~odcr_cli.files.video.VideoReadError` for a file that cannot be decoded. ``smoothing``:
+    how the stream smooths over time (the defaults; benchmarks try others)."""
     threads = getattr(dehazer, "threads", None)  # --threads: the encoder's and the renderers' too
     with VideoReader(source) as reader:
         info = reader.info
-        stream = DehazeStream(dehazer, info.fps)
+        stream = DehazeStream(dehazer, info.fps, smoothing)
         with atomic_path(output) as tmp:
             with VideoWriter(tmp, info, source, encode.codec, encode.crf, encode.preset, threads) as writer:
                 frames = _Pipeline(reader, stream, writer, on_frame, min(_RENDERERS, threads or _RENDERERS)).run()
@@ -125,8 +126,8 @@ class _Pipeline:
             out = self.stream.push(frame.pixels)
             return lambda: out
         rgb, restore = to_float_rgb(frame.pixels)
-        haze = self.stream.estimate(rgb)
-        return lambda: restore(self.stream.render(rgb, haze))
+        estimated = self.stream.estimate(rgb)
+        return lambda: restore(self.stream.render(estimated))
 
     def _hand_on(self, entry: tuple[Future[np.ndarray], Frame], done: int) -> int:
         future, frame = entry
