@@ -1,7 +1,7 @@
 """What `odcr train --init` gains on a haze the bundled model has not seen, scored on photos the
 fine-tune never saw (issue 31, item 2; docs/scattering.md, "Your own dehazer").
 
-    python benchmarks/fine_tune_gain.py --work /tmp/ftgain [--iters 300] [--max-minutes 45] [-- TRAIN OPTIONS]
+    python benchmarks/fine_tune_gain.py --work /tmp/ftgain [--route distill|train] [--iters N] [-- OPTIONS]
 
 The experiment, all from the clear pool (``--data``/clear, sorted, shuffled with seed 0):
 - half A fine-tunes, half B scores; nothing of B is read before the scoring;
@@ -9,8 +9,12 @@ The experiment, all from the clear pool (``--data``/clear, sorted, shuffled with
   task behind ``odcr synth`` with those ranges) and is the fine-tune's hazy pool; the other half
   is its clear pool, so the two show different scenes (unpaired, as a user's own photos are);
 - B is hazed the same way (another seed) and scored as pairs against its own clear photos;
-- ``odcr train --init odcr`` (or ``--init MODEL``) on A (the fine-tune's default schedule), then
-  ``odcr evaluate`` of the bundled default against the fine-tuned model on B's pairs and on the dev
+- the fine-tune on A, by one of two routes (``--route``), each with its own default schedule
+  unless ``--iters`` or the options after ``--`` say otherwise:
+  ``distill`` (the default), ``odcr distill --init odcr --truth``: whole photos, the model's own
+  answer on A's hazy photos and the truth of synthetic haze on A's clear ones;
+  ``train``, ``odcr train --init odcr``: crops, the unpaired losses and the synthetic t term;
+- ``odcr evaluate`` of the bundled default against the fine-tuned model on B's pairs and on the dev
   pairs (``--dev``; the fine-tune must not lose there what it gains on its haze).
 
 Writes WORK/fine_tune_gain.json (the scores, the training time) and WORK/heldout_report/ (the
@@ -88,15 +92,17 @@ def main() -> None:
     ap.add_argument("--work", type=Path, required=True, help="working folder (the sets, the run, the scores)")
     ap.add_argument("--data", type=Path, default=TRAIN, help="holds clear/ (the pool split in halves)")
     ap.add_argument("--dev", type=Path, default=DEV_PAIRS, help="dev pairs (hazy/, gt/); '' skips")
-    ap.add_argument("--iters", type=int, default=300)
-    ap.add_argument("--init", default="odcr", help="the model to fine-tune (odcr train --init)")
+    ap.add_argument("--route", choices=("distill", "train"), default="distill",
+                    help="odcr distill --init MODEL --truth, or odcr train --init MODEL")
+    ap.add_argument("--iters", type=int, help="the fine-tune's steps (default: the route's own schedule)")
+    ap.add_argument("--init", default="odcr", help="the model to fine-tune")
     ap.add_argument("--max-minutes", type=float, default=45.0, help="wall-clock cap of the fine-tune")
     ap.add_argument("--beta", type=float, nargs=2, default=(2.0, 3.0), help="dense: t at the far end 0.14..0.05")
     ap.add_argument("--airlight", type=float, nargs=2, default=(0.6, 0.8))
     ap.add_argument("--tint", type=float, default=0.12, help="a coloured (smoggy) airlight, not near-grey")
     ap.add_argument("--tiny", action="store_true", help="a smoke run: 8 photos, 2 iterations, crop 32")
     ap.add_argument("train_options", nargs=argparse.REMAINDER,
-                    help="after --: more odcr train options for the fine-tune (e.g. -- --lambda-gan 0)")
+                    help="after --: more options of the route's command (e.g. -- --copies 2)")
     a = ap.parse_args()
     train_options = [o for o in a.train_options if o != "--"]
     work = a.work.resolve()
@@ -110,17 +116,22 @@ def main() -> None:
     _link_all([c for _, c in test], pairs / "gt", names)
     clear_dir = _link_all(clear_pool, work / "train_clear")
     run = work / "ft"
-    small = ["--crop", "32", "--num-patches", "16", "--num-clear-patches", "16"] if a.tiny else []
+    if a.route == "train":
+        small = ["--crop", "32", "--num-patches", "16", "--num-clear-patches", "16"] if a.tiny else []
+    else:
+        small = ["--sides", "64"] if a.tiny else []
+    iters = ["--iters", str(2 if a.tiny else a.iters)] if a.tiny or a.iters else []
+    route = ["distill", "--truth"] if a.route == "distill" else ["train"]
     started, cpu_before = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
     if not (run / "generator.safetensors").is_file():
-        _odcr("train", "--init", a.init, "--hazy", str(train_hazy[0][0].parent), "--clear", str(clear_dir),
-              "--out", str(run), "--iters", str(2 if a.tiny else a.iters), "--max-minutes", str(a.max_minutes),
-              "--log-every", "25", *small, *train_options)
+        _odcr(*route, "--init", a.init, "--hazy", str(train_hazy[0][0].parent), "--clear", str(clear_dir),
+              "--out", str(run), *iters, "--max-minutes", str(a.max_minutes), "--log-every", "25", *small,
+              *train_options)
     train_seconds = time.perf_counter() - started
     cpu_after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu_seconds = (cpu_after.ru_utime - cpu_before.ru_utime) + (cpu_after.ru_stime - cpu_before.ru_stime)
     log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines() if '"lr"' in line]
-    result = {"init": a.init, "train_options": train_options, "haze": {"beta": a.beta, "airlight": a.airlight, "tint": a.tint},
+    result = {"route": a.route, "init": a.init, "train_options": train_options, "haze": {"beta": a.beta, "airlight": a.airlight, "tint": a.tint},
               "photos": {"fine_tune_hazy": len(train_hazy), "fine_tune_clear": len(clear_pool), "held_out": len(test)},
               "fine_tune": {"iterations": log[-1]["iter"] if log else 0,
                             "sec_per_iter": log[-1].get("sec_per_iter") if log else None,

@@ -214,6 +214,41 @@ def test_distill_makes_a_student_that_dehaze_runs_at_its_side_and_export_int8_ex
     assert res.exit_code == 0 and json.loads(res.output)["max_side"] == 64, res.output
 
 
+def test_distill_init_truth_starts_as_the_model_and_fits_synthetic_haze_to_its_truth(pools, tmp_path) -> None:
+    """Your own dehazer by odcr distill --init MODEL --truth: the student is the model (its shape, side
+    and weights; the model is its own teacher), on the fine-tune's schedule (recipes/adapt.toml), and
+    each synthetic copy of a clear photo is that photo under a haze whose t and airlight are its
+    targets, the airlight one the teacher found on a hazy photo."""
+    from odcr_cli.haze.network_input import shrink_to
+
+    model, config = _model(tmp_path)
+    hazy, clear = pools
+    run = tmp_path / "mine"
+    res = CliRunner().invoke(app, ["distill", "--init", str(model), "--truth", "--copies", "2", "--hazy", str(hazy),
+                                   "--clear", str(clear), "--out", str(run), "--iters", "1", "--lr", "1e-12",
+                                   "--sides", "64", "--log-every", "1"])
+    assert res.exit_code == 0, res.output
+    tuned, start = load_generator(run / "generator.safetensors"), load_generator(model)
+    assert tuned.generator.config == config  # width, blocks, prior, side: --ngf, --n-blocks, --side unused
+    a, b = tuned.generator.state_dict(), start.generator.state_dict()
+    assert all(torch.allclose(a[k].float(), b[k].float(), atol=1e-6) for k in a)
+    saved = json.loads((run / "config.json").read_text())
+    assert saved["teacher"]["sha256"] == start.sha256 and saved["init_weights"]["sha256"] == start.sha256
+    assert saved["train"]["ema_decay"] == 0.99 and saved["train"]["checkpoint_every"] == 200  # adapt.toml
+    entries = torch.load(run / "teacher_cache.pt", weights_only=False)["entries"]
+    assert len(entries) == 2 + 2 + 2 * 2  # hazy, clear, two copies of each clear photo
+    found = np.stack([e["A"] for e in entries[:2]])
+    clear_photos = [shrink_to(np.asarray(Image.open(f).convert("RGB"), np.float32) / 255, 96)
+                    for f in sorted(clear.iterdir())]
+    for k, e in enumerate(entries[4:]):
+        img, t, airlight = e["img"].astype(np.float32), e["t"].astype(np.float32), e["A"]
+        assert np.abs(found - airlight).max(axis=1).min() < 0.1  # near one the teacher found
+        assert t.min() >= config.t_min - 1e-3 and t.max() <= 1.0
+        thin = t > config.t_min + 0.05  # where t is not floored, the copy is the clear photo under that haze
+        rebuilt = (img - airlight * (1 - t[..., None])) / t[..., None]
+        assert np.abs(rebuilt - clear_photos[k % 2])[thin].mean() < 0.02
+
+
 def test_a_resumed_distillation_follows_the_same_trajectory(pools, tmp_path) -> None:
     teacher, _ = _model(tmp_path)
     assert _distill(pools, teacher, tmp_path / "straight", "--iters", "4").exit_code == 0

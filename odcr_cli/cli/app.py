@@ -63,7 +63,8 @@ EXAMPLES = {
                  "odcr evaluate --hazy hazy/ --gt clear/ --report report/"],
     "export": ["odcr export --onnx -o odcr.onnx", "odcr export --onnx --int8 --calibrate my_photos/ -o odcr_int8.onnx",
                "odcr export --onnx --weights runs/mine -o mine.onnx --static 512x512"],
-    "distill": ["odcr distill --teacher runs/mine --hazy my_hazy/ --clear my_clear/ --out runs/student",
+    "distill": ["odcr distill --init odcr --truth --hazy my_hazy/ --clear my_clear/ --out runs/mine",
+                "odcr distill --teacher runs/mine --hazy my_hazy/ --clear my_clear/ --out runs/student",
                 "odcr distill --resume runs/student --iters 4500",
                 "odcr export --onnx --int8 --weights runs/student -o student.onnx"],
     "synth": ["odcr synth my_clear/ -o synthetic/ --variants 2 --save-transmission"],
@@ -78,7 +79,8 @@ def _epilog(name: str) -> str:
 app.command("train", cls=Command, epilog=_epilog("train"),
             help="Train a dehazing generator on unpaired folders of hazy and clear photos.")(train_command)
 app.command("distill", cls=Command, epilog=_epilog("distill"),
-            help="Distil a scattering model into a narrower, faster student (the bundled default's recipe).")(distill_command)
+            help="Distil a scattering model into a narrower, faster student (the bundled default's recipe), "
+                 "or with --init MODEL --truth fine-tune it to your own haze.")(distill_command)
 app.command("dehaze", cls=Command, epilog=_epilog("dehaze"))(dehaze_command)
 app.command("synth", cls=Command, epilog=_epilog("synth"))(synth_command)
 app.command("evaluate", cls=Command, epilog=_epilog("evaluate"))(evaluate_command)

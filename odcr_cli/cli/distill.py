@@ -24,8 +24,10 @@ DISTILL_RUN_FLAGS = ("hazy", "clear", "out", "iters", "decay_fraction", "lr", "s
                      "keep_checkpoints", "log_every", "val_hazy", "val_gt", "val_every", "until", "training_data",
                      "ema_decay", "max_minutes")
 # The bundled default's schedule (odcr_cli/tasks/train/recipes/distill.toml; docs/scattering.md,
-# "A student for speed").
+# "A student for speed"), and what --init lays over it where not typed (recipes/adapt.toml).
 DISTILL_DEFAULTS: dict[str, object] = recipes.load(recipes.DISTILL)
+ADAPT_DEFAULTS: dict[str, object] = recipes.load(
+    recipes.ADAPT, names={parameter_name(f) for cls in (TrainConfig, DistillConfig) for f in flag_fields(cls)})
 
 
 def distill_command(
@@ -35,7 +37,8 @@ def distill_command(
                                                         "newest valid checkpoint (the teacher's t is kept there)."),
     **settings: Any,
 ) -> None:
-    """Distil a scattering model into a narrower, faster student (the bundled default's recipe)."""
+    """Distil a scattering model into a narrower, faster student (the bundled default's recipe), or
+    with --init MODEL --truth fine-tune it to your own haze."""
     from odcr_cli.engine.options import Device
     from odcr_cli.tasks.train.distill import distill
     from odcr_cli.tasks.train.training import TrainCallbacks
@@ -48,6 +51,11 @@ def distill_command(
         fail("--out RUN is required: the folder of the student's run")
     if not resume and not settings["hazy"]:
         fail("--hazy is required: a folder of photos to distil on (hazy ones; add clear ones with --clear)")
+    given = given_on_the_command_line(ctx)
+    if settings.get("init") and not resume:  # a fine-tune: its schedule, and the model is its own teacher
+        settings.update({k: v for k, v in ADAPT_DEFAULTS.items() if k not in given})
+        if "teacher" not in given:
+            settings["teacher"] = settings["init"]
     values = field_values(TrainConfig, {**{parameter_name(f): None for f in flag_fields(TrainConfig)}, **settings})
     for name in ("hazy", "clear", "out", "val_hazy", "val_gt"):  # stored absolute, as odcr train stores them
         value = values.get(name)
@@ -71,7 +79,7 @@ def distill_command(
 
     try:
         with reporter, stopping:
-            result = distill(cfg, student, resume=resume, explicit=given_on_the_command_line(ctx),
+            result = distill(cfg, student, resume=resume, explicit=given,
                              callbacks=TrainCallbacks(on_start, reporter.update, reporter.say, stopping.requested))
     except OdcrError as exc:
         if reporter.started:

@@ -6,9 +6,13 @@ Two stages, one run folder (the layout of ``odcr train``'s, :mod:`~odcr_cli.task
 
 1. the teacher's t on every photo, computed as ``odcr dehaze`` computes it (the photo's copy at the
    teacher's side, framed by its margin, the readout's prior and residual), for the hazy photos,
-   the clear ones and, with ``synthetic``, a synthetic hazy copy of each clear one; kept in
-   ``RUN/teacher_cache.pt`` so that a resumed run does not compute it again;
-2. the student (a ResNet trunk, ``ngf``/``n_blocks``, the teacher's prior and floor of t) on whole
+   the clear ones and, with ``synthetic``, ``copies`` synthetic hazy copies of each clear one; kept
+   in ``RUN/teacher_cache.pt`` so that a resumed run does not compute it again. With ``truth`` the
+   copies' targets are their own true t and airlight instead, the haze drawn in the airlights the
+   teacher finds on the hazy photos and ``synth_beta`` dense: the haze of the user's photos, whose
+   truth is known;
+2. the student (a ResNet trunk, ``ngf``/``n_blocks``, the teacher's prior and floor of t; or with
+   ``init`` a model's own weights, shape and side: a fine-tune) on whole
    photos framed as ``odcr dehaze`` frames them, one photo per step at a side drawn from
    ``sides``, against the teacher's t carried to that side (area average):
    :func:`odcr_cli.core.losses.distillation_loss`, |t - t_teacher| + |J - J_teacher|. The loop
@@ -16,6 +20,11 @@ Two stages, one run folder (the layout of ``odcr train``'s, :mod:`~odcr_cli.task
    weight average, checkpoints, resume, log, ``--max-minutes`` and report) with this module's step.
 
 The student records ``side`` (``inference_side``), the side ``odcr dehaze`` runs it at.
+
+``odcr distill --init odcr --truth --hazy mine/ --clear clear/`` is the fine-tune to one's own haze
+(docs/scattering.md, "Your own dehazer"): the model keeps its answer on the user's hazy photos and
+learns the truth of synthetic haze like theirs, on whole photos framed as ``odcr dehaze`` frames
+them (``odcr train --init`` fine-tunes on crops, with its unpaired losses).
 """
 
 from __future__ import annotations
@@ -41,7 +50,7 @@ from odcr_cli.haze.constants import MODEL_SIDE
 from odcr_cli.haze.network_input import shrink_to
 from odcr_cli.haze.prior import dcp_transmission
 from odcr_cli.haze.transmission_torch import transmission_from_residual
-from odcr_cli.imaging.haze_synthesis import SynthConfig, synthesize
+from odcr_cli.imaging.haze_synthesis import SynthConfig, plausible_depth, sample_params, scatter, synthesize
 from odcr_cli.tasks.train.data import gather_images, load_rgb
 from odcr_cli.tasks.train.fine_tune import load_initial_weights
 from odcr_cli.tasks.train.run_folder import RunFolder
@@ -53,6 +62,9 @@ from odcr_cli.tasks.train.training import TrainCallbacks, TrainResult, run_itera
 CACHE = "teacher_cache.pt"
 # The teacher's own synthetic haze (its --synth-beta): from none to thick.
 SYNTH = SynthConfig(beta=(0.0, 2.0))
+# With --truth, each copy's airlight is one the teacher found on a hazy photo, moved by this much
+# (a standard deviation, per channel): the user's haze, not one airlight of it.
+AIRLIGHT_JITTER = 0.02
 
 
 def teacher_targets(distill: DistillConfig, hazy: list[Path], clear: list[Path], seed: int,
@@ -65,13 +77,16 @@ def teacher_targets(distill: DistillConfig, hazy: list[Path], clear: list[Path],
     if teacher.config.output != "scattering":
         raise TrainingError(f"--teacher {distill.teacher}: its output is the image ({teacher.config.output}); "
                             "distillation fits a scattering model's transmission")
+    copies = (f"{distill.copies} synthetic hazy cop{'y' if distill.copies == 1 else 'ies'} of each clear one"
+              + (", fitted to their truth" if distill.truth else ""))
     say(f"the teacher's t on {len(hazy)} hazy and {len(clear)} clear photo(s)"
-        + (" and a synthetic hazy copy of each clear one" if distill.synthetic and clear else ""))
+        + (f", and {copies}" if distill.synthetic and clear else ""))
     d = Dehazer(weights=str(teacher.path), backend="torch", device="cpu")
     side = d.max_side or MODEL_SIDE
-    items = [(f, False) for f in hazy + clear] + ([(f, True) for f in clear] if distill.synthetic else [])
+    items = [(f, False) for f in hazy + clear] + ([(f, True) for f in clear] * distill.copies if distill.synthetic else [])
     rng = np.random.default_rng([seed, 5])
-    entries, started = [], time.perf_counter()
+    entries, airlights, started = [], [], time.perf_counter()
+    truth = SynthConfig(beta=distill.synth_beta)
     for i, (f, synthetic) in enumerate(items):
         try:
             rgb = np.asarray(load_rgb(f), dtype=np.float32) / 255.0
@@ -79,11 +94,16 @@ def teacher_targets(distill: DistillConfig, hazy: list[Path], clear: list[Path],
             say(f"skipped unreadable image {f}: {type(exc).__name__}")
             continue
         small = shrink_to(rgb, side)
+        if synthetic and distill.truth:
+            entries.append(_true_haze(small, rng, truth, airlights, teacher.config.t_min))
+            continue
         if synthetic:
             small = np.clip(synthesize(small, rng, SYNTH)[0], 0.0, 1.0).astype(np.float32)
         haze = pipeline.estimate(small, d.backend.run_outputs, d.readout, side)  # as odcr dehaze estimates it
         entries.append({"img": small.astype(np.float16), "t": haze.t_small.astype(np.float16),
                         "A": np.asarray(haze.airlight, np.float32)})
+        if i < len(hazy):
+            airlights.append(entries[-1]["A"])
         if (i + 1) % 100 == 0:
             say(f"teacher: {i + 1} of {len(items)} photos, {time.perf_counter() - started:.0f} s")
     if not entries:
@@ -91,16 +111,34 @@ def teacher_targets(distill: DistillConfig, hazy: list[Path], clear: list[Path],
     return {"teacher": {**teacher.record(), "side": side, "t_min": teacher.config.t_min}, "entries": entries}
 
 
+def _true_haze(clear: np.ndarray, rng: np.random.Generator, cfg: SynthConfig, airlights: list[np.ndarray],
+               t_min: float) -> dict:
+    """A synthetic hazy copy of ``clear`` (h, w, 3) and its truth, as a cache entry: the haze's
+    density and depth drawn as ``odcr synth`` draws them, its airlight one of ``airlights`` (the
+    teacher's on the hazy photos; ``cfg``'s range when there are none) moved by AIRLIGHT_JITTER,
+    and t floored where the model's t is."""
+    params = sample_params(rng, cfg)
+    airlight = np.asarray(params.airlight, np.float32)
+    if airlights:
+        airlight = airlights[int(rng.integers(len(airlights)))] + rng.normal(0.0, AIRLIGHT_JITTER, 3)
+    airlight = np.clip(airlight, 0.0, 1.0).astype(np.float32)
+    hazy, t = scatter(clear, plausible_depth(clear, params, rng, cfg.variation), params.beta, airlight)
+    return {"img": hazy.astype(np.float16), "t": np.maximum(t, t_min).astype(np.float16), "A": airlight}
+
+
 class DistillState:
     """The student, its optimiser, schedule and weight average: the interface of
     :class:`~odcr_cli.tasks.train.state.TrainingState` that the loop uses."""
 
     def __init__(self, config: TrainConfig, distill: DistillConfig, generator: GeneratorConfig,
-                 entries: list[dict], teacher: dict, device: torch.device) -> None:
+                 entries: list[dict], teacher: dict, device: torch.device,
+                 start: dict[str, torch.Tensor] | None = None) -> None:
         self.config, self.distill, self.entries, self.teacher, self.device = config, distill, entries, teacher, device
         self.dist = Distributed()
         torch.manual_seed(config.seed)
         self.model = init_weights(ResnetGenerator(generator)).to(device)
+        if start is not None:  # --init: the student starts as that model
+            self.model.load_state_dict(start)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr, betas=(config.beta1, config.beta2))
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda it: lr_factor(it, config.iters, config.decay_fraction))
@@ -224,19 +262,40 @@ def distill(config: TrainConfig, settings: DistillConfig, resume: bool = False,
     t_min = float(teacher.get("t_min", GeneratorConfig().t_min))  # the teacher's floor of t
     student = GeneratorConfig(ngf=settings.ngf, n_blocks=settings.n_blocks, output="scattering", t_prior="dcp",
                               t_min=t_min, inference_side=settings.side)
-    state = DistillState(config, settings, student, cached["entries"], teacher, resolve_device(config.device))
+    init = None
+    if checkpoint is not None:
+        student = GeneratorConfig.from_dict(checkpoint["generator_config"])
+    elif settings.init:
+        init = _initial_student(settings.init)
+        student = init.config
+    state = DistillState(config, settings, student, cached["entries"], teacher, resolve_device(config.device),
+                         start=init.state_dict if init is not None else None)
     if checkpoint is not None:
         state.load_state_dict(checkpoint)
         say(f"resumed from iteration {state.iteration}")
+    elif init is not None:
+        say(f"the student starts as {init.source} ({init.config.ngf} wide, {init.config.n_blocks} blocks, "
+            f"run at {init.config.inference_side or MODEL_SIDE} px)")
     folder.write_config({"train": config.to_dict(), "distill": settings.to_dict(), "generator": student.to_dict(),
                          "teacher": teacher, "odcr_version": __version__, "device": str(state.device),
-                         "torch": torch.__version__})
+                         "torch": torch.__version__, **({"init_weights": init.record()} if init else {})})
     folder.update_report(say)
 
     def batches(iteration: int) -> tuple:
         return photo_at_side(iteration, state)
 
     return run_iterations(state, folder, batches, torch.zeros(0), cb, say, started, step=distill_step)
+
+
+def _initial_student(spec: str):
+    """--init's model as the student's start: a scattering model refining the dark-channel prior's
+    t, as the distillation's step reads it; a one-line TrainingError otherwise."""
+    init = load_initial_weights(spec)
+    if init.config.output != "scattering" or init.config.t_prior != "dcp":
+        raise TrainingError(f"--init {spec}: a student starts from a scattering model that refines the "
+                            f"dark-channel prior's t (as the bundled default does); this one's output is "
+                            f"{init.config.output}, its prior {init.config.t_prior}")
+    return init
 
 
 def _gather(paths: tuple[str, ...]) -> tuple[list[Path], int]:

@@ -3,7 +3,8 @@
 A recipe (``recipes/*.toml`` beside this module) is a whole training recipe: the model's shape,
 its losses beyond the ``--method`` preset's, and the schedule. ``scattering`` is the bundled
 default's, ``paper`` the ODCR paper's generator; ``fine-tune`` is the schedule ``--init`` lays
-over a recipe, ``distill`` that of ``odcr distill``. The command line and the Python API read the
+over a recipe, ``distill`` that of ``odcr distill``, and ``adapt`` what ``odcr distill --init``
+lays over it. The command line and the Python API read the
 same files and build the settings with the same function, lowest layer first:
 
     the dataclass fields  <  the recipe  <  fine-tune (with --init)  <  a --config file  <  typed
@@ -29,10 +30,12 @@ from odcr_cli.errors import TrainingError
 from odcr_cli.tasks.train.settings import TrainConfig
 
 RECIPE_DIR = Path(__file__).resolve().with_name("recipes")
-# the whole recipes (--recipe), the default first; the overlays are FINE_TUNE and DISTILL
+# the whole recipes (--recipe), the default first; the overlays are FINE_TUNE, DISTILL and ADAPT
+# (what odcr distill --init lays over DISTILL)
 RECIPES = ("scattering", "paper")
 FINE_TUNE = "fine-tune"
 DISTILL = "distill"
+ADAPT = "adapt"
 
 # What a recipe leaves to the command: the run's data and files, the machine, how it reports, where
 # this invocation stops; t_min is the method's floor (haze.constants) and stiefel_lr follows --lr.
@@ -57,7 +60,7 @@ def recipe_keys() -> frozenset[str]:
 
 def recipe_file(recipe: str | os.PathLike) -> Path:
     """A bundled recipe's file (by name) or the user's own (a path); a one-line TrainingError otherwise."""
-    if str(recipe) in (*RECIPES, FINE_TUNE, DISTILL):
+    if str(recipe) in (*RECIPES, FINE_TUNE, DISTILL, ADAPT):
         return RECIPE_DIR / f"{recipe}.toml"
     path = Path(recipe).expanduser()
     if not path.is_file():
@@ -65,11 +68,12 @@ def recipe_file(recipe: str | os.PathLike) -> Path:
     return path
 
 
-def load(recipe: str | os.PathLike) -> dict[str, object]:
-    """{flag's parameter name: value} of a recipe, as a settings file is read (:func:`read_settings`)."""
+def load(recipe: str | os.PathLike, names: set[str] | None = None) -> dict[str, object]:
+    """{flag's parameter name: value} of a recipe, as a settings file is read (:func:`read_settings`;
+    ``names``: a command's parameters, for a recipe that sets more than odcr train's)."""
     path = recipe_file(recipe)
     try:
-        return read_settings(path)
+        return read_settings(path, names)
     except ValueError as exc:
         raise TrainingError(f"--recipe {recipe}: {exc}") from None
 

@@ -105,19 +105,36 @@ class DistillConfig:
                                                          "(the teacher's t is carried to it).")
     side: int = flag(320, help="The side the student runs at in odcr dehaze (recorded in its weights).", min=64)
     synthetic: bool = flag(True, help="Also fit a synthetic hazy copy of each clear photo.")
+    # a fine-tune to the user's own haze (docs/scattering.md, "Your own dehazer"): the student starts
+    # as this model, and the synthetic copies teach it the truth of a haze like the user's
+    init: str = flag("", help="Start the student from this model (a bundled name, a weights file or a run "
+                              "folder), not afresh: its shape and side are kept (--ngf, --n-blocks and --side "
+                              "are not used), it is the teacher unless --teacher is given, and the schedule "
+                              "is a fine-tune's where not typed (recipes/adapt.toml: 600 steps at 2e-4, "
+                              "3 copies, side 320). With --truth: your own dehazer.")
+    truth: bool = flag(False, help="Fit the synthetic hazy copies to their own true t and airlight, not to the "
+                                   "teacher's answer: the haze drawn in the airlights of the hazy photos (as the "
+                                   "teacher estimates them) and --synth-beta dense.")
+    synth_beta: tuple[float, ...] = flag((0.5, 3.0), help="With --truth: range LO,HI of the synthetic haze's "
+                                                          "scattering coefficient beta (t at the far end: exp(-beta)).")
+    copies: int = flag(1, help="Synthetic hazy copies of each clear photo.", min=1)
 
     def __post_init__(self) -> None:
         if not self.sides or min(self.sides) < 64:
             raise TrainingError(f"--sides: expected sides of 64 px or more, got {','.join(map(str, self.sides))}")
+        lo_hi = self.synth_beta
+        if len(lo_hi) != 2 or not 0 <= lo_hi[0] <= lo_hi[1]:
+            raise TrainingError(f"--synth-beta: expected LO,HI with 0 <= LO <= HI, got {','.join(map(str, lo_hi))}")
 
     def to_dict(self) -> dict:
-        return {**asdict(self), "sides": list(self.sides)}
+        return {**asdict(self), "sides": list(self.sides), "synth_beta": list(self.synth_beta)}
 
     @classmethod
     def from_dict(cls, values: dict) -> "DistillConfig":
         kept = {f.name: values[f.name] for f in fields(cls) if f.name in values}
-        if "sides" in kept:
-            kept["sides"] = tuple(kept["sides"])
+        for name in ("sides", "synth_beta"):
+            if name in kept:
+                kept[name] = tuple(kept[name])
         return cls(**kept)
 
 
