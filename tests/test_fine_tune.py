@@ -247,6 +247,9 @@ def test_distill_init_truth_starts_as_the_model_and_fits_synthetic_haze_to_its_t
         thin = t > config.t_min + 0.05  # where t is not floored, the copy is the clear photo under that haze
         rebuilt = (img - airlight * (1 - t[..., None])) / t[..., None]
         assert np.abs(rebuilt - clear_photos[k % 2])[thin].mean() < 0.02
+    res = CliRunner().invoke(app, ["distill", "--init", str(model), "--truth", "--hazy", str(hazy),
+                                   "--out", str(tmp_path / "no_clear")])
+    assert res.exit_code == 2 and "--clear" in res.output and len(res.output.strip().splitlines()) == 1, res.output
 
 
 def test_a_resumed_distillation_follows_the_same_trajectory(pools, tmp_path) -> None:

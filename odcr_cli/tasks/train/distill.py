@@ -238,6 +238,8 @@ def distill(config: TrainConfig, settings: DistillConfig, resume: bool = False,
         raise TrainingError("odcr distill runs in one process; start it without torchrun")
     folder, say = RunFolder(Path(config.out)), cb.on_message
     check_options(config)
+    if settings.truth and not (settings.synthetic and config.clear) and not resume:
+        raise TrainingError("--truth fits synthetic haze made from clear photos: give --clear (and keep --synthetic)")
     checkpoint = folder.state_to_resume(resume, say)
     if checkpoint is not None:
         if checkpoint.get("format") != "odcr-distill-checkpoint":
