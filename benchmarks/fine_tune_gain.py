@@ -1,4 +1,4 @@
-"""What `odcr train --init` gains on a haze the bundled model has not seen, scored on photos the
+"""What a fine-tune of the bundled model gains on a haze it has not seen, scored on photos the
 fine-tune never saw (issue 31, item 2; docs/scattering.md, "Your own dehazer").
 
     python benchmarks/fine_tune_gain.py --work /tmp/ftgain [--route distill|train] [--iters N] [-- OPTIONS]

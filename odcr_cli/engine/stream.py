@@ -90,7 +90,7 @@ class DehazeStream:
 
     ``DehazeStream(dehazer, fps=25.0, config=StreamConfig())``; ``push(frame)`` takes an HxWx3
     uint8/uint16/float frame and returns the dehazed one (same shape and dtype);
-    ``estimate(rgb)`` and ``render(rgb, haze)`` are its two halves for pipelines that render on
+    ``estimate(rgb)`` and ``render(estimated)`` are its two halves for pipelines that render on
     threads. ``frames``, ``network_runs`` and ``cuts`` count what happened.
 
     A direct model (the paper's generator) has no haze to smooth: its frames are dehazed one by

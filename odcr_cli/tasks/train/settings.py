@@ -110,8 +110,8 @@ class DistillConfig:
     init: str = flag("", help="Start the student from this model (a bundled name, a weights file or a run "
                               "folder), not afresh: its shape and side are kept (--ngf, --n-blocks and --side "
                               "are not used), it is the teacher unless --teacher is given, and the schedule "
-                              "is a fine-tune's where not typed (recipes/adapt.toml: 600 steps at 2e-4, "
-                              "3 copies, side 320). With --truth: your own dehazer.")
+                              "is a fine-tune's where not typed (odcr_cli/tasks/train/recipes/adapt.toml). "
+                              "With --truth: your own dehazer.")
     truth: bool = flag(False, help="Fit the synthetic hazy copies to their own true t and airlight, not to the "
                                    "teacher's answer: the haze drawn in the airlights of the hazy photos (as the "
                                    "teacher estimates them) and --synth-beta dense.")
