@@ -21,7 +21,7 @@ frames (docs/video.md says why and how the settings were measured):
 5. the frame itself averaged over time along the camera's motion where the scene is static
    (``settle_seconds``): the codec's block noise and the sensor's grain change from frame to frame
    where the scene does not, and what is averaged away is not amplified by 1 / t;
-6. t carried to full resolution with the current frame as the guide, and J computed there, as
+6. t carried to full resolution with the frame of step 5 as the guide, and J computed there, as
    for photos (:func:`odcr_cli.haze.pipeline.render`).
 
 Steps 1-5 (:meth:`DehazeStream.estimate`) are sequential; step 6 (:meth:`DehazeStream.render`)
