@@ -21,13 +21,12 @@ from __future__ import annotations
 import argparse
 import json
 import resource
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
-from _paths import ARTIFACT_TOOL, TRAIN, VIDEO  # noqa: E402
+from _artifacts import artefact_summary  # noqa: E402
+from _paths import TRAIN, VIDEO  # noqa: E402
 from fine_tune_gain import _link_all, _odcr  # noqa: E402
 
 
@@ -49,16 +48,6 @@ def split_clip(clip: Path, work: Path, every: int) -> tuple[Path, Path]:
         for i, pixels in enumerate(part):
             Image.fromarray(pixels).save(folder / f"f{(start + i) * every:05d}.png")
     return first, second
-
-
-def artefacts(inputs: Path, outputs: Path) -> dict[str, list[float]]:
-    """The artefact tool's medians and worsts of ``outputs`` against ``inputs``: {name: [median, worst]}."""
-    done = subprocess.run([sys.executable, str(ARTIFACT_TOOL), str(inputs), str(outputs)],
-                          capture_output=True, text=True, check=True)
-    median, worst = done.stdout.strip().splitlines()[-1].split("median:")[1].split("; worst:")
-    read = lambda part: dict(zip(part.split()[::2], map(float, part.split()[1::2])))  # noqa: E731
-    m, w = read(median), read(worst)
-    return {k: [m[k], w[k]] for k in m}
 
 
 def sheet(second: Path, outs: list[Path], path: Path, count: int = 3, width: int = 480) -> None:
@@ -111,7 +100,7 @@ def main() -> None:
     for name, weights in (("odcr", []), ("tuned", ["--weights", str(run)])):
         out = work / f"out_{name}"
         _odcr("dehaze", str(second), "-o", str(out), "--ext", "png", "--skip-existing", "-q", *weights)
-        result.setdefault("artefacts", {})[name] = artefacts(second, out)
+        result.setdefault("artefacts", {})[name] = artefact_summary(second, out)
         outs.append(out)
     sheet(second, outs, work / "sheet.jpg")
     (work / "fine_tune_clip.json").write_text(json.dumps(result, indent=1))

@@ -46,7 +46,8 @@ from odcr_cli.engine.stream import DehazeStream, StreamConfig
 from odcr_cli.imaging.metrics import psnr, ssim_uint8
 from odcr_cli.files.imageio import read_rgb8
 from odcr_cli.tasks.evaluate.pairing import match_gt, pairs_from_dir
-from _paths import ARTIFACT_TOOL, DEV_PAIRS, VIDEO  # noqa: E402
+from _artifacts import artefact_summary  # noqa: E402
+from _paths import DEV_PAIRS, VIDEO  # noqa: E402
 
 FPS = 25.0
 # one pair of every subset and haze level, spread over the dev pairs
@@ -217,8 +218,6 @@ def real(args: argparse.Namespace) -> None:
 
 
 def noise(args: argparse.Namespace) -> None:
-    import subprocess
-
     from PIL import Image
 
     dz = Dehazer()
@@ -239,21 +238,10 @@ def noise(args: argparse.Namespace) -> None:
                 out = stream.push(frame)
                 if k in picks:
                     Image.fromarray(out).save(arm / f"f{k:04d}.png")
-            done = subprocess.run([sys.executable, str(ARTIFACT_TOOL), str(root / "input"), str(arm)],
-                                  capture_output=True, text=True, check=True)
-            v = _artifact_summary(done.stdout.strip().splitlines()[-1])
+            v = artefact_summary(root / "input", arm)
             print(f"| {name} | {seconds:g} | {v['luma-gain'][0]:.2f} / {v['luma-gain'][1]:.2f} | "
                   f"{v['chroma-gain'][0]:.2f} / {v['chroma-gain'][1]:.2f} | "
                   f"{v['block-gain'][0]:.2f} / {v['block-gain'][1]:.2f} |", flush=True)
-
-
-def _artifact_summary(line: str) -> dict[str, tuple[float, float]]:
-    """The artefact tool's last line ("n=.. median: name value ...; worst: name value ...") ->
-    {name: (median, worst)}."""
-    median, worst = line.split("median:")[1].split("; worst:")
-    read = lambda part: dict(zip(part.split()[::2], map(float, part.split()[1::2])))  # noqa: E731
-    m, w = read(median), read(worst)
-    return {k: (m[k], w[k]) for k in m}
 
 
 # -- speed ------------------------------------------------------------------------------------------
