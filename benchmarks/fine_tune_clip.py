@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 from _artifacts import artefact_summary  # noqa: E402
 from _paths import TRAIN, VIDEO  # noqa: E402
-from fine_tune_gain import _link_all, _odcr  # noqa: E402
+from fine_tune_gain import link_all, odcr  # noqa: E402
 
 
 def split_clip(clip: Path, work: Path, every: int) -> tuple[Path, Path]:
@@ -79,11 +79,11 @@ def main() -> None:
     first, second = split_clip(VIDEO / a.clip, work, a.every)
     pool = sorted(list_images(TRAIN / "clear"))
     pool = [pool[i] for i in np.random.default_rng(0).permutation(len(pool))][: a.clear_count]
-    clear = _link_all(pool, work / "clear")
+    clear = link_all(pool, work / "clear")
     run = work / "ft"
     started, cpu_before = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
     if not (run / "generator.safetensors").is_file():
-        _odcr("distill", "--init", "odcr", "--truth", "--hazy", str(first), "--clear", str(clear), "--out", str(run),
+        odcr("distill", "--init", "odcr", "--truth", "--hazy", str(first), "--clear", str(clear), "--out", str(run),
               "--log-every", "50", *[o for o in a.options if o != "--"])
     cpu_after = resource.getrusage(resource.RUSAGE_CHILDREN)
     result = {"clip": a.clip, "every": a.every, "frames": {"first": len(list(first.glob("*.png"))),
@@ -92,14 +92,14 @@ def main() -> None:
                   "wall_seconds_this_call": round(time.perf_counter() - started, 1),
                   "cpu_seconds_this_call": round((cpu_after.ru_utime - cpu_before.ru_utime)
                                                  + (cpu_after.ru_stime - cpu_before.ru_stime), 1)}}
-    _odcr("evaluate", "--hazy", str(second), "-m", "odcr", "-m", f"tuned={run / 'generator.safetensors'}", "-m", "input",
+    odcr("evaluate", "--hazy", str(second), "-m", "odcr", "-m", f"tuned={run / 'generator.safetensors'}", "-m", "input",
           "--latency-repeats", "0", "--json", str(work / "fade.json"), "-q")
     fade = json.loads((work / "fade.json").read_text())["methods"]
     result["fade_mean"] = {k: m["mean"]["fade"] for k, m in fade.items()}
     outs = []
     for name, weights in (("odcr", []), ("tuned", ["--weights", str(run)])):
         out = work / f"out_{name}"
-        _odcr("dehaze", str(second), "-o", str(out), "--ext", "png", "--skip-existing", "-q", *weights)
+        odcr("dehaze", str(second), "-o", str(out), "--ext", "png", "--skip-existing", "-q", *weights)
         result.setdefault("artefacts", {})[name] = artefact_summary(second, out)
         outs.append(out)
     sheet(second, outs, work / "sheet.jpg")

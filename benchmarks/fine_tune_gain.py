@@ -37,7 +37,7 @@ import numpy as np
 from _paths import DEV_PAIRS, ROOT, TRAIN  # noqa: E402
 
 
-def _link_all(files: list[Path], folder: Path, names: list[str] | None = None) -> Path:
+def link_all(files: list[Path], folder: Path, names: list[str] | None = None) -> Path:
     """A folder of symbolic links to ``files`` (the pools stay where they are, read-only)."""
     folder.mkdir(parents=True, exist_ok=True)
     for i, f in enumerate(files):
@@ -47,7 +47,7 @@ def _link_all(files: list[Path], folder: Path, names: list[str] | None = None) -
     return folder
 
 
-def _odcr(*args: str) -> None:
+def odcr(*args: str) -> None:
     cmd = [sys.executable, "-m", "odcr_cli", *args]
     print("$ odcr " + " ".join(args), flush=True)
     subprocess.run(cmd, check=True, cwd=ROOT)
@@ -82,7 +82,7 @@ def scores(pairs: Path, tuned: Path, out_json: Path, report: Path | None) -> dic
     """odcr evaluate of the bundled default and the fine-tuned model on ``pairs`` -> {method: means}."""
     args = ["evaluate", "--pairs", str(pairs), "-m", "odcr", "-m", f"tuned={tuned}", "--no-fade",
             "--latency-repeats", "0", "--json", str(out_json), "-q"]
-    _odcr(*args, *(["--report", str(report)] if report else []))
+    odcr(*args, *(["--report", str(report)] if report else []))
     data = json.loads(out_json.read_text())
     return {name: {k: m["mean"][k] for k in ("psnr", "ssim")} for name, m in data["methods"].items()}
 
@@ -112,9 +112,9 @@ def main() -> None:
     test = make_haze(held_out, work / "test_synth", 1, a)
     names = [f"p{i:03d}" for i in range(len(test))]
     pairs = work / "test_pairs"
-    _link_all([h for h, _ in test], pairs / "hazy", names)
-    _link_all([c for _, c in test], pairs / "gt", names)
-    clear_dir = _link_all(clear_pool, work / "train_clear")
+    link_all([h for h, _ in test], pairs / "hazy", names)
+    link_all([c for _, c in test], pairs / "gt", names)
+    clear_dir = link_all(clear_pool, work / "train_clear")
     run = work / "ft"
     if a.route == "train":
         small = ["--crop", "32", "--num-patches", "16", "--num-clear-patches", "16"] if a.tiny else []
@@ -124,7 +124,7 @@ def main() -> None:
     route = ["distill", "--truth"] if a.route == "distill" else ["train"]
     started, cpu_before = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
     if not (run / "generator.safetensors").is_file():
-        _odcr(*route, "--init", a.init, "--hazy", str(train_hazy[0][0].parent), "--clear", str(clear_dir),
+        odcr(*route, "--init", a.init, "--hazy", str(train_hazy[0][0].parent), "--clear", str(clear_dir),
               "--out", str(run), *iters, "--max-minutes", str(a.max_minutes), "--log-every", "25", *small,
               *train_options)
     train_seconds = time.perf_counter() - started

@@ -285,7 +285,7 @@ def speed_one(clip: Path, method: str, settle: float | None) -> None:
         result = dehaze_video(str(clip), str(Path(tmp) / "out.mp4"), dz, smoothing=smoothing)
         seconds = time.perf_counter() - started
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    label = method if settle is None or method == "dcp" else f"{method} settle {settle:g}"
+    label = method if settle is None else f"{method} settle {settle:g}"
     print(f"{clip.name} {label}: {result.frames} frames in {seconds:.1f} s = {result.frames / seconds:.1f} fps; "
           f"peak memory {peak:.0f} MB; network runs {result.network_runs}")
 

@@ -162,6 +162,13 @@ TRANSMISSION_TERMS_NEED_SCATTERING = ("the transmission terms (--lambda-dcp, --l
                                       "--lambda-density) need --output scattering")
 
 
+def check_synth_beta(lo_hi: tuple[float, ...]) -> None:
+    """A synthetic haze's --synth-beta range (odcr train's term, odcr distill --truth): LO,HI with
+    0 <= LO <= HI, or a ValueError saying so."""
+    if len(lo_hi) != 2 or not all(math.isfinite(b) for b in lo_hi) or not 0 <= lo_hi[0] <= lo_hi[1]:
+        raise ValueError(f"--synth-beta: expected LO,HI with 0 <= LO <= HI, got {','.join(map(str, lo_hi))}")
+
+
 def method_config(name: str, **overrides: Any) -> MethodConfig:
     """Preset of ``name`` with ``overrides`` (None values are ignored)."""
     presets = {
@@ -183,9 +190,7 @@ def method_config(name: str, **overrides: Any) -> MethodConfig:
         raise ValueError(f"unknown --idt {config.idt!r}")
     if config.weight_scale not in WEIGHT_SCALES:
         raise ValueError(f"unknown --weight-scale {config.weight_scale!r}; choose one of {', '.join(WEIGHT_SCALES)}")
-    lo_hi = config.synth_beta
-    if len(lo_hi) != 2 or not all(math.isfinite(b) for b in lo_hi) or not 0 <= lo_hi[0] <= lo_hi[1]:
-        raise ValueError(f"--synth-beta: expected LO,HI with 0 <= LO <= HI, got {','.join(map(str, lo_hi))}")
+    check_synth_beta(config.synth_beta)
     lo_hi = config.density_k
     if len(lo_hi) != 2 or not all(math.isfinite(k) for k in lo_hi) or not 0 < lo_hi[0] <= lo_hi[1]:
         raise ValueError(f"--density-k: expected LO,HI with 0 < LO <= HI, got {','.join(map(str, lo_hi))}")

@@ -13,7 +13,7 @@ import os
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Callable
 
-from odcr_cli.core.configs import GeneratorConfig, MethodConfig, flag
+from odcr_cli.core.configs import GeneratorConfig, MethodConfig, check_synth_beta, flag
 from odcr_cli.errors import TrainingError
 
 PREPROCESS = ("scale_shortside_crop", "resize_crop", "crop")
@@ -122,9 +122,10 @@ class DistillConfig:
     def __post_init__(self) -> None:
         if not self.sides or min(self.sides) < 64:
             raise TrainingError(f"--sides: expected sides of 64 px or more, got {','.join(map(str, self.sides))}")
-        lo_hi = self.synth_beta
-        if len(lo_hi) != 2 or not 0 <= lo_hi[0] <= lo_hi[1]:
-            raise TrainingError(f"--synth-beta: expected LO,HI with 0 <= LO <= HI, got {','.join(map(str, lo_hi))}")
+        try:
+            check_synth_beta(self.synth_beta)
+        except ValueError as exc:
+            raise TrainingError(str(exc)) from None
 
     def to_dict(self) -> dict:
         return {**asdict(self), "sides": list(self.sides), "synth_beta": list(self.synth_beta)}
