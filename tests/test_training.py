@@ -377,8 +377,7 @@ def test_synth_beta_sets_how_thick_the_synthetic_haze_is(pools) -> None:
 @pytest.mark.parametrize("typed", ["0,2.5", "0:2.5"])
 def test_synth_beta_is_typed_as_a_range(typed: str) -> None:
     """--synth-beta takes LO,HI and also LO:HI, the form odcr synth's --beta takes."""
-    from odcr_cli.core.configs import field_values, flag_fields, parameter_name
-    from odcr_cli.core.configs import MethodConfig
+    from odcr_cli.core.configs import MethodConfig, field_values, flag_fields, parameter_name
 
     given = {parameter_name(f): None for f in flag_fields(MethodConfig)} | {"synth_beta": typed}
     assert field_values(MethodConfig, given)["synth_beta"] == (0.0, 2.5)
@@ -567,8 +566,7 @@ def test_the_train_flags_are_the_settings_fields_with_a_help_text() -> None:
     those flags (beside its own --config, --recipe, --init, --resume and RUN), each with that help."""
     import typer
 
-    from odcr_cli.core.configs import flag_fields, parameter_name
-    from odcr_cli.core.configs import MethodConfig
+    from odcr_cli.core.configs import MethodConfig, flag_fields, parameter_name
 
     params = {p.name: p for p in typer.main.get_command(app).commands["train"].params}
     fields = [f for cls in (TrainConfig, GeneratorConfig, MethodConfig) for f in flag_fields(cls)]
@@ -584,8 +582,7 @@ def test_a_field_with_a_help_text_becomes_a_flag_with_its_type_and_default() -> 
     import typer
 
     from odcr_cli.cli.field_options import options, with_options
-    from odcr_cli.core.configs import field_values
-    from odcr_cli.core.configs import flag
+    from odcr_cli.core.configs import field_values, flag
 
     @dataclass(frozen=True)
     class Settings:

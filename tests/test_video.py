@@ -331,7 +331,7 @@ def test_the_stream_flickers_less_than_frame_by_frame_on_a_static_noisy_shot(met
 
 
 def test_the_stream_averages_a_static_shots_noise_and_takes_what_moves_at_once():
-    """The frame's own average along the motion (docs/video.md, step 5): the codec's and the
+    """The frame's own average along the motion (docs/video.md, step 6): the codec's and the
     sensor's noise, which differ from frame to frame, are not amplified in full; a thing that
     moves is the current frame's, with no trail of where it was."""
     import cv2

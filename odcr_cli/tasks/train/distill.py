@@ -52,7 +52,7 @@ from odcr_cli.haze.prior import dcp_transmission
 from odcr_cli.haze.transmission_torch import transmission_from_residual
 from odcr_cli.imaging.haze_synthesis import SynthConfig, plausible_depth, sample_params, scatter, synthesize
 from odcr_cli.tasks.train.data import gather_images, load_rgb
-from odcr_cli.tasks.train.fine_tune import load_initial_weights
+from odcr_cli.tasks.train.fine_tune import InitialWeights, load_initial_weights
 from odcr_cli.tasks.train.run_folder import RunFolder
 from odcr_cli.tasks.train.settings import (MAY_CHANGE_ON_RESUME, PER_INVOCATION, DistillConfig, TrainConfig,
                                            check_options)
@@ -289,7 +289,7 @@ def distill(config: TrainConfig, settings: DistillConfig, resume: bool = False,
     return run_iterations(state, folder, batches, torch.zeros(0), cb, say, started, step=distill_step)
 
 
-def _initial_student(spec: str):
+def _initial_student(spec: str) -> InitialWeights:
     """--init's model as the student's start: a scattering model refining the dark-channel prior's
     t, as the distillation's step reads it; a one-line TrainingError otherwise."""
     init = load_initial_weights(spec)
